@@ -1,0 +1,3 @@
+//! vrf-trainer: fit Variational Reward Factorization (VRF) personalised reward models with candle.
+
+pub mod vars;
