@@ -1,3 +1,24 @@
 //! vrf-trainer: fit Variational Reward Factorization (VRF) personalised reward models with candle.
+//!
+//! One module per concept: [`backbone`] (Qwen3), [`heads`] (basis rewards), [`encoder`]
+//! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`model`],
+//! [`data`] and [`synth`] (JSONL and the embedded benchmark), [`tokenize`], [`corpus`]
+//! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`].
 
+pub mod backbone;
+pub mod bases;
+pub mod checkpoint;
+pub mod config;
+pub mod corpus;
+pub mod data;
+pub mod encoder;
+pub mod eval;
+pub mod heads;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod run;
+pub mod synth;
+pub mod tokenize;
+pub mod train;
 pub mod vars;

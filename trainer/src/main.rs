@@ -1,1 +1,340 @@
-fn main(){}
+//! `vrf-trainer`: generate the synthetic benchmark, fit VRF (and the BT baseline), evaluate.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use vrf_trainer::checkpoint::{read_json, write_json};
+use vrf_trainer::config::{BackboneSource, BaseInit, Method, Objective, Pooling, Prior, RunConfig, Schedule};
+use vrf_trainer::eval::{format_report, EvalReport};
+use vrf_trainer::run::{device, eval_run, fit_run, FitOptions};
+use vrf_trainer::synth::{generate, SynthConfig};
+
+#[derive(Parser)]
+#[command(name = "vrf-trainer", version, about = "Train and evaluate VRF personalised reward models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Fit a model (default: VRF and the BT baseline on the embedded synthetic benchmark).
+    Fit(Box<FitArgs>),
+    /// Re-evaluate a trained run directory and rewrite its eval.json.
+    Eval {
+        /// Run directory (holds config.json and checkpoint/).
+        #[arg(long)]
+        run: PathBuf,
+        /// Evaluate on this JSONL instead of the run's own data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// cpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// CPU threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Write the synthetic PersonalLLM-style benchmark (SPEC §6) as JSONL.
+    Synth(SynthArgs),
+}
+
+#[derive(Args, Clone)]
+struct SynthArgs {
+    /// Output JSONL path.
+    #[arg(long, default_value = "data/synth.jsonl")]
+    out: PathBuf,
+    /// Seen (training) users.
+    #[arg(long, default_value_t = 200)]
+    seen_users: usize,
+    /// Unseen (held-out) users.
+    #[arg(long, default_value_t = 200)]
+    unseen_users: usize,
+    /// Dirichlet concentration α of user weights (0.1 very diverse … 10 near uniform).
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct FitArgs {
+    /// Training/eval JSONL (SPEC §7); default: the synthetic benchmark, generated into OUT.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output directory (one sub-directory per method).
+    #[arg(long, default_value = "runs/default")]
+    out: PathBuf,
+    /// Model to fit.
+    #[arg(long, value_enum, default_value = "vrf")]
+    method: Method,
+    /// Also fit the BT baseline with the same backbone, data and budget (`none` to skip).
+    #[arg(long, default_value = "bt", value_parser = ["bt", "none"])]
+    baseline: String,
+    /// Start from this JSON config (fields as in a run's config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
+    #[arg(long, default_value = "tiny")]
+    backbone: String,
+    /// cpu or cuda (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Continue an interrupted run in OUT.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Synthetic data: α of the default benchmark.
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f64,
+    /// Synthetic data: seen users.
+    #[arg(long, default_value_t = 200)]
+    seen_users: usize,
+    /// Synthetic data: unseen users.
+    #[arg(long, default_value_t = 200)]
+    unseen_users: usize,
+    /// Synthetic data: generator seed.
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    #[command(flatten)]
+    hp: Overrides,
+}
+
+/// Hyperparameter overrides; unset flags keep the config's value.
+#[derive(Args)]
+struct Overrides {
+    /// Training seed (init, batches, noise).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// CPU threads for candle.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Learning-rate multiplier of encoder, bases and free user logits.
+    #[arg(long)]
+    latent_lr_mult: Option<f64>,
+    /// Number of bases K.
+    #[arg(long)]
+    k: Option<usize>,
+    /// Latent dimension d.
+    #[arg(long)]
+    d: Option<usize>,
+    /// Softmax temperature τ.
+    #[arg(long)]
+    tau: Option<f64>,
+    /// KL weight β (0 = ablation c).
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Diversity weight λ_div (0 = ablation b).
+    #[arg(long)]
+    lambda_div: Option<f64>,
+    /// Diversity margin δ.
+    #[arg(long)]
+    delta: Option<f64>,
+    /// va or bt (ablation a).
+    #[arg(long, value_enum)]
+    objective: Option<Objective>,
+    /// mog or std-normal (ablation d).
+    #[arg(long, value_enum)]
+    prior: Option<Prior>,
+    /// pog or mean (ablation e).
+    #[arg(long, value_enum)]
+    pooling: Option<Pooling>,
+    /// end-to-end or staged.
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    /// Give the encoder each reference pair's Δφ.
+    #[arg(long)]
+    enc_phi: Option<bool>,
+    /// Remedy: KL warm-up fraction.
+    #[arg(long)]
+    kl_warmup: Option<f64>,
+    /// Remedy: margin from the initial basis spread.
+    #[arg(long)]
+    delta_auto: Option<bool>,
+    /// Remedy: basis-reward correlation penalty weight.
+    #[arg(long)]
+    lambda_phi: Option<f64>,
+    /// Remedy: usage-balancing weight.
+    #[arg(long)]
+    lambda_bal: Option<f64>,
+    /// Remedy: weight-entropy weight.
+    #[arg(long)]
+    lambda_ent: Option<f64>,
+    /// randn or orthogonal basis means.
+    #[arg(long, value_enum)]
+    base_init: Option<BaseInit>,
+    /// Stage-2 epochs (staged fit).
+    #[arg(long)]
+    s2_epochs: Option<usize>,
+    /// Stage-3 epochs (staged fit).
+    #[arg(long)]
+    s3_epochs: Option<usize>,
+    /// Users per step (end to end).
+    #[arg(long)]
+    users_per_step: Option<usize>,
+    /// Prompts per step (BT and stage 1).
+    #[arg(long)]
+    prompts_per_step: Option<usize>,
+    /// Maximum tokens per text.
+    #[arg(long)]
+    max_len: Option<usize>,
+}
+
+impl Overrides {
+    fn apply(&self, c: &mut RunConfig) {
+        macro_rules! set {
+            ($flag:expr, $field:expr) => {
+                if let Some(v) = $flag {
+                    $field = v;
+                }
+            };
+        }
+        set!(self.seed, c.train.seed);
+        set!(self.threads, c.train.threads);
+        set!(self.epochs, c.train.epochs);
+        set!(self.lr, c.train.lr);
+        set!(self.latent_lr_mult, c.train.latent_lr_mult);
+        set!(self.k, c.model.k);
+        set!(self.d, c.model.d);
+        set!(self.tau, c.model.tau);
+        set!(self.beta, c.loss.beta);
+        set!(self.lambda_div, c.loss.lambda_div);
+        set!(self.delta, c.loss.delta);
+        set!(self.objective, c.loss.objective);
+        set!(self.prior, c.loss.prior);
+        set!(self.pooling, c.model.pooling);
+        set!(self.schedule, c.train.schedule);
+        set!(self.enc_phi, c.model.enc_phi);
+        set!(self.kl_warmup, c.loss.kl_warmup);
+        set!(self.delta_auto, c.loss.delta_auto);
+        set!(self.lambda_phi, c.loss.lambda_phi);
+        set!(self.lambda_bal, c.loss.lambda_bal);
+        set!(self.lambda_ent, c.loss.lambda_ent);
+        set!(self.base_init, c.model.base_init);
+        set!(self.s2_epochs, c.train.s2_epochs);
+        set!(self.s3_epochs, c.train.s3_epochs);
+        set!(self.users_per_step, c.train.users_per_step);
+        set!(self.prompts_per_step, c.train.prompts_per_step);
+        set!(self.max_len, c.train.max_len);
+    }
+}
+
+/// candle's CPU kernels size their pool from RAYON_NUM_THREADS; set it before any is created.
+fn set_threads(n: usize) {
+    std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+}
+
+fn synth(a: &SynthArgs) -> anyhow::Result<()> {
+    let cfg = SynthConfig { seen_users: a.seen_users, unseen_users: a.unseen_users, alpha: a.alpha, seed: a.seed, ..Default::default() };
+    let s = generate(&cfg)?;
+    vrf_trainer::data::write_jsonl(&a.out, &s.triplets).with_context(|| format!("writing {}", a.out.display()))?;
+    println!("wrote {} triplets to {}", s.triplets.len(), a.out.display());
+    Ok(())
+}
+
+fn fit(a: &FitArgs) -> anyhow::Result<()> {
+    let mut cfg: RunConfig = match &a.config {
+        Some(p) => read_json(p)?,
+        None => RunConfig::default(),
+    };
+    a.hp.apply(&mut cfg);
+    cfg.method = a.method;
+    if a.backbone != "tiny" {
+        cfg.backbone = BackboneSource::Hf { path: a.backbone.clone() };
+    }
+    cfg.validate()?;
+    set_threads(cfg.train.threads);
+    let dev = device(&a.device)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let data = match &a.data {
+        Some(p) => p.clone(),
+        None => {
+            let p = a.out.join("data.jsonl");
+            if !p.exists() {
+                synth(&SynthArgs {
+                    out: p.clone(),
+                    seen_users: a.seen_users,
+                    unseen_users: a.unseen_users,
+                    alpha: a.alpha,
+                    seed: a.data_seed,
+                })?;
+            }
+            p
+        }
+    };
+    let mut methods = vec![a.method];
+    if a.baseline == "bt" && a.method != Method::Bt {
+        methods.push(Method::Bt);
+    }
+    let opts = FitOptions { resume: a.resume, progress: !a.quiet };
+    let mut reports: Vec<(EvalReport, f64)> = Vec::new();
+    for m in methods {
+        let mut c = cfg.clone();
+        c.method = m;
+        let dir = a.out.join(m.name());
+        eprintln!("== fitting {} into {}", m.name().to_uppercase(), dir.display());
+        let t0 = Instant::now();
+        let r = fit_run(&dir, &c, &data, &dev, &opts).with_context(|| format!("fitting {}", dir.display()))?;
+        let secs = t0.elapsed().as_secs_f64();
+        print!("{}", format_report(&r));
+        println!("     ({secs:.0} s on {} thread(s))", cfg.train.threads);
+        reports.push((r, secs));
+    }
+    print_summary(&a.out, &reports)?;
+    Ok(())
+}
+
+fn print_summary(out: &Path, reports: &[(EvalReport, f64)]) -> anyhow::Result<()> {
+    let pct = |x: f64| format!("{:.2}", 100.0 * x);
+    println!("\n| method | seen | unseen | overall | gain seen | gain unseen | top bases | w entropy | φ corr | time |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (r, secs) in reports {
+        let (gs, gu, tb, we, pc) = match &r.collapse {
+            Some(c) => (
+                format!("{:+.2}", 100.0 * c.seen_gain),
+                format!("{:+.2}", 100.0 * c.unseen_gain),
+                c.distinct_top_bases.to_string(),
+                format!("{:.3}", c.weight_entropy),
+                format!("{:.3}", c.basis_reward_correlation),
+            ),
+            None => ("–".into(), "–".into(), "–".into(), "–".into(), "–".into()),
+        };
+        println!(
+            "| {} | {} | {} | {} | {gs} | {gu} | {tb} | {we} | {pc} | {secs:.0} s |",
+            r.method.to_uppercase(),
+            pct(r.seen_accuracy),
+            pct(r.unseen_accuracy),
+            pct(r.overall_accuracy)
+        );
+    }
+    let summary: Vec<&EvalReport> = reports.iter().map(|(r, _)| r).collect();
+    write_json(&out.join("summary.json"), &summary)?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.cmd {
+        Cmd::Synth(a) => synth(a),
+        Cmd::Fit(a) => fit(a),
+        Cmd::Eval { run, data, device: d, threads } => {
+            set_threads(*threads);
+            let dev = device(d)?;
+            let r = eval_run(run, data.as_deref(), &dev)?;
+            print!("{}", format_report(&r));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Run directories: atomic file writes, checkpoints (safetensors + JSON) and resume.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::optim::AdamW;
+use crate::vars::SeededVarMap;
+
+/// Errors reading or writing a run directory.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Filesystem error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file that does not parse.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor-library error while saving or loading.
+    #[error("{path}: {source}")]
+    Tensor {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: candle_core::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Serialises `value` as pretty JSON to `path`, atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
+    let s = serde_json::to_vec_pretty(value)
+        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(path, &s)
+}
+
+/// Reads JSON from `path`, naming the file on error.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CheckpointError> {
+    let s = fs::read(path).map_err(io(path))?;
+    serde_json::from_slice(&s).map_err(|e| CheckpointError::Format { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// Saves named tensors as safetensors, atomically.
+pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
+    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.clone(), v.clone())), None)
+        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads every tensor of a safetensors file onto `device`.
+pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    candle_core::safetensors::load(path, device).map_err(|source| CheckpointError::Tensor { path: path.to_path_buf(), source })
+}
+
+/// Where training stands; saved next to the weights.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Current stage name (`e2e`, `s1`, `s2`, `s3`, `bt`, `done`).
+    pub stage: String,
+    /// Steps completed in the current stage.
+    pub step: usize,
+    /// Steps completed in all stages.
+    pub global_step: usize,
+    /// Stages already finished, in order.
+    pub finished: Vec<String>,
+    /// Stage 2's chosen stopping epoch (held-out seen users), once known.
+    pub s2_best_epoch: Option<usize>,
+    /// The seed-derived δ after `delta_auto`, once fixed.
+    pub delta: Option<f64>,
+}
+
+/// The directory of a checkpoint inside a run directory.
+pub fn checkpoint_dir(run: &Path) -> PathBuf {
+    run.join("checkpoint")
+}
+
+/// Saves weights, optimiser moments and state into `RUN/checkpoint/`, replacing it atomically.
+pub fn save_checkpoint(run: &Path, vars: &SeededVarMap, opt: Option<&AdamW>, state: &TrainState) -> Result<(), CheckpointError> {
+    let final_dir = checkpoint_dir(run);
+    let tmp = run.join("checkpoint.tmp");
+    let old = run.join("checkpoint.old");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let weights: HashMap<String, Tensor> =
+        vars.all_named().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+    save_tensors(&tmp.join("model.safetensors"), &weights)?;
+    if let Some(opt) = opt {
+        save_tensors(&tmp.join("optim.safetensors"), &opt.state())?;
+    }
+    write_json(&tmp.join("state.json"), &(state, opt.map(|o| o.t).unwrap_or(0)))?;
+    if final_dir.exists() {
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
+    }
+    fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// A checkpoint read back from disk.
+pub struct Checkpoint {
+    /// Model weights by name.
+    pub weights: HashMap<String, Tensor>,
+    /// Optimiser moments (empty when none were saved).
+    pub optim: HashMap<String, Tensor>,
+    /// Optimiser step count.
+    pub optim_t: usize,
+    /// Training state.
+    pub state: TrainState,
+}
+
+/// Loads `RUN/checkpoint/` (or the previous one if a save was interrupted between renames).
+pub fn load_checkpoint(run: &Path, device: &Device) -> Result<Option<Checkpoint>, CheckpointError> {
+    let mut dir = checkpoint_dir(run);
+    if !dir.join("state.json").exists() {
+        dir = run.join("checkpoint.old");
+        if !dir.join("state.json").exists() {
+            return Ok(None);
+        }
+    }
+    let (state, optim_t): (TrainState, usize) = read_json(&dir.join("state.json"))?;
+    let weights = load_tensors(&dir.join("model.safetensors"), device)?;
+    let op = dir.join("optim.safetensors");
+    let optim = if op.exists() { load_tensors(&op, device)? } else { HashMap::new() };
+    Ok(Some(Checkpoint { weights, optim, optim_t, state }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.json");
+        write_json(&p, &vec![1, 2, 3]).unwrap();
+        write_json(&p, &vec![4]).unwrap();
+        let back: Vec<i32> = read_json(&p).unwrap();
+        assert_eq!(back, vec![4]);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        let err = read_json::<Vec<i32>>(&d.path().join("missing.json")).unwrap_err();
+        assert!(err.to_string().contains("missing.json"));
+    }
+
+    #[test]
+    fn checkpoint_round_trip() -> candle_core::Result<()> {
+        let d = tempfile::tempdir().unwrap();
+        let dev = Device::Cpu;
+        let vars = SeededVarMap::new(3);
+        let vb = vars.builder(&dev);
+        let w = vb.get_with_hints((2, 3), "w", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let state = TrainState { stage: "s1".into(), step: 5, global_step: 5, ..Default::default() };
+        save_checkpoint(d.path(), &vars, None, &state).unwrap();
+        save_checkpoint(d.path(), &vars, None, &state).unwrap();
+        let ck = load_checkpoint(d.path(), &dev).unwrap().unwrap();
+        assert_eq!(ck.state, state);
+        assert_eq!(ck.weights["w"].to_vec2::<f32>()?, w.to_vec2::<f32>()?);
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! Every knob of a run, with the SPEC §2–3 defaults, serialised with the run.
+//!
+//! The five ablations of the paper (SPEC §3) and the collapse remedies (SPEC §3b) are all
+//! switches here; the CLI only overrides fields of [`RunConfig`].
+
+use serde::{Deserialize, Serialize};
+
+/// Which model is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Variational Reward Factorization (K basis rewards, per-user Gaussian posterior).
+    Vrf,
+    /// Baseline: one reward head, plain Bradley–Terry, same backbone, data and budget.
+    Bt,
+}
+
+impl Method {
+    /// Lower-case name as used in files and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Vrf => "vrf",
+            Method::Bt => "bt",
+        }
+    }
+}
+
+/// How the VRF model is fitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// SPEC §3 as written: encoder → PoG → W₂ → softmax trained end to end with L_VA + L_div + KL.
+    EndToEnd,
+    /// SPEC §3b remedy: (1) free per-user weights specialise the bases, (2) the encoder is
+    /// distilled to those weights by KL on random reference subsets, (3) optional end to end.
+    Staged,
+}
+
+/// Training objective on a target pair (ablation (a)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Variance-attenuated Bradley–Terry (Eq. 8, MacKay).
+    Va,
+    /// Plain Bradley–Terry on μ_Δ (ablation (a)).
+    Bt,
+}
+
+/// Prior of the KL term (ablation (d)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prior {
+    /// Mixture of the K Gaussian bases (SPEC §3).
+    Mog,
+    /// Standard normal N(0, I) (ablation (d)).
+    StdNormal,
+}
+
+/// How per-pair Gaussians are combined into a user posterior (ablation (e)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Product of Gaussians (Eq. 5).
+    Pog,
+    /// Mean of means and of variances (ablation (e)).
+    Mean,
+}
+
+/// Initialisation of the basis means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseInit {
+    /// m_k ~ N(0, I), log s_k² = 0.
+    Randn,
+    /// m_k = r·e_(k mod d) (orthogonal, pairwise W₂² = 2r²), log s_k² = 0 (SPEC §3b remedy).
+    Orthogonal,
+}
+
+/// Shape of the VRF model downstream of the backbone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Number of basis rewards / Gaussian bases.
+    pub k: usize,
+    /// Latent dimension.
+    pub d: usize,
+    /// Softmax temperature on −W₂²/d.
+    pub tau: f64,
+    /// Append the reference pair's detached Δφ to the encoder's pair feature (SPEC §2 extension).
+    pub enc_phi: bool,
+    /// Ablation (e): product of Gaussians or mean pooling.
+    pub pooling: Pooling,
+    /// Initialisation of the basis means.
+    pub base_init: BaseInit,
+    /// Radius r for orthogonal basis initialisation.
+    pub base_radius: f64,
+    /// Scale applied to the encoder's μ output (matches the encoder to the bases' scale).
+    pub mu_scale: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            k: 8,
+            d: 32,
+            tau: 1.0,
+            enc_phi: false,
+            pooling: Pooling::Pog,
+            base_init: BaseInit::Randn,
+            base_radius: 3.0,
+            mu_scale: 1.0,
+        }
+    }
+}
+
+/// Loss terms and their weights (SPEC §3) plus the §3b remedy switches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Ablation (a): variance-attenuated or plain Bradley–Terry.
+    pub objective: Objective,
+    /// Weight of the basis-diversity hinge; 0 is ablation (b).
+    pub lambda_div: f64,
+    /// Margin δ of the hinge on W₂²(b_k, b_j)/d.
+    pub delta: f64,
+    /// Remedy: set δ at the start of training to `delta_auto_scale` × the mean initial pairwise
+    /// W₂²/d, so the hinge is active from the first step.
+    pub delta_auto: bool,
+    /// Multiplier used by `delta_auto`.
+    pub delta_auto_scale: f64,
+    /// Weight β of the KL to the prior; 0 is ablation (c).
+    pub beta: f64,
+    /// Ablation (d): mixture-of-bases prior or N(0, I).
+    pub prior: Prior,
+    /// Monte Carlo samples for E_q[log p(z)].
+    pub kl_samples: usize,
+    /// Remedy: fraction of steps with β = 0, followed by a linear ramp of equal length.
+    pub kl_warmup: f64,
+    /// Remedy: weight of the basis-reward correlation penalty (mean squared off-diagonal batch
+    /// correlation of the K basis rewards).
+    pub lambda_phi: f64,
+    /// Remedy: weight of basis-usage balancing, KL(mean batch weights ‖ uniform).
+    pub lambda_bal: f64,
+    /// Remedy: weight of the per-user weight entropy (sharpens each user's weights).
+    pub lambda_ent: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            objective: Objective::Va,
+            lambda_div: 1.0,
+            delta: 1.0,
+            delta_auto: false,
+            delta_auto_scale: 1.5,
+            beta: 0.01,
+            prior: Prior::Mog,
+            kl_samples: 1,
+            kl_warmup: 0.0,
+            lambda_phi: 0.0,
+            lambda_bal: 0.0,
+            lambda_ent: 0.0,
+        }
+    }
+}
+
+/// Optimisation settings shared by all stages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Fit schedule for VRF (ignored by BT).
+    pub schedule: Schedule,
+    /// Peak learning rate of backbone and heads.
+    pub lr: f64,
+    /// Remedy: learning-rate multiplier for the encoder, bases and free user logits.
+    pub latent_lr_mult: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Fraction of steps of linear warm-up before the cosine decay.
+    pub warmup: f64,
+    /// Global gradient-norm clip (0 disables).
+    pub grad_clip: f64,
+    /// Epochs over the seen users (end to end) or over the training pairs (stage 1, BT).
+    pub epochs: usize,
+    /// Users per step (end to end).
+    pub users_per_step: usize,
+    /// Target pairs sampled per user per step (end to end).
+    pub targets_per_user: usize,
+    /// Prompts per step in prompt-grouped batches (stage 1 and BT): every training pair on
+    /// those prompts is in the step, so each response is embedded once.
+    pub prompts_per_step: usize,
+    /// Stage 1: also apply the loss to the users' reference pairs.
+    pub s1_use_ref: bool,
+    /// Stage 2 epochs of encoder distillation (frozen backbone and heads).
+    pub s2_epochs: usize,
+    /// Stage 2 learning rate.
+    pub s2_lr: f64,
+    /// Stage 2 users per step.
+    pub s2_users_per_step: usize,
+    /// Stage 2: smallest random reference subset shown for a user.
+    pub s2_min_refs: usize,
+    /// Stage 3 (end to end after staging) epochs; 0 skips it.
+    pub s3_epochs: usize,
+    /// Fraction of seen users held out of stage 2 to choose its stopping point.
+    pub holdout_frac: f64,
+    /// Evaluate every this many steps during training (0: only at the end).
+    pub eval_every: usize,
+    /// Seed of initialisation, batch order and Monte Carlo noise.
+    pub seed: u64,
+    /// CPU threads for candle.
+    pub threads: usize,
+    /// Maximum tokens per (prompt, response); longer inputs are truncated from the left.
+    pub max_len: usize,
+    /// Largest number of sequences in one backbone call at evaluation.
+    pub eval_batch: usize,
+    /// Save a checkpoint every this many steps (0: only at stage ends).
+    pub checkpoint_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            schedule: Schedule::EndToEnd,
+            lr: 1e-3,
+            latent_lr_mult: 1.0,
+            weight_decay: 0.01,
+            warmup: 0.05,
+            grad_clip: 1.0,
+            epochs: 3,
+            users_per_step: 8,
+            targets_per_user: 8,
+            prompts_per_step: 4,
+            s1_use_ref: true,
+            s2_epochs: 100,
+            s2_lr: 1e-2,
+            s2_users_per_step: 32,
+            s2_min_refs: 1,
+            s3_epochs: 0,
+            holdout_frac: 0.1,
+            eval_every: 0,
+            seed: 0,
+            threads: 1,
+            max_len: 128,
+            eval_batch: 64,
+            checkpoint_every: 200,
+        }
+    }
+}
+
+/// Where the backbone comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum BackboneSource {
+    /// The tiny from-scratch Qwen3 (CPU default); vocabulary from the tokenizer.
+    Tiny,
+    /// A Hugging Face directory (config.json, safetensors, tokenizer.json).
+    Hf {
+        /// The directory.
+        path: String,
+    },
+}
+
+/// Everything that defines a run; written to `DIR/config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// VRF or the BT baseline.
+    pub method: Method,
+    /// Backbone source.
+    pub backbone: BackboneSource,
+    /// Text template with `{prompt}` and `{response}`.
+    pub template: String,
+    /// Model shape.
+    pub model: ModelConfig,
+    /// Loss terms.
+    pub loss: LossConfig,
+    /// Optimisation.
+    pub train: TrainConfig,
+}
+
+/// Qwen-style chat template used for the synthetic benchmark and as default.
+pub const DEFAULT_TEMPLATE: &str =
+    "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>";
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::Vrf,
+            backbone: BackboneSource::Tiny,
+            template: DEFAULT_TEMPLATE.to_string(),
+            model: ModelConfig::default(),
+            loss: LossConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {field}: {reason}")]
+pub struct ConfigError {
+    /// The offending field, as a dotted path.
+    pub field: &'static str,
+    /// Why it is invalid.
+    pub reason: String,
+}
+
+impl RunConfig {
+    /// Checks values that would otherwise fail deep inside training.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: &str| Err(ConfigError { field, reason: reason.to_string() });
+        let m = &self.model;
+        let l = &self.loss;
+        let t = &self.train;
+        if m.k == 0 {
+            return err("model.k", "must be at least 1");
+        }
+        if m.d == 0 {
+            return err("model.d", "must be at least 1");
+        }
+        if !(m.tau > 0.0) {
+            return err("model.tau", "must be positive");
+        }
+        if !(m.mu_scale > 0.0) {
+            return err("model.mu_scale", "must be positive");
+        }
+        if l.kl_samples == 0 {
+            return err("loss.kl_samples", "must be at least 1");
+        }
+        for (f, v) in [
+            ("loss.lambda_div", l.lambda_div),
+            ("loss.beta", l.beta),
+            ("loss.lambda_phi", l.lambda_phi),
+            ("loss.lambda_bal", l.lambda_bal),
+            ("loss.lambda_ent", l.lambda_ent),
+            ("train.weight_decay", t.weight_decay),
+            ("train.grad_clip", t.grad_clip),
+        ] {
+            if !(v >= 0.0) || !v.is_finite() {
+                return err(f, "must be a finite number ≥ 0");
+            }
+        }
+        if !(0.0..=1.0).contains(&l.kl_warmup) || !(0.0..1.0).contains(&t.warmup) {
+            return err("loss.kl_warmup / train.warmup", "must be a fraction in [0, 1)");
+        }
+        if !(0.0..0.9).contains(&t.holdout_frac) {
+            return err("train.holdout_frac", "must be in [0, 0.9)");
+        }
+        if !(t.lr > 0.0) || !(t.s2_lr > 0.0) || !(t.latent_lr_mult > 0.0) {
+            return err("train.lr", "learning rates must be positive");
+        }
+        if t.users_per_step == 0 || t.targets_per_user == 0 || t.prompts_per_step == 0 {
+            return err("train.*_per_step", "batch sizes must be at least 1");
+        }
+        if t.s2_users_per_step == 0 || t.s2_min_refs == 0 {
+            return err("train.s2_*", "stage 2 batch sizes must be at least 1");
+        }
+        if t.threads == 0 {
+            return err("train.threads", "must be at least 1");
+        }
+        if t.max_len < 2 {
+            return err("train.max_len", "must be at least 2 tokens");
+        }
+        if t.eval_batch == 0 {
+            return err("train.eval_batch", "must be at least 1");
+        }
+        if !self.template.contains("{prompt}") || !self.template.contains("{response}") {
+            return err("template", "must contain {prompt} and {response}");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let c = RunConfig::default();
+        c.validate().unwrap();
+        let s = serde_json::to_string(&c).unwrap();
+        let back: RunConfig = serde_json::from_str(&s).unwrap();
+        assert_eq!(c, back);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let mut c = RunConfig::default();
+        c.model.tau = 0.0;
+        assert!(c.validate().unwrap_err().to_string().contains("model.tau"));
+        let mut c = RunConfig::default();
+        c.loss.beta = f64::NAN;
+        assert!(c.validate().unwrap_err().to_string().contains("loss.beta"));
+        let bad = r#"{"model": {"k": 4, "kk": 3}}"#;
+        assert!(serde_json::from_str::<RunConfig>(bad).is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! Tokenised unique texts of a dataset and the padded batches the backbone consumes.
+//!
+//! Every `(prompt, response)` is tokenised once; a step embeds each unique text it needs once,
+//! however many pairs and users share it.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Result, Tensor};
+
+use crate::data::{Dataset, TextIndex};
+use crate::model::RewardModel;
+use crate::tokenize::{TextEncoder, TokenizeError};
+
+/// Token ids of every unique text of a dataset.
+pub struct Corpus {
+    /// Unique texts and each triplet's chosen/rejected text index.
+    pub index: TextIndex,
+    /// Token ids per unique text (already left-truncated to the maximum length).
+    pub tokens: Vec<Vec<u32>>,
+    /// Padding id (right padding).
+    pub pad_id: u32,
+    /// How many texts were longer than the maximum length and lost their beginning.
+    pub truncated: usize,
+}
+
+impl Corpus {
+    /// Tokenises every unique text of `ds` with `enc`.
+    pub fn build(ds: &Dataset, enc: &TextEncoder) -> std::result::Result<Self, TokenizeError> {
+        let index = ds.texts();
+        let mut tokens = Vec::with_capacity(index.texts.len());
+        let mut truncated = 0;
+        for chunk in index.texts.chunks(512) {
+            let pairs: Vec<(&str, &str)> = chunk.iter().map(|(p, r)| (p.as_str(), r.as_str())).collect();
+            let b = enc.encode_batch(&pairs)?;
+            truncated += b.truncated;
+            for (row, &len) in b.lengths.iter().enumerate() {
+                tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
+            }
+        }
+        Ok(Self { index, tokens, pad_id: enc.pad_id, truncated })
+    }
+
+    /// Right-padded ids `[B, L]` (u32) and lengths for the given unique texts.
+    pub fn batch(&self, texts: &[usize], dev: &Device) -> Result<(Tensor, Vec<usize>)> {
+        let lengths: Vec<usize> = texts.iter().map(|&t| self.tokens[t].len()).collect();
+        let l = lengths.iter().copied().max().unwrap_or(1).max(1);
+        let mut ids = vec![self.pad_id; texts.len() * l];
+        for (row, &t) in texts.iter().enumerate() {
+            ids[row * l..row * l + self.tokens[t].len()].copy_from_slice(&self.tokens[t]);
+        }
+        Ok((Tensor::from_vec(ids, (texts.len(), l), dev)?, lengths))
+    }
+
+    /// Pooled states `[n, H]` of `texts` in chunks of similar length, detached (no training).
+    pub fn embed(&self, model: &RewardModel, texts: &[usize], chunk: usize) -> Result<Tensor> {
+        let h = model.backbone_cfg.hidden_size;
+        if texts.is_empty() {
+            return Tensor::zeros((0, h), candle_core::DType::F32, &model.device);
+        }
+        // Sorting by length keeps padding small; the result is put back in the caller's order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| self.tokens[texts[i]].len());
+        let mut parts = Vec::new();
+        for c in order.chunks(chunk.max(1)) {
+            let ids: Vec<usize> = c.iter().map(|&i| texts[i]).collect();
+            let (x, lens) = self.batch(&ids, &model.device)?;
+            parts.push(model.embed(&x, &lens)?.detach());
+        }
+        let sorted = Tensor::cat(&parts, 0)?;
+        let mut inverse = vec![0u32; texts.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            inverse[i] = pos as u32;
+        }
+        let inv = Tensor::from_vec(inverse, texts.len(), &model.device)?;
+        sorted.index_select(&inv, 0)
+    }
+}
+
+/// Unique ids in first-appearance order and, for each input, its position in that list.
+pub fn dedup(ids: &[usize]) -> (Vec<usize>, Vec<u32>) {
+    let mut uniq = Vec::new();
+    let mut pos: HashMap<usize, u32> = HashMap::new();
+    let at = ids
+        .iter()
+        .map(|&i| {
+            *pos.entry(i).or_insert_with(|| {
+                uniq.push(i);
+                (uniq.len() - 1) as u32
+            })
+        })
+        .collect();
+    (uniq, at)
+}
+
+/// Rows `idx` of `t` (a u32 index tensor built on `t`'s device).
+pub fn rows(t: &Tensor, idx: &[u32]) -> Result<Tensor> {
+    let i = Tensor::from_vec(idx.to_vec(), idx.len(), t.device())?;
+    t.index_select(&i, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_positions() {
+        let (u, p) = dedup(&[5, 3, 5, 9, 3]);
+        assert_eq!(u, vec![5, 3, 9]);
+        assert_eq!(p, vec![0, 1, 0, 2, 1]);
+    }
+}

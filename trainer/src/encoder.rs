@@ -1,0 +1,93 @@
+//! Variational encoder and the pooling of per-pair Gaussians into a user posterior (SPEC §2).
+//!
+//! The encoder's inputs are detached backbone features, so it never sends gradient into the
+//! backbone. Pooling is written with a [users × pairs] assignment matrix so that a whole batch of
+//! users is pooled by two matmuls.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use crate::config::Pooling;
+
+/// Pair feature `[(e_c + e_r)/2 ; e_c − e_r (; Δφ)]` for M pairs: `[M, 2H (+K)]`.
+pub fn pair_features(e_c: &Tensor, e_r: &Tensor, dphi: Option<&Tensor>) -> Result<Tensor> {
+    let mean = ((e_c + e_r)? * 0.5)?;
+    let diff = (e_c - e_r)?;
+    match dphi {
+        Some(dp) => Tensor::cat(&[&mean, &diff, dp], D::Minus1),
+        None => Tensor::cat(&[&mean, &diff], D::Minus1),
+    }
+}
+
+/// MLP `in → H → 2d` (gelu) giving each pair's μ_i and bounded log σ_i².
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    pub(crate) l1: Linear,
+    pub(crate) l2: Linear,
+    d: usize,
+    mu_scale: f64,
+}
+
+impl Encoder {
+    /// Builds the encoder under `vb` (`l1`, `l2`).
+    pub fn new(input: usize, hidden: usize, d: usize, mu_scale: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { l1: linear(input, hidden, vb.pp("l1"))?, l2: linear(hidden, 2 * d, vb.pp("l2"))?, d, mu_scale })
+    }
+
+    /// Latent dimension d.
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    /// Per-pair `(μ_i, ℓ_i)`, each `[M, d]`, with ℓ bounded smoothly to [−10, 10].
+    pub fn forward(&self, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let out = self.l2.forward(&self.l1.forward(h)?.gelu_erf()?)?;
+        let mu = out.narrow(D::Minus1, 0, self.d)?;
+        let mu = if self.mu_scale == 1.0 { mu } else { (mu * self.mu_scale)? };
+        let l = out.narrow(D::Minus1, self.d, self.d)?;
+        let l = ((l / 10.0)?.tanh()? * 10.0)?;
+        Ok((mu, l))
+    }
+}
+
+/// One-hot `[users, pairs]` matrix assigning pair i to user `seg[i]`.
+pub fn assignment(seg: &[usize], n_users: usize, dev: &Device) -> Result<Tensor> {
+    let mut a = vec![0f32; n_users * seg.len()];
+    for (i, &u) in seg.iter().enumerate() {
+        a[u * seg.len() + i] = 1.0;
+    }
+    Tensor::from_vec(a, (n_users, seg.len()), dev)
+}
+
+/// Pools per-pair Gaussians into per-user `(μ_u, σ_u²)`, each `[users, d]`.
+///
+/// PoG (Eq. 5): λ = Σ exp(−ℓ_i), σ² = 1/λ, μ = σ² Σ exp(−ℓ_i) μ_i. Mean pooling (ablation e):
+/// the mean of μ_i and the mean of σ_i².
+pub fn pool(mu: &Tensor, logvar: &Tensor, assign: &Tensor, pooling: Pooling) -> Result<(Tensor, Tensor)> {
+    match pooling {
+        Pooling::Pog => {
+            let prec = logvar.neg()?.exp()?;
+            let lam = assign.matmul(&prec)?;
+            let eta = assign.matmul(&(&prec * mu)?)?;
+            let var = lam.recip()?;
+            let mean = (&var * eta)?;
+            Ok((mean, var))
+        }
+        Pooling::Mean => {
+            let counts = assign.sum_keepdim(D::Minus1)?;
+            let mean = assign.matmul(mu)?.broadcast_div(&counts)?;
+            let var = assign.matmul(&logvar.exp()?)?.broadcast_div(&counts)?;
+            Ok((mean, var))
+        }
+    }
+}
+
+/// Segment ids for users with `lens[u]` pairs each.
+pub fn segments(lens: &[usize]) -> Vec<usize> {
+    lens.iter().enumerate().flat_map(|(u, &n)| std::iter::repeat_n(u, n)).collect()
+}
+
+/// Float tensor helper used by tests and callers that build inputs on the host.
+pub fn host_tensor(v: Vec<f32>, shape: (usize, usize), dev: &Device) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, dev)?.to_dtype(DType::F32)
+}

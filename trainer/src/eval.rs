@@ -1,0 +1,304 @@
+//! Evaluation (SPEC §5) and the collapse diagnostics (SPEC §3b).
+//!
+//! Seen users are scored with the posterior from their reference set (the one cached for
+//! export), unseen users with the posterior from theirs, both in one encoder pass.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Result, Tensor, D};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Method;
+use crate::corpus::{dedup, rows, Corpus};
+use crate::data::Dataset;
+use crate::loss;
+use crate::model::RewardModel;
+use crate::train::mean_offdiag_corr;
+
+/// Numbers of the collapse diagnostics (VRF only).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Collapse {
+    /// Seen accuracy with uniform weights w = 1/K (same model).
+    pub seen_uniform_accuracy: f64,
+    /// Unseen accuracy with uniform weights.
+    pub unseen_uniform_accuracy: f64,
+    /// Personalisation gain for seen users: learned minus uniform accuracy.
+    pub seen_gain: f64,
+    /// Personalisation gain for unseen users.
+    pub unseen_gain: f64,
+    /// Number of distinct top bases over all evaluated users.
+    pub distinct_top_bases: usize,
+    /// How many users have each basis as their top basis.
+    pub top_basis_histogram: Vec<usize>,
+    /// Mean normalised entropy of users' weights (1 = uniform, 0 = one-hot).
+    pub weight_entropy: f64,
+    /// Mean pairwise correlation of the K basis rewards over eval responses.
+    pub basis_reward_correlation: f64,
+    /// Mean user uncertainty (mean σ²) of seen and unseen users.
+    pub mean_uncertainty: f64,
+}
+
+/// The result of an evaluation; written to `DIR/eval.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalReport {
+    /// `vrf` or `bt`.
+    pub method: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Pairwise accuracy on seen users' eval triplets (fraction).
+    pub seen_accuracy: f64,
+    /// Pairwise accuracy on unseen users' eval triplets (fraction).
+    pub unseen_accuracy: f64,
+    /// Macro-average of seen and unseen.
+    pub overall_accuracy: f64,
+    /// Eval pairs of seen users.
+    pub seen_pairs: usize,
+    /// Eval pairs of unseen users.
+    pub unseen_pairs: usize,
+    /// Seen users evaluated.
+    pub seen_users: usize,
+    /// Unseen users evaluated.
+    pub unseen_users: usize,
+    /// Collapse diagnostics (VRF only).
+    pub collapse: Option<Collapse>,
+    /// Unseen accuracy with only k random reference pairs per user: (k, accuracy).
+    pub few_shot: Vec<(usize, f64)>,
+    /// Texts truncated to the maximum length (from the left).
+    pub truncated_texts: usize,
+}
+
+/// A seen user's cached posterior.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UserPosterior {
+    /// User id.
+    pub id: String,
+    /// μ_u.
+    pub mean: Vec<f32>,
+    /// σ_u².
+    pub var: Vec<f32>,
+    /// w_u over the K bases.
+    pub weights: Vec<f32>,
+    /// Mean of σ_u².
+    pub uncertainty: f32,
+}
+
+/// Frozen features of the texts evaluation needs.
+struct Features {
+    pos: HashMap<usize, u32>,
+    e: Tensor,
+    phi: Tensor,
+}
+
+fn accuracy(mu_d: &Tensor) -> Result<f64> {
+    if mu_d.elem_count() == 0 {
+        return Ok(f64::NAN);
+    }
+    Ok(mu_d.gt(0.0)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64)
+}
+
+impl Features {
+    fn pair_rows(&self, corpus: &Corpus, tr: &[usize]) -> (Vec<u32>, Vec<u32>) {
+        let idx = &corpus.index;
+        (tr.iter().map(|&i| self.pos[&idx.chosen_text[i]]).collect(), tr.iter().map(|&i| self.pos[&idx.rejected_text[i]]).collect())
+    }
+
+    fn delta(&self, corpus: &Corpus, tr: &[usize]) -> Result<Tensor> {
+        let (c, r) = self.pair_rows(corpus, tr);
+        rows(&self.phi, &c)? - rows(&self.phi, &r)?
+    }
+}
+
+/// Posterior `(μ, σ², w)` of a group of users from the given reference triplets per user.
+fn posteriors(model: &RewardModel, f: &Features, corpus: &Corpus, refs: &[Vec<usize>]) -> Result<(Tensor, Tensor, Tensor)> {
+    let tr: Vec<usize> = refs.iter().flatten().copied().collect();
+    let seg: Vec<usize> = refs.iter().enumerate().flat_map(|(u, r)| std::iter::repeat_n(u, r.len())).collect();
+    let (c, r) = f.pair_rows(corpus, &tr);
+    let feats = model.ref_features(&rows(&f.e, &c)?, &rows(&f.e, &r)?)?;
+    let (mu, var) = model.posterior(&feats, &seg, refs.len())?;
+    let w = model.bases()?.weights(&mu, &var)?;
+    Ok((mu, var, w))
+}
+
+/// Accuracy of users' weights `w` `[U, K]` on their eval triplets.
+fn group_accuracy(f: &Features, corpus: &Corpus, evals: &[Vec<usize>], w: &Tensor) -> Result<f64> {
+    let tr: Vec<usize> = evals.iter().flatten().copied().collect();
+    let seg: Vec<u32> = evals.iter().enumerate().flat_map(|(u, r)| std::iter::repeat_n(u as u32, r.len())).collect();
+    let delta = f.delta(corpus, &tr)?;
+    let (mu_d, _) = loss::moments(&rows(w, &seg)?, &delta)?;
+    accuracy(&mu_d)
+}
+
+/// Evaluates `model` per SPEC §5; returns the report and the seen users' posteriors.
+pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(EvalReport, Vec<UserPosterior>)> {
+    let cfg = &model.cfg;
+    let idx = &corpus.index;
+    let mut need = Vec::new();
+    for u in &ds.users {
+        for &i in u.refs.iter().chain(u.evals.iter()) {
+            need.push(idx.chosen_text[i]);
+            need.push(idx.rejected_text[i]);
+        }
+    }
+    let (uniq, _) = dedup(&need);
+    let e = corpus.embed(model, &uniq, cfg.train.eval_batch)?;
+    let phi = model.phi(&e)?.detach();
+    let pos = uniq.iter().enumerate().map(|(i, &t)| (t, i as u32)).collect();
+    let f = Features { pos, e, phi };
+
+    let evals_of = |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].evals.clone()).collect() };
+    let refs_of = |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].refs.clone()).collect() };
+    let count = |g: &[usize]| g.iter().map(|&u| ds.users[u].evals.len()).sum::<usize>();
+    let mut report = EvalReport {
+        method: cfg.method.name().into(),
+        seed: cfg.train.seed,
+        seen_accuracy: f64::NAN,
+        unseen_accuracy: f64::NAN,
+        overall_accuracy: f64::NAN,
+        seen_pairs: count(&ds.seen),
+        unseen_pairs: count(&ds.unseen),
+        seen_users: ds.seen.len(),
+        unseen_users: ds.unseen.len(),
+        collapse: None,
+        few_shot: vec![],
+        truncated_texts: corpus.truncated,
+    };
+    let mut cached = Vec::new();
+    match cfg.method {
+        Method::Bt => {
+            let acc = |g: &[usize]| -> Result<f64> {
+                let tr: Vec<usize> = evals_of(g).into_iter().flatten().collect();
+                accuracy(&f.delta(corpus, &tr)?.squeeze(D::Minus1)?)
+            };
+            report.seen_accuracy = acc(&ds.seen)?;
+            report.unseen_accuracy = acc(&ds.unseen)?;
+        }
+        Method::Vrf => {
+            let k = cfg.model.k;
+            let mut tops = vec![0usize; k];
+            let (mut ent_sum, mut unc_sum, mut n_users) = (0.0, 0.0, 0usize);
+            let mut acc = [f64::NAN; 2];
+            let mut uni = [f64::NAN; 2];
+            for (gi, group) in [&ds.seen, &ds.unseen].into_iter().enumerate() {
+                if group.is_empty() {
+                    continue;
+                }
+                let (mu, var, w) = posteriors(model, &f, corpus, &refs_of(group))?;
+                let evals = evals_of(group);
+                acc[gi] = group_accuracy(&f, corpus, &evals, &w)?;
+                let uniform = Tensor::ones(w.dims(), DType::F32, w.device())?.affine(1.0 / k as f64, 0.0)?;
+                uni[gi] = group_accuracy(&f, corpus, &evals, &uniform)?;
+                let (mu_v, var_v, w_v) = (mu.to_vec2::<f32>()?, var.to_vec2::<f32>()?, w.to_vec2::<f32>()?);
+                for (ui, &u) in group.iter().enumerate() {
+                    let wu = &w_v[ui];
+                    let top = wu.iter().enumerate().fold(0, |b, (i, v)| if *v > wu[b] { i } else { b });
+                    tops[top] += 1;
+                    let h: f64 = wu.iter().map(|&p| if p > 0.0 { -(p as f64) * (p as f64).ln() } else { 0.0 }).sum();
+                    ent_sum += if k > 1 { h / (k as f64).ln() } else { 0.0 };
+                    let unc = var_v[ui].iter().sum::<f32>() / var_v[ui].len() as f32;
+                    unc_sum += unc as f64;
+                    n_users += 1;
+                    if gi == 0 {
+                        cached.push(UserPosterior {
+                            id: ds.users[u].id.clone(),
+                            mean: mu_v[ui].clone(),
+                            var: var_v[ui].clone(),
+                            weights: wu.clone(),
+                            uncertainty: unc,
+                        });
+                    }
+                }
+            }
+            report.seen_accuracy = acc[0];
+            report.unseen_accuracy = acc[1];
+            // Correlation over eval responses only.
+            let mut eval_texts = Vec::new();
+            for u in &ds.users {
+                for &i in &u.evals {
+                    eval_texts.push(f.pos[&idx.chosen_text[i]]);
+                    eval_texts.push(f.pos[&idx.rejected_text[i]]);
+                }
+            }
+            let (eval_rows, _) = dedup(&eval_texts.iter().map(|&x| x as usize).collect::<Vec<_>>());
+            let eval_rows: Vec<u32> = eval_rows.into_iter().map(|x| x as u32).collect();
+            report.collapse = Some(Collapse {
+                seen_uniform_accuracy: uni[0],
+                unseen_uniform_accuracy: uni[1],
+                seen_gain: acc[0] - uni[0],
+                unseen_gain: acc[1] - uni[1],
+                distinct_top_bases: tops.iter().filter(|&&c| c > 0).count(),
+                top_basis_histogram: tops,
+                weight_entropy: ent_sum / n_users.max(1) as f64,
+                basis_reward_correlation: mean_offdiag_corr(&rows(&f.phi, &eval_rows)?)?,
+                mean_uncertainty: unc_sum / n_users.max(1) as f64,
+            });
+            // Few-shot curve for unseen users: k random reference pairs each (fixed seed).
+            if !ds.unseen.is_empty() {
+                let max_refs = ds.unseen.iter().map(|&u| ds.users[u].refs.len()).max().unwrap_or(0);
+                let evals = evals_of(&ds.unseen);
+                for kk in [1usize, 3, 5, 9].into_iter().filter(|&kk| kk <= max_refs) {
+                    let mut rng = ChaCha8Rng::seed_from_u64(1234 + kk as u64);
+                    let refs: Vec<Vec<usize>> = ds
+                        .unseen
+                        .iter()
+                        .map(|&u| {
+                            let mut r = ds.users[u].refs.clone();
+                            r.shuffle(&mut rng);
+                            r.truncate(kk);
+                            r
+                        })
+                        .collect();
+                    let (_, _, w) = posteriors(model, &f, corpus, &refs)?;
+                    report.few_shot.push((kk, group_accuracy(&f, corpus, &evals, &w)?));
+                }
+            }
+        }
+    }
+    report.overall_accuracy = macro_average(report.seen_accuracy, report.unseen_accuracy);
+    Ok((report, cached))
+}
+
+/// Macro-average of the seen and unseen accuracies, ignoring a missing group.
+pub fn macro_average(seen: f64, unseen: f64) -> f64 {
+    match (seen.is_nan(), unseen.is_nan()) {
+        (false, false) => (seen + unseen) / 2.0,
+        (false, true) => seen,
+        (true, false) => unseen,
+        (true, true) => f64::NAN,
+    }
+}
+
+/// A one-run table of the report, for the terminal.
+pub fn format_report(r: &EvalReport) -> String {
+    let pct = |x: f64| if x.is_nan() { "   n/a".to_string() } else { format!("{:6.2}", 100.0 * x) };
+    let mut s = format!(
+        "{:<4} seen {} ({} pairs)  unseen {} ({} pairs)  overall {}\n",
+        r.method.to_uppercase(),
+        pct(r.seen_accuracy),
+        r.seen_pairs,
+        pct(r.unseen_accuracy),
+        r.unseen_pairs,
+        pct(r.overall_accuracy)
+    );
+    if let Some(c) = &r.collapse {
+        s += &format!(
+            "     uniform-w seen {} unseen {}  gain seen {:+.2} unseen {:+.2} pt\n     top bases used {} {:?}  weight entropy {:.3}  basis-reward corr {:.3}  uncertainty {:.4}\n",
+            pct(c.seen_uniform_accuracy),
+            pct(c.unseen_uniform_accuracy),
+            100.0 * c.seen_gain,
+            100.0 * c.unseen_gain,
+            c.distinct_top_bases,
+            c.top_basis_histogram,
+            c.weight_entropy,
+            c.basis_reward_correlation,
+            c.mean_uncertainty
+        );
+    }
+    if !r.few_shot.is_empty() {
+        let fs: Vec<String> = r.few_shot.iter().map(|(k, a)| format!("k={k}: {}", pct(*a).trim())).collect();
+        s += &format!("     unseen few-shot {}\n", fs.join("  "));
+    }
+    s
+}

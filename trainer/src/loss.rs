@@ -1,0 +1,74 @@
+//! Loss terms on basis-reward differences (SPEC §3) and the collapse remedies (SPEC §3b).
+
+use std::f64::consts::PI;
+
+use candle_core::{Result, Tensor, D};
+
+use crate::config::Objective;
+
+/// Moment matching (Eq. 7): μ_Δ = Σ_k w_k Δ_k, σ_Δ² = Σ_k w_k (Δ_k − μ_Δ)², each `[T]`.
+pub fn moments(w: &Tensor, delta: &Tensor) -> Result<(Tensor, Tensor)> {
+    let mu = (w * delta)?.sum(D::Minus1)?;
+    let dev = delta.broadcast_sub(&mu.unsqueeze(1)?)?;
+    let var = (w * dev.sqr()?)?.sum(D::Minus1)?;
+    Ok((mu, var))
+}
+
+/// softplus(x) = max(x, 0) + log(1 + exp(−|x|)), stable for large |x|.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// MacKay's attenuated logit z = μ_Δ / sqrt(1 + π σ_Δ²/8).
+pub fn attenuated_logit(mu: &Tensor, var: &Tensor) -> Result<Tensor> {
+    mu / ((var * (PI / 8.0))? + 1.0)?.sqrt()?
+}
+
+/// Per-pair loss `[T]`: L_VA = softplus(−z) (Eq. 8), or plain BT softplus(−μ_Δ) (ablation a).
+pub fn pair_loss(w: &Tensor, delta: &Tensor, objective: Objective) -> Result<Tensor> {
+    let (mu, var) = moments(w, delta)?;
+    match objective {
+        Objective::Va => softplus(&attenuated_logit(&mu, &var)?.neg()?),
+        Objective::Bt => softplus(&mu.neg()?),
+    }
+}
+
+/// Plain Bradley–Terry loss for a scalar reward difference `[T]`: softplus(−Δ).
+pub fn bt_loss(delta: &Tensor) -> Result<Tensor> {
+    softplus(&delta.neg()?)
+}
+
+/// Mean squared off-diagonal correlation of the K basis rewards over a batch `phi` `[N, K]`.
+///
+/// Remedy for heads that collapse onto one reward; 0 when K = 1 or N < 2.
+pub fn phi_correlation_penalty(phi: &Tensor) -> Result<Tensor> {
+    let (n, k) = phi.dims2()?;
+    if k < 2 || n < 2 {
+        return Tensor::zeros((), phi.dtype(), phi.device());
+    }
+    let c = phi.broadcast_sub(&phi.mean_keepdim(0)?)?;
+    let norm = (c.sqr()?.sum_keepdim(0)?.sqrt()? + 1e-6)?;
+    let c = c.broadcast_div(&norm)?;
+    let corr = c.t()?.matmul(&c)?; // [K,K], diagonal ≈ 1
+    let eye = Tensor::eye(k, phi.dtype(), phi.device())?;
+    let off = (corr * (eye.neg()? + 1.0)?)?;
+    off.sqr()?.sum_all()? / (k * (k - 1)) as f64
+}
+
+/// Usage balancing: KL(mean batch weights ‖ uniform) = log K + Σ w̄ log w̄ (≥ 0).
+pub fn usage_balance(w: &Tensor) -> Result<Tensor> {
+    let k = w.dim(D::Minus1)?;
+    let wbar = w.mean(0)?;
+    (&wbar * (&wbar + 1e-12)?.log()?)?.sum_all()? + (k as f64).ln()
+}
+
+/// Mean per-user entropy of the weights, −Σ w log w (minimised to sharpen users' weights).
+pub fn weight_entropy(w: &Tensor) -> Result<Tensor> {
+    (w * (w + 1e-12)?.log()?)?.sum(D::Minus1)?.neg()?.mean_all()
+}
+
+/// Distillation loss KL(w_target ‖ w) per user, mean over users, from `log_w` `[U, K]`.
+pub fn distill_kl(w_target: &Tensor, log_w: &Tensor) -> Result<Tensor> {
+    let lt = (w_target + 1e-12)?.log()?;
+    (w_target * (lt - log_w)?)?.sum(D::Minus1)?.mean_all()
+}

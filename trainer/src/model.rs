@@ -1,0 +1,113 @@
+//! The full reward model: backbone → basis heads, and (VRF) encoder → pooling → bases → weights.
+
+use candle_core::{Device, Result, Tensor};
+
+use crate::backbone::{Qwen3, Qwen3Config};
+use crate::bases::Bases;
+use crate::config::{BaseInit, Method, RunConfig};
+use crate::encoder::{assignment, pair_features, pool, Encoder};
+use crate::heads::BasisHeads;
+use crate::vars::SeededVarMap;
+
+/// Variable-name prefixes of the model's parts (HF names for the backbone).
+pub mod prefix {
+    /// Qwen3 backbone (Hugging Face tensor names).
+    pub const BACKBONE: &str = "model.";
+    /// Basis-reward heads (or the BT head).
+    pub const HEADS: &str = "heads.";
+    /// Variational encoder.
+    pub const ENCODER: &str = "encoder.";
+    /// Gaussian bases.
+    pub const BASES: &str = "bases.";
+    /// Free per-seen-user logits of the staged fit's first stage.
+    pub const FREE: &str = "free_logits";
+}
+
+/// A VRF or BT reward model over a Qwen3 backbone; weights live in a [`SeededVarMap`].
+pub struct RewardModel {
+    /// The run's configuration.
+    pub cfg: RunConfig,
+    /// Backbone configuration.
+    pub backbone_cfg: Qwen3Config,
+    /// Qwen3 backbone.
+    pub backbone: Qwen3,
+    /// Basis-reward heads (K = 1 for BT).
+    pub heads: BasisHeads,
+    /// Encoder (VRF only).
+    pub encoder: Option<Encoder>,
+    /// Gaussian bases (VRF only).
+    pub bases: Option<Bases>,
+    /// Free per-seen-user logits `[n_seen, K]` (staged VRF only).
+    pub free_logits: Option<Tensor>,
+    /// All trainable variables.
+    pub vars: SeededVarMap,
+    /// Compute device.
+    pub device: Device,
+}
+
+impl RewardModel {
+    /// Builds the model; variables already in `vars` (loaded weights) are used as they are,
+    /// missing ones are initialised from the run's seed.
+    pub fn new(cfg: &RunConfig, backbone_cfg: Qwen3Config, vars: SeededVarMap, n_free: usize, device: &Device) -> Result<Self> {
+        let vb = vars.builder(device);
+        let h = backbone_cfg.hidden_size;
+        let backbone = Qwen3::new(&backbone_cfg, vb.clone())?;
+        let k = match cfg.method {
+            Method::Vrf => cfg.model.k,
+            Method::Bt => 1,
+        };
+        let heads = BasisHeads::new(h, k, vb.pp("heads"))?;
+        let (mut encoder, mut bases, mut free_logits) = (None, None, None);
+        if cfg.method == Method::Vrf {
+            let m = &cfg.model;
+            let input = 2 * h + if m.enc_phi { m.k } else { 0 };
+            encoder = Some(Encoder::new(input, h, m.d, m.mu_scale, vb.pp("encoder"))?);
+            let fresh = !vars.varmap.data().lock().expect("varmap lock").contains_key("bases.means");
+            let b = Bases::new(m, vb.pp("bases"))?;
+            if fresh && m.base_init == BaseInit::Orthogonal {
+                // In-place set: the tensor held by `b` shares the variable's storage.
+                vars.insert("bases.means", Bases::orthogonal_means(m.k, m.d, m.base_radius, device)?)?;
+            }
+            bases = Some(b);
+            if n_free > 0 {
+                free_logits =
+                    Some(vb.get_with_hints((n_free, m.k), prefix::FREE, candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 })?);
+            }
+        }
+        Ok(Self { cfg: cfg.clone(), backbone_cfg, backbone, heads, encoder, bases, free_logits, vars, device: device.clone() })
+    }
+
+    /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`.
+    pub fn embed(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        self.backbone.pooled(ids, lengths)
+    }
+
+    /// Basis rewards φ `[N, K]` (K = 1 for BT).
+    pub fn phi(&self, e: &Tensor) -> Result<Tensor> {
+        self.heads.forward(e)
+    }
+
+    /// Encoder input for reference pairs from (chosen, rejected) states `[M, H]`; detached.
+    pub fn ref_features(&self, e_c: &Tensor, e_r: &Tensor) -> Result<Tensor> {
+        let (e_c, e_r) = (e_c.detach(), e_r.detach());
+        if self.cfg.model.enc_phi {
+            let dphi = (self.phi(&e_c)? - self.phi(&e_r)?)?.detach();
+            pair_features(&e_c, &e_r, Some(&dphi))
+        } else {
+            pair_features(&e_c, &e_r, None)
+        }
+    }
+
+    /// User posteriors `(μ_u, σ_u²)` `[U, d]` from reference features `[M, F]`, pair i → user seg[i].
+    pub fn posterior(&self, feats: &Tensor, seg: &[usize], n_users: usize) -> Result<(Tensor, Tensor)> {
+        let enc = self.encoder.as_ref().ok_or_else(|| candle_core::Error::Msg("BT model has no encoder".into()))?;
+        let (mu, logvar) = enc.forward(feats)?;
+        let a = assignment(seg, n_users, &self.device)?;
+        pool(&mu, &logvar, &a, self.cfg.model.pooling)
+    }
+
+    /// The bases (VRF only).
+    pub fn bases(&self) -> Result<&Bases> {
+        self.bases.as_ref().ok_or_else(|| candle_core::Error::Msg("BT model has no bases".into()))
+    }
+}

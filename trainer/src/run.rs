@@ -1,0 +1,184 @@
+//! A run directory from start to finish: tokenizer, backbone, fit, evaluation, saved results.
+//!
+//! Layout of `DIR`: `config.json` (the [`RunConfig`]), `run.json` (data path), `tokenizer.json`,
+//! `backbone_config.json` (HF Qwen3 config), `checkpoint/` (weights, optimiser, state),
+//! `metrics.jsonl`, `eval.json`, `posteriors.json` (cached seen-user posteriors).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::backbone::{load_hf_dir, Qwen3Config};
+use crate::checkpoint::{load_checkpoint, read_json, write_json};
+use crate::config::{BackboneSource, RunConfig};
+use crate::corpus::Corpus;
+use crate::data::Dataset;
+use crate::eval::{evaluate, EvalReport, UserPosterior};
+use crate::model::RewardModel;
+use crate::tokenize::{train_bpe, TextEncoder, TextTemplate, DEFAULT_VOCAB_SIZE};
+use crate::train::{free_logit_count, Trainer};
+use crate::vars::SeededVarMap;
+
+/// Where a run's data came from; written to `DIR/run.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The JSONL file the run trained and evaluates on.
+    pub data: PathBuf,
+}
+
+/// The cached seen-user posteriors; written to `DIR/posteriors.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Posteriors {
+    /// Number of bases.
+    pub k: usize,
+    /// Latent dimension.
+    pub d: usize,
+    /// One entry per seen user, sorted by id.
+    pub users: Vec<UserPosterior>,
+}
+
+/// Picks the compute device; `cuda` needs the `cuda` feature.
+pub fn device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            #[cfg(feature = "cuda")]
+            {
+                Device::new_cuda(0).context("opening CUDA device 0")
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                bail!(
+                    "this vrf-trainer was built without CUDA support; rebuild with \
+                     `cargo build --release -p vrf-trainer --features cuda` (needs the CUDA toolkit with nvcc) \
+                     or use --device cpu"
+                )
+            }
+        }
+        other => bail!("unknown device {other:?}: use cpu or cuda"),
+    }
+}
+
+/// Everything needed to train or evaluate: data, text encoder, tokenised corpus, model.
+pub struct Prepared {
+    /// The dataset.
+    pub ds: Dataset,
+    /// Tokenizer + template.
+    pub encoder: TextEncoder,
+    /// Tokenised unique texts.
+    pub corpus: Corpus,
+    /// The model (weights from the checkpoint when one exists).
+    pub model: RewardModel,
+}
+
+/// Loads (or, for a new run, creates) the tokenizer, backbone and model of run `dir`.
+pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> anyhow::Result<Prepared> {
+    cfg.validate()?;
+    let ds = Dataset::load(data).with_context(|| format!("loading data {}", data.display()))?;
+    let template = TextTemplate::new(cfg.template.clone())?;
+    let tok_path = dir.join("tokenizer.json");
+    let vars = SeededVarMap::new(cfg.train.seed);
+    let (encoder, backbone_cfg) = match &cfg.backbone {
+        BackboneSource::Hf { path } => {
+            let p = Path::new(path);
+            let enc = TextEncoder::from_file(p.join("tokenizer.json"), template, cfg.train.max_len)?;
+            let bc = load_hf_dir(p, &vars, dev).with_context(|| format!("loading backbone from {}", p.display()))?;
+            if !tok_path.exists() {
+                enc.save(&tok_path)?;
+            }
+            (enc, bc)
+        }
+        BackboneSource::Tiny => {
+            let enc = if tok_path.exists() {
+                TextEncoder::from_file(&tok_path, template, cfg.train.max_len)?
+            } else {
+                // The synthetic benchmark has no pretrained tokenizer: learn a byte-level BPE on
+                // the run's own texts and keep it with the run.
+                let texts = ds.triplets.iter().flat_map(|t| [t.prompt.clone(), t.chosen.clone(), t.rejected.clone()]);
+                let tok = train_bpe(texts, DEFAULT_VOCAB_SIZE)?;
+                let enc = TextEncoder::new(tok, template, cfg.train.max_len)?;
+                enc.save(&tok_path)?;
+                enc
+            };
+            let bc_path = dir.join("backbone_config.json");
+            let bc = if bc_path.exists() { read_json(&bc_path)? } else { Qwen3Config::tiny(enc.vocab_size()) };
+            (enc, bc)
+        }
+    };
+    if backbone_cfg.vocab_size < encoder.vocab_size() {
+        bail!(
+            "tokenizer has {} tokens but the backbone's vocab_size is {}",
+            encoder.vocab_size(),
+            backbone_cfg.vocab_size
+        );
+    }
+    write_json(&dir.join("backbone_config.json"), &backbone_cfg)?;
+    let corpus = Corpus::build(&ds, &encoder)?;
+    let model = RewardModel::new(cfg, backbone_cfg, vars, free_logit_count(cfg, &ds), dev)?;
+    Ok(Prepared { ds, encoder, corpus, model })
+}
+
+/// Options of [`fit_run`].
+pub struct FitOptions {
+    /// Continue from `DIR/checkpoint` if present.
+    pub resume: bool,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// Trains run `dir` on `data` with `cfg`, then evaluates it and writes `eval.json` and
+/// `posteriors.json`. With `resume`, the run's saved config is used and training continues.
+pub fn fit_run(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device, opts: &FitOptions) -> anyhow::Result<EvalReport> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cfg_path = dir.join("config.json");
+    let resume = opts.resume && dir.join("checkpoint").exists();
+    let cfg = if resume {
+        read_json::<RunConfig>(&cfg_path)?
+    } else {
+        if dir.join("checkpoint").exists() {
+            bail!("{} already holds a run; use --resume to continue it or choose another --out", dir.display());
+        }
+        // A new run: forget metrics of an earlier, abandoned attempt.
+        let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
+        cfg.clone()
+    };
+    write_json(&cfg_path, &cfg)?;
+    write_json(&dir.join("run.json"), &RunInfo { data: absolute(data) })?;
+    let p = prepare(dir, &cfg, data, dev)?;
+    let ck = if resume { load_checkpoint(dir, dev)? } else { None };
+    let mut trainer = Trainer::new(p.model, &p.ds, &p.corpus, dir, ck)?;
+    trainer.progress = opts.progress;
+    trainer.fit()?;
+    finish(dir, &trainer.model, &p.ds, &p.corpus)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Evaluates a trained model and writes `eval.json` and `posteriors.json`.
+fn finish(dir: &Path, model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> anyhow::Result<EvalReport> {
+    let (report, users) = evaluate(model, ds, corpus)?;
+    write_json(&dir.join("eval.json"), &report)?;
+    if !users.is_empty() {
+        write_json(&dir.join("posteriors.json"), &Posteriors { k: model.cfg.model.k, d: model.cfg.model.d, users })?;
+    }
+    Ok(report)
+}
+
+/// Re-evaluates a finished run directory (`vrf-trainer eval --run DIR`).
+pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> anyhow::Result<EvalReport> {
+    let cfg: RunConfig = read_json(&dir.join("config.json"))?;
+    let data = match data {
+        Some(d) => d.to_path_buf(),
+        None => read_json::<RunInfo>(&dir.join("run.json"))?.data,
+    };
+    let p = prepare(dir, &cfg, &data, dev)?;
+    let ck = load_checkpoint(dir, dev)?.with_context(|| format!("{}: no checkpoint to evaluate", dir.display()))?;
+    for (name, t) in &ck.weights {
+        p.model.vars.insert(name, t.clone())?;
+    }
+    finish(dir, &p.model, &p.ds, &p.corpus)
+}
