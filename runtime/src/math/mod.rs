@@ -1,0 +1,24 @@
+//! Per-user math of VRF in pure `ndarray` (SPEC §2–4): encoder MLP, product of Gaussians,
+//! W₂ weights over the preference bases, personalised rewards and the variance-attenuated
+//! Bradley–Terry quantities. Inputs and outputs are `f32`; reductions prone to cancellation or
+//! overflow run in `f64` internally.
+
+mod bases;
+mod check;
+mod encoder;
+mod mlp;
+mod posterior;
+mod reward;
+#[cfg(test)]
+mod testutil;
+mod user;
+
+pub use bases::{softmax, Bases, DEFAULT_TAU};
+pub use encoder::{pair_feature, pair_features, Encoder, LOGVAR_BOUND};
+pub use mlp::{gelu, Linear, Mlp};
+pub use posterior::{mean_pool, pog, NaturalParams, Posterior, MAX_ABS_LOGVAR};
+pub use reward::{
+    mackay_z, moments, personalised_rewards, preference_probability,
+    preference_probability_from_moments, sigmoid, softplus, va_loss, va_loss_from_moments,
+};
+pub use user::{infer_user, UserPosterior};
