@@ -21,6 +21,10 @@ fn arr1(t: &Tensor) -> Array1<f32> {
     Array1::from(t.to_vec1::<f32>().unwrap())
 }
 
+fn flat<S: ndarray::Data<Elem = f32>, D: ndarray::Dimension>(a: &ndarray::ArrayBase<S, D>) -> Vec<f32> {
+    a.iter().copied().collect()
+}
+
 fn close(a: &[f32], b: &[f32], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let err = a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0f32, f32::max);
@@ -67,12 +71,12 @@ fn encoder_pog_w2_softmax_match() -> Result<()> {
     let e_r = Tensor::randn(0f32, 1.0, (m, h), &dev)?;
     let feats = pair_features(&e_c, &e_r, None)?;
     let rfeats = rt::pair_features(arr2(&e_c).view(), arr2(&e_r).view(), None).unwrap();
-    close(feats.flatten_all()?.to_vec1::<f32>()?.as_slice(), rfeats.as_slice().unwrap(), "pair features");
+    close(feats.flatten_all()?.to_vec1::<f32>()?.as_slice(), &flat(&rfeats), "pair features");
 
     let (mu_i, lv_i) = s.enc.forward(&feats)?;
     let (rmu, rlv) = renc.encode(rfeats.view()).unwrap();
-    close(&mu_i.flatten_all()?.to_vec1::<f32>()?, rmu.as_slice().unwrap(), "encoder μ");
-    close(&lv_i.flatten_all()?.to_vec1::<f32>()?, rlv.as_slice().unwrap(), "encoder log σ²");
+    close(&mu_i.flatten_all()?.to_vec1::<f32>()?, &flat(&rmu), "encoder μ");
+    close(&lv_i.flatten_all()?.to_vec1::<f32>()?, &flat(&rlv), "encoder log σ²");
 
     let seg: Vec<usize> = lens.iter().enumerate().flat_map(|(u, &n)| std::iter::repeat_n(u, n)).collect();
     let a = assignment(&seg, lens.len(), &dev)?;
@@ -88,19 +92,19 @@ fn encoder_pog_w2_softmax_match() -> Result<()> {
                 Pooling::Pog => rt::pog(pm.view(), pl.view()).unwrap(),
                 Pooling::Mean => rt::mean_pool(pm.view(), pl.view()).unwrap(),
             };
-            close(&mu.get(u)?.to_vec1::<f32>()?, post.mean().as_slice().unwrap(), "posterior mean");
-            close(&v.get(u)?.to_vec1::<f32>()?, post.var().as_slice().unwrap(), "posterior variance");
-            close(&w2.get(u)?.to_vec1::<f32>()?, rbases.w2_sq(&post).unwrap().as_slice().unwrap(), "W₂²");
-            close(&w.get(u)?.to_vec1::<f32>()?, rbases.weights(&post, 1.0).unwrap().as_slice().unwrap(), "weights");
+            close(&mu.get(u)?.to_vec1::<f32>()?, &flat(&post.mean()), "posterior mean");
+            close(&v.get(u)?.to_vec1::<f32>()?, &flat(&post.var()), "posterior variance");
+            close(&w2.get(u)?.to_vec1::<f32>()?, &flat(&rbases.w2_sq(&post).unwrap()), "W₂²");
+            close(&w.get(u)?.to_vec1::<f32>()?, &flat(&rbases.weights(&post, 1.0).unwrap()), "weights");
             if pooling == Pooling::Pog {
                 let up = rt::infer_user(&renc, &rbases, 1.0, rows).unwrap();
-                close(&w.get(u)?.to_vec1::<f32>()?, up.weights.as_slice().unwrap(), "infer_user weights");
+                close(&w.get(u)?.to_vec1::<f32>()?, &flat(&up.weights), "infer_user weights");
                 // One observation at a time gives the same posterior.
                 let mut np = rt::NaturalParams::empty(d);
                 for i in 0..n {
                     np.observe(pm.row(i), pl.row(i)).unwrap();
                 }
-                close(np.posterior().unwrap().mean().as_slice().unwrap(), post.mean().as_slice().unwrap(), "incremental");
+                close(&flat(&np.posterior().unwrap().mean()), &flat(&post.mean()), "incremental");
             }
             start += n;
         }
@@ -132,6 +136,6 @@ fn moments_losses_and_rewards_match() -> Result<()> {
     let phi = Tensor::randn(0f32, 1.0, (5, k), &dev)?;
     let r = phi.matmul(&w.get(0)?.unsqueeze(1)?)?.squeeze(1)?;
     let rr = rt::personalised_rewards(wv.row(0), arr2(&phi).view()).unwrap();
-    close(&r.to_vec1::<f32>()?, rr.as_slice().unwrap(), "personalised rewards");
+    close(&r.to_vec1::<f32>()?, &flat(&rr), "personalised rewards");
     Ok(())
 }

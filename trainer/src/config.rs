@@ -36,6 +36,17 @@ pub enum Schedule {
     Staged,
 }
 
+/// How end-to-end steps are batched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Batching {
+    /// All target pairs on a few prompts, so each response is embedded once per step; users'
+    /// reference states come from a cache refreshed whenever a step embeds them.
+    Prompts,
+    /// A few users per step with sampled targets; reference states embedded fresh each step.
+    Users,
+}
+
 /// Training objective on a target pair (ablation (a)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -180,14 +191,16 @@ pub struct TrainConfig {
     pub warmup: f64,
     /// Global gradient-norm clip (0 disables).
     pub grad_clip: f64,
-    /// Epochs over the seen users (end to end) or over the training pairs (stage 1, BT).
+    /// Epochs over the training pairs.
     pub epochs: usize,
-    /// Users per step (end to end).
+    /// Batching of end-to-end steps.
+    pub batching: Batching,
+    /// Users per step (end to end, user batching).
     pub users_per_step: usize,
-    /// Target pairs sampled per user per step (end to end).
+    /// Target pairs sampled per user per step (end to end, user batching).
     pub targets_per_user: usize,
-    /// Prompts per step in prompt-grouped batches (stage 1 and BT): every training pair on
-    /// those prompts is in the step, so each response is embedded once.
+    /// Prompts per step in prompt-grouped batches: every training pair on those prompts is in
+    /// the step, so each response is embedded once.
     pub prompts_per_step: usize,
     /// Stage 1: also apply the loss to the users' reference pairs.
     pub s1_use_ref: bool,
@@ -227,6 +240,7 @@ impl Default for TrainConfig {
             warmup: 0.05,
             grad_clip: 1.0,
             epochs: 3,
+            batching: Batching::Prompts,
             users_per_step: 8,
             targets_per_user: 8,
             prompts_per_step: 4,

@@ -7,10 +7,15 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use vrf_trainer::checkpoint::{read_json, write_json};
-use vrf_trainer::config::{BackboneSource, BaseInit, Method, Objective, Pooling, Prior, RunConfig, Schedule};
+use vrf_trainer::config::{BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule};
 use vrf_trainer::eval::{format_report, EvalReport};
 use vrf_trainer::run::{device, eval_run, fit_run, FitOptions};
 use vrf_trainer::synth::{generate, SynthConfig};
+
+// candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
+// each time (page faults dominate small models), mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "vrf-trainer", version, about = "Train and evaluate VRF personalised reward models")]
@@ -181,7 +186,10 @@ struct Overrides {
     /// Stage-3 epochs (staged fit).
     #[arg(long)]
     s3_epochs: Option<usize>,
-    /// Users per step (end to end).
+    /// End-to-end batching: prompts or users.
+    #[arg(long, value_enum)]
+    batching: Option<Batching>,
+    /// Users per step (end to end, user batching).
     #[arg(long)]
     users_per_step: Option<usize>,
     /// Prompts per step (BT and stage 1).
@@ -225,6 +233,7 @@ impl Overrides {
         set!(self.base_init, c.model.base_init);
         set!(self.s2_epochs, c.train.s2_epochs);
         set!(self.s3_epochs, c.train.s3_epochs);
+        set!(self.batching, c.train.batching);
         set!(self.users_per_step, c.train.users_per_step);
         set!(self.prompts_per_step, c.train.prompts_per_step);
         set!(self.max_len, c.train.max_len);

@@ -146,12 +146,34 @@ pub fn fit_run(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device, opts: &Fi
     };
     write_json(&cfg_path, &cfg)?;
     write_json(&dir.join("run.json"), &RunInfo { data: absolute(data) })?;
+    let t0 = std::time::Instant::now();
     let p = prepare(dir, &cfg, data, dev)?;
+    if opts.progress {
+        eprintln!(
+            "prepared {} in {:.1} s: {}; {} unique texts ({} truncated to {} tokens)",
+            dir.display(),
+            t0.elapsed().as_secs_f64(),
+            p.ds.summary(),
+            p.corpus.tokens.len(),
+            p.corpus.truncated,
+            cfg.train.max_len
+        );
+    }
     let ck = if resume { load_checkpoint(dir, dev)? } else { None };
     let mut trainer = Trainer::new(p.model, &p.ds, &p.corpus, dir, ck)?;
     trainer.progress = opts.progress;
+    let t1 = std::time::Instant::now();
     trainer.fit()?;
-    finish(dir, &trainer.model, &p.ds, &p.corpus)
+    let t2 = std::time::Instant::now();
+    let report = finish(dir, &trainer.model, &p.ds, &p.corpus)?;
+    if opts.progress {
+        eprintln!(
+            "trained in {:.1} s, evaluated in {:.1} s",
+            (t2 - t1).as_secs_f64(),
+            t2.elapsed().as_secs_f64()
+        );
+    }
+    Ok(report)
 }
 
 fn absolute(p: &Path) -> PathBuf {

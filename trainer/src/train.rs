@@ -17,7 +17,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde_json::json;
 
 use crate::checkpoint::{save_checkpoint, Checkpoint, TrainState};
-use crate::config::{Method, Schedule};
+use crate::config::{Batching, Method, Schedule};
 use crate::corpus::{dedup, rows, Corpus};
 use crate::data::{Dataset, Split};
 use crate::loss;
@@ -55,6 +55,42 @@ fn rng_for(seed: u64, stage: &str, n: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ tag ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03))
 }
 
+/// Host copy of detached reference-text states `[n, H]`, by unique text id.
+struct RefCache {
+    pos: std::collections::HashMap<usize, usize>,
+    h: usize,
+    data: Vec<f32>,
+}
+
+impl RefCache {
+    fn new(texts: &[usize], e: &Tensor) -> Result<Self> {
+        let (_, h) = e.dims2()?;
+        let pos = texts.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+        Ok(Self { pos, h, data: e.flatten_all()?.to_vec1::<f32>()? })
+    }
+
+    /// Overwrites the rows of those `texts` that are cached with fresh states `e` `[n, H]`.
+    fn update(&mut self, texts: &[usize], e: &Tensor) -> Result<()> {
+        let v = e.flatten_all()?.to_vec1::<f32>()?;
+        for (i, t) in texts.iter().enumerate() {
+            if let Some(&p) = self.pos.get(t) {
+                self.data[p * self.h..(p + 1) * self.h].copy_from_slice(&v[i * self.h..(i + 1) * self.h]);
+            }
+        }
+        Ok(())
+    }
+
+    /// States of `texts` `[n, H]` (all must be cached).
+    fn gather(&self, texts: &[usize], dev: &candle_core::Device) -> Result<Tensor> {
+        let mut out = Vec::with_capacity(texts.len() * self.h);
+        for t in texts {
+            let p = *self.pos.get(t).ok_or_else(|| candle_core::Error::Msg(format!("text {t} is not cached")))?;
+            out.extend_from_slice(&self.data[p * self.h..(p + 1) * self.h]);
+        }
+        Tensor::from_vec(out, (texts.len(), self.h), dev)
+    }
+}
+
 /// Running averages of step metrics, for the progress line.
 #[derive(Default)]
 struct Running {
@@ -82,6 +118,7 @@ pub struct Trainer<'a> {
     run: PathBuf,
     state: TrainState,
     resume_optim: Option<(std::collections::HashMap<String, Tensor>, usize)>,
+    ref_cache: Option<RefCache>,
     /// Show a progress bar (off in tests).
     pub progress: bool,
     started: Instant,
@@ -106,7 +143,17 @@ impl<'a> Trainer<'a> {
             state = ck.state;
             resume_optim = Some((ck.optim, ck.optim_t));
         }
-        Ok(Self { model, ds, corpus, run: run.to_path_buf(), state, resume_optim, progress: true, started: Instant::now() })
+        Ok(Self {
+            model,
+            ds,
+            corpus,
+            run: run.to_path_buf(),
+            state,
+            resume_optim,
+            ref_cache: None,
+            progress: true,
+            started: Instant::now(),
+        })
     }
 
     /// Runs every unfinished stage; returns the final training state.
@@ -147,10 +194,27 @@ impl<'a> Trainer<'a> {
 
     fn steps_per_epoch(&self, stage: &str) -> usize {
         let t = &self.model.cfg.train;
-        match stage {
-            "e2e" | "s3" => self.ds.seen.len().div_ceil(t.users_per_step),
-            _ => self.prompt_groups(stage).len().div_ceil(t.prompts_per_step),
+        if matches!(stage, "e2e" | "s3") && t.batching == Batching::Users {
+            // An epoch shows as many target pairs as the data has.
+            let targets: usize = self.ds.seen.iter().map(|&u| self.ds.users[u].targets.len()).sum();
+            return targets.div_ceil(t.users_per_step * t.targets_per_user).max(1);
         }
+        self.prompt_groups(stage).len().div_ceil(t.prompts_per_step).max(1)
+    }
+
+    /// Detached states of every seen user's reference texts, refreshed whenever a step embeds
+    /// one of them (prompt batching; the encoder's inputs carry no gradient either way).
+    fn build_ref_cache(&self) -> Result<RefCache> {
+        let idx = &self.corpus.index;
+        let texts: Vec<usize> = self
+            .ds
+            .seen
+            .iter()
+            .flat_map(|&u| self.ds.users[u].refs.iter().flat_map(|&i| [idx.chosen_text[i], idx.rejected_text[i]]))
+            .collect();
+        let (uniq, _) = dedup(&texts);
+        let e = self.corpus.embed(&self.model, &uniq, self.model.cfg.train.eval_batch)?;
+        RefCache::new(&uniq, &e)
     }
 
     fn epochs(&self, stage: &str) -> usize {
@@ -162,10 +226,10 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Training triplets by prompt for prompt-grouped stages (BT and stage 1): every seen user's
-    /// target pairs, plus reference pairs where configured (BT always trains on them, SPEC §5).
+    /// Training triplets by prompt: every seen user's target pairs, plus reference pairs for BT
+    /// (baselines also train on R_u, SPEC §5) and, where configured, for stage 1.
     fn prompt_groups(&self, stage: &str) -> Vec<Vec<usize>> {
-        let use_ref = stage == "bt" || self.model.cfg.train.s1_use_ref;
+        let use_ref = stage == "bt" || (stage == "s1" && self.model.cfg.train.s1_use_ref);
         let splits: &[Split] = if use_ref { &[Split::Ref, Split::Target] } else { &[Split::Target] };
         self.ds
             .prompt_groups(splits)
@@ -188,7 +252,10 @@ impl<'a> Trainer<'a> {
         if self.state.delta.is_none() {
             self.state.delta = Some(self.initial_delta()?);
         }
-        let groups = if stage == "bt" || stage == "s1" { self.prompt_groups(stage) } else { vec![] };
+        let groups = self.prompt_groups(stage);
+        if matches!(stage, "e2e" | "s3") && t.batching == Batching::Prompts {
+            self.ref_cache = Some(self.build_ref_cache()?);
+        }
         let bar = self.bar(total as u64, stage);
         bar.set_position(self.state.step as u64);
         let mut run = Running::default();
@@ -199,7 +266,10 @@ impl<'a> Trainer<'a> {
             let lr = t.lr * lr_factor(step, total, t.warmup);
             let out = match stage {
                 "bt" | "s1" => self.prompt_step(stage, &groups, epoch, within)?,
-                _ => self.user_step(stage, epoch, within, step, total)?,
+                _ => {
+                    let (users, targets) = self.e2e_batch(stage, &groups, epoch, within, step);
+                    self.vrf_step(&users, &targets, step, total)?
+                }
             };
             let grads = out.loss.backward()?;
             let gnorm = opt.step(&grads, lr, t.grad_clip)?;
@@ -359,54 +429,91 @@ impl<'a> Trainer<'a> {
         Ok(total)
     }
 
-    /// User-batched step (end to end, stage 3): encoder posterior from each user's reference
-    /// pairs, L_VA on sampled target pairs, L_div, KL and remedies.
-    fn user_step(&self, stage: &str, epoch: usize, within: usize, step: usize, total_steps: usize) -> Result<StepOut> {
-        let cfg = &self.model.cfg;
-        let t = &cfg.train;
-        let mut order = self.ds.seen.clone();
-        order.shuffle(&mut rng_for(t.seed, stage, epoch as u64));
-        let users: Vec<usize> = order.iter().skip(within * t.users_per_step).take(t.users_per_step).copied().collect();
-        let mut rng = rng_for(t.seed, &format!("{stage}-targets"), step as u64);
+    /// The users and target triplets of an end-to-end step: all target pairs on a few prompts
+    /// (prompt batching) or a few users with sampled targets (user batching).
+    fn e2e_batch(&self, stage: &str, groups: &[Vec<usize>], epoch: usize, within: usize, step: usize) -> (Vec<usize>, Vec<usize>) {
+        let t = &self.model.cfg.train;
+        match t.batching {
+            Batching::Prompts => {
+                let mut order: Vec<usize> = (0..groups.len()).collect();
+                order.shuffle(&mut rng_for(t.seed, stage, epoch as u64));
+                let targets: Vec<usize> = order
+                    .iter()
+                    .skip(within * t.prompts_per_step)
+                    .take(t.prompts_per_step)
+                    .flat_map(|&g| groups[g].iter().copied())
+                    .collect();
+                let users: Vec<usize> = targets.iter().map(|&i| self.ds.triplet_user[i]).collect();
+                let (users, _) = dedup(&users);
+                (users, targets)
+            }
+            Batching::Users => {
+                let per_round = self.ds.seen.len().div_ceil(t.users_per_step);
+                let mut order = self.ds.seen.clone();
+                order.shuffle(&mut rng_for(t.seed, stage, (step / per_round) as u64));
+                let users: Vec<usize> =
+                    order.iter().skip((step % per_round) * t.users_per_step).take(t.users_per_step).copied().collect();
+                let mut rng = rng_for(t.seed, &format!("{stage}-targets"), step as u64);
+                let mut targets = Vec::new();
+                for &u in &users {
+                    let mut tg = self.ds.users[u].targets.clone();
+                    tg.shuffle(&mut rng);
+                    tg.truncate(t.targets_per_user);
+                    targets.extend(tg);
+                }
+                let _ = (epoch, within);
+                (users, targets)
+            }
+        }
+    }
+
+    /// End-to-end step (SPEC §3): encoder posterior from each user's reference pairs, L_VA on
+    /// the target pairs, L_div, KL and the remedies.
+    fn vrf_step(&mut self, users: &[usize], targets: &[usize], step: usize, total_steps: usize) -> Result<StepOut> {
+        let cfg = self.model.cfg.clone();
         let idx = &self.corpus.index;
-        let (mut ref_tr, mut ref_seg, mut tgt_tr, mut tgt_seg) = (vec![], vec![], vec![], vec![]);
+        let local: std::collections::HashMap<usize, usize> = users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
+        let (mut ref_tr, mut ref_seg) = (vec![], vec![]);
         for (ui, &u) in users.iter().enumerate() {
             let ud = &self.ds.users[u];
             ref_tr.extend(ud.refs.iter().copied());
             ref_seg.extend(std::iter::repeat_n(ui, ud.refs.len()));
-            let mut tg = ud.targets.clone();
-            tg.shuffle(&mut rng);
-            tg.truncate(t.targets_per_user);
-            tgt_seg.extend(std::iter::repeat_n(ui, tg.len()));
-            tgt_tr.extend(tg);
         }
-        let pairs_of = |trs: &[usize]| -> Vec<usize> {
-            trs.iter().flat_map(|&i| [idx.chosen_text[i], idx.rejected_text[i]]).collect()
+        let rc: Vec<usize> = ref_tr.iter().map(|&i| idx.chosen_text[i]).collect();
+        let rr: Vec<usize> = ref_tr.iter().map(|&i| idx.rejected_text[i]).collect();
+        // Reference states are detached (the encoder sends no gradient into the backbone).
+        let (e_c, e_r) = match &self.ref_cache {
+            Some(cache) => (cache.gather(&rc, &self.model.device)?, cache.gather(&rr, &self.model.device)?),
+            None => {
+                let both: Vec<usize> = rc.iter().chain(rr.iter()).copied().collect();
+                let (ru, rpos) = dedup(&both);
+                let (rx, rl) = self.corpus.batch(&ru, &self.model.device)?;
+                let er = self.model.embed(&rx, &rl)?.detach();
+                let (pc, pr) = rpos.split_at(rc.len());
+                (rows(&er, pc)?, rows(&er, pr)?)
+            }
         };
-        // Reference states are detached (the encoder sends no gradient into the backbone), so
-        // they are embedded in their own call whose graph backward never visits.
-        let (ru, rpos) = dedup(&pairs_of(&ref_tr));
-        let (rx, rl) = self.corpus.batch(&ru, &self.model.device)?;
-        let er = self.model.embed(&rx, &rl)?.detach();
-        let rc: Vec<u32> = rpos.iter().step_by(2).copied().collect();
-        let rr: Vec<u32> = rpos.iter().skip(1).step_by(2).copied().collect();
-        let feats = self.model.ref_features(&rows(&er, &rc)?, &rows(&er, &rr)?)?;
+        let feats = self.model.ref_features(&e_c, &e_r)?;
         let (mu, var) = self.model.posterior(&feats, &ref_seg, users.len())?;
-        let bases = self.model.bases()?;
+        let bases = self.model.bases()?.clone();
         let w = bases.weights(&mu, &var)?;
 
-        let (tu, tpos) = dedup(&pairs_of(&tgt_tr));
+        let texts: Vec<usize> = targets.iter().flat_map(|&i| [idx.chosen_text[i], idx.rejected_text[i]]).collect();
+        let (tu, tpos) = dedup(&texts);
         let (tx, tl) = self.corpus.batch(&tu, &self.model.device)?;
-        let phi = self.model.phi(&self.model.embed(&tx, &tl)?)?;
+        let e = self.model.embed(&tx, &tl)?;
+        if let Some(cache) = self.ref_cache.as_mut() {
+            cache.update(&tu, &e.detach())?;
+        }
+        let phi = self.model.phi(&e)?;
         let tc: Vec<u32> = tpos.iter().step_by(2).copied().collect();
         let trj: Vec<u32> = tpos.iter().skip(1).step_by(2).copied().collect();
         let delta = (rows(&phi, &tc)? - rows(&phi, &trj)?)?;
-        let seg32: Vec<u32> = tgt_seg.iter().map(|&s| s as u32).collect();
+        let seg32: Vec<u32> = targets.iter().map(|&i| local[&self.ds.triplet_user[i]] as u32).collect();
         let wt = rows(&w, &seg32)?;
         let lpair = loss::pair_loss(&wt, &delta, cfg.loss.objective)?.mean_all()?;
         let (mu_d, _) = loss::moments(&wt, &delta)?;
-        let delta_margin = self.state.delta.unwrap_or(cfg.loss.delta);
-        let ldiv = bases.diversity_loss(delta_margin)?;
+        let ldiv = bases.diversity_loss(self.state.delta.unwrap_or(cfg.loss.delta))?;
         let eps = self.noise(step, users.len())?;
         let kl = bases.kl(&mu, &var, &eps, cfg.loss.prior)?.mean_all()?;
         let beta = self.beta_at(step, total_steps);
@@ -424,7 +531,8 @@ impl<'a> Trainer<'a> {
         m.insert("kl".into(), json!(kl.to_scalar::<f32>()?));
         m.insert("beta".into(), json!(beta));
         m.insert("users".into(), json!(users.len()));
-        m.insert("pairs".into(), json!(tgt_tr.len()));
+        m.insert("pairs".into(), json!(targets.len()));
+        m.insert("texts".into(), json!(tu.len()));
         let acc = mu_d.gt(0.0)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64;
         Ok(StepOut { loss: total, metrics: m, acc })
     }

@@ -153,7 +153,7 @@ fn w2_and_weights_match_definitions() -> Result<()> {
     let b = bases(3, 2, 9)?;
     let m = b.means.to_vec2::<f32>()?;
     // A posterior identical to basis 1 has W₂² = 0 to it.
-    let mu = Tensor::new(&[m[1].clone()], &dev)?;
+    let mu = Tensor::new(m[1].as_slice(), &dev)?.unsqueeze(0)?;
     let var = Tensor::ones((1, 2), candle_core::DType::F32, &dev)?;
     let w2 = b.w2_sq(&mu, &var)?.to_vec2::<f32>()?[0].clone();
     assert!(w2[1].abs() < 1e-6);
