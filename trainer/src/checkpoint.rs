@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -44,17 +43,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename), naming the path on error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io(path))
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    crate::data::write_atomic(path, bytes).map_err(io(path))
 }
 
 /// Serialises `value` as pretty JSON to `path`, atomically.
@@ -104,8 +98,15 @@ pub fn checkpoint_dir(run: &Path) -> PathBuf {
     run.join("checkpoint")
 }
 
-/// Saves weights, optimiser moments and state into `RUN/checkpoint/`, replacing it atomically.
-pub fn save_checkpoint(run: &Path, vars: &SeededVarMap, opt: Option<&AdamW>, state: &TrainState) -> Result<(), CheckpointError> {
+/// Saves weights, optimiser moments, extra training tensors (e.g. the reference-state cache)
+/// and state into `RUN/checkpoint/`, replacing it atomically.
+pub fn save_checkpoint(
+    run: &Path,
+    vars: &SeededVarMap,
+    opt: Option<&AdamW>,
+    extra: &HashMap<String, Tensor>,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
     let final_dir = checkpoint_dir(run);
     let tmp = run.join("checkpoint.tmp");
     let old = run.join("checkpoint.old");
@@ -118,6 +119,9 @@ pub fn save_checkpoint(run: &Path, vars: &SeededVarMap, opt: Option<&AdamW>, sta
     save_tensors(&tmp.join("model.safetensors"), &weights)?;
     if let Some(opt) = opt {
         save_tensors(&tmp.join("optim.safetensors"), &opt.state())?;
+    }
+    if !extra.is_empty() {
+        save_tensors(&tmp.join("extra.safetensors"), extra)?;
     }
     write_json(&tmp.join("state.json"), &(state, opt.map(|o| o.t).unwrap_or(0)))?;
     if final_dir.exists() {
@@ -141,6 +145,8 @@ pub struct Checkpoint {
     pub optim: HashMap<String, Tensor>,
     /// Optimiser step count.
     pub optim_t: usize,
+    /// Extra training tensors (empty when none were saved).
+    pub extra: HashMap<String, Tensor>,
     /// Training state.
     pub state: TrainState,
 }
@@ -158,7 +164,9 @@ pub fn load_checkpoint(run: &Path, device: &Device) -> Result<Option<Checkpoint>
     let weights = load_tensors(&dir.join("model.safetensors"), device)?;
     let op = dir.join("optim.safetensors");
     let optim = if op.exists() { load_tensors(&op, device)? } else { HashMap::new() };
-    Ok(Some(Checkpoint { weights, optim, optim_t, state }))
+    let ep = dir.join("extra.safetensors");
+    let extra = if ep.exists() { load_tensors(&ep, device)? } else { HashMap::new() };
+    Ok(Some(Checkpoint { weights, optim, optim_t, extra, state }))
 }
 
 #[cfg(test)]
@@ -186,8 +194,8 @@ mod tests {
         let vb = vars.builder(&dev);
         let w = vb.get_with_hints((2, 3), "w", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 })?;
         let state = TrainState { stage: "s1".into(), step: 5, global_step: 5, ..Default::default() };
-        save_checkpoint(d.path(), &vars, None, &state).unwrap();
-        save_checkpoint(d.path(), &vars, None, &state).unwrap();
+        save_checkpoint(d.path(), &vars, None, &HashMap::new(), &state).unwrap();
+        save_checkpoint(d.path(), &vars, None, &HashMap::new(), &state).unwrap();
         let ck = load_checkpoint(d.path(), &dev).unwrap().unwrap();
         assert_eq!(ck.state, state);
         assert_eq!(ck.weights["w"].to_vec2::<f32>()?, w.to_vec2::<f32>()?);

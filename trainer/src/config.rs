@@ -228,6 +228,8 @@ pub struct TrainConfig {
     pub eval_batch: usize,
     /// Save a checkpoint every this many steps (0: only at stage ends).
     pub checkpoint_every: usize,
+    /// Stop after this many steps in all, as if interrupted (0: never); `--resume` continues.
+    pub stop_after_steps: usize,
 }
 
 impl Default for TrainConfig {
@@ -257,6 +259,7 @@ impl Default for TrainConfig {
             max_len: 128,
             eval_batch: 64,
             checkpoint_every: 200,
+            stop_after_steps: 0,
         }
     }
 }
@@ -293,8 +296,7 @@ pub struct RunConfig {
 }
 
 /// Qwen-style chat template used for the synthetic benchmark and as default.
-pub const DEFAULT_TEMPLATE: &str =
-    "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>";
+pub const DEFAULT_TEMPLATE: &str = crate::tokenize::QWEN_CHAT_TEMPLATE;
 
 impl Default for RunConfig {
     fn default() -> Self {
@@ -319,6 +321,11 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// A finite number above zero (NaN fails).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
 impl RunConfig {
     /// Checks values that would otherwise fail deep inside training.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -332,10 +339,10 @@ impl RunConfig {
         if m.d == 0 {
             return err("model.d", "must be at least 1");
         }
-        if !(m.tau > 0.0) {
+        if !positive(m.tau) {
             return err("model.tau", "must be positive");
         }
-        if !(m.mu_scale > 0.0) {
+        if !positive(m.mu_scale) {
             return err("model.mu_scale", "must be positive");
         }
         if l.kl_samples == 0 {
@@ -350,7 +357,7 @@ impl RunConfig {
             ("train.weight_decay", t.weight_decay),
             ("train.grad_clip", t.grad_clip),
         ] {
-            if !(v >= 0.0) || !v.is_finite() {
+            if !(v.is_finite() && v >= 0.0) {
                 return err(f, "must be a finite number ≥ 0");
             }
         }
@@ -360,7 +367,7 @@ impl RunConfig {
         if !(0.0..0.9).contains(&t.holdout_frac) {
             return err("train.holdout_frac", "must be in [0, 0.9)");
         }
-        if !(t.lr > 0.0) || !(t.s2_lr > 0.0) || !(t.latent_lr_mult > 0.0) {
+        if !positive(t.lr) || !positive(t.s2_lr) || !positive(t.latent_lr_mult) {
             return err("train.lr", "learning rates must be positive");
         }
         if t.users_per_step == 0 || t.targets_per_user == 0 || t.prompts_per_step == 0 {

@@ -248,8 +248,8 @@ fn set_threads(n: usize) {
 fn synth(a: &SynthArgs) -> anyhow::Result<()> {
     let cfg = SynthConfig { seen_users: a.seen_users, unseen_users: a.unseen_users, alpha: a.alpha, seed: a.seed, ..Default::default() };
     let s = generate(&cfg)?;
-    vrf_trainer::data::write_jsonl(&a.out, &s.triplets).with_context(|| format!("writing {}", a.out.display()))?;
-    println!("wrote {} triplets to {}", s.triplets.len(), a.out.display());
+    let meta = s.write(&a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("wrote {} triplets to {} (true user weights in {})", s.triplets.len(), a.out.display(), meta.display());
     Ok(())
 }
 

@@ -163,7 +163,14 @@ pub fn fit_run(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device, opts: &Fi
     let mut trainer = Trainer::new(p.model, &p.ds, &p.corpus, dir, ck)?;
     trainer.progress = opts.progress;
     let t1 = std::time::Instant::now();
-    trainer.fit()?;
+    let state = trainer.fit()?;
+    if state.stage != "done" {
+        bail!(
+            "{}: stopped after {} steps as configured (train.stop_after_steps); continue with --resume",
+            dir.display(),
+            state.global_step
+        );
+    }
     let t2 = std::time::Instant::now();
     let report = finish(dir, &trainer.model, &p.ds, &p.corpus)?;
     if opts.progress {

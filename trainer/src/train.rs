@@ -3,6 +3,7 @@
 //! Every batch is a deterministic function of (seed, stage, step), so a run resumed from a
 //! checkpoint continues exactly where it stopped.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ fn rng_for(seed: u64, stage: &str, n: u64) -> ChaCha8Rng {
 
 /// Host copy of detached reference-text states `[n, H]`, by unique text id.
 struct RefCache {
-    pos: std::collections::HashMap<usize, usize>,
+    pos: HashMap<usize, usize>,
     h: usize,
     data: Vec<f32>,
 }
@@ -80,6 +81,30 @@ impl RefCache {
         Ok(())
     }
 
+    /// The cache as tensors for a checkpoint (`ref_cache.texts` u32 `[n]`, `ref_cache.states`).
+    fn tensors(&self, dev: &candle_core::Device) -> Result<HashMap<String, Tensor>> {
+        let n = self.pos.len();
+        let mut texts = vec![0u32; n];
+        for (&t, &p) in &self.pos {
+            texts[p] = t as u32;
+        }
+        let mut m = HashMap::new();
+        m.insert("ref_cache.texts".to_string(), Tensor::from_vec(texts, n, dev)?);
+        m.insert("ref_cache.states".to_string(), Tensor::from_vec(self.data.clone(), (n, self.h), dev)?);
+        Ok(m)
+    }
+
+    /// Restores a cache saved by [`RefCache::tensors`]; `None` if the checkpoint has none.
+    fn from_tensors(m: &HashMap<String, Tensor>) -> Result<Option<Self>> {
+        match (m.get("ref_cache.texts"), m.get("ref_cache.states")) {
+            (Some(t), Some(e)) => {
+                let texts: Vec<usize> = t.to_vec1::<u32>()?.into_iter().map(|x| x as usize).collect();
+                Ok(Some(Self::new(&texts, e)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// States of `texts` `[n, H]` (all must be cached).
     fn gather(&self, texts: &[usize], dev: &candle_core::Device) -> Result<Tensor> {
         let mut out = Vec::with_capacity(texts.len() * self.h);
@@ -90,6 +115,12 @@ impl RefCache {
         Tensor::from_vec(out, (texts.len(), self.h), dev)
     }
 }
+
+/// Optimiser moments, step count and extra tensors of a checkpoint being resumed.
+type Resume = (HashMap<String, Tensor>, usize, HashMap<String, Tensor>);
+
+/// Named copies of variables (stage 2 keeps its best epoch's encoder and bases).
+type Snapshot = Vec<(String, Tensor)>;
 
 /// Running averages of step metrics, for the progress line.
 #[derive(Default)]
@@ -117,7 +148,7 @@ pub struct Trainer<'a> {
     corpus: &'a Corpus,
     run: PathBuf,
     state: TrainState,
-    resume_optim: Option<(std::collections::HashMap<String, Tensor>, usize)>,
+    resume_optim: Option<Resume>,
     ref_cache: Option<RefCache>,
     /// Show a progress bar (off in tests).
     pub progress: bool,
@@ -141,7 +172,7 @@ impl<'a> Trainer<'a> {
                 model.vars.insert(name, t.clone())?;
             }
             state = ck.state;
-            resume_optim = Some((ck.optim, ck.optim_t));
+            resume_optim = Some((ck.optim, ck.optim_t, ck.extra));
         }
         Ok(Self {
             model,
@@ -171,13 +202,27 @@ impl<'a> Trainer<'a> {
                 "s2" => self.stage2()?,
                 _ => self.gradient_stage(stage)?,
             }
+            if self.state.step < self.stage_steps(stage) {
+                // Interrupted on purpose (train.stop_after_steps); the checkpoint is saved.
+                return Ok(self.state.clone());
+            }
             self.state.finished.push(stage.to_string());
             self.state.step = 0;
-            save_checkpoint(&self.run, &self.model.vars, None, &self.state)?;
+            self.ref_cache = None;
+            save_checkpoint(&self.run, &self.model.vars, None, &HashMap::new(), &self.state)?;
+            if self.stopped() {
+                return Ok(self.state.clone());
+            }
         }
         self.state.stage = "done".into();
-        save_checkpoint(&self.run, &self.model.vars, None, &self.state)?;
+        save_checkpoint(&self.run, &self.model.vars, None, &HashMap::new(), &self.state)?;
         Ok(self.state.clone())
+    }
+
+    /// Whether `train.stop_after_steps` has been reached (an interruption on purpose).
+    fn stopped(&self) -> bool {
+        let s = self.model.cfg.train.stop_after_steps;
+        s > 0 && self.state.global_step >= s
     }
 
     fn groups(&self, stage: &str) -> Vec<ParamGroup> {
@@ -217,6 +262,15 @@ impl<'a> Trainer<'a> {
         RefCache::new(&uniq, &e)
     }
 
+    /// Gradient steps of a stage (stage 2 counts as 0: it is not interruptible).
+    fn stage_steps(&self, stage: &str) -> usize {
+        if stage == "s2" {
+            0
+        } else {
+            self.steps_per_epoch(stage) * self.epochs(stage)
+        }
+    }
+
     fn epochs(&self, stage: &str) -> usize {
         let t = &self.model.cfg.train;
         if stage == "s3" {
@@ -244,17 +298,23 @@ impl<'a> Trainer<'a> {
         let cfg = self.model.cfg.clone();
         let t = &cfg.train;
         let spe = self.steps_per_epoch(stage);
-        let total = spe * self.epochs(stage);
+        let total = self.stage_steps(stage);
         let mut opt = AdamW::new(self.groups(stage), t.weight_decay);
-        if let Some((m, tt)) = self.resume_optim.take() {
+        let mut saved_cache = None;
+        if let Some((m, tt, extra)) = self.resume_optim.take() {
             opt.load_state(&m, tt);
+            saved_cache = RefCache::from_tensors(&extra)?;
         }
         if self.state.delta.is_none() {
             self.state.delta = Some(self.initial_delta()?);
         }
         let groups = self.prompt_groups(stage);
         if matches!(stage, "e2e" | "s3") && t.batching == Batching::Prompts {
-            self.ref_cache = Some(self.build_ref_cache()?);
+            // A resumed run continues with the cache it had, so it matches an uninterrupted run.
+            self.ref_cache = Some(match saved_cache {
+                Some(c) => c,
+                None => self.build_ref_cache()?,
+            });
         }
         let bar = self.bar(total as u64, stage);
         bar.set_position(self.state.step as u64);
@@ -301,8 +361,13 @@ impl<'a> Trainer<'a> {
             };
             bar.set_message(format!("loss {:.4} acc {:.3}{diag}", run.loss, run.acc));
             bar.inc(1);
-            if t.checkpoint_every > 0 && self.state.step % t.checkpoint_every == 0 && self.state.step < total {
-                save_checkpoint(&self.run, &self.model.vars, Some(&opt), &self.state)?;
+            let stop = self.stopped() && self.state.step < total;
+            if stop || (t.checkpoint_every > 0 && self.state.step.is_multiple_of(t.checkpoint_every) && self.state.step < total) {
+                let extra = self.ref_cache.as_ref().map(|c| c.tensors(&self.model.device)).transpose()?.unwrap_or_default();
+                save_checkpoint(&self.run, &self.model.vars, Some(&opt), &extra, &self.state)?;
+            }
+            if stop {
+                break;
             }
         }
         bar.finish();
@@ -379,7 +444,7 @@ impl<'a> Trainer<'a> {
         } else {
             // Stage 1: each pair weighted by its user's free logits.
             let free = self.model.free_logits.as_ref().ok_or_else(|| candle_core::Error::Msg("no free logits".into()))?;
-            let seen_pos: std::collections::HashMap<usize, u32> =
+            let seen_pos: HashMap<usize, u32> =
                 self.ds.seen.iter().enumerate().map(|(i, &u)| (u, i as u32)).collect();
             let uidx: Vec<u32> = chosen.iter().map(|&i| seen_pos[&self.ds.triplet_user[i]]).collect();
             let w = candle_nn::ops::softmax(&rows(free, &uidx)?, D::Minus1)?;
@@ -472,7 +537,7 @@ impl<'a> Trainer<'a> {
     fn vrf_step(&mut self, users: &[usize], targets: &[usize], step: usize, total_steps: usize) -> Result<StepOut> {
         let cfg = self.model.cfg.clone();
         let idx = &self.corpus.index;
-        let local: std::collections::HashMap<usize, usize> = users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
+        let local: HashMap<usize, usize> = users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
         let (mut ref_tr, mut ref_seg) = (vec![], vec![]);
         for (ui, &u) in users.iter().enumerate() {
             let ud = &self.ds.users[u];
@@ -574,7 +639,7 @@ impl<'a> Trainer<'a> {
         }
         let (uniq, _) = dedup(&need);
         let e_all = self.corpus.embed(&self.model, &uniq, t.eval_batch)?;
-        let pos: std::collections::HashMap<usize, u32> = uniq.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+        let pos: HashMap<usize, u32> = uniq.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
         let phi_all = self.model.phi(&e_all)?.detach();
         let ref_feats = |tr: &[usize]| -> Result<Tensor> {
             let c: Vec<u32> = tr.iter().map(|&i| pos[&idx.chosen_text[i]]).collect();
@@ -588,8 +653,8 @@ impl<'a> Trainer<'a> {
         let total = spe * t.s2_epochs;
         let bar = self.bar(total as u64, "s2");
         let mut metrics_file = OpenOptions::new().create(true).append(true).open(self.run.join("metrics.jsonl"))?;
-        let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
-        let snapshot = |m: &RewardModel| -> Vec<(String, Tensor)> {
+        let mut best: Option<(f64, usize, Snapshot)> = None;
+        let snapshot = |m: &RewardModel| -> Snapshot {
             m.vars.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]).into_iter().map(|(n, v)| (n, v.as_tensor().copy().expect("copy"))).collect()
         };
         for epoch in 0..t.s2_epochs {

@@ -1,0 +1,265 @@
+//! End-to-end fits on a tiny hand-made dataset: overfitting, every ablation and remedy switch,
+//! reproducibility, resume, and data errors.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde_json::Value;
+use vrf_trainer::config::{BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule};
+use vrf_trainer::data::{write_jsonl, Split, Triplet};
+use vrf_trainer::eval::EvalReport;
+use vrf_trainer::run::{fit_run, FitOptions};
+
+const TOPICS: [&str; 16] = [
+    "bread", "tea", "maps", "cats", "bikes", "rain", "jazz", "chess", "tents", "kites", "soap", "clay", "ink", "rice",
+    "wool", "bees",
+];
+const EVAL_TOPICS: [&str; 6] = ["salt", "glue", "snow", "corn", "silk", "fern"];
+
+fn responses(topic: &str) -> ([String; 2], [String; 2]) {
+    (
+        [format!("the sun helps {topic} a lot"), format!("a sunny day for {topic}")],
+        [format!("the moon helps {topic} a lot"), format!("a moonlit night for {topic}")],
+    )
+}
+
+/// Users who prefer "sun" answers (and, with `mixed`, every other user prefers "moon").
+/// With `eval_on_train`, eval rows repeat the user's target rows, so eval accuracy is the fit.
+fn tiny_data(dir: &Path, mixed: bool, eval_on_train: bool) -> PathBuf {
+    let mut rows = Vec::new();
+    let mut push = |user: &str, topic: &str, k: usize, moon_lover: bool, split: Split| {
+        let (sun, moon) = responses(topic);
+        let (c, r) = if moon_lover { (&moon[k % 2], &sun[(k + 1) % 2]) } else { (&sun[k % 2], &moon[(k + 1) % 2]) };
+        rows.push(Triplet {
+            user: user.into(),
+            prompt: format!("What helps with {topic}?"),
+            chosen: c.clone(),
+            rejected: r.clone(),
+            split,
+        });
+    };
+    for u in 0..6 {
+        let id = format!("s{u}");
+        let moon = mixed && u % 2 == 1;
+        for j in 0..3 {
+            push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Ref);
+        }
+        for j in 3..11 {
+            push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Target);
+            if eval_on_train {
+                push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Eval);
+            }
+        }
+        if !eval_on_train {
+            for (j, t) in EVAL_TOPICS.iter().enumerate().take(4) {
+                push(&id, t, u + j, moon, Split::Eval);
+            }
+        }
+    }
+    for u in 0..4 {
+        let id = format!("n{u}");
+        let moon = mixed && u % 2 == 1;
+        for j in 0..3 {
+            push(&id, TOPICS[(2 * u + j) % 16], u + j, moon, Split::Ref);
+        }
+        for (j, t) in EVAL_TOPICS.iter().enumerate().skip(2) {
+            push(&id, t, u + j, moon, Split::Eval);
+        }
+    }
+    let p = dir.join("tiny.jsonl");
+    write_jsonl(&p, &rows).unwrap();
+    p
+}
+
+fn cfg() -> RunConfig {
+    let mut c = RunConfig::default();
+    c.model.k = 3;
+    c.model.d = 4;
+    c.train.epochs = 2;
+    c.train.max_len = 32;
+    c.train.prompts_per_step = 4;
+    c.train.users_per_step = 3;
+    c.train.targets_per_user = 4;
+    c.train.checkpoint_every = 0;
+    c.train.s2_epochs = 3;
+    c.train.s2_users_per_step = 2;
+    c
+}
+
+fn fit(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<EvalReport> {
+    fit_run(dir, c, data, &Device::Cpu, &FitOptions { resume: false, progress: false })
+}
+
+fn metrics(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v.get(k).and_then(Value::as_f64).unwrap_or_else(|| panic!("metric {k} missing in {v}"))
+}
+
+#[test]
+fn tiny_vrf_overfits_tiny_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), false, true);
+    let mut c = cfg();
+    c.train.epochs = 40;
+    c.train.lr = 3e-3;
+    let r = fit(&tmp.path().join("run"), &c, &data).unwrap();
+    assert!(r.seen_accuracy >= 0.95, "training-set accuracy {}", r.seen_accuracy);
+    let m = metrics(&tmp.path().join("run"));
+    assert!(f(m.last().unwrap(), "pair_loss") < 0.5 * f(&m[0], "pair_loss"), "loss did not fall");
+}
+
+/// The total loss is the sum of the configured terms (so each switch really reaches the loss).
+fn check_decomposition(c: &RunConfig, rec: &Value) {
+    let k = c.model.k as f64;
+    let mut want = f(rec, "pair_loss") + c.loss.lambda_div * f(rec, "div") + f(rec, "beta") * f(rec, "kl");
+    want += c.loss.lambda_phi * f(rec, "phi_corr_sq") + c.loss.lambda_bal * f(rec, "balance");
+    want += c.loss.lambda_ent * f(rec, "w_entropy") * k.ln();
+    let got = f(rec, "loss");
+    assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "loss {got} ≠ sum of terms {want} in {rec}");
+}
+
+#[test]
+fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    type Tweak = fn(&mut RunConfig);
+    let variants: Vec<(&str, Tweak)> = vec![
+        ("spec", |_| {}),
+        ("a_plain_bt", |c| c.loss.objective = Objective::Bt),
+        ("b_no_div", |c| c.loss.lambda_div = 0.0),
+        ("c_no_kl", |c| c.loss.beta = 0.0),
+        ("d_std_prior", |c| c.loss.prior = Prior::StdNormal),
+        ("e_mean_pool", |c| c.model.pooling = Pooling::Mean),
+        ("kl_warmup", |c| {
+            c.loss.kl_warmup = 0.4;
+            c.loss.beta = 0.5
+        }),
+        ("delta_auto", |c| c.loss.delta_auto = true),
+        ("lambda_phi", |c| c.loss.lambda_phi = 1.0),
+        ("balance_entropy", |c| {
+            c.loss.lambda_bal = 1.0;
+            c.loss.lambda_ent = 0.1
+        }),
+        ("orthogonal_lr", |c| {
+            c.model.base_init = BaseInit::Orthogonal;
+            c.model.mu_scale = 3.0;
+            c.train.latent_lr_mult = 10.0
+        }),
+        ("user_batches_enc_phi", |c| {
+            c.train.batching = Batching::Users;
+            c.model.enc_phi = true
+        }),
+        ("staged", |c| {
+            c.train.schedule = Schedule::Staged;
+            c.loss.lambda_phi = 1.0;
+            c.model.enc_phi = true;
+            c.train.s3_epochs = 1
+        }),
+        ("bt_baseline", |c| c.method = Method::Bt),
+    ];
+    let mut kl_first = std::collections::HashMap::new();
+    for (name, tweak) in variants {
+        let mut c = cfg();
+        tweak(&mut c);
+        let dir = tmp.path().join(name);
+        let r = fit(&dir, &c, &data).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert!(r.seen_accuracy.is_finite() && r.unseen_accuracy.is_finite(), "{name}: {r:?}");
+        assert_eq!(r.seen_pairs, 24, "{name}");
+        assert_eq!(r.unseen_pairs, 16, "{name}");
+        let m = metrics(&dir);
+        let grad: Vec<&Value> = m.iter().filter(|v| v.get("pair_loss").is_some()).collect();
+        for rec in &grad {
+            check_decomposition(&c, rec);
+        }
+        match name {
+            "bt_baseline" => {
+                assert!(r.collapse.is_none() && !dir.join("posteriors.json").exists());
+                assert!(m.iter().all(|v| v["stage"] == "bt"));
+            }
+            _ => {
+                let col = r.collapse.as_ref().unwrap();
+                assert_eq!(col.top_basis_histogram.iter().sum::<usize>(), 10, "{name}");
+                assert_eq!(r.few_shot.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3], "{name}");
+                let post: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("posteriors.json")).unwrap()).unwrap();
+                assert_eq!(post["users"].as_array().unwrap().len(), 6);
+            }
+        }
+        match name {
+            "c_no_kl" => assert!(grad.iter().all(|v| f(v, "beta") == 0.0)),
+            "kl_warmup" => {
+                assert_eq!(f(grad[0], "beta"), 0.0);
+                assert!((f(grad.last().unwrap(), "beta") - 0.5).abs() < 1e-9);
+            }
+            "spec" | "d_std_prior" => {
+                kl_first.insert(name, f(grad[0], "kl"));
+            }
+            "staged" => {
+                let stages: Vec<&str> = m.iter().map(|v| v["stage"].as_str().unwrap()).collect();
+                assert!(stages.contains(&"s1") && stages.contains(&"s2") && stages.contains(&"s3"));
+                assert!(m.iter().any(|v| v.get("holdout_acc").is_some()));
+            }
+            _ => {}
+        }
+    }
+    // The prior switch changes the KL (same seed, same first batch).
+    assert!((kl_first["spec"] - kl_first["d_std_prior"]).abs() > 1e-3);
+}
+
+#[test]
+fn same_seed_same_results_and_resume_continues_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    let mut c = cfg();
+    c.train.epochs = 3;
+    let a = fit(&tmp.path().join("a"), &c, &data).unwrap();
+    let b = fit(&tmp.path().join("b"), &c, &data).unwrap();
+    assert_eq!(a, b, "same seed must give the same metrics");
+    let post = |d: &str| std::fs::read_to_string(tmp.path().join(d).join("posteriors.json")).unwrap();
+    assert_eq!(post("a"), post("b"));
+
+    // Interrupted after 5 steps (mid-epoch), then resumed.
+    let mut stop = c.clone();
+    stop.train.stop_after_steps = 5;
+    let dir = tmp.path().join("r");
+    let err = fit(&dir, &stop, &data).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(metrics(&dir).len(), 5);
+    // A new run refuses to overwrite it.
+    assert!(fit(&dir, &c, &data).unwrap_err().to_string().contains("--resume"));
+    // Resume reads the run's saved config; clear the stop so it runs to the end.
+    let mut saved: RunConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    saved.train.stop_after_steps = 0;
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&saved).unwrap()).unwrap();
+    let r = fit_run(&dir, &c, &data, &Device::Cpu, &FitOptions { resume: true, progress: false }).unwrap();
+    assert_eq!(r, a, "resumed run must match the uninterrupted one");
+    let la = metrics(&tmp.path().join("a"));
+    let lr = metrics(&dir);
+    assert_eq!(la.len(), lr.len());
+    assert_eq!(f(la.last().unwrap(), "loss"), f(lr.last().unwrap(), "loss"));
+    assert_eq!(post("a"), post("r"));
+}
+
+#[test]
+fn bad_data_is_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &p,
+        "{\"user\":\"u\",\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\",\"split\":\"ref\"}\n{\"user\":\"u\",\"prompt\":\"p\"}\n",
+    )
+    .unwrap();
+    let err = format!("{:#}", fit(&tmp.path().join("run"), &cfg(), &p).unwrap_err());
+    assert!(err.contains("bad.jsonl") && err.contains("line 2"), "{err}");
+    let mut c = cfg();
+    c.model.tau = -1.0;
+    let data = tiny_data(tmp.path(), false, false);
+    let err = format!("{:#}", fit(&tmp.path().join("run2"), &c, &data).unwrap_err());
+    assert!(err.contains("model.tau"), "{err}");
+}
