@@ -39,6 +39,9 @@ pub struct Collapse {
     pub basis_reward_correlation: f64,
     /// Mean user uncertainty (mean σ²) of seen and unseen users.
     pub mean_uncertainty: f64,
+    /// Staged fit: seen accuracy with the stage-1 free per-user weights instead of the encoder's
+    /// (what the bases allow; the gap to `seen` is the encoder's distillation loss).
+    pub seen_free_weights_accuracy: Option<f64>,
 }
 
 /// The result of an evaluation; written to `DIR/eval.json`.
@@ -213,6 +216,13 @@ pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(E
             }
             report.seen_accuracy = acc[0];
             report.unseen_accuracy = acc[1];
+            let free_acc = match &model.free_logits {
+                Some(free) if free.dim(0)? == ds.seen.len() => {
+                    let w = candle_nn::ops::softmax(free, D::Minus1)?;
+                    Some(group_accuracy(&f, corpus, &evals_of(&ds.seen), &w)?)
+                }
+                _ => None,
+            };
             // Correlation over eval responses only.
             let mut eval_texts = Vec::new();
             for u in &ds.users {
@@ -233,6 +243,7 @@ pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(E
                 weight_entropy: ent_sum / n_users.max(1) as f64,
                 basis_reward_correlation: mean_offdiag_corr(&rows(&f.phi, &eval_rows)?)?,
                 mean_uncertainty: unc_sum / n_users.max(1) as f64,
+                seen_free_weights_accuracy: free_acc,
             });
             // Few-shot curve for unseen users: k random reference pairs each (fixed seed).
             if !ds.unseen.is_empty() {
@@ -295,6 +306,9 @@ pub fn format_report(r: &EvalReport) -> String {
             c.basis_reward_correlation,
             c.mean_uncertainty
         );
+    }
+    if let Some(fa) = r.collapse.as_ref().and_then(|c| c.seen_free_weights_accuracy) {
+        s += &format!("     seen with stage-1 free weights {}\n", pct(fa));
     }
     if !r.few_shot.is_empty() {
         let fs: Vec<String> = r.few_shot.iter().map(|(k, a)| format!("k={k}: {}", pct(*a).trim())).collect();

@@ -3,7 +3,7 @@
 //! One module per concept: [`backbone`] (Qwen3), [`heads`] (basis rewards), [`encoder`]
 //! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`model`],
 //! [`data`] and [`synth`] (JSONL and the embedded benchmark), [`tokenize`], [`corpus`]
-//! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`].
+//! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations).
 
 pub mod backbone;
 pub mod bases;
@@ -13,6 +13,7 @@ pub mod corpus;
 pub mod data;
 pub mod encoder;
 pub mod eval;
+pub mod experiment;
 pub mod heads;
 pub mod loss;
 pub mod model;

@@ -1,15 +1,15 @@
 //! `vrf-trainer`: generate the synthetic benchmark, fit VRF (and the BT baseline), evaluate.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use vrf_trainer::checkpoint::{read_json, write_json};
+use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::{BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule};
-use vrf_trainer::eval::{format_report, EvalReport};
-use vrf_trainer::run::{device, eval_run, fit_run, FitOptions};
+use vrf_trainer::eval::format_report;
+use vrf_trainer::experiment::{self, run_rows, Plan};
+use vrf_trainer::run::{device, eval_run};
 use vrf_trainer::synth::{generate, SynthConfig};
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
@@ -28,6 +28,8 @@ struct Cli {
 enum Cmd {
     /// Fit a model (default: VRF and the BT baseline on the embedded synthetic benchmark).
     Fit(Box<FitArgs>),
+    /// Fit the ablation suite (SPEC §3 ablations (a)–(e) and the §3b remedies) and print a table.
+    Ablate(Box<FitArgs>),
     /// Re-evaluate a trained run directory and rewrite its eval.json.
     Eval {
         /// Run directory (holds config.json and checkpoint/).
@@ -89,7 +91,11 @@ struct FitArgs {
     /// cpu or cuda (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Continue an interrupted run in OUT.
+    /// Training seed(s), comma-separated; several give mean ± std (SPEC §5). Default: the
+    /// config's seed (0).
+    #[arg(long, alias = "seed", value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Continue interrupted runs in OUT (finished ones are reused).
     #[arg(long)]
     resume: bool,
     /// No progress bars.
@@ -114,9 +120,6 @@ struct FitArgs {
 /// Hyperparameter overrides; unset flags keep the config's value.
 #[derive(Args)]
 struct Overrides {
-    /// Training seed (init, batches, noise).
-    #[arg(long)]
-    seed: Option<u64>,
     /// CPU threads for candle.
     #[arg(long)]
     threads: Option<usize>,
@@ -209,7 +212,6 @@ impl Overrides {
                 }
             };
         }
-        set!(self.seed, c.train.seed);
         set!(self.threads, c.train.threads);
         set!(self.epochs, c.train.epochs);
         set!(self.lr, c.train.lr);
@@ -253,7 +255,7 @@ fn synth(a: &SynthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fit(a: &FitArgs) -> anyhow::Result<()> {
+fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
     let mut cfg: RunConfig = match &a.config {
         Some(p) => read_json(p)?,
         None => RunConfig::default(),
@@ -264,11 +266,14 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
         cfg.backbone = BackboneSource::Hf { path: a.backbone.clone() };
     }
     cfg.validate()?;
-    set_threads(cfg.train.threads);
-    let dev = device(&a.device)?;
+    Ok(cfg)
+}
+
+/// The data file: `--data`, or the synthetic benchmark generated into OUT once.
+fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let data = match &a.data {
-        Some(p) => p.clone(),
+    match &a.data {
+        Some(p) => Ok(p.clone()),
         None => {
             let p = a.out.join("data.jsonl");
             if !p.exists() {
@@ -280,56 +285,47 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
                     seed: a.data_seed,
                 })?;
             }
-            p
+            Ok(p)
         }
-    };
-    let mut methods = vec![a.method];
+    }
+}
+
+fn plan(a: &FitArgs, cfg: &RunConfig) -> anyhow::Result<Plan> {
+    let seeds = a.seeds.clone().unwrap_or_else(|| vec![cfg.train.seed]);
+    Ok(Plan { out: a.out.clone(), data: data_path(a)?, seeds, resume: a.resume, verbose: !a.quiet })
+}
+
+fn fit(a: &FitArgs) -> anyhow::Result<()> {
+    let cfg = base_config(a)?;
+    set_threads(cfg.train.threads);
+    let dev = device(&a.device)?;
+    let mut configs = vec![(a.method.name().to_string(), cfg.clone())];
     if a.baseline == "bt" && a.method != Method::Bt {
-        methods.push(Method::Bt);
-    }
-    let opts = FitOptions { resume: a.resume, progress: !a.quiet };
-    let mut reports: Vec<(EvalReport, f64)> = Vec::new();
-    for m in methods {
         let mut c = cfg.clone();
-        c.method = m;
-        let dir = a.out.join(m.name());
-        eprintln!("== fitting {} into {}", m.name().to_uppercase(), dir.display());
-        let t0 = Instant::now();
-        let r = fit_run(&dir, &c, &data, &dev, &opts).with_context(|| format!("fitting {}", dir.display()))?;
-        let secs = t0.elapsed().as_secs_f64();
-        print!("{}", format_report(&r));
-        println!("     ({secs:.0} s on {} thread(s))", cfg.train.threads);
-        reports.push((r, secs));
+        c.method = Method::Bt;
+        configs.push(("bt".to_string(), c));
     }
-    print_summary(&a.out, &reports)?;
+    let p = plan(a, &cfg)?;
+    let rows = run_rows(&p, &configs, &dev)?;
+    println!("\n{}", experiment::save(&p, "summary", &rows)?);
+    println!("({} thread(s); tables in {})", cfg.train.threads, p.out.join("summary.md").display());
     Ok(())
 }
 
-fn print_summary(out: &Path, reports: &[(EvalReport, f64)]) -> anyhow::Result<()> {
-    let pct = |x: f64| format!("{:.2}", 100.0 * x);
-    println!("\n| method | seen | unseen | overall | gain seen | gain unseen | top bases | w entropy | φ corr | time |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (r, secs) in reports {
-        let (gs, gu, tb, we, pc) = match &r.collapse {
-            Some(c) => (
-                format!("{:+.2}", 100.0 * c.seen_gain),
-                format!("{:+.2}", 100.0 * c.unseen_gain),
-                c.distinct_top_bases.to_string(),
-                format!("{:.3}", c.weight_entropy),
-                format!("{:.3}", c.basis_reward_correlation),
-            ),
-            None => ("–".into(), "–".into(), "–".into(), "–".into(), "–".into()),
-        };
-        println!(
-            "| {} | {} | {} | {} | {gs} | {gu} | {tb} | {we} | {pc} | {secs:.0} s |",
-            r.method.to_uppercase(),
-            pct(r.seen_accuracy),
-            pct(r.unseen_accuracy),
-            pct(r.overall_accuracy)
-        );
+fn ablate(a: &FitArgs) -> anyhow::Result<()> {
+    let mut cfg = base_config(a)?;
+    cfg.method = Method::Vrf;
+    set_threads(cfg.train.threads);
+    let dev = device(&a.device)?;
+    let mut configs = experiment::ablations(&cfg);
+    if a.baseline == "bt" {
+        let mut c = cfg.clone();
+        c.method = Method::Bt;
+        configs.push(("BT baseline".to_string(), c));
     }
-    let summary: Vec<&EvalReport> = reports.iter().map(|(r, _)| r).collect();
-    write_json(&out.join("summary.json"), &summary)?;
+    let p = plan(a, &cfg)?;
+    let rows = run_rows(&p, &configs, &dev)?;
+    println!("\n{}", experiment::save(&p, "ablation", &rows)?);
     Ok(())
 }
 
@@ -338,6 +334,7 @@ fn main() -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Synth(a) => synth(a),
         Cmd::Fit(a) => fit(a),
+        Cmd::Ablate(a) => ablate(a),
         Cmd::Eval { run, data, device: d, threads } => {
             set_threads(*threads);
             let dev = device(d)?;

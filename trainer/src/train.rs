@@ -647,6 +647,10 @@ impl<'a> Trainer<'a> {
             self.model.ref_features(&rows(&e_all, &c)?, &rows(&e_all, &r)?)
         };
 
+        if self.state.delta.is_none() {
+            self.state.delta = Some(self.initial_delta()?);
+        }
+        let delta_margin = self.state.delta.unwrap_or(cfg.loss.delta);
         let groups = vec![ParamGroup { vars: self.model.vars.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), lr_mult: 1.0 }];
         let mut opt = AdamW::new(groups, t.weight_decay);
         let spe = train_ids.len().div_ceil(t.s2_users_per_step).max(1);
@@ -654,8 +658,12 @@ impl<'a> Trainer<'a> {
         let bar = self.bar(total as u64, "s2");
         let mut metrics_file = OpenOptions::new().create(true).append(true).open(self.run.join("metrics.jsonl"))?;
         let mut best: Option<(f64, usize, Snapshot)> = None;
-        let snapshot = |m: &RewardModel| -> Snapshot {
-            m.vars.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]).into_iter().map(|(n, v)| (n, v.as_tensor().copy().expect("copy"))).collect()
+        let snapshot = |m: &RewardModel| -> Result<Snapshot> {
+            m.vars
+                .vars_with_prefix(&[prefix::ENCODER, prefix::BASES])
+                .into_iter()
+                .map(|(n, v)| v.as_tensor().copy().map(|t| (n, t)))
+                .collect::<Result<Snapshot>>()
         };
         for epoch in 0..t.s2_epochs {
             let mut order = train_ids.clone();
@@ -678,7 +686,17 @@ impl<'a> Trainer<'a> {
                 let (mu, var) = self.model.posterior(&feats, &seg, chunk.len())?;
                 let logw = self.model.bases()?.log_weights(&mu, &var)?;
                 let target = rows(&w_free, &chunk.iter().map(|&i| i as u32).collect::<Vec<_>>())?;
-                let loss = loss::distill_kl(&target, &logw)?;
+                // Distillation plus the method's own terms on the encoder and bases: the
+                // diversity hinge and the KL to the prior (so ablations (b)–(d) act here too).
+                let bases = self.model.bases()?;
+                let mut loss = loss::distill_kl(&target, &logw)?;
+                if cfg.loss.lambda_div > 0.0 {
+                    loss = (loss + (bases.diversity_loss(delta_margin)? * cfg.loss.lambda_div)?)?;
+                }
+                if cfg.loss.beta > 0.0 {
+                    let eps = self.noise(step, chunk.len())?;
+                    loss = (loss + (bases.kl(&mu, &var, &eps, cfg.loss.prior)?.mean_all()? * cfg.loss.beta)?)?;
+                }
                 let lr = t.s2_lr * lr_factor(step, total, t.warmup);
                 let grads = loss.backward()?;
                 opt.step(&grads, lr, t.grad_clip)?;
@@ -713,7 +731,7 @@ impl<'a> Trainer<'a> {
             )?;
             bar.set_message(format!("kl {ep_loss:.4} held-out acc {hold_acc:.3}"));
             if hold.is_empty() || best.as_ref().is_none_or(|(a, _, _)| hold_acc > *a) {
-                best = Some((hold_acc, epoch + 1, snapshot(&self.model)));
+                best = Some((hold_acc, epoch + 1, snapshot(&self.model)?));
             }
         }
         bar.finish();

@@ -1,0 +1,198 @@
+//! Experiments over several runs: methods × seeds (mean ± std, SPEC §5) and the ablation suite
+//! (the paper's five ablations and the collapse remedies, SPEC §3 and §3b), as tables.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::Serialize;
+
+use crate::checkpoint::write_json;
+use crate::config::{Objective, Pooling, Prior, RunConfig, Schedule};
+use crate::eval::{format_report, EvalReport};
+use crate::run::{fit_run, FitOptions};
+
+/// One row of an experiment: a named configuration fitted with several seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Row label (method or variant name).
+    pub name: String,
+    /// One report per seed.
+    pub runs: Vec<EvalReport>,
+    /// Wall-clock seconds per run.
+    pub seconds: Vec<f64>,
+}
+
+/// Mean and sample standard deviation (0 for one value) of finite values.
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    if v.len() < 2 {
+        return (m, 0.0);
+    }
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+    (m, var.sqrt())
+}
+
+impl Row {
+    fn stat(&self, f: impl Fn(&EvalReport) -> Option<f64>) -> (f64, f64) {
+        mean_std(&self.runs.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect::<Vec<_>>())
+    }
+
+    /// Mean over seeds of overall accuracy.
+    pub fn overall(&self) -> f64 {
+        self.stat(|r| Some(r.overall_accuracy)).0
+    }
+}
+
+fn pm(x: (f64, f64), scale: f64, signed: bool) -> String {
+    if x.0.is_nan() {
+        return "–".into();
+    }
+    let m = if signed { format!("{:+.2}", scale * x.0) } else { format!("{:.2}", scale * x.0) };
+    if x.1 > 0.0 {
+        format!("{m} ± {:.2}", scale * x.1)
+    } else {
+        m
+    }
+}
+
+/// A markdown table of rows: accuracy (%) mean ± std over seeds and the collapse diagnostics.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| run | seeds | seen | unseen | overall | gain seen | gain unseen | top bases | w entropy | φ corr | unseen k=1/3/5/9 | time/run |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let c = |f: fn(&crate::eval::Collapse) -> f64| r.stat(|x| x.collapse.as_ref().map(f));
+        let fs: Vec<String> = [1usize, 3, 5, 9]
+            .iter()
+            .map(|k| {
+                let v = r.stat(|x| x.few_shot.iter().find(|(kk, _)| kk == k).map(|(_, a)| *a)).0;
+                if v.is_nan() { "–".into() } else { format!("{:.1}", 100.0 * v) }
+            })
+            .collect();
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |\n",
+            r.name,
+            r.runs.len(),
+            pm(r.stat(|x| Some(x.seen_accuracy)), 100.0, false),
+            pm(r.stat(|x| Some(x.unseen_accuracy)), 100.0, false),
+            pm(r.stat(|x| Some(x.overall_accuracy)), 100.0, false),
+            pm(c(|c| c.seen_gain), 100.0, true),
+            pm(c(|c| c.unseen_gain), 100.0, true),
+            pm(c(|c| c.distinct_top_bases as f64), 1.0, false),
+            pm(c(|c| c.weight_entropy), 1.0, false),
+            pm(c(|c| c.basis_reward_correlation), 1.0, false),
+            fs.join(" / "),
+            mean_std(&r.seconds).0,
+        );
+    }
+    s
+}
+
+/// How to run a set of configurations.
+pub struct Plan {
+    /// Output directory; each (row, seed) gets `OUT/NAME[-seedS]`.
+    pub out: PathBuf,
+    /// Data file.
+    pub data: PathBuf,
+    /// Seeds (training seeds; the data is fixed).
+    pub seeds: Vec<u64>,
+    /// Continue interrupted runs and skip finished ones.
+    pub resume: bool,
+    /// Progress bars and per-run reports.
+    pub verbose: bool,
+}
+
+/// Fits every `(name, config)` for every seed and returns the rows (finished runs are reused
+/// when resuming).
+pub fn run_rows(plan: &Plan, configs: &[(String, RunConfig)], dev: &Device) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (name, cfg) in configs {
+        let mut row = Row { name: name.clone(), runs: vec![], seconds: vec![] };
+        for &seed in &plan.seeds {
+            let mut c = cfg.clone();
+            c.train.seed = seed;
+            let dir = if plan.seeds.len() == 1 { plan.out.join(name) } else { plan.out.join(format!("{name}-seed{seed}")) };
+            let t0 = Instant::now();
+            let report = match finished(&dir, plan.resume) {
+                Some(r) => r,
+                None => {
+                    if plan.verbose {
+                        eprintln!("== {name} (seed {seed}) → {}", dir.display());
+                    }
+                    let r = fit_run(&dir, &c, &plan.data, dev, &FitOptions { resume: plan.resume, progress: plan.verbose })?;
+                    if plan.verbose {
+                        eprint!("{}", format_report(&r));
+                    }
+                    r
+                }
+            };
+            row.seconds.push(t0.elapsed().as_secs_f64());
+            row.runs.push(report);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The report of a finished run when resuming (its `eval.json` exists and training is done).
+fn finished(dir: &Path, resume: bool) -> Option<EvalReport> {
+    if !resume {
+        return None;
+    }
+    let state = std::fs::read_to_string(dir.join("checkpoint").join("state.json")).ok()?;
+    if !state.contains("\"done\"") {
+        return None;
+    }
+    crate::checkpoint::read_json(&dir.join("eval.json")).ok()
+}
+
+/// Writes `rows` as JSON (`NAME.json`) and markdown (`NAME.md`) into the plan's directory.
+pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> anyhow::Result<String> {
+    let t = table(rows);
+    write_json(&plan.out.join(format!("{name}.json")), &rows)?;
+    crate::checkpoint::write_atomic(&plan.out.join(format!("{name}.md")), t.as_bytes())?;
+    Ok(t)
+}
+
+/// The ablation suite around `base` (a VRF config): the base, the paper's ablations (a)–(e),
+/// and, for a staged base, the end-to-end fit and each remedy removed.
+pub fn ablations(base: &RunConfig) -> Vec<(String, RunConfig)> {
+    let mut v = vec![("vrf".to_string(), base.clone())];
+    let mut add = |name: &str, f: &dyn Fn(&mut RunConfig)| {
+        let mut c = base.clone();
+        f(&mut c);
+        if &c != base {
+            v.push((name.to_string(), c));
+        }
+    };
+    add("a: L_VA → plain BT", &|c| c.loss.objective = Objective::Bt);
+    add("b: no L_div", &|c| c.loss.lambda_div = 0.0);
+    add("c: no KL", &|c| c.loss.beta = 0.0);
+    add("d: MoG prior → N(0,I)", &|c| c.loss.prior = Prior::StdNormal);
+    add("e: PoG → mean pooling", &|c| c.model.pooling = Pooling::Mean);
+    if base.train.schedule == Schedule::Staged {
+        add("no staging (end to end)", &|c| c.train.schedule = Schedule::EndToEnd);
+        add("staged without λ_φ", &|c| c.loss.lambda_phi = 0.0);
+        add("staged without Δφ input", &|c| c.model.enc_phi = false);
+        add("staged + stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));
+    } else {
+        add("remedy: staged fit", &|c| {
+            c.train.schedule = Schedule::Staged;
+            c.loss.lambda_phi = c.loss.lambda_phi.max(1.0);
+        });
+        add("remedy: λ_φ = 1", &|c| c.loss.lambda_phi = 1.0);
+        add("remedy: KL warm-up 0.3", &|c| c.loss.kl_warmup = 0.3);
+        add("remedy: δ from basis spread", &|c| c.loss.delta_auto = true);
+        add("remedy: balancing", &|c| {
+            c.loss.lambda_bal = 1.0;
+            c.loss.lambda_ent = 0.1;
+        });
+    }
+    v
+}
