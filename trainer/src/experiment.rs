@@ -108,16 +108,35 @@ pub struct Plan {
     pub verbose: bool,
 }
 
-/// Fits every `(name, config)` for every seed and returns the rows (finished runs are reused
-/// when resuming).
-pub fn run_rows(plan: &Plan, configs: &[(String, RunConfig)], dev: &Device) -> anyhow::Result<Vec<Row>> {
+/// A named configuration: `id` names its run directories, `label` its table row.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// Directory-safe identifier.
+    pub id: String,
+    /// Row label.
+    pub label: String,
+    /// The configuration (its seed is replaced by each of the plan's seeds).
+    pub cfg: RunConfig,
+}
+
+impl Variant {
+    /// A variant whose label is its id.
+    pub fn new(id: &str, cfg: RunConfig) -> Self {
+        Self { id: id.into(), label: id.into(), cfg }
+    }
+}
+
+/// Fits every variant for every seed into `OUT/ID-seedS` and returns the rows; with `resume`,
+/// finished runs are reused, so parallel invocations over disjoint seeds can be combined.
+pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for (name, cfg) in configs {
+    for v in variants {
+        let (name, cfg) = (&v.label, &v.cfg);
         let mut row = Row { name: name.clone(), runs: vec![], seconds: vec![] };
         for &seed in &plan.seeds {
             let mut c = cfg.clone();
             c.train.seed = seed;
-            let dir = if plan.seeds.len() == 1 { plan.out.join(name) } else { plan.out.join(format!("{name}-seed{seed}")) };
+            let dir = plan.out.join(format!("{}-seed{seed}", v.id));
             let t0 = Instant::now();
             let report = match finished(&dir, plan.resume) {
                 Some(r) => r,
@@ -162,34 +181,34 @@ pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> anyhow::Result<String> {
 
 /// The ablation suite around `base` (a VRF config): the base, the paper's ablations (a)–(e),
 /// and, for a staged base, the end-to-end fit and each remedy removed.
-pub fn ablations(base: &RunConfig) -> Vec<(String, RunConfig)> {
-    let mut v = vec![("vrf".to_string(), base.clone())];
-    let mut add = |name: &str, f: &dyn Fn(&mut RunConfig)| {
+pub fn ablations(base: &RunConfig) -> Vec<Variant> {
+    let mut v = vec![Variant { id: "vrf".into(), label: "VRF (defaults)".into(), cfg: base.clone() }];
+    let mut add = |id: &str, label: &str, f: &dyn Fn(&mut RunConfig)| {
         let mut c = base.clone();
         f(&mut c);
         if &c != base {
-            v.push((name.to_string(), c));
+            v.push(Variant { id: id.into(), label: label.into(), cfg: c });
         }
     };
-    add("a: L_VA → plain BT", &|c| c.loss.objective = Objective::Bt);
-    add("b: no L_div", &|c| c.loss.lambda_div = 0.0);
-    add("c: no KL", &|c| c.loss.beta = 0.0);
-    add("d: MoG prior → N(0,I)", &|c| c.loss.prior = Prior::StdNormal);
-    add("e: PoG → mean pooling", &|c| c.model.pooling = Pooling::Mean);
+    add("a-plain-bt", "(a) L_VA → plain BT", &|c| c.loss.objective = Objective::Bt);
+    add("b-no-div", "(b) no L_div", &|c| c.loss.lambda_div = 0.0);
+    add("c-no-kl", "(c) no KL", &|c| c.loss.beta = 0.0);
+    add("d-std-prior", "(d) MoG prior → N(0, I)", &|c| c.loss.prior = Prior::StdNormal);
+    add("e-mean-pool", "(e) PoG → mean pooling", &|c| c.model.pooling = Pooling::Mean);
     if base.train.schedule == Schedule::Staged {
-        add("no staging (end to end)", &|c| c.train.schedule = Schedule::EndToEnd);
-        add("staged without λ_φ", &|c| c.loss.lambda_phi = 0.0);
-        add("staged without Δφ input", &|c| c.model.enc_phi = false);
-        add("staged + stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));
+        add("end-to-end", "remedy off: end to end (SPEC §3 as written)", &|c| c.train.schedule = Schedule::EndToEnd);
+        add("no-lambda-phi", "remedy off: no λ_φ in stage 1", &|c| c.loss.lambda_phi = 0.0);
+        add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| c.model.enc_phi = false);
+        add("plus-s3", "remedy on: + 1 epoch of stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));
     } else {
-        add("remedy: staged fit", &|c| {
+        add("staged", "remedy: staged fit", &|c| {
             c.train.schedule = Schedule::Staged;
             c.loss.lambda_phi = c.loss.lambda_phi.max(1.0);
         });
-        add("remedy: λ_φ = 1", &|c| c.loss.lambda_phi = 1.0);
-        add("remedy: KL warm-up 0.3", &|c| c.loss.kl_warmup = 0.3);
-        add("remedy: δ from basis spread", &|c| c.loss.delta_auto = true);
-        add("remedy: balancing", &|c| {
+        add("lambda-phi", "remedy: λ_φ = 1", &|c| c.loss.lambda_phi = 1.0);
+        add("kl-warmup", "remedy: KL warm-up 0.3", &|c| c.loss.kl_warmup = 0.3);
+        add("delta-auto", "remedy: δ from basis spread", &|c| c.loss.delta_auto = true);
+        add("balance", "remedy: balancing + sharpening", &|c| {
             c.loss.lambda_bal = 1.0;
             c.loss.lambda_ent = 0.1;
         });

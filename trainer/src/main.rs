@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::{BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule};
 use vrf_trainer::eval::format_report;
-use vrf_trainer::experiment::{self, run_rows, Plan};
+use vrf_trainer::experiment::{self, run_rows, Plan, Variant};
 use vrf_trainer::run::{device, eval_run};
 use vrf_trainer::synth::{generate, SynthConfig};
 
@@ -66,6 +66,12 @@ struct SynthArgs {
     /// Generator seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Prompts in the training pool (reference and target rows).
+    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
+    train_prompts: usize,
+    /// Prompts in the eval pool (eval rows only).
+    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
+    eval_prompts: usize,
 }
 
 #[derive(Args)]
@@ -113,6 +119,12 @@ struct FitArgs {
     /// Synthetic data: generator seed.
     #[arg(long, default_value_t = 0)]
     data_seed: u64,
+    /// Synthetic data: training prompts.
+    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
+    train_prompts: usize,
+    /// Synthetic data: eval prompts.
+    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
+    eval_prompts: usize,
     #[command(flatten)]
     hp: Overrides,
 }
@@ -248,7 +260,15 @@ fn set_threads(n: usize) {
 }
 
 fn synth(a: &SynthArgs) -> anyhow::Result<()> {
-    let cfg = SynthConfig { seen_users: a.seen_users, unseen_users: a.unseen_users, alpha: a.alpha, seed: a.seed, ..Default::default() };
+    let cfg = SynthConfig {
+        seen_users: a.seen_users,
+        unseen_users: a.unseen_users,
+        alpha: a.alpha,
+        seed: a.seed,
+        train_prompts: a.train_prompts,
+        eval_prompts: a.eval_prompts,
+        ..Default::default()
+    };
     let s = generate(&cfg)?;
     let meta = s.write(&a.out).with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!("wrote {} triplets to {} (true user weights in {})", s.triplets.len(), a.out.display(), meta.display());
@@ -283,6 +303,8 @@ fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
                     unseen_users: a.unseen_users,
                     alpha: a.alpha,
                     seed: a.data_seed,
+                    train_prompts: a.train_prompts,
+                    eval_prompts: a.eval_prompts,
                 })?;
             }
             Ok(p)
@@ -299,11 +321,11 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
     let cfg = base_config(a)?;
     set_threads(cfg.train.threads);
     let dev = device(&a.device)?;
-    let mut configs = vec![(a.method.name().to_string(), cfg.clone())];
+    let mut configs = vec![Variant::new(a.method.name(), cfg.clone())];
     if a.baseline == "bt" && a.method != Method::Bt {
         let mut c = cfg.clone();
         c.method = Method::Bt;
-        configs.push(("bt".to_string(), c));
+        configs.push(Variant::new("bt", c));
     }
     let p = plan(a, &cfg)?;
     let rows = run_rows(&p, &configs, &dev)?;
@@ -321,7 +343,7 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
     if a.baseline == "bt" {
         let mut c = cfg.clone();
         c.method = Method::Bt;
-        configs.push(("BT baseline".to_string(), c));
+        configs.push(Variant { id: "bt".into(), label: "BT baseline".into(), cfg: c });
     }
     let p = plan(a, &cfg)?;
     let rows = run_rows(&p, &configs, &dev)?;
