@@ -115,7 +115,7 @@ impl Default for ModelConfig {
             k: 8,
             d: 32,
             tau: 1.0,
-            enc_phi: false,
+            enc_phi: true,
             pooling: Pooling::Pog,
             base_init: BaseInit::Randn,
             base_radius: 3.0,
@@ -168,7 +168,7 @@ impl Default for LossConfig {
             prior: Prior::Mog,
             kl_samples: 1,
             kl_warmup: 0.0,
-            lambda_phi: 0.0,
+            lambda_phi: 1.0,
             lambda_bal: 0.0,
             lambda_ent: 0.0,
         }
@@ -235,13 +235,13 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            schedule: Schedule::EndToEnd,
+            schedule: Schedule::Staged,
             lr: 1e-3,
-            latent_lr_mult: 1.0,
+            latent_lr_mult: 100.0,
             weight_decay: 0.01,
             warmup: 0.05,
             grad_clip: 1.0,
-            epochs: 3,
+            epochs: 5,
             batching: Batching::Prompts,
             users_per_step: 8,
             targets_per_user: 8,
@@ -327,6 +327,16 @@ fn positive(x: f64) -> bool {
 }
 
 impl RunConfig {
+    /// SPEC §2–3 taken literally: end-to-end fit, no remedies (it collapses, SPEC §3b).
+    pub fn spec_literal() -> Self {
+        let mut c = Self::default();
+        c.model.enc_phi = false;
+        c.loss.lambda_phi = 0.0;
+        c.train.schedule = Schedule::EndToEnd;
+        c.train.latent_lr_mult = 1.0;
+        c
+    }
+
     /// Checks values that would otherwise fail deep inside training.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, reason: &str| Err(ConfigError { field, reason: reason.to_string() });
@@ -403,6 +413,19 @@ mod tests {
         let s = serde_json::to_string(&c).unwrap();
         let back: RunConfig = serde_json::from_str(&s).unwrap();
         assert_eq!(c, back);
+    }
+
+    #[test]
+    fn defaults_are_the_staged_fit_and_spec_literal_is_end_to_end() {
+        let d = RunConfig::default();
+        assert_eq!(d.train.schedule, Schedule::Staged);
+        assert!(d.model.enc_phi && d.loss.lambda_phi > 0.0);
+        let s = RunConfig::spec_literal();
+        assert_eq!(s.train.schedule, Schedule::EndToEnd);
+        assert!(!s.model.enc_phi && s.loss.lambda_phi == 0.0 && s.train.latent_lr_mult == 1.0);
+        // SPEC §2–3 defaults are shared.
+        assert_eq!((s.model.k, s.model.d, s.model.tau, s.loss.beta, s.loss.lambda_div, s.loss.delta), (8, 32, 1.0, 0.01, 1.0, 1.0));
+        s.validate().unwrap();
     }
 
     #[test]

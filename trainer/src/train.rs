@@ -449,8 +449,9 @@ impl<'a> Trainer<'a> {
             let uidx: Vec<u32> = chosen.iter().map(|&i| seen_pos[&self.ds.triplet_user[i]]).collect();
             let w = candle_nn::ops::softmax(&rows(free, &uidx)?, D::Minus1)?;
             let (mu, _) = loss::moments(&w, &delta)?;
-            let mut total = loss::pair_loss(&w, &delta, self.model.cfg.loss.objective)?.mean_all()?;
-            total = self.remedies(total, &phi, &w, &mut m)?;
+            let lpair = loss::pair_loss(&w, &delta, self.model.cfg.loss.objective)?.mean_all()?;
+            m.insert("pair_loss".into(), json!(lpair.to_scalar::<f32>()?));
+            let total = self.remedies(lpair, &phi, &w, &mut m)?;
             (total, mu)
         };
         let acc = mu.gt(0.0)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64;
