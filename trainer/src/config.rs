@@ -183,7 +183,8 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Peak learning rate of backbone and heads.
     pub lr: f64,
-    /// Remedy: learning-rate multiplier for the encoder, bases and free user logits.
+    /// Remedy: learning-rate multiplier for the free user logits (stage 1) and for the encoder
+    /// and bases (end to end); stage 3 trains everything at the base rate.
     pub latent_lr_mult: f64,
     /// AdamW decoupled weight decay.
     pub weight_decay: f64,

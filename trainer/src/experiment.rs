@@ -2,7 +2,6 @@
 //! (the paper's five ablations and the collapse remedies, SPEC §3 and §3b), as tables.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::Device;
 use serde::Serialize;
@@ -19,7 +18,7 @@ pub struct Row {
     pub name: String,
     /// One report per seed.
     pub runs: Vec<EvalReport>,
-    /// Wall-clock seconds per run.
+    /// Training wall-clock seconds per run (without data preparation and evaluation).
     pub seconds: Vec<f64>,
 }
 
@@ -63,7 +62,7 @@ fn pm(x: (f64, f64), scale: f64, signed: bool) -> String {
 /// A markdown table of rows: accuracy (%) mean ± std over seeds and the collapse diagnostics.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| run | seeds | seen | unseen | overall | gain seen | gain unseen | top bases | w entropy | φ corr | unseen k=1/3/5/9 | time/run |\n\
+        "| run | seeds | seen | unseen | overall | gain seen | gain unseen | top bases | w entropy | φ corr | unseen k=1/3/5/9 | train s/run |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
@@ -76,7 +75,7 @@ pub fn table(rows: &[Row]) -> String {
             })
             .collect();
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
             r.name,
             r.runs.len(),
             pm(r.stat(|x| Some(x.seen_accuracy)), 100.0, false),
@@ -106,6 +105,9 @@ pub struct Plan {
     pub resume: bool,
     /// Progress bars and per-run reports.
     pub verbose: bool,
+    /// `(i, n)`: fit only every n-th (variant, seed) job starting at i, so n processes can share
+    /// the work; a final run with `resume` then collects every result into the table.
+    pub shard: Option<(usize, usize)>,
 }
 
 /// A named configuration: `id` names its run directories, `label` its table row.
@@ -130,15 +132,21 @@ impl Variant {
 /// finished runs are reused, so parallel invocations over disjoint seeds can be combined.
 pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
+    let mut job = 0usize;
     for v in variants {
         let (name, cfg) = (&v.label, &v.cfg);
         let mut row = Row { name: name.clone(), runs: vec![], seconds: vec![] };
         for &seed in &plan.seeds {
+            job += 1;
+            if let Some((i, n)) = plan.shard {
+                if (job - 1) % n != i {
+                    continue;
+                }
+            }
             let mut c = cfg.clone();
             c.train.seed = seed;
             let dir = plan.out.join(format!("{}-seed{seed}", v.id));
-            let t0 = Instant::now();
-            let report = match finished(&dir, plan.resume) {
+            let (report, seconds) = match finished(&dir, plan.resume) {
                 Some(r) => r,
                 None => {
                     if plan.verbose {
@@ -148,10 +156,10 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Resu
                     if plan.verbose {
                         eprint!("{}", format_report(&r));
                     }
-                    r
+                    (r, train_seconds(&dir))
                 }
             };
-            row.seconds.push(t0.elapsed().as_secs_f64());
+            row.seconds.push(seconds);
             row.runs.push(report);
         }
         rows.push(row);
@@ -159,8 +167,18 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Resu
     Ok(rows)
 }
 
-/// The report of a finished run when resuming (its `eval.json` exists and training is done).
-fn finished(dir: &Path, resume: bool) -> Option<EvalReport> {
+/// Training wall-clock seconds of a run: the last `elapsed_s` in its `metrics.jsonl`.
+fn train_seconds(dir: &Path) -> f64 {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+    text.lines()
+        .next_back()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v.get("elapsed_s").and_then(|x| x.as_f64()))
+        .unwrap_or(f64::NAN)
+}
+
+/// The report and fit time of a finished run when resuming (training done, `eval.json` there).
+fn finished(dir: &Path, resume: bool) -> Option<(EvalReport, f64)> {
     if !resume {
         return None;
     }
@@ -168,7 +186,8 @@ fn finished(dir: &Path, resume: bool) -> Option<EvalReport> {
     if !state.contains("\"done\"") {
         return None;
     }
-    crate::checkpoint::read_json(&dir.join("eval.json")).ok()
+    let report = crate::checkpoint::read_json(&dir.join("eval.json")).ok()?;
+    Some((report, train_seconds(dir)))
 }
 
 /// Writes `rows` as JSON (`NAME.json`) and markdown (`NAME.md`) into the plan's directory.
@@ -196,7 +215,13 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
     add("d-std-prior", "(d) MoG prior → N(0, I)", &|c| c.loss.prior = Prior::StdNormal);
     add("e-mean-pool", "(e) PoG → mean pooling", &|c| c.model.pooling = Pooling::Mean);
     if base.train.schedule == Schedule::Staged {
-        add("end-to-end", "remedy off: end to end (SPEC §3 as written)", &|c| c.train.schedule = Schedule::EndToEnd);
+        add("spec-literal", "SPEC §2–3 as written: end to end, no remedies", &|c| {
+            let lit = RunConfig::spec_literal();
+            c.train.schedule = lit.train.schedule;
+            c.train.latent_lr_mult = lit.train.latent_lr_mult;
+            c.loss.lambda_phi = lit.loss.lambda_phi;
+            c.model.enc_phi = lit.model.enc_phi;
+        });
         add("no-lambda-phi", "remedy off: no λ_φ in stage 1", &|c| c.loss.lambda_phi = 0.0);
         add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| c.model.enc_phi = false);
         add("plus-s3", "remedy on: + 1 epoch of stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));

@@ -104,6 +104,10 @@ struct FitArgs {
     /// Continue interrupted runs in OUT (finished ones are reused).
     #[arg(long)]
     resume: bool,
+    /// Run only share I of N of the (run, seed) jobs, e.g. `0/2` and `1/2` in two processes;
+    /// then `--resume` without it collects the table.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -314,7 +318,16 @@ fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
 
 fn plan(a: &FitArgs, cfg: &RunConfig) -> anyhow::Result<Plan> {
     let seeds = a.seeds.clone().unwrap_or_else(|| vec![cfg.train.seed]);
-    Ok(Plan { out: a.out.clone(), data: data_path(a)?, seeds, resume: a.resume, verbose: !a.quiet })
+    Ok(Plan { out: a.out.clone(), data: data_path(a)?, seeds, resume: a.resume || a.shard.is_some(), verbose: !a.quiet, shard: a.shard })
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/2")?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| "I must be a number")?, n.parse().map_err(|_| "N must be a number")?);
+    if n == 0 || i >= n {
+        return Err(format!("need 0 ≤ I < N, got {i}/{n}"));
+    }
+    Ok((i, n))
 }
 
 fn fit(a: &FitArgs) -> anyhow::Result<()> {
@@ -351,8 +364,7 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Synth(a) => synth(a),
         Cmd::Fit(a) => fit(a),
@@ -363,6 +375,18 @@ fn main() -> anyhow::Result<()> {
             let r = eval_run(run, data.as_deref(), &dev)?;
             print!("{}", format_report(&r));
             Ok(())
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole cause chain on one line each; no backtrace noise for users.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

@@ -229,10 +229,13 @@ impl<'a> Trainer<'a> {
         let v = &self.model.vars;
         let mult = self.model.cfg.train.latent_lr_mult;
         let main = v.vars_with_prefix(&[prefix::BACKBONE, prefix::HEADS]);
-        let latent = match stage {
-            "s1" => v.vars_with_prefix(&[prefix::FREE]),
-            "e2e" | "s3" => v.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]),
-            _ => vec![],
+        let (latent, mult) = match stage {
+            "s1" => (v.vars_with_prefix(&[prefix::FREE]), mult),
+            "e2e" => (v.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), mult),
+            // Stage 3 fine-tunes a distilled encoder: the boost meant for fresh latents would
+            // undo stage 2, so everything trains at the base rate.
+            "s3" => (v.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), 1.0),
+            _ => (vec![], 1.0),
         };
         vec![ParamGroup { vars: main, lr_mult: 1.0 }, ParamGroup { vars: latent, lr_mult: mult }]
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use serde_json::Value;
-use vrf_trainer::config::{BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, RunConfig, Schedule, TrainConfig};
+use vrf_trainer::config::{BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, RunConfig, TrainConfig};
 use vrf_trainer::data::{write_jsonl, Split, Triplet};
 use vrf_trainer::eval::EvalReport;
 use vrf_trainer::run::{fit_run, FitOptions};
