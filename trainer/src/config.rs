@@ -168,7 +168,7 @@ impl Default for LossConfig {
             prior: Prior::Mog,
             kl_samples: 1,
             kl_warmup: 0.0,
-            lambda_phi: 1.0,
+            lambda_phi: 0.3,
             lambda_bal: 0.0,
             lambda_ent: 0.0,
         }

@@ -226,9 +226,12 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
         add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| c.model.enc_phi = false);
         add("plus-s3", "remedy on: + 1 epoch of stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));
     } else {
-        add("staged", "remedy: staged fit", &|c| {
+        add("staged", "remedy: staged fit (shipped settings)", &|c| {
+            let d = RunConfig::default();
             c.train.schedule = Schedule::Staged;
-            c.loss.lambda_phi = c.loss.lambda_phi.max(1.0);
+            c.train.latent_lr_mult = d.train.latent_lr_mult;
+            c.loss.lambda_phi = d.loss.lambda_phi;
+            c.model.enc_phi = d.model.enc_phi;
         });
         add("lambda-phi", "remedy: λ_φ = 1", &|c| c.loss.lambda_phi = 1.0);
         add("kl-warmup", "remedy: KL warm-up 0.3", &|c| c.loss.kl_warmup = 0.3);
@@ -239,4 +242,37 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
         });
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0]);
+        assert!((m - 2.0).abs() < 1e-12 && (s - 1.0).abs() < 1e-12);
+        assert_eq!(mean_std(&[4.0]), (4.0, 0.0));
+        assert_eq!(mean_std(&[f64::NAN, 2.0]), (2.0, 0.0));
+        assert!(mean_std(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn ablation_suites_have_unique_safe_ids_and_real_changes() {
+        for base in [RunConfig::default(), RunConfig::spec_literal()] {
+            let v = ablations(&base);
+            let ids: std::collections::HashSet<&str> = v.iter().map(|x| x.id.as_str()).collect();
+            assert_eq!(ids.len(), v.len(), "ids must be unique");
+            for x in &v {
+                assert!(x.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{}", x.id);
+                x.cfg.validate().unwrap();
+            }
+            assert_eq!(v[0].cfg, base);
+            assert!(v[1..].iter().all(|x| x.cfg != base), "every variant must change something");
+            // The paper's five ablations are always there.
+            for id in ["a-plain-bt", "b-no-div", "c-no-kl", "d-std-prior", "e-mean-pool"] {
+                assert!(ids.contains(id), "{id}");
+            }
+        }
+    }
 }
