@@ -14,4 +14,14 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
   rustup target add wasm32-unknown-unknown
 fi
 
-cargo test --workspace --no-fail-fast -- --test-threads=1
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# cargo ends with per-crate lines (often doc tests with 0 tests); close with the total.
+summary="$(awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed", p, f}' "$log")"
+echo "tests: $summary"
+if [ "$status" -ne 0 ]; then exit "$status"; fi
+case "$summary" in 0\ passed*) echo "no test ran" >&2; exit 1 ;; esac
