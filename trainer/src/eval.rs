@@ -95,7 +95,8 @@ struct Features {
     phi: Tensor,
 }
 
-fn accuracy(mu_d: &Tensor) -> Result<f64> {
+/// Fraction of pairs with μ_Δ > 0 (the chosen response scores higher); NaN for no pairs.
+pub fn pairwise_accuracy(mu_d: &Tensor) -> Result<f64> {
     if mu_d.elem_count() == 0 {
         return Ok(f64::NAN);
     }
@@ -131,7 +132,7 @@ fn group_accuracy(f: &Features, corpus: &Corpus, evals: &[Vec<usize>], w: &Tenso
     let seg: Vec<u32> = evals.iter().enumerate().flat_map(|(u, r)| std::iter::repeat_n(u as u32, r.len())).collect();
     let delta = f.delta(corpus, &tr)?;
     let (mu_d, _) = loss::moments(&rows(w, &seg)?, &delta)?;
-    accuracy(&mu_d)
+    pairwise_accuracy(&mu_d)
 }
 
 /// Evaluates `model` per SPEC §5; returns the report and the seen users' posteriors.
@@ -173,7 +174,7 @@ pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(E
         Method::Bt => {
             let acc = |g: &[usize]| -> Result<f64> {
                 let tr: Vec<usize> = evals_of(g).into_iter().flatten().collect();
-                accuracy(&f.delta(corpus, &tr)?.squeeze(D::Minus1)?)
+                pairwise_accuracy(&f.delta(corpus, &tr)?.squeeze(D::Minus1)?)
             };
             report.seen_accuracy = acc(&ds.seen)?;
             report.unseen_accuracy = acc(&ds.unseen)?;

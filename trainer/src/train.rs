@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{Result, Tensor, D};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::checkpoint::{save_checkpoint, Checkpoint, TrainState};
 use crate::config::{Batching, Method, Schedule};
 use crate::corpus::{dedup, rows, Corpus};
+use crate::eval::pairwise_accuracy;
 use crate::data::{Dataset, Split};
 use crate::loss;
 use crate::model::{prefix, RewardModel};
@@ -457,7 +458,7 @@ impl<'a> Trainer<'a> {
             let total = self.remedies(lpair, &phi, &w, &mut m)?;
             (total, mu)
         };
-        let acc = mu.gt(0.0)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64;
+        let acc = pairwise_accuracy(&mu)?;
         m.insert("pairs".into(), json!(chosen.len()));
         m.insert("texts".into(), json!(uniq.len()));
         Ok(StepOut { loss, metrics: m, acc })
@@ -602,7 +603,7 @@ impl<'a> Trainer<'a> {
         m.insert("users".into(), json!(users.len()));
         m.insert("pairs".into(), json!(targets.len()));
         m.insert("texts".into(), json!(tu.len()));
-        let acc = mu_d.gt(0.0)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64;
+        let acc = pairwise_accuracy(&mu_d)?;
         Ok(StepOut { loss: total, metrics: m, acc })
     }
 
@@ -725,7 +726,7 @@ impl<'a> Trainer<'a> {
                 let r: Vec<u32> = tg.iter().map(|&i| pos[&idx.rejected_text[i]]).collect();
                 let delta = (rows(&phi_all, &c)? - rows(&phi_all, &r)?)?;
                 let (mu_d, _) = loss::moments(&rows(&w, &tseg)?, &delta)?;
-                mu_d.gt(0.0)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64
+                pairwise_accuracy(&mu_d)?
             };
             writeln!(
                 metrics_file,
