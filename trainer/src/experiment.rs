@@ -223,6 +223,7 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
             c.model.enc_phi = lit.model.enc_phi;
         });
         add("no-lambda-phi", "remedy off: no λ_φ in stage 1", &|c| c.loss.lambda_phi = 0.0);
+        add("latent-lr-x1", "remedy off: free-logit learning rate ×1", &|c| c.train.latent_lr_mult = 1.0);
         add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| c.model.enc_phi = false);
         add("plus-s3", "remedy on: + 1 epoch of stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));
     } else {
