@@ -198,6 +198,15 @@ pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> anyhow::Result<String> {
     Ok(t)
 }
 
+/// Copies the fields that tell the staged defaults from SPEC §2–3 as written (schedule, latent
+/// learning-rate multiplier, λ_φ, Δφ encoder input) from `from` into `c`.
+fn take_schedule(c: &mut RunConfig, from: &RunConfig) {
+    c.train.schedule = from.train.schedule;
+    c.train.latent_lr_mult = from.train.latent_lr_mult;
+    c.loss.lambda_phi = from.loss.lambda_phi;
+    c.model.enc_phi = from.model.enc_phi;
+}
+
 /// The ablation suite around `base` (a VRF config): the base, the paper's ablations (a)–(e),
 /// and, for a staged base, the end-to-end fit and each remedy removed.
 pub fn ablations(base: &RunConfig) -> Vec<Variant> {
@@ -216,24 +225,14 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
     add("e-mean-pool", "(e) PoG → mean pooling", &|c| c.model.pooling = Pooling::Mean);
     if base.train.schedule == Schedule::Staged {
         add("spec-literal", "SPEC §2–3 as written: end to end, no remedies", &|c| {
-            let lit = RunConfig::spec_literal();
-            c.train.schedule = lit.train.schedule;
-            c.train.latent_lr_mult = lit.train.latent_lr_mult;
-            c.loss.lambda_phi = lit.loss.lambda_phi;
-            c.model.enc_phi = lit.model.enc_phi;
+            take_schedule(c, &RunConfig::spec_literal())
         });
         add("no-lambda-phi", "remedy off: no λ_φ in stage 1", &|c| c.loss.lambda_phi = 0.0);
         add("latent-lr-x1", "remedy off: free-logit learning rate ×1", &|c| c.train.latent_lr_mult = 1.0);
         add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| c.model.enc_phi = false);
         add("plus-s3", "remedy on: + 1 epoch of stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));
     } else {
-        add("staged", "remedy: staged fit (shipped settings)", &|c| {
-            let d = RunConfig::default();
-            c.train.schedule = Schedule::Staged;
-            c.train.latent_lr_mult = d.train.latent_lr_mult;
-            c.loss.lambda_phi = d.loss.lambda_phi;
-            c.model.enc_phi = d.model.enc_phi;
-        });
+        add("staged", "remedy: staged fit (shipped settings)", &|c| take_schedule(c, &RunConfig::default()));
         add("lambda-phi", "remedy: λ_φ = 1", &|c| c.loss.lambda_phi = 1.0);
         add("kl-warmup", "remedy: KL warm-up 0.3", &|c| c.loss.kl_warmup = 0.3);
         add("delta-auto", "remedy: δ from basis spread", &|c| c.loss.delta_auto = true);
