@@ -44,3 +44,88 @@ pub enum MathError {
         expected: &'static str,
     },
 }
+
+/// Why an exported model (or a part of it) could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The manifest (or another JSON file of the model) is malformed.
+    #[error("{origin}: {message}")]
+    Manifest {
+        /// The file.
+        origin: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The manifest is of a format version this runtime does not read.
+    #[error("{origin}: format_version {found} is not supported (this runtime reads version {supported}); re-export the model with a matching vrf-trainer")]
+    FormatVersion {
+        /// The file.
+        origin: String,
+        /// The version found.
+        found: u64,
+        /// The version supported.
+        supported: u32,
+    },
+    /// A file's SHA-256 differs from the manifest's: corrupted or replaced.
+    #[error("{file}: SHA-256 mismatch (manifest {expected}, file {got}): the file is corrupted or from another export")]
+    Checksum {
+        /// The file.
+        file: String,
+        /// Digest in the manifest.
+        expected: String,
+        /// Digest of the bytes.
+        got: String,
+    },
+    /// A file the runtime needs is not listed in the manifest.
+    #[error("{file} is not listed in the manifest's `files`")]
+    UnlistedFile {
+        /// The file.
+        file: String,
+    },
+    /// A safetensors file could not be parsed.
+    #[error("{file}: {message}")]
+    Safetensors {
+        /// The file.
+        file: &'static str,
+        /// Parser message.
+        message: String,
+    },
+    /// A tensor is missing from a safetensors file.
+    #[error("{file}: tensor `{name}` is missing")]
+    MissingTensor {
+        /// The file.
+        file: &'static str,
+        /// The tensor.
+        name: &'static str,
+    },
+    /// A tensor has the wrong shape for the manifest's dimensions.
+    #[error("tensor `{name}` has shape {got:?}, the manifest's dimensions need {expected:?}")]
+    TensorShape {
+        /// The tensor.
+        name: &'static str,
+        /// Shape from the manifest.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        got: Vec<usize>,
+    },
+    /// A tensor is not f32.
+    #[error("tensor `{name}` has dtype {dtype}, expected F32")]
+    TensorDtype {
+        /// The tensor.
+        name: &'static str,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// The model's pair features include Δφ but no basis rewards were given.
+    #[error("this model's pair features include Δφ: pass the basis rewards of both responses")]
+    NeedsRewards,
+    /// A user state does not fit the model.
+    #[error("user state does not fit the model: {message}")]
+    StateMismatch {
+        /// What differs.
+        message: String,
+    },
+    /// The per-user math refused its input.
+    #[error(transparent)]
+    Math(#[from] MathError),
+}

@@ -6,11 +6,15 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod format;
 pub mod math;
+pub mod user_model;
 
-pub use error::{MathError, MathResult};
+pub use error::{MathError, MathResult, ModelError};
+pub use format::{Manifest, Pooling, SeenUser, SeenUsers};
 pub use math::{
     infer_user, mean_pool, moments, pair_feature, pair_features, personalised_rewards, pog,
     preference_probability, va_loss, Bases, Encoder, Linear, Mlp, NaturalParams, Posterior,
     UserPosterior, DEFAULT_TAU,
 };
+pub use user_model::{UserModel, UserState};

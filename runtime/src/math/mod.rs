@@ -10,7 +10,7 @@ mod mlp;
 mod posterior;
 mod reward;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod user;
 
 pub use bases::{softmax, Bases, DEFAULT_TAU};
@@ -22,3 +22,5 @@ pub use reward::{
     preference_probability_from_moments, sigmoid, softplus, va_loss, va_loss_from_moments,
 };
 pub use user::{infer_user, UserPosterior};
+
+pub(crate) use check::len as check_len;

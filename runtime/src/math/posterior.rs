@@ -85,6 +85,16 @@ impl NaturalParams {
         }
     }
 
+    /// Restores parameters saved from [`NaturalParams::precision`], [`NaturalParams::eta`] and
+    /// [`NaturalParams::count`]; the caller vouches they are consistent.
+    pub fn from_parts(precision: Array1<f32>, eta: Array1<f32>, count: usize) -> Self {
+        Self {
+            precision,
+            eta,
+            count,
+        }
+    }
+
     /// Latent dimension `d`.
     pub fn d(&self) -> usize {
         self.precision.len()

@@ -1,0 +1,430 @@
+//! The portable model directory written by `vrf-trainer export` and read by the runtime.
+//!
+//! ```text
+//! MODEL_DIR/
+//!   vrf.json                 manifest (this module's [`Manifest`])
+//!   backbone.onnx            backbone + basis-reward heads, opset 17
+//!   tokenizer.json           Hugging Face tokenizer
+//!   user_model.safetensors   encoder.l{1,2}.{weight,bias}, bases.{means,log_var}
+//!   seen_users.json          cached posteriors of the training users, by id
+//! ```
+//!
+//! Everything here is pure (no ONNX, no file system) so the wasm crate can parse the same bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ModelError;
+
+/// Value of [`Manifest::format`].
+pub const FORMAT: &str = "vrf-model";
+/// The manifest format version this runtime reads and the trainer writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Manifest file name.
+pub const MANIFEST_FILE: &str = "vrf.json";
+/// ONNX graph of the backbone and basis-reward heads.
+pub const BACKBONE_FILE: &str = "backbone.onnx";
+/// Hugging Face tokenizer.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Encoder and bases tensors.
+pub const USER_MODEL_FILE: &str = "user_model.safetensors";
+/// Cached seen-user posteriors.
+pub const SEEN_USERS_FILE: &str = "seen_users.json";
+
+/// How per-pair Gaussians are pooled into a user posterior.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Product of Gaussians (SPEC Eq. 5), the method's default.
+    Pog,
+    /// Mean of μ_i and of σ_i² (ablation e).
+    Mean,
+}
+
+/// The encoder's shape and input convention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// Width of a pair feature: `2H`, plus `K` when `dphi`.
+    pub input_dim: usize,
+    /// Hidden width of the encoder MLP.
+    pub hidden_dim: usize,
+    /// Whether each pair feature ends with `Δφ = φ(chosen) − φ(rejected)`.
+    pub dphi: bool,
+    /// Pooling of per-pair Gaussians.
+    pub pooling: Pooling,
+}
+
+/// How `(prompt, response)` becomes token ids, exactly as in training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextSpec {
+    /// Template with `{prompt}` and `{response}` placeholders.
+    pub template: String,
+    /// Maximum tokens per text; longer texts keep their last `max_len` tokens.
+    pub max_len: usize,
+    /// Id right-padded rows are filled with.
+    pub pad_id: u32,
+    /// Which end of an over-long text is cut (always `left`: the reward is read at the end).
+    pub truncation: String,
+    /// Which end rows are padded on (always `right`).
+    pub padding: String,
+}
+
+/// Names and conventions of the ONNX graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnnxSpec {
+    /// Graph file, relative to the model directory.
+    pub file: String,
+    /// Default-domain opset.
+    pub opset: i64,
+    /// Token ids input, int64 `[batch, seq]`.
+    pub input_ids: String,
+    /// Attention mask input, int64 `[batch, seq]`, 1 for real tokens.
+    pub attention_mask: String,
+    /// Last-real-token final-norm state, f32 `[batch, H]`.
+    pub hidden: String,
+    /// Basis rewards φ, f32 `[batch, K]`.
+    pub rewards: String,
+    /// External-data file for initializers, when the graph exceeds protobuf's 2 GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_data: Option<String>,
+}
+
+/// Size and digest of one file of the model directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Lower-case hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+impl FileEntry {
+    /// Digest and size of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            sha256: sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+        }
+    }
+}
+
+/// `vrf.json`: everything needed to serve the model, plus a digest of every file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Format version; see [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Number of basis rewards / bases `K`.
+    pub k: usize,
+    /// Latent dimension `d`.
+    pub d: usize,
+    /// Backbone hidden size `H`.
+    pub hidden: usize,
+    /// Softmax temperature `τ` of the basis weights.
+    pub tau: f32,
+    /// Encoder conventions.
+    pub encoder: EncoderSpec,
+    /// Tokenisation conventions.
+    pub text: TextSpec,
+    /// ONNX graph conventions.
+    pub onnx: OnnxSpec,
+    /// Digest and size of every other file, by name relative to the directory.
+    pub files: BTreeMap<String, FileEntry>,
+    /// Free-form provenance (trainer version, run directory, method).
+    #[serde(default)]
+    pub source: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Parses and validates `vrf.json` bytes; `origin` names the file in errors.
+    pub fn from_json(bytes: &[u8], origin: &str) -> Result<Self, ModelError> {
+        // Read the version first so a future format is reported as such, not as a field error.
+        let raw: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ModelError::Manifest {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        match raw.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            other => {
+                return Err(ModelError::Manifest {
+                    origin: origin.to_string(),
+                    message: format!("field `format` is {other:?}, expected {FORMAT:?}"),
+                })
+            }
+        }
+        match raw.get("format_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(ModelError::FormatVersion {
+                    origin: origin.to_string(),
+                    found: v,
+                    supported: FORMAT_VERSION,
+                })
+            }
+            None => {
+                return Err(ModelError::Manifest {
+                    origin: origin.to_string(),
+                    message: "field `format_version` is missing or not an integer".into(),
+                })
+            }
+        }
+        let m: Manifest = serde_json::from_value(raw).map_err(|e| ModelError::Manifest {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        m.validate(origin)?;
+        Ok(m)
+    }
+
+    /// Pretty JSON of the manifest.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest always serialises")
+    }
+
+    /// Checks the dimensions agree with each other.
+    pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
+        let bad = |message: String| {
+            Err(ModelError::Manifest {
+                origin: origin.to_string(),
+                message,
+            })
+        };
+        for (field, v) in [("k", self.k), ("d", self.d), ("hidden", self.hidden)] {
+            if v == 0 {
+                return bad(format!("field `{field}` must be at least 1"));
+            }
+        }
+        let want = 2 * self.hidden + if self.encoder.dphi { self.k } else { 0 };
+        if self.encoder.input_dim != want {
+            return bad(format!(
+                "field `encoder.input_dim` is {}, but 2·hidden{} = {want}",
+                self.encoder.input_dim,
+                if self.encoder.dphi { " + k" } else { "" }
+            ));
+        }
+        if !(self.tau.is_finite() && self.tau > 0.0) {
+            return bad(format!("field `tau` = {} must be positive", self.tau));
+        }
+        if self.text.max_len == 0 {
+            return bad("field `text.max_len` must be at least 1".into());
+        }
+        if self.text.truncation != "left" || self.text.padding != "right" {
+            return bad(format!(
+                "fields `text.truncation`/`text.padding` are {:?}/{:?}; this runtime supports left/right",
+                self.text.truncation, self.text.padding
+            ));
+        }
+        for name in self.files.keys() {
+            if name.contains("..") || name.starts_with('/') {
+                return bad(format!("file name {name:?} leaves the model directory"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors unless `bytes` are the file `name` the manifest lists (size and SHA-256).
+    pub fn verify(&self, name: &str, bytes: &[u8]) -> Result<(), ModelError> {
+        let entry = self
+            .files
+            .get(name)
+            .ok_or_else(|| ModelError::UnlistedFile {
+                file: name.to_string(),
+            })?;
+        let got = FileEntry::of(bytes);
+        if got != *entry {
+            return Err(ModelError::Checksum {
+                file: name.to_string(),
+                expected: entry.sha256.clone(),
+                got: got.sha256,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One cached posterior of a training ("seen") user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeenUser {
+    /// The user's id in the training data.
+    pub id: String,
+    /// Posterior mean `[d]`.
+    pub mean: Vec<f32>,
+    /// Posterior variance `[d]`.
+    pub var: Vec<f32>,
+}
+
+/// `seen_users.json`: the cached posteriors, in training order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SeenUsers {
+    /// One entry per seen user.
+    pub users: Vec<SeenUser>,
+}
+
+impl SeenUsers {
+    /// Parses `seen_users.json` and checks every posterior has dimension `d`, positive variance,
+    /// and a unique id.
+    pub fn from_json(bytes: &[u8], d: usize, origin: &str) -> Result<Self, ModelError> {
+        let s: SeenUsers = serde_json::from_slice(bytes).map_err(|e| ModelError::Manifest {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut ids = std::collections::HashSet::new();
+        for (i, u) in s.users.iter().enumerate() {
+            let bad = |message: String| ModelError::Manifest {
+                origin: origin.to_string(),
+                message: format!("users[{i}] (id {:?}): {message}", u.id),
+            };
+            if u.mean.len() != d || u.var.len() != d {
+                return Err(bad(format!(
+                    "mean/var have {}/{} entries, expected d = {d}",
+                    u.mean.len(),
+                    u.var.len()
+                )));
+            }
+            if u.mean.iter().any(|v| !v.is_finite())
+                || u.var.iter().any(|v| !(v.is_finite() && *v > 0.0))
+            {
+                return Err(bad("non-finite mean or non-positive variance".into()));
+            }
+            if !ids.insert(u.id.as_str()) {
+                return Err(bad("duplicate id".into()));
+            }
+        }
+        Ok(s)
+    }
+
+    /// Compact JSON (f32 values round-trip exactly).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("seen users always serialise")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A consistent manifest for H = 3, d = 4, K = 5 with Δφ.
+    pub(crate) fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            k: 5,
+            d: 4,
+            hidden: 3,
+            tau: 1.0,
+            encoder: EncoderSpec {
+                input_dim: 11,
+                hidden_dim: 3,
+                dphi: true,
+                pooling: Pooling::Pog,
+            },
+            text: TextSpec {
+                template: "{prompt}|{response}".into(),
+                max_len: 16,
+                pad_id: 0,
+                truncation: "left".into(),
+                padding: "right".into(),
+            },
+            onnx: OnnxSpec {
+                file: BACKBONE_FILE.into(),
+                opset: 17,
+                input_ids: "input_ids".into(),
+                attention_mask: "attention_mask".into(),
+                hidden: "hidden".into(),
+                rewards: "rewards".into(),
+                external_data: None,
+            },
+            files: BTreeMap::new(),
+            source: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_version_and_dimension_errors() {
+        let m = manifest();
+        assert_eq!(
+            Manifest::from_json(m.to_json().as_bytes(), "vrf.json").unwrap(),
+            m
+        );
+
+        let mut v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        v["format_version"] = 2.into();
+        let e = Manifest::from_json(v.to_string().as_bytes(), "m/vrf.json").unwrap_err();
+        assert!(
+            matches!(e, ModelError::FormatVersion { found: 2, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("m/vrf.json"), "{e}");
+
+        let mut bad = m.clone();
+        bad.encoder.input_dim = 6;
+        let e = Manifest::from_json(bad.to_json().as_bytes(), "vrf.json").unwrap_err();
+        assert!(e.to_string().contains("encoder.input_dim"), "{e}");
+
+        let mut v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        v.as_object_mut().unwrap().remove("tau");
+        let e = Manifest::from_json(v.to_string().as_bytes(), "vrf.json").unwrap_err();
+        assert!(e.to_string().contains("tau"), "{e}");
+    }
+
+    #[test]
+    fn verify_catches_corruption_and_unlisted_files() {
+        let mut m = manifest();
+        m.files.insert("a.bin".into(), FileEntry::of(b"hello"));
+        m.verify("a.bin", b"hello").unwrap();
+        assert!(matches!(
+            m.verify("a.bin", b"hellp").unwrap_err(),
+            ModelError::Checksum { .. }
+        ));
+        assert!(matches!(
+            m.verify("b.bin", b"x").unwrap_err(),
+            ModelError::UnlistedFile { .. }
+        ));
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn seen_users_checks_dimensions_and_ids() {
+        let u = |id: &str, n| SeenUser {
+            id: id.into(),
+            mean: vec![0.0; n],
+            var: vec![1.0; n],
+        };
+        let ok = SeenUsers {
+            users: vec![u("a", 4), u("b", 4)],
+        };
+        assert_eq!(
+            SeenUsers::from_json(ok.to_json().as_bytes(), 4, "s").unwrap(),
+            ok
+        );
+        let dup = SeenUsers {
+            users: vec![u("a", 4), u("a", 4)],
+        };
+        assert!(SeenUsers::from_json(dup.to_json().as_bytes(), 4, "s")
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate"));
+        let short = SeenUsers {
+            users: vec![u("a", 3)],
+        };
+        assert!(SeenUsers::from_json(short.to_json().as_bytes(), 4, "s")
+            .unwrap_err()
+            .to_string()
+            .contains("users[0]"));
+    }
+}

@@ -1,0 +1,533 @@
+//! The per-user half of an exported model: encoder + bases + τ, loaded from
+//! `user_model.safetensors`, and a user's running state (pure; shared with the wasm crate).
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelError;
+use crate::format::{Manifest, Pooling, USER_MODEL_FILE};
+use crate::math::{
+    mean_pool, pair_features, personalised_rewards, pog, preference_probability, Bases, Encoder,
+    Linear, Mlp, NaturalParams, Posterior, UserPosterior,
+};
+use crate::MathError;
+
+/// Tensor names inside `user_model.safetensors`.
+pub mod names {
+    /// Encoder first layer weight `[hidden_dim, input_dim]`.
+    pub const ENC_L1_W: &str = "encoder.l1.weight";
+    /// Encoder first layer bias `[hidden_dim]`.
+    pub const ENC_L1_B: &str = "encoder.l1.bias";
+    /// Encoder second layer weight `[2d, hidden_dim]` (μ rows first, any μ scale folded in).
+    pub const ENC_L2_W: &str = "encoder.l2.weight";
+    /// Encoder second layer bias `[2d]`.
+    pub const ENC_L2_B: &str = "encoder.l2.bias";
+    /// Basis means `[K, d]`.
+    pub const BASES_MEANS: &str = "bases.means";
+    /// Basis log-variances `[K, d]`.
+    pub const BASES_LOG_VAR: &str = "bases.log_var";
+    /// All names, in file order.
+    pub const ALL: [&str; 6] = [
+        ENC_L1_W,
+        ENC_L1_B,
+        ENC_L2_W,
+        ENC_L2_B,
+        BASES_MEANS,
+        BASES_LOG_VAR,
+    ];
+}
+
+/// Encoder, bases, τ and pooling of an exported model: pair features → user posterior → weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserModel {
+    encoder: Encoder,
+    bases: Bases,
+    tau: f32,
+    pooling: Pooling,
+    dphi: bool,
+    hidden: usize,
+}
+
+fn tensor(
+    st: &SafeTensors<'_>,
+    name: &'static str,
+    shape: &[usize],
+) -> Result<Vec<f32>, ModelError> {
+    let t = st.tensor(name).map_err(|_| ModelError::MissingTensor {
+        file: USER_MODEL_FILE,
+        name,
+    })?;
+    if t.dtype() != Dtype::F32 {
+        return Err(ModelError::TensorDtype {
+            name,
+            dtype: format!("{:?}", t.dtype()),
+        });
+    }
+    if t.shape() != shape {
+        return Err(ModelError::TensorShape {
+            name,
+            expected: shape.to_vec(),
+            got: t.shape().to_vec(),
+        });
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+fn array2(v: Vec<f32>, rows: usize, cols: usize) -> Array2<f32> {
+    Array2::from_shape_vec((rows, cols), v).expect("shape was checked against the file")
+}
+
+impl UserModel {
+    /// Builds from parts (tests, or a caller holding the tensors already).
+    pub fn new(
+        encoder: Encoder,
+        bases: Bases,
+        tau: f32,
+        pooling: Pooling,
+        dphi: bool,
+        hidden: usize,
+    ) -> Result<Self, ModelError> {
+        let want = 2 * hidden + if dphi { bases.k() } else { 0 };
+        if encoder.in_dim() != want {
+            return Err(MathError::DimensionMismatch {
+                field: "encoder input (2H + K·dphi)",
+                expected: want,
+                got: encoder.in_dim(),
+            }
+            .into());
+        }
+        if encoder.d() != bases.d() {
+            return Err(MathError::DimensionMismatch {
+                field: "bases (d)",
+                expected: encoder.d(),
+                got: bases.d(),
+            }
+            .into());
+        }
+        if !(tau.is_finite() && tau > 0.0) {
+            return Err(MathError::OutOfRange {
+                field: "tau",
+                value: tau,
+                expected: "positive",
+            }
+            .into());
+        }
+        Ok(Self {
+            encoder,
+            bases,
+            tau,
+            pooling,
+            dphi,
+            hidden,
+        })
+    }
+
+    /// Loads `user_model.safetensors` bytes, checking them against the manifest's SHA-256 and
+    /// dimensions.
+    pub fn from_bytes(manifest: &Manifest, bytes: &[u8]) -> Result<Self, ModelError> {
+        manifest.verify(USER_MODEL_FILE, bytes)?;
+        Self::from_unverified_bytes(manifest, bytes)
+    }
+
+    /// As [`UserModel::from_bytes`] but without the checksum (for bytes already verified).
+    pub fn from_unverified_bytes(manifest: &Manifest, bytes: &[u8]) -> Result<Self, ModelError> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors {
+            file: USER_MODEL_FILE,
+            message: e.to_string(),
+        })?;
+        let (inp, hid, d, k) = (
+            manifest.encoder.input_dim,
+            manifest.encoder.hidden_dim,
+            manifest.d,
+            manifest.k,
+        );
+        let l1 = Linear::new(
+            array2(tensor(&st, names::ENC_L1_W, &[hid, inp])?, hid, inp),
+            Array1::from(tensor(&st, names::ENC_L1_B, &[hid])?),
+        )?;
+        let l2 = Linear::new(
+            array2(tensor(&st, names::ENC_L2_W, &[2 * d, hid])?, 2 * d, hid),
+            Array1::from(tensor(&st, names::ENC_L2_B, &[2 * d])?),
+        )?;
+        let encoder = Encoder::new(Mlp::new(l1, l2)?, d)?;
+        let bases = Bases::new(
+            array2(tensor(&st, names::BASES_MEANS, &[k, d])?, k, d),
+            array2(tensor(&st, names::BASES_LOG_VAR, &[k, d])?, k, d),
+        )?;
+        Self::new(
+            encoder,
+            bases,
+            manifest.tau,
+            manifest.encoder.pooling,
+            manifest.encoder.dphi,
+            manifest.hidden,
+        )
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The bases.
+    pub fn bases(&self) -> &Bases {
+        &self.bases
+    }
+
+    /// Softmax temperature τ.
+    pub fn tau(&self) -> f32 {
+        self.tau
+    }
+
+    /// Pooling of per-pair Gaussians.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Number of bases K.
+    pub fn k(&self) -> usize {
+        self.bases.k()
+    }
+
+    /// Latent dimension d.
+    pub fn d(&self) -> usize {
+        self.encoder.d()
+    }
+
+    /// Backbone hidden size H the encoder expects.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Whether pair features end with Δφ.
+    pub fn uses_dphi(&self) -> bool {
+        self.dphi
+    }
+
+    /// Width of one pair feature.
+    pub fn feature_dim(&self) -> usize {
+        self.encoder.in_dim()
+    }
+
+    /// Pair features `[M, F]` from chosen/rejected hidden states `[M, H]` and, when the model
+    /// uses Δφ, their basis rewards `[M, K]`.
+    pub fn pair_features(
+        &self,
+        h_chosen: ArrayView2<'_, f32>,
+        h_rejected: ArrayView2<'_, f32>,
+        rewards: Option<(ArrayView2<'_, f32>, ArrayView2<'_, f32>)>,
+    ) -> Result<Array2<f32>, ModelError> {
+        crate::math::check_len("h_chosen (columns = H)", self.hidden, h_chosen.ncols())?;
+        let dphi = match (self.dphi, rewards) {
+            (true, Some((pc, pr))) => {
+                crate::math::check_len("rewards_chosen (columns = K)", self.k(), pc.ncols())?;
+                crate::math::check_len("rewards_rejected (columns = K)", self.k(), pr.ncols())?;
+                crate::math::check_len("rewards_rejected (rows)", pc.nrows(), pr.nrows())?;
+                Some(&pc - &pr)
+            }
+            (true, None) => return Err(ModelError::NeedsRewards),
+            (false, _) => None,
+        };
+        Ok(pair_features(
+            h_chosen,
+            h_rejected,
+            dphi.as_ref().map(|a| a.view()),
+        )?)
+    }
+
+    /// A user's posterior, weights and uncertainty from reference pair features `[M, F]`, in one
+    /// pass (encoder → pooling → W₂ → softmax).
+    pub fn posterior(&self, features: ArrayView2<'_, f32>) -> Result<UserPosterior, ModelError> {
+        if features.nrows() == 0 {
+            return Err(MathError::EmptyReferenceSet.into());
+        }
+        let (mu, logvar) = self.encoder.encode(features)?;
+        let q = match self.pooling {
+            Pooling::Pog => pog(mu.view(), logvar.view())?,
+            Pooling::Mean => mean_pool(mu.view(), logvar.view())?,
+        };
+        self.weights_of(&q)
+    }
+
+    /// Weights and uncertainty of a given posterior (e.g. a cached seen user).
+    pub fn weights_of(&self, q: &Posterior) -> Result<UserPosterior, ModelError> {
+        Ok(UserPosterior::from_posterior(q, &self.bases, self.tau)?)
+    }
+
+    /// A fresh user with no observations.
+    pub fn new_state(&self) -> UserState {
+        UserState::empty(self.pooling, self.d())
+    }
+
+    /// Adds reference pair features `[M, F]` to a user's state (one or many at a time).
+    pub fn observe(
+        &self,
+        state: &mut UserState,
+        features: ArrayView2<'_, f32>,
+    ) -> Result<(), ModelError> {
+        if state.d() != self.d() || state.pooling != self.pooling {
+            return Err(ModelError::StateMismatch {
+                message: format!(
+                    "state is {:?} pooling in d = {}, model is {:?} in d = {}",
+                    state.pooling,
+                    state.d(),
+                    self.pooling,
+                    self.d()
+                ),
+            });
+        }
+        let (mu, logvar) = self.encoder.encode(features)?;
+        state.observe_encoded(mu.view(), logvar.view())
+    }
+
+    /// Posterior, weights and uncertainty of a user's state.
+    pub fn state_posterior(&self, state: &UserState) -> Result<UserPosterior, ModelError> {
+        self.weights_of(&state.posterior()?)
+    }
+
+    /// Personalised rewards `φ·w` of candidates with basis rewards `[N, K]`.
+    pub fn score(
+        &self,
+        weights: ArrayView1<'_, f32>,
+        rewards: ArrayView2<'_, f32>,
+    ) -> Result<Array1<f32>, ModelError> {
+        Ok(personalised_rewards(weights, rewards)?)
+    }
+
+    /// `P(a ≻ b)` under the user's weights, with the variance attenuation of SPEC Eq. 8.
+    pub fn preference_probability(
+        &self,
+        weights: ArrayView1<'_, f32>,
+        rewards_a: ArrayView1<'_, f32>,
+        rewards_b: ArrayView1<'_, f32>,
+    ) -> Result<f32, ModelError> {
+        crate::math::check_len("rewards_b (K)", rewards_a.len(), rewards_b.len())?;
+        let delta = &rewards_a - &rewards_b;
+        Ok(preference_probability(weights, delta.view())?)
+    }
+}
+
+/// A user's running evidence, updated one observation at a time; serialisable so a client can
+/// keep it (e.g. in local storage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// Pooling the state was built for.
+    pub pooling: Pooling,
+    /// Number of observations.
+    pub count: usize,
+    /// PoG: `Σ exp(−ℓ_i)`; mean pooling: `Σ exp(ℓ_i)`.
+    pub a: Vec<f32>,
+    /// PoG: `Σ exp(−ℓ_i)·μ_i`; mean pooling: `Σ μ_i`.
+    pub b: Vec<f32>,
+}
+
+impl UserState {
+    /// No observations, in dimension `d`.
+    pub fn empty(pooling: Pooling, d: usize) -> Self {
+        Self {
+            pooling,
+            count: 0,
+            a: vec![0.0; d],
+            b: vec![0.0; d],
+        }
+    }
+
+    /// Latent dimension.
+    pub fn d(&self) -> usize {
+        self.a.len()
+    }
+
+    /// Checks a state that came from outside (e.g. restored JSON) is usable in dimension `d`.
+    pub fn validate(&self, pooling: Pooling, d: usize) -> Result<(), ModelError> {
+        let bad = |message: String| Err(ModelError::StateMismatch { message });
+        if self.pooling != pooling {
+            return bad(format!(
+                "state pooling {:?}, model pooling {:?}",
+                self.pooling, pooling
+            ));
+        }
+        if self.a.len() != d || self.b.len() != d {
+            return bad(format!(
+                "state has {}/{} entries, model latent dimension is {d}",
+                self.a.len(),
+                self.b.len()
+            ));
+        }
+        if self.a.iter().chain(&self.b).any(|v| !v.is_finite()) || self.a.iter().any(|v| *v < 0.0) {
+            return bad("state holds non-finite or negative precision values".into());
+        }
+        if self.count == 0 && self.a.iter().chain(&self.b).any(|v| *v != 0.0) {
+            return bad("state has count 0 but non-zero sums".into());
+        }
+        if self.count > 0 && self.a.iter().any(|v| *v <= 0.0) {
+            return bad("state has observations but a zero precision/variance sum".into());
+        }
+        Ok(())
+    }
+
+    fn observe_encoded(
+        &mut self,
+        mu: ArrayView2<'_, f32>,
+        logvar: ArrayView2<'_, f32>,
+    ) -> Result<(), ModelError> {
+        match self.pooling {
+            Pooling::Pog => {
+                let mut p = self.natural();
+                p.observe_batch(mu, logvar)?;
+                self.a = p.precision().to_vec();
+                self.b = p.eta().to_vec();
+            }
+            Pooling::Mean => {
+                let a = &ArrayView1::from(&self.a) + &logvar.mapv(f32::exp).sum_axis(Axis(0));
+                let b = &ArrayView1::from(&self.b) + &mu.sum_axis(Axis(0));
+                if a.iter().chain(b.iter()).any(|v| !v.is_finite()) {
+                    return Err(MathError::NonFinite {
+                        field: "state (overflowed)",
+                        index: 0,
+                    }
+                    .into());
+                }
+                self.a = a.to_vec();
+                self.b = b.to_vec();
+            }
+        }
+        self.count += mu.nrows();
+        Ok(())
+    }
+
+    fn natural(&self) -> NaturalParams {
+        NaturalParams::from_parts(
+            Array1::from(self.a.clone()),
+            Array1::from(self.b.clone()),
+            self.count,
+        )
+    }
+
+    /// The posterior of the evidence so far; an error before the first observation.
+    pub fn posterior(&self) -> Result<Posterior, ModelError> {
+        if self.count == 0 {
+            return Err(MathError::EmptyReferenceSet.into());
+        }
+        match self.pooling {
+            Pooling::Pog => Ok(self.natural().posterior()?),
+            Pooling::Mean => {
+                let n = self.count as f32;
+                Ok(Posterior::new(
+                    self.b.iter().map(|v| v / n).collect(),
+                    self.a.iter().map(|v| v / n).collect(),
+                )?)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::format::{tests::manifest, FileEntry};
+    use crate::math::testutil::{assert_close, Rng};
+    use std::collections::HashMap;
+
+    /// Safetensors bytes of a random user model matching `format::tests::manifest()`.
+    pub(crate) fn bytes(seed: u64) -> Vec<u8> {
+        let mut rng = Rng::new(seed);
+        let m = manifest();
+        let (inp, hid, d, k) = (m.encoder.input_dim, m.encoder.hidden_dim, m.d, m.k);
+        let shapes: [(&str, Vec<usize>); 6] = [
+            (names::ENC_L1_W, vec![hid, inp]),
+            (names::ENC_L1_B, vec![hid]),
+            (names::ENC_L2_W, vec![2 * d, hid]),
+            (names::ENC_L2_B, vec![2 * d]),
+            (names::BASES_MEANS, vec![k, d]),
+            (names::BASES_LOG_VAR, vec![k, d]),
+        ];
+        let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+            .iter()
+            .map(|(n, s)| {
+                let v = rng.normal_vec(s.iter().product(), 0.5);
+                (
+                    n.to_string(),
+                    s.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
+            .collect();
+        let views: HashMap<String, safetensors::tensor::TensorView<'_>> = data
+            .iter()
+            .map(|(n, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(&views, None).unwrap()
+    }
+
+    pub(crate) fn model_and_manifest(seed: u64) -> (UserModel, Manifest, Vec<u8>) {
+        let b = bytes(seed);
+        let mut m = manifest();
+        m.files.insert(USER_MODEL_FILE.into(), FileEntry::of(&b));
+        (UserModel::from_bytes(&m, &b).unwrap(), m, b)
+    }
+
+    #[test]
+    fn loads_checks_checksum_and_shapes() {
+        let (_, m, mut b) = model_and_manifest(3);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert!(matches!(
+            UserModel::from_bytes(&m, &b).unwrap_err(),
+            ModelError::Checksum { .. }
+        ));
+        let mut m2 = m.clone();
+        m2.d = 3;
+        m2.files
+            .insert(USER_MODEL_FILE.into(), FileEntry::of(&bytes(3)));
+        let e = UserModel::from_bytes(&m2, &bytes(3)).unwrap_err();
+        assert!(e.to_string().contains("encoder.l2.weight"), "{e}");
+    }
+
+    #[test]
+    fn incremental_state_matches_one_pass_for_both_poolings() {
+        let (model, _, _) = model_and_manifest(4);
+        let mut rng = Rng::new(9);
+        let f = rng.normal_array((7, model.feature_dim()), 1.0);
+        for pooling in [Pooling::Pog, Pooling::Mean] {
+            let mut m = model.clone();
+            m.pooling = pooling;
+            let once = m.posterior(f.view()).unwrap();
+            let mut s = m.new_state();
+            assert!(m.state_posterior(&s).is_err());
+            for row in f.rows() {
+                m.observe(&mut s, row.insert_axis(Axis(0))).unwrap();
+            }
+            let json = serde_json::to_string(&s).unwrap();
+            let s: UserState = serde_json::from_str(&json).unwrap();
+            s.validate(pooling, m.d()).unwrap();
+            let inc = m.state_posterior(&s).unwrap();
+            assert_close(inc.mean.view(), once.mean.view(), 1e-5);
+            assert_close(inc.var.view(), once.var.view(), 1e-5);
+            assert_close(inc.weights.view(), once.weights.view(), 1e-5);
+        }
+    }
+
+    #[test]
+    fn dphi_models_need_rewards() {
+        let (model, _, _) = model_and_manifest(5);
+        let h = Array2::<f32>::zeros((2, 3));
+        assert!(matches!(
+            model.pair_features(h.view(), h.view(), None).unwrap_err(),
+            ModelError::NeedsRewards
+        ));
+        let r = Array2::<f32>::ones((2, 5));
+        let f = model
+            .pair_features(h.view(), h.view(), Some((r.view(), r.view())))
+            .unwrap();
+        assert_eq!(f.dim(), (2, 11));
+    }
+}
