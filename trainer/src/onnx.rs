@@ -235,14 +235,15 @@ impl OnnxGraph {
     }
 }
 
-/// Moves every initializer's data into one external file (`location`, relative to the model),
+/// Moves the weights' data (f32 initializers of 1 KiB or more) into one external file (`location`, relative to the model),
 /// returning that file's bytes: needed when a model exceeds protobuf's 2 GB limit.
 pub fn externalize(model: &mut ModelProto, location: &str) -> Vec<u8> {
     use candle_onnx::onnx::{tensor_proto::DataLocation, StringStringEntryProto};
     let mut data = Vec::new();
     if let Some(g) = model.graph.as_mut() {
         for t in &mut g.initializer {
-            if t.raw_data.is_empty() {
+            // Shape constants stay inline: ONNX Runtime's shape inference must read them.
+            if t.data_type != DataType::Float as i32 || t.raw_data.len() < 1024 {
                 continue;
             }
             // 64-byte alignment lets ONNX Runtime memory-map the tensors.
