@@ -235,9 +235,12 @@ fn weights_of(model: &VrfModel, who: &UserArgs) -> anyhow::Result<Array1<f32>> {
     }
 }
 
-fn warn_truncated(what: &str, line: usize, idx: &[usize], max_len: usize) {
+fn warn_truncated(what: &str, idx: &[usize], max_len: usize) {
     if !idx.is_empty() {
-        eprintln!("warning: {what} {line}: {} text(s) longer than {max_len} tokens were truncated from the left, as in training: {idx:?}", idx.len());
+        eprintln!(
+            "warning: {what}: {} item(s) longer than {max_len} tokens were truncated from the left, as in training: {idx:?}",
+            idx.len()
+        );
     }
 }
 
@@ -263,16 +266,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }),
                 )?;
             }
-            warn_truncated("input", 0, &f.truncated, model.manifest().text.max_len);
+            warn_truncated(&format!("{} (line indices from 0)", input.display()), &f.truncated, model.manifest().text.max_len);
         }
-        Cmd::PairFeatures { m, refs } => {
+        Cmd::PairFeatures { m, refs: path } => {
             let model = load(&m)?;
-            let refs = references(&refs)?;
+            let refs = references(&path)?;
             let (feats, truncated) = model.pair_features(&refs)?;
             for row in feats.rows() {
                 emit(&mut out, &serde_json::json!({ "feature": row.to_vec() }))?;
             }
-            warn_truncated("references", 0, &truncated, model.manifest().text.max_len);
+            warn_truncated(&format!("{} (reference indices from 0)", path.display()), &truncated, model.manifest().text.max_len);
         }
         Cmd::User { m, refs, seen } => {
             let model = load(&m)?;
@@ -316,7 +319,7 @@ fn score(
         let s = model
             .score(&w, &l.prompt, &responses)
             .with_context(|| format!("{}:{}", input.display(), i + 1))?;
-        warn_truncated("line", i + 1, &s.truncated, model.manifest().text.max_len);
+        warn_truncated(&format!("{}:{} (response indices from 0)", input.display(), i + 1), &s.truncated, model.manifest().text.max_len);
         if rank {
             let mut order: Vec<usize> = (0..responses.len()).collect();
             order.sort_by(|&a, &b| s.scores[b].total_cmp(&s.scores[a]));
