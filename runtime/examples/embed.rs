@@ -10,20 +10,47 @@ use std::sync::Arc;
 use vrf_runtime::{Reference, RuntimeOptions, VrfModel};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).ok_or("usage: embed MODEL_DIR (a directory written by `vrf-trainer export`)")?;
+    let dir = std::env::args()
+        .nth(1)
+        .ok_or("usage: embed MODEL_DIR (a directory written by `vrf-trainer export`)")?;
 
     // One model per process; `VrfModel` is Send + Sync, so request handlers can share an Arc.
-    let model = Arc::new(VrfModel::load(&dir, &RuntimeOptions { threads: 1, ..RuntimeOptions::default() })?);
+    let model = Arc::new(VrfModel::load(
+        &dir,
+        &RuntimeOptions {
+            threads: 1,
+            ..RuntimeOptions::default()
+        },
+    )?);
 
     // A new user, described by a few of their preferences: one forward pass gives a posterior.
     let refs = [
-        Reference::new("How do I start running?", "Start with 10 minutes, three times a week.", "Just run."),
-        Reference::new("Explain compound interest.", "Interest earns interest: 100 at 5% is 105, then 110.25.", "It is about money."),
-        Reference::new("Tips for a job interview?", "Research the company and prepare two stories.", "Be yourself."),
+        Reference::new(
+            "How do I start running?",
+            "Start with 10 minutes, three times a week.",
+            "Just run.",
+        ),
+        Reference::new(
+            "Explain compound interest.",
+            "Interest earns interest: 100 at 5% is 105, then 110.25.",
+            "It is about money.",
+        ),
+        Reference::new(
+            "Tips for a job interview?",
+            "Research the company and prepare two stories.",
+            "Be yourself.",
+        ),
     ];
     let user = model.user(&refs)?;
-    println!("weights over {} bases: {:.3}", user.weights.len(), user.weights);
-    println!("uncertainty (mean posterior variance): {:.4}", user.uncertainty);
+    println!(
+        "weights over {} bases: {:.3}",
+        user.weights.len(),
+        user.weights
+    );
+    println!(
+        "uncertainty (mean posterior variance): {:.4}",
+        user.uncertainty
+    );
 
     // Best-of-N under this user's weights.
     let prompt = "How can I sleep better?";
@@ -44,7 +71,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut state = model.new_user();
     for r in &refs {
         model.observe(&mut state, std::slice::from_ref(r))?;
-        println!("after {} preference(s): uncertainty {:.4}", state.count, model.state_posterior(&state)?.uncertainty);
+        println!(
+            "after {} preference(s): uncertainty {:.4}",
+            state.count,
+            model.state_posterior(&state)?.uncertainty
+        );
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! - user posterior per user from pair features (N = 10 pairs, the model's d, K and H),
 //! - backbone throughput in preference pairs per second at batch 1 and 16 through ONNX Runtime,
 //! - the same backbone forward through candle, for comparison.
+//!
 //! Each figure is the median of repeated runs.
 //!
 //! ```text
@@ -41,6 +42,9 @@ fn time(reps: usize, inner: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
+/// A backbone call on one batch of `(prompt, response)` texts.
+type Call<'a> = dyn FnMut(&[(&str, &str)]) + 'a;
+
 fn main() -> anyhow::Result<()> {
     // candle reads its thread count from RAYON_NUM_THREADS before its first parallel op.
     std::env::set_var("RAYON_NUM_THREADS", "1");
@@ -51,7 +55,13 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--run")
         .and_then(|i| args.get(i + 1))
-        .map(|p| if PathBuf::from(p).is_absolute() { PathBuf::from(p) } else { root.join(p) });
+        .map(|p| {
+            if PathBuf::from(p).is_absolute() {
+                PathBuf::from(p)
+            } else {
+                root.join(p)
+            }
+        });
     let tmp = tempfile::tempdir()?;
     let synth = SynthConfig {
         seen_users: 12,
@@ -75,7 +85,16 @@ fn main() -> anyhow::Result<()> {
             cfg.train.s2_epochs = 1;
             cfg.train.checkpoint_every = 0;
             let run = tmp.path().join("run");
-            fit_run(&run, &cfg, &data_path, &Device::Cpu, &FitOptions { resume: false, progress: false })?;
+            fit_run(
+                &run,
+                &cfg,
+                &data_path,
+                &Device::Cpu,
+                &FitOptions {
+                    resume: false,
+                    progress: false,
+                },
+            )?;
             run
         }
     };
@@ -95,9 +114,18 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 1. User posterior from N = 10 pair features.
-    let rt = VrfModel::load(&model_dir, &RuntimeOptions { threads: 1, batch_size: 32, ..RuntimeOptions::default() })?;
+    let rt = VrfModel::load(
+        &model_dir,
+        &RuntimeOptions {
+            threads: 1,
+            batch_size: 32,
+            ..RuntimeOptions::default()
+        },
+    )?;
     let um = rt.user_model();
-    let feats = ndarray::Array2::from_shape_fn((10, um.feature_dim()), |(i, j)| ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5);
+    let feats = ndarray::Array2::from_shape_fn((10, um.feature_dim()), |(i, j)| {
+        ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5
+    });
     let t_user = time(21, 2000, || {
         std::hint::black_box(um.posterior(feats.view()).unwrap());
     });
@@ -110,14 +138,43 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 2./3. Backbone throughput: ONNX Runtime vs candle on the same texts.
-    let texts: Vec<(String, String)> =
-        ds.triplets.iter().take(64).flat_map(|t| [(t.prompt.clone(), t.chosen.clone()), (t.prompt.clone(), t.rejected.clone())]).collect();
-    let mean_tokens = texts.iter().map(|(p, r)| trained.encoder.encode(p, r).map(|v| v.len().min(trained.encoder.max_len)).unwrap_or(0)).sum::<usize>() as f64
+    let texts: Vec<(String, String)> = ds
+        .triplets
+        .iter()
+        .take(64)
+        .flat_map(|t| {
+            [
+                (t.prompt.clone(), t.chosen.clone()),
+                (t.prompt.clone(), t.rejected.clone()),
+            ]
+        })
+        .collect();
+    let mean_tokens = texts
+        .iter()
+        .map(|(p, r)| {
+            trained
+                .encoder
+                .encode(p, r)
+                .map(|v| v.len().min(trained.encoder.max_len))
+                .unwrap_or(0)
+        })
+        .sum::<usize>() as f64
         / texts.len() as f64;
-    println!("texts: synthetic benchmark responses, mean {mean_tokens:.0} tokens after the template");
-    println!("| pairs per call | ONNX Runtime, 1 thread | ONNX Runtime, 2 threads | candle, 1 thread |");
+    println!(
+        "texts: synthetic benchmark responses, mean {mean_tokens:.0} tokens after the template"
+    );
+    println!(
+        "| pairs per call | ONNX Runtime, 1 thread | ONNX Runtime, 2 threads | candle, 1 thread |"
+    );
     println!("|---|---|---|---|");
-    let rt2 = VrfModel::load(&model_dir, &RuntimeOptions { threads: 2, batch_size: 32, ..RuntimeOptions::default() })?;
+    let rt2 = VrfModel::load(
+        &model_dir,
+        &RuntimeOptions {
+            threads: 2,
+            batch_size: 32,
+            ..RuntimeOptions::default()
+        },
+    )?;
     for pairs in [1usize, 16] {
         let calls: Vec<Vec<(&str, &str)>> = texts
             .chunks(2 * pairs)
@@ -125,7 +182,7 @@ fn main() -> anyhow::Result<()> {
             .map(|c| c.iter().map(|(p, r)| (p.as_str(), r.as_str())).collect())
             .collect();
         let mut i = 0;
-        let mut per_pair = |f: &mut dyn FnMut(&[(&str, &str)])| {
+        let mut per_pair = |f: &mut Call| {
             time(7, calls.len().min(8), || {
                 f(&calls[i % calls.len()]);
                 i += 1;
@@ -143,7 +200,12 @@ fn main() -> anyhow::Result<()> {
             let e = trained.model.embed(&ids, &b.lengths).unwrap();
             std::hint::black_box(trained.model.phi(&e).unwrap());
         });
-        println!("| {pairs} | {:.0} pairs/s | {:.0} pairs/s | {:.0} pairs/s |", 1.0 / ort1, 1.0 / ort2, 1.0 / cand);
+        println!(
+            "| {pairs} | {:.0} pairs/s | {:.0} pairs/s | {:.0} pairs/s |",
+            1.0 / ort1,
+            1.0 / ort2,
+            1.0 / cand
+        );
     }
     Ok(())
 }

@@ -418,6 +418,35 @@ fn broken_model_directories_and_inputs_give_clear_errors() {
 }
 
 #[test]
+fn one_model_serves_several_threads_and_cuda_is_never_a_silent_fallback() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<VrfModel>();
+    let f = fixture();
+    let rt = std::sync::Arc::new(runtime(&f.model_dir).unwrap());
+    let texts = [
+        ("What is rust?", "A language."),
+        ("Hi", "Hello there, friend."),
+    ];
+    let want = rt.features(&texts).unwrap();
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let rt = rt.clone();
+            std::thread::spawn(move || rt.features(&texts).unwrap())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), want);
+    }
+    // This build has no `cuda` feature (or, with it, a CPU-only ONNX Runtime): CUDA is an error.
+    let cuda = RuntimeOptions {
+        provider: vrf_runtime::ExecutionProvider::Cuda { device_id: 0 },
+        ..RuntimeOptions::default()
+    };
+    let e = VrfModel::load(&f.model_dir, &cuda).unwrap_err();
+    assert!(matches!(e, RuntimeError::Cuda(_)), "{e}");
+}
+
+#[test]
 fn external_data_export_loads_and_matches() {
     let f = fixture();
     let out = f.model_dir.with_file_name("model-external");

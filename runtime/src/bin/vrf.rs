@@ -266,7 +266,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }),
                 )?;
             }
-            warn_truncated(&format!("{} (line indices from 0)", input.display()), &f.truncated, model.manifest().text.max_len);
+            warn_truncated(
+                &format!("{} (line indices from 0)", input.display()),
+                &f.truncated,
+                model.manifest().text.max_len,
+            );
         }
         Cmd::PairFeatures { m, refs: path } => {
             let model = load(&m)?;
@@ -275,7 +279,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for row in feats.rows() {
                 emit(&mut out, &serde_json::json!({ "feature": row.to_vec() }))?;
             }
-            warn_truncated(&format!("{} (reference indices from 0)", path.display()), &truncated, model.manifest().text.max_len);
+            warn_truncated(
+                &format!("{} (reference indices from 0)", path.display()),
+                &truncated,
+                model.manifest().text.max_len,
+            );
         }
         Cmd::User { m, refs, seen } => {
             let model = load(&m)?;
@@ -319,7 +327,11 @@ fn score(
         let s = model
             .score(&w, &l.prompt, &responses)
             .with_context(|| format!("{}:{}", input.display(), i + 1))?;
-        warn_truncated(&format!("{}:{} (response indices from 0)", input.display(), i + 1), &s.truncated, model.manifest().text.max_len);
+        warn_truncated(
+            &format!("{}:{} (response indices from 0)", input.display(), i + 1),
+            &s.truncated,
+            model.manifest().text.max_len,
+        );
         if rank {
             let mut order: Vec<usize> = (0..responses.len()).collect();
             order.sort_by(|&a, &b| s.scores[b].total_cmp(&s.scores[a]));
