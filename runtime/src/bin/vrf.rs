@@ -143,6 +143,42 @@ struct UserJson {
     seen_id: Option<String>,
 }
 
+/// `vrf features` output line (f32 fields print in their shortest exact form).
+#[derive(Serialize)]
+struct FeaturesOut {
+    hidden: Vec<f32>,
+    rewards: Vec<f32>,
+    truncated: bool,
+}
+
+/// `vrf pair-features` output line.
+#[derive(Serialize)]
+struct PairFeatureOut {
+    feature: Vec<f32>,
+}
+
+/// `vrf score` output line.
+#[derive(Serialize)]
+struct ScoreOut {
+    scores: Vec<f32>,
+    best: usize,
+    rewards: Vec<Vec<f32>>,
+}
+
+/// One entry of `vrf rank` output.
+#[derive(Serialize)]
+struct Ranked<'a> {
+    index: usize,
+    score: f32,
+    response: &'a str,
+}
+
+/// `vrf rank` output line.
+#[derive(Serialize)]
+struct RankOut<'a> {
+    ranking: Vec<Ranked<'a>>,
+}
+
 impl UserJson {
     fn new(u: UserPosterior) -> Self {
         Self {
@@ -259,11 +295,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for i in 0..lines.len() {
                 emit(
                     &mut out,
-                    &serde_json::json!({
-                        "hidden": f.hidden.row(i).to_vec(),
-                        "rewards": f.rewards.row(i).to_vec(),
-                        "truncated": f.truncated.contains(&i),
-                    }),
+                    &FeaturesOut {
+                        hidden: f.hidden.row(i).to_vec(),
+                        rewards: f.rewards.row(i).to_vec(),
+                        truncated: f.truncated.contains(&i),
+                    },
                 )?;
             }
             warn_truncated(
@@ -277,7 +313,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let refs = references(&path)?;
             let (feats, truncated) = model.pair_features(&refs)?;
             for row in feats.rows() {
-                emit(&mut out, &serde_json::json!({ "feature": row.to_vec() }))?;
+                emit(
+                    &mut out,
+                    &PairFeatureOut {
+                        feature: row.to_vec(),
+                    },
+                )?;
             }
             warn_truncated(
                 &format!("{} (reference indices from 0)", path.display()),
@@ -337,14 +378,22 @@ fn score(
             order.sort_by(|&a, &b| s.scores[b].total_cmp(&s.scores[a]));
             let ranking: Vec<_> = order
                 .iter()
-                .map(|&j| serde_json::json!({ "index": j, "score": s.scores[j], "response": responses[j] }))
+                .map(|&j| Ranked {
+                    index: j,
+                    score: s.scores[j],
+                    response: responses[j],
+                })
                 .collect();
-            emit(out, &serde_json::json!({ "ranking": ranking }))?;
+            emit(out, &RankOut { ranking })?;
         } else {
             let rewards: Vec<Vec<f32>> = s.rewards.rows().into_iter().map(|r| r.to_vec()).collect();
             emit(
                 out,
-                &serde_json::json!({ "scores": s.scores.to_vec(), "best": s.best, "rewards": rewards }),
+                &ScoreOut {
+                    scores: s.scores.to_vec(),
+                    best: s.best,
+                    rewards,
+                },
             )?;
         }
     }
