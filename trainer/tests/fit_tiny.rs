@@ -439,4 +439,11 @@ fn hf_directory_backbone_fits() {
             .unwrap();
     assert_eq!(bc["hidden_size"], 32);
     assert!(dir.join("tokenizer.json").exists());
+
+    // A pretrained-shaped backbone exports too: candle-onnx reproduces the candle forward.
+    let out = tmp.path().join("model");
+    let report = vrf_trainer::export::export(&dir, &out, &Default::default()).unwrap();
+    assert!(report.max_err() <= 1e-4, "{}", report.max_err());
+    assert_eq!(report.manifest.hidden, 32);
+    assert!(out.join("vrf.json").exists() && out.join("backbone.onnx").exists());
 }
