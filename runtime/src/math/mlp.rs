@@ -62,7 +62,27 @@ impl Linear {
 
     /// The layer on a batch whose width was already checked.
     fn forward_unchecked(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        x.dot(&self.weight.t()) + &self.bias
+        // Each output is accumulated in f64 and rounded once, so it does not depend on the
+        // summation order of the platform's f32 kernels (native SIMD/FMA vs wasm): the browser
+        // build and the server agree to about one f32 ulp.
+        let mut out = Array2::zeros((x.nrows(), self.out_dim()));
+        for (xr, mut or) in x.rows().into_iter().zip(out.rows_mut()) {
+            for ((w, b), o) in self
+                .weight
+                .rows()
+                .into_iter()
+                .zip(&self.bias)
+                .zip(or.iter_mut())
+            {
+                let dot: f64 = xr
+                    .iter()
+                    .zip(w)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                *o = (dot + f64::from(*b)) as f32;
+            }
+        }
+        out
     }
 }
 
