@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the vrf-wasm module (release), generates its JS bindings for browsers (wasm/www/pkg)
 # and for node (TARGET/wasm-pkg-node, used by the benchmark), shrinks both with wasm-opt -Oz,
-# checks the size budget, and writes the demo page's data (wasm/www/data) when it is missing.
+# checks the size budget, and writes the demo page's synthetic data (wasm/www/data).
 # Run scripts/setup-wasm.sh first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +39,6 @@ if [ "$size" -ge "$MAX_WASM_BYTES" ]; then
   exit 1
 fi
 
-if [ ! -f wasm/www/data/demo.json ]; then
-  cargo run --release -q -p vrf-wasm --example demo_data -- --out wasm/www/data
-fi
+# The synthetic demo data (the page test's answers are written for it); rewritten every build so
+# it always matches the generator.
+cargo run --release -q -p vrf-wasm --example demo_data -- --out wasm/www/data

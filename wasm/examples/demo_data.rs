@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use vrf_runtime::format::{MANIFEST_FILE, USER_MODEL_FILE};
-use vrf_wasm::fixture::{interpretable_model, synthetic_demo, write_atomic, Dims};
+use vrf_wasm::fixture::{demo_model, synthetic_demo, write_atomic};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -14,13 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some("--out"), Some(dir)) => PathBuf::from(dir),
         _ => return Err("usage: demo_data --out DIR".into()),
     };
-    let dims = Dims {
-        hidden: 16,
-        enc_hidden: 0,
-        d: 32,
-        k: 8,
-    };
-    let (manifest, bytes) = interpretable_model(dims, 0.25);
+    let (manifest, bytes) = demo_model();
     let demo = synthetic_demo(&manifest, &bytes, 11)?;
     std::fs::create_dir_all(&out)?;
     write_atomic(&out.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;

@@ -157,7 +157,8 @@ pub fn interpretable_model(dims: Dims, tau: f32) -> (Manifest, Vec<u8>) {
     assert!(k <= d, "one latent axis per basis");
     let eh = 2 * k;
     let inp = 2 * hidden + k;
-    let (r, c, logvar) = (3.0_f32, 1.0_f32, 1.0_f32);
+    // c = 3: one answer moves the user well toward a basis, so a few answers show in the weights.
+    let (r, c, logvar) = (3.0_f32, 3.0_f32, 1.0_f32);
     let mut l1 = Array2::<f32>::zeros((eh, inp));
     for j in 0..k {
         l1[[j, 2 * hidden + j]] = 1.0;
@@ -191,6 +192,12 @@ pub fn interpretable_model(dims: Dims, tau: f32) -> (Manifest, Vec<u8>) {
         synthetic_manifest(dims, tau, &bytes, "interpretable demo"),
         bytes,
     )
+}
+
+/// The demo page's model: [`interpretable_model`] with H = 16, d = 32, K = 8, τ = 0.1.
+pub fn demo_model() -> (Manifest, Vec<u8>) {
+    let dims = Dims { hidden: 16, enc_hidden: 0, d: 32, k: 8 };
+    interpretable_model(dims, 0.1)
 }
 
 /// Posterior summary after some observations, as the native runtime computed it.

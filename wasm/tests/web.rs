@@ -5,7 +5,7 @@
 
 use js_sys::Error;
 use vrf_runtime::format::MANIFEST_FILE;
-use vrf_wasm::fixture::{interpretable_model, synthetic_demo, Dims, Expected, Parity};
+use vrf_wasm::fixture::{demo_model, synthetic_demo, Expected, Parity};
 use vrf_wasm::{Posterior, VrfUser};
 use wasm_bindgen::{JsCast, JsError, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -210,25 +210,16 @@ fn bad_model_files_throw() {
 
 #[wasm_bindgen_test]
 fn choosing_one_style_raises_its_weight_and_shrinks_uncertainty() {
-    // The demo page's model and data: always prefer the response richer in basis 0 ("concise").
-    let dims = Dims {
-        hidden: 16,
-        enc_hidden: 0,
-        d: 32,
-        k: 8,
-    };
-    let (manifest, bytes) = interpretable_model(dims, 0.25);
+    // The demo page's model and data, answered by a person who ranks the styles in the order of
+    // the bases (concise first), as the page test does.
+    let (manifest, bytes) = demo_model();
     let demo = synthetic_demo(&manifest, &bytes, 11).unwrap();
     let mut u = VrfUser::new(&manifest.to_json(), &bytes).unwrap();
     let mut last = f32::INFINITY;
     for q in &demo.questions {
-        let a_is_concise = q.a.rewards[0] > q.b.rewards[0];
-        u.observe(if a_is_concise {
-            &q.a_over_b
-        } else {
-            &q.b_over_a
-        })
-        .unwrap();
+        let style = |r: &[f32]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
+        let prefer_a = style(&q.a.rewards) < style(&q.b.rewards);
+        u.observe(if prefer_a { &q.a_over_b } else { &q.b_over_a }).unwrap();
         let unc = u.uncertainty().unwrap();
         assert!(unc < last, "uncertainty {unc} after {last}");
         last = unc;
