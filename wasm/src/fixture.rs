@@ -196,7 +196,12 @@ pub fn interpretable_model(dims: Dims, tau: f32) -> (Manifest, Vec<u8>) {
 
 /// The demo page's model: [`interpretable_model`] with H = 16, d = 32, K = 8, τ = 0.1.
 pub fn demo_model() -> (Manifest, Vec<u8>) {
-    let dims = Dims { hidden: 16, enc_hidden: 0, d: 32, k: 8 };
+    let dims = Dims {
+        hidden: 16,
+        enc_hidden: 0,
+        d: 32,
+        k: 8,
+    };
     interpretable_model(dims, 0.1)
 }
 

@@ -219,7 +219,8 @@ fn choosing_one_style_raises_its_weight_and_shrinks_uncertainty() {
     for q in &demo.questions {
         let style = |r: &[f32]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
         let prefer_a = style(&q.a.rewards) < style(&q.b.rewards);
-        u.observe(if prefer_a { &q.a_over_b } else { &q.b_over_a }).unwrap();
+        u.observe(if prefer_a { &q.a_over_b } else { &q.b_over_a })
+            .unwrap();
         let unc = u.uncertainty().unwrap();
         assert!(unc < last, "uncertainty {unc} after {last}");
         last = unc;
