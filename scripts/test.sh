@@ -14,6 +14,13 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
   rustup target add wasm32-unknown-unknown
 fi
 
+# protoc, the ONNX Runtime library and the reference ONNX checker (idempotent).
+bash scripts/setup.sh
+
+# The export parity test keeps its model directory here for the checks below.
+export VRF_PARITY_MODEL_OUT="$PWD/target/parity-model"
+rm -rf "$VRF_PARITY_MODEL_OUT"
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
@@ -25,3 +32,10 @@ summary="$(awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d fa
 echo "tests: $summary"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 case "$summary" in 0\ passed*) echo "no test ran" >&2; exit 1 ;; esac
+
+# The exported graph is standard ONNX: the reference checker and Python onnxruntime accept it.
+if [ ! -f "$VRF_PARITY_MODEL_OUT/vrf.json" ]; then echo "parity model missing" >&2; exit 1; fi
+.onnxruntime/pyenv/bin/python scripts/check_onnx.py "$VRF_PARITY_MODEL_OUT"
+
+# The `vrf` CLI end to end on that model: a user from reference triplets, then scores.
+bash scripts/cli-smoke.sh "$VRF_PARITY_MODEL_OUT"

@@ -129,3 +129,45 @@ pub enum ModelError {
     #[error(transparent)]
     Math(#[from] MathError),
 }
+
+/// Why the ONNX runtime could not load a model or serve a request.
+#[cfg(feature = "onnx")]
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A file of the model directory could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The model directory is inconsistent (manifest, checksums, tensors).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Tokenisation failed.
+    #[error(transparent)]
+    Text(#[from] crate::text::TokenizeError),
+    /// The ONNX Runtime library is missing or unusable.
+    #[error("{0}")]
+    OrtLibrary(String),
+    /// ONNX Runtime refused the graph or a run.
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+    /// CUDA was asked for and cannot be used (never a silent CPU fallback).
+    #[error("CUDA: {0}")]
+    Cuda(String),
+    /// A caller's input is unusable.
+    #[error("{0}")]
+    Input(String),
+    /// No seen user has this id.
+    #[error("unknown seen user {0:?} (the model directory's seen_users.json does not list it)")]
+    UnknownUser(String),
+}
+
+#[cfg(feature = "onnx")]
+impl From<MathError> for RuntimeError {
+    fn from(e: MathError) -> Self {
+        RuntimeError::Model(ModelError::Math(e))
+    }
+}

@@ -5,11 +5,22 @@
 //! threads, so it builds for `wasm32-unknown-unknown` with `default-features = false`.
 #![warn(missing_docs)]
 
+#[cfg(feature = "onnx")]
+pub mod backbone;
 pub mod error;
 pub mod format;
+pub mod fsutil;
 pub mod math;
+#[cfg(feature = "onnx")]
+pub mod session;
+#[cfg(feature = "text")]
+pub mod text;
 pub mod user_model;
 
+#[cfg(feature = "onnx")]
+pub use backbone::{BackboneOutput, ExecutionProvider, OnnxBackbone};
+#[cfg(feature = "onnx")]
+pub use error::RuntimeError;
 pub use error::{MathError, MathResult, ModelError};
 pub use format::{Manifest, Pooling, SeenUser, SeenUsers};
 pub use math::{
@@ -17,4 +28,6 @@ pub use math::{
     preference_probability, va_loss, Bases, Encoder, Linear, Mlp, NaturalParams, Posterior,
     UserPosterior, DEFAULT_TAU,
 };
+#[cfg(feature = "onnx")]
+pub use session::{Features, Reference, RuntimeOptions, Scores, VrfModel};
 pub use user_model::{UserModel, UserState};

@@ -21,14 +21,23 @@ fn arr1(t: &Tensor) -> Array1<f32> {
     Array1::from(t.to_vec1::<f32>().unwrap())
 }
 
-fn flat<S: ndarray::Data<Elem = f32>, D: ndarray::Dimension>(a: &ndarray::ArrayBase<S, D>) -> Vec<f32> {
+fn flat<S: ndarray::Data<Elem = f32>, D: ndarray::Dimension>(
+    a: &ndarray::ArrayBase<S, D>,
+) -> Vec<f32> {
     a.iter().copied().collect()
 }
 
 fn close(a: &[f32], b: &[f32], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let err = a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0f32, f32::max);
-    assert!(err < TOL, "{what}: max relative error {err:e}\n candle {a:?}\n ndarray {b:?}");
+    let err = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0f32, f32::max);
+    assert!(
+        err < TOL,
+        "{what}: max relative error {err:e}\n candle {a:?}\n ndarray {b:?}"
+    );
 }
 
 struct Setup {
@@ -39,20 +48,42 @@ struct Setup {
 }
 
 fn setup(h: usize, k: usize, d: usize) -> Result<Setup> {
-    let cfg = ModelConfig { k, d, ..Default::default() };
+    let cfg = ModelConfig {
+        k,
+        d,
+        ..Default::default()
+    };
     let vars = SeededVarMap::new(11);
     let vb = vars.builder(&Device::Cpu);
     let enc = Encoder::new(2 * h, h, d, 1.0, vb.pp("encoder"))?;
     let bases = Bases::new(&cfg, vb.pp("bases"))?;
-    Ok(Setup { vars, enc, bases, d })
+    Ok(Setup {
+        vars,
+        enc,
+        bases,
+        d,
+    })
 }
 
 fn var(s: &Setup, name: &str) -> Tensor {
-    s.vars.all_named().into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}")).1.as_tensor().clone()
+    s.vars
+        .all_named()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .1
+        .as_tensor()
+        .clone()
 }
 
 fn runtime_parts(s: &Setup) -> (rt::Encoder, rt::Bases) {
-    let lin = |p: &str| rt::Linear::new(arr2(&var(s, &format!("{p}.weight"))), arr1(&var(s, &format!("{p}.bias")))).unwrap();
+    let lin = |p: &str| {
+        rt::Linear::new(
+            arr2(&var(s, &format!("{p}.weight"))),
+            arr1(&var(s, &format!("{p}.bias"))),
+        )
+        .unwrap()
+    };
     let mlp = rt::Mlp::new(lin("encoder.l1"), lin("encoder.l2")).unwrap();
     let enc = rt::Encoder::new(mlp, s.d).unwrap();
     let bases = rt::Bases::new(arr2(&s.bases.means), arr2(&s.bases.log_var)).unwrap();
@@ -71,14 +102,30 @@ fn encoder_pog_w2_softmax_match() -> Result<()> {
     let e_r = Tensor::randn(0f32, 1.0, (m, h), &dev)?;
     let feats = pair_features(&e_c, &e_r, None)?;
     let rfeats = rt::pair_features(arr2(&e_c).view(), arr2(&e_r).view(), None).unwrap();
-    close(feats.flatten_all()?.to_vec1::<f32>()?.as_slice(), &flat(&rfeats), "pair features");
+    close(
+        feats.flatten_all()?.to_vec1::<f32>()?.as_slice(),
+        &flat(&rfeats),
+        "pair features",
+    );
 
     let (mu_i, lv_i) = s.enc.forward(&feats)?;
     let (rmu, rlv) = renc.encode(rfeats.view()).unwrap();
-    close(&mu_i.flatten_all()?.to_vec1::<f32>()?, &flat(&rmu), "encoder μ");
-    close(&lv_i.flatten_all()?.to_vec1::<f32>()?, &flat(&rlv), "encoder log σ²");
+    close(
+        &mu_i.flatten_all()?.to_vec1::<f32>()?,
+        &flat(&rmu),
+        "encoder μ",
+    );
+    close(
+        &lv_i.flatten_all()?.to_vec1::<f32>()?,
+        &flat(&rlv),
+        "encoder log σ²",
+    );
 
-    let seg: Vec<usize> = lens.iter().enumerate().flat_map(|(u, &n)| std::iter::repeat_n(u, n)).collect();
+    let seg: Vec<usize> = lens
+        .iter()
+        .enumerate()
+        .flat_map(|(u, &n)| std::iter::repeat_n(u, n))
+        .collect();
     let a = assignment(&seg, lens.len(), &dev)?;
     for pooling in [Pooling::Pog, Pooling::Mean] {
         let (mu, v) = pool(&mu_i, &lv_i, &a, pooling)?;
@@ -92,19 +139,43 @@ fn encoder_pog_w2_softmax_match() -> Result<()> {
                 Pooling::Pog => rt::pog(pm.view(), pl.view()).unwrap(),
                 Pooling::Mean => rt::mean_pool(pm.view(), pl.view()).unwrap(),
             };
-            close(&mu.get(u)?.to_vec1::<f32>()?, &flat(&post.mean()), "posterior mean");
-            close(&v.get(u)?.to_vec1::<f32>()?, &flat(&post.var()), "posterior variance");
-            close(&w2.get(u)?.to_vec1::<f32>()?, &flat(&rbases.w2_sq(&post).unwrap()), "W₂²");
-            close(&w.get(u)?.to_vec1::<f32>()?, &flat(&rbases.weights(&post, 1.0).unwrap()), "weights");
+            close(
+                &mu.get(u)?.to_vec1::<f32>()?,
+                &flat(&post.mean()),
+                "posterior mean",
+            );
+            close(
+                &v.get(u)?.to_vec1::<f32>()?,
+                &flat(&post.var()),
+                "posterior variance",
+            );
+            close(
+                &w2.get(u)?.to_vec1::<f32>()?,
+                &flat(&rbases.w2_sq(&post).unwrap()),
+                "W₂²",
+            );
+            close(
+                &w.get(u)?.to_vec1::<f32>()?,
+                &flat(&rbases.weights(&post, 1.0).unwrap()),
+                "weights",
+            );
             if pooling == Pooling::Pog {
                 let up = rt::infer_user(&renc, &rbases, 1.0, rows).unwrap();
-                close(&w.get(u)?.to_vec1::<f32>()?, &flat(&up.weights), "infer_user weights");
+                close(
+                    &w.get(u)?.to_vec1::<f32>()?,
+                    &flat(&up.weights),
+                    "infer_user weights",
+                );
                 // One observation at a time gives the same posterior.
                 let mut np = rt::NaturalParams::empty(d);
                 for i in 0..n {
                     np.observe(pm.row(i), pl.row(i)).unwrap();
                 }
-                close(&flat(&np.posterior().unwrap().mean()), &flat(&post.mean()), "incremental");
+                close(
+                    &flat(&np.posterior().unwrap().mean()),
+                    &flat(&post.mean()),
+                    "incremental",
+                );
             }
             start += n;
         }
@@ -127,10 +198,25 @@ fn moments_losses_and_rewards_match() -> Result<()> {
     let (wv, dv) = (arr2(&w), arr2(&delta));
     for i in 0..t {
         let (m, v) = rt::moments(wv.row(i), dv.row(i)).unwrap();
-        close(&[mu.get(i)?.to_scalar::<f32>()?, var.get(i)?.to_scalar::<f32>()?], &[m, v], "moments");
-        close(&[va.get(i)?.to_scalar::<f32>()?], &[rt::va_loss(wv.row(i), dv.row(i)).unwrap()], "L_VA");
+        close(
+            &[
+                mu.get(i)?.to_scalar::<f32>()?,
+                var.get(i)?.to_scalar::<f32>()?,
+            ],
+            &[m, v],
+            "moments",
+        );
+        close(
+            &[va.get(i)?.to_scalar::<f32>()?],
+            &[rt::va_loss(wv.row(i), dv.row(i)).unwrap()],
+            "L_VA",
+        );
         let p = 1.0 / (1.0 + (-z.get(i)?.to_scalar::<f32>()?).exp());
-        close(&[p], &[rt::preference_probability(wv.row(i), dv.row(i)).unwrap()], "preference probability");
+        close(
+            &[p],
+            &[rt::preference_probability(wv.row(i), dv.row(i)).unwrap()],
+            "preference probability",
+        );
     }
     // Personalised reward r_u = w_uᵀ φ for N responses.
     let phi = Tensor::randn(0f32, 1.0, (5, k), &dev)?;

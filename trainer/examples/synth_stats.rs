@@ -16,10 +16,22 @@ fn pct(v: &[usize], q: f64) -> usize {
 }
 
 fn main() -> anyhow::Result<()> {
-    let seed: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let seed: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
     for alpha in [0.1, 1.0, 10.0] {
-        let qw: f64 = std::env::var("QW").ok().and_then(|v| v.parse().ok()).unwrap_or(0.3);
-        let cfg = SynthConfig { alpha, seed, quality_weight: qw, ..SynthConfig::default() };
+        let qw: f64 = std::env::var("QW")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.3);
+        let cfg = SynthConfig {
+            alpha,
+            seed,
+            quality_weight: qw,
+            ..SynthConfig::default()
+        };
         let s = synth::generate(&cfg)?;
         let r = s.sanity();
         println!(
@@ -27,42 +39,86 @@ fn main() -> anyhow::Result<()> {
             r.eval_pairs, r.uniform, r.mean_weight, r.fitted_global, r.oracle
         );
     }
-    let s = synth::generate(&SynthConfig { seed, ..SynthConfig::default() })?;
+    let s = synth::generate(&SynthConfig {
+        seed,
+        ..SynthConfig::default()
+    })?;
     // Uniform-ranker accuracy on eval pairs, by each user's dominant scorer.
     let mut by = [(0usize, 0usize); N_SCORERS];
     let dominant: std::collections::BTreeMap<&str, usize> = s
         .user_weights
         .iter()
-        .map(|(u, w)| (u.as_str(), (0..N_SCORERS).max_by(|&a, &b| w[a].total_cmp(&w[b])).unwrap_or(0)))
+        .map(|(u, w)| {
+            (
+                u.as_str(),
+                (0..N_SCORERS)
+                    .max_by(|&a, &b| w[a].total_cmp(&w[b]))
+                    .unwrap_or(0),
+            )
+        })
         .collect();
-    for t in s.triplets.iter().filter(|t| t.split == vrf_trainer::data::Split::Eval) {
+    for t in s
+        .triplets
+        .iter()
+        .filter(|t| t.split == vrf_trainer::data::Split::Eval)
+    {
         let (c, r) = (s.stats.score(&t.chosen), s.stats.score(&t.rejected));
         let d: f64 = (0..N_SCORERS).map(|j| c[j] - r[j]).sum();
         let e = &mut by[dominant[t.user.as_str()]];
         e.0 += (d > 0.0) as usize;
         e.1 += 1;
     }
-    let cells: Vec<String> =
-        (0..N_SCORERS).map(|j| format!("{} {:.3} (n={})", SCORER_NAMES[j], by[j].0 as f64 / by[j].1.max(1) as f64, by[j].1)).collect();
-    println!("alpha=0.1 uniform accuracy by dominant scorer: {}", cells.join(", "));
+    let cells: Vec<String> = (0..N_SCORERS)
+        .map(|j| {
+            format!(
+                "{} {:.3} (n={})",
+                SCORER_NAMES[j],
+                by[j].0 as f64 / by[j].1.max(1) as f64,
+                by[j].1
+            )
+        })
+        .collect();
+    println!(
+        "alpha=0.1 uniform accuracy by dominant scorer: {}",
+        cells.join(", ")
+    );
     // Scorer correlations over all responses.
-    let scores: Vec<[f64; N_SCORERS]> = s.prompts.iter().flat_map(|p| p.scores.iter().copied()).collect();
+    let scores: Vec<[f64; N_SCORERS]> = s
+        .prompts
+        .iter()
+        .flat_map(|p| p.scores.iter().copied())
+        .collect();
     let n = scores.len() as f64;
-    let mean: Vec<f64> = (0..N_SCORERS).map(|j| scores.iter().map(|x| x[j]).sum::<f64>() / n).collect();
-    let sd: Vec<f64> =
-        (0..N_SCORERS).map(|j| (scores.iter().map(|x| (x[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
-    println!("scorer correlations (normalised scorers, {} responses):", scores.len());
+    let mean: Vec<f64> = (0..N_SCORERS)
+        .map(|j| scores.iter().map(|x| x[j]).sum::<f64>() / n)
+        .collect();
+    let sd: Vec<f64> = (0..N_SCORERS)
+        .map(|j| (scores.iter().map(|x| (x[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt())
+        .collect();
+    println!(
+        "scorer correlations (normalised scorers, {} responses):",
+        scores.len()
+    );
     for a in 0..N_SCORERS {
         let row: Vec<String> = (0..N_SCORERS)
             .map(|b| {
-                let c = scores.iter().map(|x| (x[a] - mean[a]) * (x[b] - mean[b])).sum::<f64>() / n / (sd[a] * sd[b]);
+                let c = scores
+                    .iter()
+                    .map(|x| (x[a] - mean[a]) * (x[b] - mean[b]))
+                    .sum::<f64>()
+                    / n
+                    / (sd[a] * sd[b]);
                 format!("{c:5.2}")
             })
             .collect();
         println!("  {:>10} {}", SCORER_NAMES[a], row.join(" "));
     }
     // Lengths.
-    let words: Vec<usize> = s.prompts.iter().flat_map(|p| p.responses.iter().map(|r| r.split_whitespace().count())).collect();
+    let words: Vec<usize> = s
+        .prompts
+        .iter()
+        .flat_map(|p| p.responses.iter().map(|r| r.split_whitespace().count()))
+        .collect();
     println!(
         "response words: median {} p5 {} p95 {} max {}",
         pct(&words, 0.5),
@@ -70,7 +126,10 @@ fn main() -> anyhow::Result<()> {
         pct(&words, 0.95),
         pct(&words, 1.0)
     );
-    let corpus = s.prompts.iter().flat_map(|p| std::iter::once(p.text.clone()).chain(p.responses.iter().cloned()));
+    let corpus = s
+        .prompts
+        .iter()
+        .flat_map(|p| std::iter::once(p.text.clone()).chain(p.responses.iter().cloned()));
     let t0 = std::time::Instant::now();
     let tok = train_bpe(corpus, DEFAULT_VOCAB_SIZE)?;
     let train_s = t0.elapsed().as_secs_f64();

@@ -21,7 +21,9 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::onnx::{attr_int, attr_ints, attr_tensor, f32_value, OnnxGraph};
 use crate::vars::SeededVarMap;
+use candle_onnx::onnx::tensor_proto::DataType;
 
 /// Errors of configuration and checkpoint loading.
 #[derive(Debug, thiserror::Error)]
@@ -371,6 +373,31 @@ impl RmsNorm {
             .recip()?;
         x.broadcast_mul(&inv)?.broadcast_mul(&self.weight)
     }
+
+    /// ONNX of [`RmsNorm::forward`] over the last axis, `axis` (ONNX wants it non-negative).
+    fn onnx(
+        &self,
+        g: &mut OnnxGraph,
+        scope: &str,
+        x: &str,
+        axis: i64,
+    ) -> candle_core::Result<String> {
+        let w = g.weight(&format!("{scope}.weight"), &self.weight)?;
+        let eps = g.f32_scalar(&format!("{scope}.eps"), self.eps as f32);
+        let one = g.f32_scalar("const.one", 1.0);
+        let sq = g.op(scope, "Mul", &[x, x], vec![]);
+        let ms = g.op(
+            scope,
+            "ReduceMean",
+            &[&sq],
+            vec![attr_ints("axes", &[axis]), attr_int("keepdims", 1)],
+        );
+        let s = g.op(scope, "Add", &[&ms, &eps], vec![]);
+        let s = g.op(scope, "Sqrt", &[&s], vec![]);
+        let inv = g.op(scope, "Div", &[&one, &s], vec![]);
+        let y = g.op(scope, "Mul", &[x, &inv], vec![]);
+        Ok(g.op(scope, "Mul", &[&y, &w], vec![]))
+    }
 }
 
 /// `x @ wᵀ` for `x: [.., in]`, `w: [out, in]` (no bias).
@@ -468,6 +495,81 @@ impl Attention {
             .reshape((b, l, nh * hd))?;
         linear(&y, &self.o_proj)
     }
+
+    /// ONNX of [`Attention::forward`]: the same GQA grouping, `mask` is `[B, 1, L, L]` additive.
+    fn onnx(
+        &self,
+        g: &mut OnnxGraph,
+        scope: &str,
+        x: &str,
+        cos: &str,
+        sin: &str,
+        mask: &str,
+    ) -> candle_core::Result<String> {
+        let (nh, nkv, hd) = (
+            self.num_heads as i64,
+            self.num_kv_heads as i64,
+            self.head_dim as i64,
+        );
+        let heads =
+            |g: &mut OnnxGraph, w: &Tensor, name: &str, n: i64| -> candle_core::Result<String> {
+                let w = g.weight_t(&format!("{scope}.{name}.weight"), w)?;
+                let y = g.linear(scope, x, &w, None);
+                let shape = g.ints(&format!("const.shape_0_0_{n}_{hd}"), &[0, 0, n, hd]);
+                Ok(g.op(scope, "Reshape", &[&y, &shape], vec![]))
+            };
+        let to_bhld = |g: &mut OnnxGraph, t: &str| {
+            g.op(
+                scope,
+                "Transpose",
+                &[t],
+                vec![attr_ints("perm", &[0, 2, 1, 3])],
+            )
+        };
+        let q = heads(g, &self.q_proj, "q_proj", nh)?;
+        let q = self.q_norm.onnx(g, &format!("{scope}.q_norm"), &q, 3)?;
+        let q = to_bhld(g, &q);
+        let k = heads(g, &self.k_proj, "k_proj", nkv)?;
+        let k = self.k_norm.onnx(g, &format!("{scope}.k_norm"), &k, 3)?;
+        let k = to_bhld(g, &k);
+        let v = heads(g, &self.v_proj, "v_proj", nkv)?;
+        let v = to_bhld(g, &v);
+        let q = rope_onnx(g, scope, &q, cos, sin, hd);
+        let k = rope_onnx(g, scope, &k, cos, sin, hd);
+        let grouped = g.ints(&format!("const.shape_0_{nkv}_-1_{hd}"), &[0, nkv, -1, hd]);
+        let q = g.op(scope, "Reshape", &[&q, &grouped], vec![]);
+        let kt = g.op(
+            scope,
+            "Transpose",
+            &[&k],
+            vec![attr_ints("perm", &[0, 1, 3, 2])],
+        );
+        let att = g.op(scope, "MatMul", &[&q, &kt], vec![]);
+        let scale = g.f32_scalar(
+            &format!("const.inv_sqrt_{hd}"),
+            (1.0 / (hd as f64).sqrt()) as f32,
+        );
+        let att = g.op(scope, "Mul", &[&att, &scale], vec![]);
+        let per_head = g.ints(&format!("const.shape_0_{nh}_-1_0"), &[0, nh, -1, 0]);
+        let att = g.op(scope, "Reshape", &[&att, &per_head], vec![]);
+        let att = g.op(scope, "Add", &[&att, mask], vec![]);
+        let att = g.op(scope, "Softmax", &[&att], vec![attr_int("axis", 3)]);
+        let per_group = g.ints(&format!("const.shape_0_{nkv}_-1_0"), &[0, nkv, -1, 0]);
+        let att = g.op(scope, "Reshape", &[&att, &per_group], vec![]);
+        let y = g.op(scope, "MatMul", &[&att, &v], vec![]);
+        let per_head_y = g.ints(&format!("const.shape_0_{nh}_-1_{hd}"), &[0, nh, -1, hd]);
+        let y = g.op(scope, "Reshape", &[&y, &per_head_y], vec![]);
+        let y = g.op(
+            scope,
+            "Transpose",
+            &[&y],
+            vec![attr_ints("perm", &[0, 2, 1, 3])],
+        );
+        let merged = g.ints(&format!("const.shape_0_0_{}", nh * hd), &[0, 0, nh * hd]);
+        let y = g.op(scope, "Reshape", &[&y, &merged], vec![]);
+        let o = g.weight_t(&format!("{scope}.o_proj.weight"), &self.o_proj)?;
+        Ok(g.linear(scope, &y, &o, None))
+    }
 }
 
 /// HF rope: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [-x₂, x₁]`.
@@ -477,6 +579,23 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Ten
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
     let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
     x.broadcast_mul(cos)? + rot.broadcast_mul(sin)?
+}
+
+/// ONNX of [`apply_rope`] for `x: [B, heads, L, hd]`.
+fn rope_onnx(g: &mut OnnxGraph, scope: &str, x: &str, cos: &str, sin: &str, hd: i64) -> String {
+    let (zero, half, full, axis) = (
+        g.ints("const.i0", &[0]),
+        g.ints(&format!("const.i{}", hd / 2), &[hd / 2]),
+        g.ints(&format!("const.i{hd}"), &[hd]),
+        g.ints("const.i3", &[3]),
+    );
+    let x1 = g.op(scope, "Slice", &[x, &zero, &half, &axis], vec![]);
+    let x2 = g.op(scope, "Slice", &[x, &half, &full, &axis], vec![]);
+    let neg = g.op(scope, "Neg", &[&x2], vec![]);
+    let rot = g.op(scope, "Concat", &[&neg, &x1], vec![attr_int("axis", 3)]);
+    let a = g.op(scope, "Mul", &[x, cos], vec![]);
+    let b = g.op(scope, "Mul", &[&rot, sin], vec![]);
+    g.op(scope, "Add", &[&a, &b], vec![])
 }
 
 #[derive(Debug, Clone)]
@@ -499,6 +618,19 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let g = linear(x, &self.gate_proj)?.silu()?;
         linear(&(g * linear(x, &self.up_proj)?)?, &self.down_proj)
+    }
+
+    /// ONNX of [`Mlp::forward`] (SiLU as `x·sigmoid(x)`).
+    fn onnx(&self, g: &mut OnnxGraph, scope: &str, x: &str) -> candle_core::Result<String> {
+        let wg = g.weight_t(&format!("{scope}.gate_proj.weight"), &self.gate_proj)?;
+        let wu = g.weight_t(&format!("{scope}.up_proj.weight"), &self.up_proj)?;
+        let wd = g.weight_t(&format!("{scope}.down_proj.weight"), &self.down_proj)?;
+        let gate = g.linear(scope, x, &wg, None);
+        let sig = g.op(scope, "Sigmoid", &[&gate], vec![]);
+        let silu = g.op(scope, "Mul", &[&gate, &sig], vec![]);
+        let up = g.linear(scope, x, &wu, None);
+        let h = g.op(scope, "Mul", &[&silu, &up], vec![]);
+        Ok(g.linear(scope, &h, &wd, None))
     }
 }
 
@@ -541,6 +673,33 @@ impl DecoderLayer {
         &h + self
             .mlp
             .forward(&self.post_attention_layernorm.forward(&h)?)?
+    }
+
+    /// ONNX of [`DecoderLayer::forward`] under `scope` = `model.layers.{i}`.
+    fn onnx(
+        &self,
+        g: &mut OnnxGraph,
+        scope: &str,
+        x: &str,
+        cos: &str,
+        sin: &str,
+        mask: &str,
+    ) -> candle_core::Result<String> {
+        let n = self
+            .input_layernorm
+            .onnx(g, &format!("{scope}.input_layernorm"), x, 2)?;
+        let a = self
+            .self_attn
+            .onnx(g, &format!("{scope}.self_attn"), &n, cos, sin, mask)?;
+        let h = g.op(scope, "Add", &[x, &a], vec![]);
+        let n = self.post_attention_layernorm.onnx(
+            g,
+            &format!("{scope}.post_attention_layernorm"),
+            &h,
+            2,
+        )?;
+        let m = self.mlp.onnx(g, &format!("{scope}.mlp"), &n)?;
+        Ok(g.op(scope, "Add", &[&h, &m], vec![]))
     }
 }
 
@@ -602,13 +761,19 @@ impl Qwen3 {
         &self.device
     }
 
+    /// Rope inverse frequencies `θ^(−2i/head_dim)`, `i < head_dim/2`, in f32 as HF computes them.
+    fn inv_freq(&self) -> Vec<f32> {
+        let hd = self.cfg.head_dim;
+        let base = self.cfg.rope_theta as f32;
+        (0..hd / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / hd as f32))
+            .collect()
+    }
+
     /// `cos`, `sin` tables `[L, head_dim]` for positions `0..L` (computed in f32 as HF does).
     pub(crate) fn rope_tables(&self, l: usize) -> candle_core::Result<(Tensor, Tensor)> {
         let hd = self.cfg.head_dim;
-        let base = self.cfg.rope_theta as f32;
-        let inv_freq: Vec<f32> = (0..hd / 2)
-            .map(|i| 1.0 / base.powf((2 * i) as f32 / hd as f32))
-            .collect();
+        let inv_freq = self.inv_freq();
         let mut cos = Vec::with_capacity(l * hd);
         let mut sin = Vec::with_capacity(l * hd);
         for p in 0..l {
@@ -671,6 +836,93 @@ impl Qwen3 {
     pub fn pooled(&self, input_ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let hidden = self.forward(input_ids)?;
         pool_last(&hidden, lengths)
+    }
+
+    /// ONNX of [`Qwen3::pooled`]: int64 `ids`, `mask` `[B, L]` (right-padded) → `[B, H]`.
+    ///
+    /// Rope tables and the causal mask are computed in the graph from the sequence length; the
+    /// attention mask also hides padded keys (which causal attention already keeps away from
+    /// real tokens under right padding), and `sum(mask) − 1` picks the pooled position.
+    pub fn onnx(&self, g: &mut OnnxGraph, ids: &str, mask: &str) -> candle_core::Result<String> {
+        let s = "model";
+        let (h, hd) = (self.cfg.hidden_size as i64, self.cfg.head_dim as i64);
+        let emb = g.weight("model.embed_tokens.weight", &self.embed_tokens)?;
+        let mut x = g.op(s, "Gather", &[&emb, ids], vec![attr_int("axis", 0)]);
+
+        let (i0, i1, i2) = (
+            g.ints("const.i0", &[0]),
+            g.ints("const.i1", &[1]),
+            g.ints("const.i2", &[2]),
+        );
+        let (zero, one) = (
+            g.int_scalar("const.zero", 0),
+            g.int_scalar("const.one_i64", 1),
+        );
+        let shape = g.op(s, "Shape", &[ids], vec![]);
+        let b1 = g.op(s, "Slice", &[&shape, &i0, &i1, &i0], vec![]);
+        let l1 = g.op(s, "Slice", &[&shape, &i1, &i2, &i0], vec![]);
+        let b0 = g.op(s, "Squeeze", &[&b1, &i0], vec![]);
+        let l0 = g.op(s, "Squeeze", &[&l1, &i0], vec![]);
+
+        // Rope tables [L, hd]: positions ⊗ inv_freq, duplicated, as in `rope_tables`.
+        let inv = Tensor::from_vec(self.inv_freq(), (1, (hd / 2) as usize), &Device::Cpu)?;
+        let inv = g.weight("model.rope.inv_freq", &inv)?;
+        let pos = g.op(s, "Range", &[&zero, &l0, &one], vec![]);
+        let pos = g.op(
+            s,
+            "Cast",
+            &[&pos],
+            vec![attr_int("to", DataType::Float as i64)],
+        );
+        let pos = g.op(s, "Unsqueeze", &[&pos, &i1], vec![]);
+        let freqs = g.op(s, "MatMul", &[&pos, &inv], vec![]);
+        let freqs = g.op(s, "Concat", &[&freqs, &freqs], vec![attr_int("axis", 1)]);
+        let cos = g.op(s, "Cos", &[&freqs], vec![]);
+        let sin = g.op(s, "Sin", &[&freqs], vec![]);
+
+        // Additive mask [B, 1, L, L]: 0 where causal and the key is real, f32::MIN elsewhere.
+        let ll = g.op(s, "Concat", &[&l1, &l1], vec![attr_int("axis", 0)]);
+        let ones = g.op(
+            s,
+            "ConstantOfShape",
+            &[&ll],
+            vec![attr_tensor("value", f32_value(1.0))],
+        );
+        let causal = g.op(s, "Trilu", &[&ones], vec![attr_int("upper", 0)]);
+        let keys = g.op(
+            s,
+            "Cast",
+            &[mask],
+            vec![attr_int("to", DataType::Float as i64)],
+        );
+        let i12 = g.ints("const.i1_2", &[1, 2]);
+        let keys4 = g.op(s, "Unsqueeze", &[&keys, &i12], vec![]);
+        let allowed = g.op(s, "Mul", &[&causal, &keys4], vec![]);
+        let fone = g.f32_scalar("const.one", 1.0);
+        let fmax = g.f32_scalar("const.f32_max", f32::MAX);
+        let blocked = g.op(s, "Sub", &[&allowed, &fone], vec![]);
+        let add_mask = g.op(s, "Mul", &[&blocked, &fmax], vec![]);
+
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.onnx(g, &format!("model.layers.{i}"), &x, &cos, &sin, &add_mask)?;
+        }
+        let x = self.norm.onnx(g, "model.norm", &x, 2)?;
+
+        // Last real token: flat index b·L + sum(mask_b) − 1 into [B·L, H].
+        let lens = g.op(s, "ReduceSum", &[&keys, &i1], vec![attr_int("keepdims", 0)]);
+        let last = g.op(s, "Sub", &[&lens, &fone], vec![]);
+        let last = g.op(
+            s,
+            "Cast",
+            &[&last],
+            vec![attr_int("to", DataType::Int64 as i64)],
+        );
+        let rows = g.op(s, "Range", &[&zero, &b0, &one], vec![]);
+        let base = g.op(s, "Mul", &[&rows, &l1], vec![]);
+        let flat = g.op(s, "Add", &[&base, &last], vec![]);
+        let to_rows = g.ints(&format!("const.shape_-1_{h}"), &[-1, h]);
+        let x = g.op(s, "Reshape", &[&x, &to_rows], vec![]);
+        Ok(g.op(s, "Gather", &[&x, &flat], vec![attr_int("axis", 0)]))
     }
 }
 

@@ -25,16 +25,28 @@ impl Bases {
         // Orthogonal means are written by the model builder once the variable exists
         // (see `orthogonal_means`); a zero init keeps a fresh variable harmless until then.
         let init = match cfg.base_init {
-            BaseInit::Randn => Init::Randn { mean: 0.0, stdev: 1.0 },
+            BaseInit::Randn => Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
             BaseInit::Orthogonal => Init::Const(0.0),
         };
         let means = vb.get_with_hints((k, d), "means", init)?;
         let log_var = vb.get_with_hints((k, d), "log_var", Init::Const(0.0))?;
-        Ok(Self { means, log_var, tau: cfg.tau })
+        Ok(Self {
+            means,
+            log_var,
+            tau: cfg.tau,
+        })
     }
 
     /// m_k = r·e_(k mod d): orthogonal directions (up to d), pairwise W₂² = 2r².
-    pub fn orthogonal_means(k: usize, d: usize, r: f64, dev: &candle_core::Device) -> Result<Tensor> {
+    pub fn orthogonal_means(
+        k: usize,
+        d: usize,
+        r: f64,
+        dev: &candle_core::Device,
+    ) -> Result<Tensor> {
         let mut m = vec![0f32; k * d];
         for i in 0..k {
             m[i * d + i % d] = r as f32;
@@ -61,7 +73,9 @@ impl Bases {
     pub fn w2_sq(&self, mu: &Tensor, var: &Tensor) -> Result<Tensor> {
         let sigma = var.sqrt()?;
         let dm = mu.unsqueeze(1)?.broadcast_sub(&self.means.unsqueeze(0)?)?;
-        let ds = sigma.unsqueeze(1)?.broadcast_sub(&self.std()?.unsqueeze(0)?)?;
+        let ds = sigma
+            .unsqueeze(1)?
+            .broadcast_sub(&self.std()?.unsqueeze(0)?)?;
         dm.sqr()?.sum(D::Minus1)? + ds.sqr()?.sum(D::Minus1)?
     }
 
@@ -82,10 +96,15 @@ impl Bases {
         let k = self.k()?;
         let d = self.d()? as f64;
         let s = self.std()?;
-        let dm = self.means.unsqueeze(1)?.broadcast_sub(&self.means.unsqueeze(0)?)?;
+        let dm = self
+            .means
+            .unsqueeze(1)?
+            .broadcast_sub(&self.means.unsqueeze(0)?)?;
         let ds = s.unsqueeze(1)?.broadcast_sub(&s.unsqueeze(0)?)?;
         let w = ((dm.sqr()?.sum(D::Minus1)? + ds.sqr()?.sum(D::Minus1)?)? / d)?;
-        let idx: Vec<u32> = (0..k).flat_map(|i| ((i + 1)..k).map(move |j| (i * k + j) as u32)).collect();
+        let idx: Vec<u32> = (0..k)
+            .flat_map(|i| ((i + 1)..k).map(move |j| (i * k + j) as u32))
+            .collect();
         if idx.is_empty() {
             return Tensor::zeros(0, w.dtype(), w.device());
         }
@@ -109,16 +128,21 @@ impl Bases {
         let d = self.d()?;
         let s = eps.dim(0)?;
         let entropy = ((var.log()? + (2.0 * PI * E).ln())?.sum(D::Minus1)? * 0.5)?;
-        let z = eps.broadcast_mul(&var.sqrt()?.unsqueeze(0)?)?.broadcast_add(&mu.unsqueeze(0)?)?; // [S,U,d]
+        let z = eps
+            .broadcast_mul(&var.sqrt()?.unsqueeze(0)?)?
+            .broadcast_add(&mu.unsqueeze(0)?)?; // [S,U,d]
         let log_p = match prior {
             Prior::StdNormal => ((z.sqr()? + (2.0 * PI).ln())?.sum(D::Minus1)? * -0.5)?, // [S,U]
             Prior::Mog => {
                 let k = self.k()?;
                 let s2 = self.log_var.exp()?; // [K,d]
-                let diff = z.unsqueeze(2)?.broadcast_sub(&self.means.reshape((1, 1, k, d))?)?; // [S,U,K,d]
+                let diff = z
+                    .unsqueeze(2)?
+                    .broadcast_sub(&self.means.reshape((1, 1, k, d))?)?; // [S,U,K,d]
                 let quad = diff.sqr()?.broadcast_div(&s2.reshape((1, 1, k, d))?)?;
                 let norm = (&self.log_var + (2.0 * PI).ln())?.reshape((1, 1, k, d))?;
-                let comp = ((quad.broadcast_add(&norm)?.sum(D::Minus1)? * -0.5)? - (k as f64).ln())?; // [S,U,K]
+                let comp =
+                    ((quad.broadcast_add(&norm)?.sum(D::Minus1)? * -0.5)? - (k as f64).ln())?; // [S,U,K]
                 log_sum_exp(&comp, D::Minus1)?
             }
         };

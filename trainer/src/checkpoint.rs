@@ -40,7 +40,10 @@ pub enum CheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename), naming the path on error.
@@ -53,27 +56,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
 
 /// Serialises `value` as pretty JSON to `path`, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
-    let s = serde_json::to_vec_pretty(value)
-        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+    let s = serde_json::to_vec_pretty(value).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     write_atomic(path, &s)
 }
 
 /// Reads JSON from `path`, naming the file on error.
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CheckpointError> {
     let s = fs::read(path).map_err(io(path))?;
-    serde_json::from_slice(&s).map_err(|e| CheckpointError::Format { path: path.to_path_buf(), reason: e.to_string() })
+    serde_json::from_slice(&s).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Saves named tensors as safetensors, atomically.
 pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
     let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.clone(), v.clone())), None)
-        .map_err(|e| CheckpointError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     write_atomic(path, &bytes)
 }
 
 /// Loads every tensor of a safetensors file onto `device`.
-pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, CheckpointError> {
-    candle_core::safetensors::load(path, device).map_err(|source| CheckpointError::Tensor { path: path.to_path_buf(), source })
+pub fn load_tensors(
+    path: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    candle_core::safetensors::load(path, device).map_err(|source| CheckpointError::Tensor {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Where training stands; saved next to the weights.
@@ -114,8 +131,11 @@ pub fn save_checkpoint(
         fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let weights: HashMap<String, Tensor> =
-        vars.all_named().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+    let weights: HashMap<String, Tensor> = vars
+        .all_named()
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
     save_tensors(&tmp.join("model.safetensors"), &weights)?;
     if let Some(opt) = opt {
         save_tensors(&tmp.join("optim.safetensors"), &opt.state())?;
@@ -123,7 +143,10 @@ pub fn save_checkpoint(
     if !extra.is_empty() {
         save_tensors(&tmp.join("extra.safetensors"), extra)?;
     }
-    write_json(&tmp.join("state.json"), &(state, opt.map(|o| o.t).unwrap_or(0)))?;
+    write_json(
+        &tmp.join("state.json"),
+        &(state, opt.map(|o| o.t).unwrap_or(0)),
+    )?;
     if final_dir.exists() {
         if old.exists() {
             fs::remove_dir_all(&old).map_err(io(&old))?;
@@ -163,10 +186,24 @@ pub fn load_checkpoint(run: &Path, device: &Device) -> Result<Option<Checkpoint>
     let (state, optim_t): (TrainState, usize) = read_json(&dir.join("state.json"))?;
     let weights = load_tensors(&dir.join("model.safetensors"), device)?;
     let op = dir.join("optim.safetensors");
-    let optim = if op.exists() { load_tensors(&op, device)? } else { HashMap::new() };
+    let optim = if op.exists() {
+        load_tensors(&op, device)?
+    } else {
+        HashMap::new()
+    };
     let ep = dir.join("extra.safetensors");
-    let extra = if ep.exists() { load_tensors(&ep, device)? } else { HashMap::new() };
-    Ok(Some(Checkpoint { weights, optim, optim_t, extra, state }))
+    let extra = if ep.exists() {
+        load_tensors(&ep, device)?
+    } else {
+        HashMap::new()
+    };
+    Ok(Some(Checkpoint {
+        weights,
+        optim,
+        optim_t,
+        extra,
+        state,
+    }))
 }
 
 #[cfg(test)]
@@ -192,8 +229,20 @@ mod tests {
         let dev = Device::Cpu;
         let vars = SeededVarMap::new(3);
         let vb = vars.builder(&dev);
-        let w = vb.get_with_hints((2, 3), "w", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 })?;
-        let state = TrainState { stage: "s1".into(), step: 5, global_step: 5, ..Default::default() };
+        let w = vb.get_with_hints(
+            (2, 3),
+            "w",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        )?;
+        let state = TrainState {
+            stage: "s1".into(),
+            step: 5,
+            global_step: 5,
+            ..Default::default()
+        };
         save_checkpoint(d.path(), &vars, None, &HashMap::new(), &state).unwrap();
         save_checkpoint(d.path(), &vars, None, &HashMap::new(), &state).unwrap();
         let ck = load_checkpoint(d.path(), &dev).unwrap().unwrap();

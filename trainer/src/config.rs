@@ -340,7 +340,12 @@ impl RunConfig {
 
     /// Checks values that would otherwise fail deep inside training.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: &str| Err(ConfigError { field, reason: reason.to_string() });
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_string(),
+            })
+        };
         let m = &self.model;
         let l = &self.loss;
         let t = &self.train;
@@ -373,7 +378,10 @@ impl RunConfig {
             }
         }
         if !(0.0..=1.0).contains(&l.kl_warmup) || !(0.0..1.0).contains(&t.warmup) {
-            return err("loss.kl_warmup / train.warmup", "must be a fraction in [0, 1)");
+            return err(
+                "loss.kl_warmup / train.warmup",
+                "must be a fraction in [0, 1)",
+            );
         }
         if !(0.0..0.9).contains(&t.holdout_frac) {
             return err("train.holdout_frac", "must be in [0, 0.9)");
@@ -425,7 +433,17 @@ mod tests {
         assert_eq!(s.train.schedule, Schedule::EndToEnd);
         assert!(!s.model.enc_phi && s.loss.lambda_phi == 0.0 && s.train.latent_lr_mult == 1.0);
         // SPEC §2–3 defaults are shared.
-        assert_eq!((s.model.k, s.model.d, s.model.tau, s.loss.beta, s.loss.lambda_div, s.loss.delta), (8, 32, 1.0, 0.01, 1.0, 1.0));
+        assert_eq!(
+            (
+                s.model.k,
+                s.model.d,
+                s.model.tau,
+                s.loss.beta,
+                s.loss.lambda_div,
+                s.loss.delta
+            ),
+            (8, 32, 1.0, 0.01, 1.0, 1.0)
+        );
         s.validate().unwrap();
     }
 

@@ -30,14 +30,22 @@ impl Corpus {
         let mut tokens = Vec::with_capacity(index.texts.len());
         let mut truncated = 0;
         for chunk in index.texts.chunks(512) {
-            let pairs: Vec<(&str, &str)> = chunk.iter().map(|(p, r)| (p.as_str(), r.as_str())).collect();
+            let pairs: Vec<(&str, &str)> = chunk
+                .iter()
+                .map(|(p, r)| (p.as_str(), r.as_str()))
+                .collect();
             let b = enc.encode_batch(&pairs)?;
             truncated += b.truncated;
             for (row, &len) in b.lengths.iter().enumerate() {
                 tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
             }
         }
-        Ok(Self { index, tokens, pad_id: enc.pad_id, truncated })
+        Ok(Self {
+            index,
+            tokens,
+            pad_id: enc.pad_id,
+            truncated,
+        })
     }
 
     /// Right-padded ids `[B, L]` (u32) and lengths for the given unique texts.

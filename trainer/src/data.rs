@@ -7,9 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Errors while reading, validating or writing preference data.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +60,12 @@ pub enum DataError {
 
 fn preview(users: &[String]) -> String {
     const SHOW: usize = 5;
-    let mut s = users.iter().take(SHOW).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = users
+        .iter()
+        .take(SHOW)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if users.len() > SHOW {
         s.push_str(&format!(", … ({} more)", users.len() - SHOW));
     }
@@ -119,7 +122,10 @@ pub struct Triplet {
 /// Reads a JSONL file of triplets; blank lines are skipped, unknown fields ignored.
 pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Triplet>, DataError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_jsonl(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
 }
 
@@ -131,7 +137,11 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Triplet>, DataError> {
         if line.is_empty() {
             continue;
         }
-        let malformed = |message: String| DataError::Malformed { path: path.to_path_buf(), line: i + 1, message };
+        let malformed = |message: String| DataError::Malformed {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        };
         let t: Triplet = serde_json::from_str(line).map_err(|e| malformed(json_message(&e)))?;
         if t.user.trim().is_empty() {
             return Err(malformed("empty `user`".into()));
@@ -139,7 +149,9 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Triplet>, DataError> {
         out.push(t);
     }
     if out.is_empty() {
-        return Err(DataError::EmptyFile { path: path.to_path_buf() });
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
     Ok(out)
 }
@@ -154,36 +166,8 @@ fn json_message(e: &serde_json::Error) -> String {
     format!("{msg} (column {})", e.column())
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()> {
-    let path = path.as_ref();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+/// Atomic file writes (temp file + rename), shared with the runtime.
+pub use vrf_runtime::fsutil::write_atomic;
 
 /// Serialises triplets as JSONL (one object per line, trailing newline).
 pub fn to_jsonl(triplets: &[Triplet]) -> Result<String, DataError> {
@@ -199,7 +183,10 @@ pub fn to_jsonl(triplets: &[Triplet]) -> Result<String, DataError> {
 pub fn write_jsonl(path: impl AsRef<Path>, triplets: &[Triplet]) -> Result<(), DataError> {
     let path = path.as_ref();
     let s = to_jsonl(triplets)?;
-    write_atomic(path, s.as_bytes()).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+    write_atomic(path, s.as_bytes()).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// One user's triplets, as indices into [`Dataset::triplets`] (in file order).
@@ -316,7 +303,10 @@ impl Dataset {
         let mut by_user: BTreeMap<&str, UserData> = BTreeMap::new();
         for (i, t) in triplets.iter().enumerate() {
             if t.user.trim().is_empty() {
-                return Err(DataError::InvalidTriplet { index: i, message: "empty `user`".into() });
+                return Err(DataError::InvalidTriplet {
+                    index: i,
+                    message: "empty `user`".into(),
+                });
             }
             let u = by_user.entry(t.user.as_str()).or_insert_with(|| UserData {
                 id: t.user.clone(),
@@ -330,16 +320,30 @@ impl Dataset {
                 Split::Eval => u.evals.push(i),
             }
         }
-        let missing: Vec<String> = by_user.values().filter(|u| u.refs.is_empty()).map(|u| u.id.clone()).collect();
+        let missing: Vec<String> = by_user
+            .values()
+            .filter(|u| u.refs.is_empty())
+            .map(|u| u.id.clone())
+            .collect();
         if !missing.is_empty() {
             return Err(DataError::NoReference { users: missing });
         }
         let users: Vec<UserData> = by_user.into_values().collect();
-        let index: HashMap<&str, usize> = users.iter().enumerate().map(|(i, u)| (u.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id.as_str(), i))
+            .collect();
         let triplet_user = triplets.iter().map(|t| index[t.user.as_str()]).collect();
         let seen = (0..users.len()).filter(|&i| users[i].is_seen()).collect();
         let unseen = (0..users.len()).filter(|&i| !users[i].is_seen()).collect();
-        Ok(Self { triplets, users, triplet_user, seen, unseen })
+        Ok(Self {
+            triplets,
+            users,
+            triplet_user,
+            seen,
+            unseen,
+        })
     }
 
     /// Reads and validates a JSONL file.
@@ -378,15 +382,24 @@ impl Dataset {
         // Lookup only; ids come from first appearance, so the result does not depend on hashing.
         let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
         for t in &self.triplets {
-            for (resp, out) in [(&t.chosen, &mut chosen_text), (&t.rejected, &mut rejected_text)] {
-                let id = *seen.entry((t.prompt.as_str(), resp.as_str())).or_insert_with(|| {
-                    texts.push((t.prompt.clone(), resp.clone()));
-                    texts.len() - 1
-                });
+            for (resp, out) in [
+                (&t.chosen, &mut chosen_text),
+                (&t.rejected, &mut rejected_text),
+            ] {
+                let id = *seen
+                    .entry((t.prompt.as_str(), resp.as_str()))
+                    .or_insert_with(|| {
+                        texts.push((t.prompt.clone(), resp.clone()));
+                        texts.len() - 1
+                    });
                 out.push(id);
             }
         }
-        TextIndex { texts, chosen_text, rejected_text }
+        TextIndex {
+            texts,
+            chosen_text,
+            rejected_text,
+        }
     }
 
     /// Triplets of the given splits grouped by prompt, groups in order of first appearance.
@@ -398,7 +411,10 @@ impl Dataset {
                 continue;
             }
             let g = *index.entry(t.prompt.as_str()).or_insert_with(|| {
-                groups.push(PromptGroup { prompt: t.prompt.clone(), triplets: Vec::new() });
+                groups.push(PromptGroup {
+                    prompt: t.prompt.clone(),
+                    triplets: Vec::new(),
+                });
                 groups.len() - 1
             });
             groups[g].triplets.push(i);
@@ -412,7 +428,13 @@ mod tests {
     use super::*;
 
     fn t(user: &str, prompt: &str, c: &str, r: &str, split: Split) -> Triplet {
-        Triplet { user: user.into(), prompt: prompt.into(), chosen: c.into(), rejected: r.into(), split }
+        Triplet {
+            user: user.into(),
+            prompt: prompt.into(),
+            chosen: c.into(),
+            rejected: r.into(),
+            split,
+        }
     }
 
     fn sample() -> Vec<Triplet> {
@@ -471,7 +493,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.jsonl");
         std::fs::write(&path, "\n  \n").unwrap();
-        assert!(matches!(read_jsonl(&path), Err(DataError::EmptyFile { .. })));
+        assert!(matches!(
+            read_jsonl(&path),
+            Err(DataError::EmptyFile { .. })
+        ));
         let missing = dir.path().join("nope.jsonl");
         let msg = read_jsonl(&missing).unwrap_err().to_string();
         assert!(msg.contains("nope.jsonl"), "{msg}");
@@ -509,7 +534,10 @@ mod tests {
             e => panic!("unexpected {e}"),
         }
         assert!(err.to_string().contains("u8, u9"));
-        assert!(matches!(Dataset::from_triplets(vec![]), Err(DataError::NoTriplets)));
+        assert!(matches!(
+            Dataset::from_triplets(vec![]),
+            Err(DataError::NoTriplets)
+        ));
     }
 
     #[test]
@@ -519,8 +547,14 @@ mod tests {
         // Unique (prompt, response): (p1,a) (p1,b) (p2,c) (p2,d) (p3,e) (p3,f) (p3,g).
         assert_eq!(ti.texts.len(), 7);
         for (i, t) in ds.triplets.iter().enumerate() {
-            assert_eq!(ti.texts[ti.chosen_text[i]], (t.prompt.clone(), t.chosen.clone()));
-            assert_eq!(ti.texts[ti.rejected_text[i]], (t.prompt.clone(), t.rejected.clone()));
+            assert_eq!(
+                ti.texts[ti.chosen_text[i]],
+                (t.prompt.clone(), t.chosen.clone())
+            );
+            assert_eq!(
+                ti.texts[ti.rejected_text[i]],
+                (t.prompt.clone(), t.rejected.clone())
+            );
         }
         assert_eq!(ti.chosen_text[0], ti.rejected_text[1]);
         assert_eq!(ti.chosen_text[3], ti.chosen_text[4]);
@@ -530,8 +564,18 @@ mod tests {
     fn prompt_groups_by_split() {
         let ds = Dataset::from_triplets(sample()).unwrap();
         let all = ds.prompt_groups(&Split::ALL);
-        let got: Vec<(&str, &[usize])> = all.iter().map(|g| (g.prompt.as_str(), g.triplets.as_slice())).collect();
-        assert_eq!(got, [("p1", &[0, 1][..]), ("p2", &[2, 5][..]), ("p3", &[3, 4][..])]);
+        let got: Vec<(&str, &[usize])> = all
+            .iter()
+            .map(|g| (g.prompt.as_str(), g.triplets.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("p1", &[0, 1][..]),
+                ("p2", &[2, 5][..]),
+                ("p3", &[3, 4][..])
+            ]
+        );
         let train = ds.prompt_groups(&[Split::Target]);
         assert_eq!(train.len(), 1);
         assert_eq!(train[0].triplets, [2]);

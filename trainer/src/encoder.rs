@@ -30,8 +30,19 @@ pub struct Encoder {
 
 impl Encoder {
     /// Builds the encoder under `vb` (`l1`, `l2`).
-    pub fn new(input: usize, hidden: usize, d: usize, mu_scale: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { l1: linear(input, hidden, vb.pp("l1"))?, l2: linear(hidden, 2 * d, vb.pp("l2"))?, d, mu_scale })
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        d: usize,
+        mu_scale: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            l1: linear(input, hidden, vb.pp("l1"))?,
+            l2: linear(hidden, 2 * d, vb.pp("l2"))?,
+            d,
+            mu_scale,
+        })
     }
 
     /// Latent dimension d.
@@ -39,11 +50,20 @@ impl Encoder {
         self.d
     }
 
+    /// Factor applied to μ after the last layer.
+    pub fn mu_scale(&self) -> f64 {
+        self.mu_scale
+    }
+
     /// Per-pair `(μ_i, ℓ_i)`, each `[M, d]`, with ℓ bounded smoothly to [−10, 10].
     pub fn forward(&self, h: &Tensor) -> Result<(Tensor, Tensor)> {
         let out = self.l2.forward(&self.l1.forward(h)?.gelu_erf()?)?;
         let mu = out.narrow(D::Minus1, 0, self.d)?;
-        let mu = if self.mu_scale == 1.0 { mu } else { (mu * self.mu_scale)? };
+        let mu = if self.mu_scale == 1.0 {
+            mu
+        } else {
+            (mu * self.mu_scale)?
+        };
         let l = out.narrow(D::Minus1, self.d, self.d)?;
         let l = ((l / 10.0)?.tanh()? * 10.0)?;
         Ok((mu, l))
@@ -63,7 +83,12 @@ pub fn assignment(seg: &[usize], n_users: usize, dev: &Device) -> Result<Tensor>
 ///
 /// PoG (Eq. 5): λ = Σ exp(−ℓ_i), σ² = 1/λ, μ = σ² Σ exp(−ℓ_i) μ_i. Mean pooling (ablation e):
 /// the mean of μ_i and the mean of σ_i².
-pub fn pool(mu: &Tensor, logvar: &Tensor, assign: &Tensor, pooling: Pooling) -> Result<(Tensor, Tensor)> {
+pub fn pool(
+    mu: &Tensor,
+    logvar: &Tensor,
+    assign: &Tensor,
+    pooling: Pooling,
+) -> Result<(Tensor, Tensor)> {
     match pooling {
         Pooling::Pog => {
             let prec = logvar.neg()?.exp()?;
@@ -84,7 +109,10 @@ pub fn pool(mu: &Tensor, logvar: &Tensor, assign: &Tensor, pooling: Pooling) -> 
 
 /// Segment ids for users with `lens[u]` pairs each.
 pub fn segments(lens: &[usize]) -> Vec<usize> {
-    lens.iter().enumerate().flat_map(|(u, &n)| std::iter::repeat_n(u, n)).collect()
+    lens.iter()
+        .enumerate()
+        .flat_map(|(u, &n)| std::iter::repeat_n(u, n))
+        .collect()
 }
 
 /// Float tensor helper used by tests and callers that build inputs on the host.

@@ -100,13 +100,22 @@ pub fn pairwise_accuracy(mu_d: &Tensor) -> Result<f64> {
     if mu_d.elem_count() == 0 {
         return Ok(f64::NAN);
     }
-    Ok(mu_d.gt(0.0)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64)
+    Ok(mu_d
+        .gt(0.0)?
+        .to_dtype(DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()? as f64)
 }
 
 impl Features {
     fn pair_rows(&self, corpus: &Corpus, tr: &[usize]) -> (Vec<u32>, Vec<u32>) {
         let idx = &corpus.index;
-        (tr.iter().map(|&i| self.pos[&idx.chosen_text[i]]).collect(), tr.iter().map(|&i| self.pos[&idx.rejected_text[i]]).collect())
+        (
+            tr.iter().map(|&i| self.pos[&idx.chosen_text[i]]).collect(),
+            tr.iter()
+                .map(|&i| self.pos[&idx.rejected_text[i]])
+                .collect(),
+        )
     }
 
     fn delta(&self, corpus: &Corpus, tr: &[usize]) -> Result<Tensor> {
@@ -116,9 +125,18 @@ impl Features {
 }
 
 /// Posterior `(μ, σ², w)` of a group of users from the given reference triplets per user.
-fn posteriors(model: &RewardModel, f: &Features, corpus: &Corpus, refs: &[Vec<usize>]) -> Result<(Tensor, Tensor, Tensor)> {
+fn posteriors(
+    model: &RewardModel,
+    f: &Features,
+    corpus: &Corpus,
+    refs: &[Vec<usize>],
+) -> Result<(Tensor, Tensor, Tensor)> {
     let tr: Vec<usize> = refs.iter().flatten().copied().collect();
-    let seg: Vec<usize> = refs.iter().enumerate().flat_map(|(u, r)| std::iter::repeat_n(u, r.len())).collect();
+    let seg: Vec<usize> = refs
+        .iter()
+        .enumerate()
+        .flat_map(|(u, r)| std::iter::repeat_n(u, r.len()))
+        .collect();
     let (c, r) = f.pair_rows(corpus, &tr);
     let feats = model.ref_features(&rows(&f.e, &c)?, &rows(&f.e, &r)?)?;
     let (mu, var) = model.posterior(&feats, &seg, refs.len())?;
@@ -129,14 +147,22 @@ fn posteriors(model: &RewardModel, f: &Features, corpus: &Corpus, refs: &[Vec<us
 /// Accuracy of users' weights `w` `[U, K]` on their eval triplets.
 fn group_accuracy(f: &Features, corpus: &Corpus, evals: &[Vec<usize>], w: &Tensor) -> Result<f64> {
     let tr: Vec<usize> = evals.iter().flatten().copied().collect();
-    let seg: Vec<u32> = evals.iter().enumerate().flat_map(|(u, r)| std::iter::repeat_n(u as u32, r.len())).collect();
+    let seg: Vec<u32> = evals
+        .iter()
+        .enumerate()
+        .flat_map(|(u, r)| std::iter::repeat_n(u as u32, r.len()))
+        .collect();
     let delta = f.delta(corpus, &tr)?;
     let (mu_d, _) = loss::moments(&rows(w, &seg)?, &delta)?;
     pairwise_accuracy(&mu_d)
 }
 
 /// Evaluates `model` per SPEC §5; returns the report and the seen users' posteriors.
-pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(EvalReport, Vec<UserPosterior>)> {
+pub fn evaluate(
+    model: &RewardModel,
+    ds: &Dataset,
+    corpus: &Corpus,
+) -> Result<(EvalReport, Vec<UserPosterior>)> {
     let cfg = &model.cfg;
     let idx = &corpus.index;
     let mut need = Vec::new();
@@ -149,11 +175,17 @@ pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(E
     let (uniq, _) = dedup(&need);
     let e = corpus.embed(model, &uniq, cfg.train.eval_batch)?;
     let phi = model.phi(&e)?.detach();
-    let pos = uniq.iter().enumerate().map(|(i, &t)| (t, i as u32)).collect();
+    let pos = uniq
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i as u32))
+        .collect();
     let f = Features { pos, e, phi };
 
-    let evals_of = |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].evals.clone()).collect() };
-    let refs_of = |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].refs.clone()).collect() };
+    let evals_of =
+        |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].evals.clone()).collect() };
+    let refs_of =
+        |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].refs.clone()).collect() };
     let count = |g: &[usize]| g.iter().map(|&u| ds.users[u].evals.len()).sum::<usize>();
     let mut report = EvalReport {
         method: cfg.method.name().into(),
@@ -192,14 +224,31 @@ pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(E
                 let (mu, var, w) = posteriors(model, &f, corpus, &refs_of(group))?;
                 let evals = evals_of(group);
                 acc[gi] = group_accuracy(&f, corpus, &evals, &w)?;
-                let uniform = Tensor::ones(w.dims(), DType::F32, w.device())?.affine(1.0 / k as f64, 0.0)?;
+                let uniform =
+                    Tensor::ones(w.dims(), DType::F32, w.device())?.affine(1.0 / k as f64, 0.0)?;
                 uni[gi] = group_accuracy(&f, corpus, &evals, &uniform)?;
-                let (mu_v, var_v, w_v) = (mu.to_vec2::<f32>()?, var.to_vec2::<f32>()?, w.to_vec2::<f32>()?);
+                let (mu_v, var_v, w_v) = (
+                    mu.to_vec2::<f32>()?,
+                    var.to_vec2::<f32>()?,
+                    w.to_vec2::<f32>()?,
+                );
                 for (ui, &u) in group.iter().enumerate() {
                     let wu = &w_v[ui];
-                    let top = wu.iter().enumerate().fold(0, |b, (i, v)| if *v > wu[b] { i } else { b });
+                    let top = wu
+                        .iter()
+                        .enumerate()
+                        .fold(0, |b, (i, v)| if *v > wu[b] { i } else { b });
                     tops[top] += 1;
-                    let h: f64 = wu.iter().map(|&p| if p > 0.0 { -(p as f64) * (p as f64).ln() } else { 0.0 }).sum();
+                    let h: f64 = wu
+                        .iter()
+                        .map(|&p| {
+                            if p > 0.0 {
+                                -(p as f64) * (p as f64).ln()
+                            } else {
+                                0.0
+                            }
+                        })
+                        .sum();
                     ent_sum += if k > 1 { h / (k as f64).ln() } else { 0.0 };
                     let unc = var_v[ui].iter().sum::<f32>() / var_v[ui].len() as f32;
                     unc_sum += unc as f64;
@@ -248,7 +297,12 @@ pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(E
             });
             // Few-shot curve for unseen users: k random reference pairs each (fixed seed).
             if !ds.unseen.is_empty() {
-                let max_refs = ds.unseen.iter().map(|&u| ds.users[u].refs.len()).max().unwrap_or(0);
+                let max_refs = ds
+                    .unseen
+                    .iter()
+                    .map(|&u| ds.users[u].refs.len())
+                    .max()
+                    .unwrap_or(0);
                 let evals = evals_of(&ds.unseen);
                 for kk in [1usize, 3, 5, 9].into_iter().filter(|&kk| kk <= max_refs) {
                     let mut rng = ChaCha8Rng::seed_from_u64(1234 + kk as u64);
@@ -263,7 +317,9 @@ pub fn evaluate(model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<(E
                         })
                         .collect();
                     let (_, _, w) = posteriors(model, &f, corpus, &refs)?;
-                    report.few_shot.push((kk, group_accuracy(&f, corpus, &evals, &w)?));
+                    report
+                        .few_shot
+                        .push((kk, group_accuracy(&f, corpus, &evals, &w)?));
                 }
             }
         }
@@ -284,7 +340,13 @@ pub fn macro_average(seen: f64, unseen: f64) -> f64 {
 
 /// A one-run table of the report, for the terminal.
 pub fn format_report(r: &EvalReport) -> String {
-    let pct = |x: f64| if x.is_nan() { "   n/a".to_string() } else { format!("{:6.2}", 100.0 * x) };
+    let pct = |x: f64| {
+        if x.is_nan() {
+            "   n/a".to_string()
+        } else {
+            format!("{:6.2}", 100.0 * x)
+        }
+    };
     let mut s = format!(
         "{:<4} seen {} ({} pairs)  unseen {} ({} pairs)  overall {}\n",
         r.method.to_uppercase(),
@@ -308,11 +370,19 @@ pub fn format_report(r: &EvalReport) -> String {
             c.mean_uncertainty
         );
     }
-    if let Some(fa) = r.collapse.as_ref().and_then(|c| c.seen_free_weights_accuracy) {
+    if let Some(fa) = r
+        .collapse
+        .as_ref()
+        .and_then(|c| c.seen_free_weights_accuracy)
+    {
         s += &format!("     seen with stage-1 free weights {}\n", pct(fa));
     }
     if !r.few_shot.is_empty() {
-        let fs: Vec<String> = r.few_shot.iter().map(|(k, a)| format!("k={k}: {}", pct(*a).trim())).collect();
+        let fs: Vec<String> = r
+            .few_shot
+            .iter()
+            .map(|(k, a)| format!("k={k}: {}", pct(*a).trim()))
+            .collect();
         s += &format!("     unseen few-shot {}\n", fs.join("  "));
     }
     s

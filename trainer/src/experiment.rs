@@ -38,7 +38,13 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
 
 impl Row {
     fn stat(&self, f: impl Fn(&EvalReport) -> Option<f64>) -> (f64, f64) {
-        mean_std(&self.runs.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect::<Vec<_>>())
+        mean_std(
+            &self
+                .runs
+                .iter()
+                .map(|r| f(r).unwrap_or(f64::NAN))
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// Mean over seeds of overall accuracy.
@@ -51,7 +57,11 @@ fn pm(x: (f64, f64), scale: f64, signed: bool) -> String {
     if x.0.is_nan() {
         return "–".into();
     }
-    let m = if signed { format!("{:+.2}", scale * x.0) } else { format!("{:.2}", scale * x.0) };
+    let m = if signed {
+        format!("{:+.2}", scale * x.0)
+    } else {
+        format!("{:.2}", scale * x.0)
+    };
     if x.1 > 0.0 {
         format!("{m} ± {:.2}", scale * x.1)
     } else {
@@ -70,8 +80,14 @@ pub fn table(rows: &[Row]) -> String {
         let fs: Vec<String> = [1usize, 3, 5, 9]
             .iter()
             .map(|k| {
-                let v = r.stat(|x| x.few_shot.iter().find(|(kk, _)| kk == k).map(|(_, a)| *a)).0;
-                if v.is_nan() { "–".into() } else { format!("{:.1}", 100.0 * v) }
+                let v = r
+                    .stat(|x| x.few_shot.iter().find(|(kk, _)| kk == k).map(|(_, a)| *a))
+                    .0;
+                if v.is_nan() {
+                    "–".into()
+                } else {
+                    format!("{:.1}", 100.0 * v)
+                }
             })
             .collect();
         s += &format!(
@@ -124,7 +140,11 @@ pub struct Variant {
 impl Variant {
     /// A variant whose label is its id.
     pub fn new(id: &str, cfg: RunConfig) -> Self {
-        Self { id: id.into(), label: id.into(), cfg }
+        Self {
+            id: id.into(),
+            label: id.into(),
+            cfg,
+        }
     }
 }
 
@@ -135,7 +155,11 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Resu
     let mut job = 0usize;
     for v in variants {
         let (name, cfg) = (&v.label, &v.cfg);
-        let mut row = Row { name: name.clone(), runs: vec![], seconds: vec![] };
+        let mut row = Row {
+            name: name.clone(),
+            runs: vec![],
+            seconds: vec![],
+        };
         for &seed in &plan.seeds {
             job += 1;
             if let Some((i, n)) = plan.shard {
@@ -152,7 +176,16 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Resu
                     if plan.verbose {
                         eprintln!("== {name} (seed {seed}) → {}", dir.display());
                     }
-                    let r = fit_run(&dir, &c, &plan.data, dev, &FitOptions { resume: plan.resume, progress: plan.verbose })?;
+                    let r = fit_run(
+                        &dir,
+                        &c,
+                        &plan.data,
+                        dev,
+                        &FitOptions {
+                            resume: plan.resume,
+                            progress: plan.verbose,
+                        },
+                    )?;
                     if plan.verbose {
                         eprint!("{}", format_report(&r));
                     }
@@ -210,32 +243,66 @@ fn take_schedule(c: &mut RunConfig, from: &RunConfig) {
 /// The ablation suite around `base` (a VRF config): the base, the paper's ablations (a)–(e),
 /// and, for a staged base, the end-to-end fit and each remedy removed.
 pub fn ablations(base: &RunConfig) -> Vec<Variant> {
-    let mut v = vec![Variant { id: "vrf".into(), label: "VRF (defaults)".into(), cfg: base.clone() }];
+    let mut v = vec![Variant {
+        id: "vrf".into(),
+        label: "VRF (defaults)".into(),
+        cfg: base.clone(),
+    }];
     let mut add = |id: &str, label: &str, f: &dyn Fn(&mut RunConfig)| {
         let mut c = base.clone();
         f(&mut c);
         if &c != base {
-            v.push(Variant { id: id.into(), label: label.into(), cfg: c });
+            v.push(Variant {
+                id: id.into(),
+                label: label.into(),
+                cfg: c,
+            });
         }
     };
-    add("a-plain-bt", "(a) L_VA → plain BT", &|c| c.loss.objective = Objective::Bt);
+    add("a-plain-bt", "(a) L_VA → plain BT", &|c| {
+        c.loss.objective = Objective::Bt
+    });
     add("b-no-div", "(b) no L_div", &|c| c.loss.lambda_div = 0.0);
     add("c-no-kl", "(c) no KL", &|c| c.loss.beta = 0.0);
-    add("d-std-prior", "(d) MoG prior → N(0, I)", &|c| c.loss.prior = Prior::StdNormal);
-    add("e-mean-pool", "(e) PoG → mean pooling", &|c| c.model.pooling = Pooling::Mean);
+    add("d-std-prior", "(d) MoG prior → N(0, I)", &|c| {
+        c.loss.prior = Prior::StdNormal
+    });
+    add("e-mean-pool", "(e) PoG → mean pooling", &|c| {
+        c.model.pooling = Pooling::Mean
+    });
     if base.train.schedule == Schedule::Staged {
-        add("spec-literal", "SPEC §2–3 as written: end to end, no remedies", &|c| {
-            take_schedule(c, &RunConfig::spec_literal())
+        add(
+            "spec-literal",
+            "SPEC §2–3 as written: end to end, no remedies",
+            &|c| take_schedule(c, &RunConfig::spec_literal()),
+        );
+        add("no-lambda-phi", "remedy off: no λ_φ in stage 1", &|c| {
+            c.loss.lambda_phi = 0.0
         });
-        add("no-lambda-phi", "remedy off: no λ_φ in stage 1", &|c| c.loss.lambda_phi = 0.0);
-        add("latent-lr-x1", "remedy off: free-logit learning rate ×1", &|c| c.train.latent_lr_mult = 1.0);
-        add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| c.model.enc_phi = false);
-        add("plus-s3", "remedy on: + 1 epoch of stage 3", &|c| c.train.s3_epochs = c.train.s3_epochs.max(1));
+        add(
+            "latent-lr-x1",
+            "remedy off: free-logit learning rate ×1",
+            &|c| c.train.latent_lr_mult = 1.0,
+        );
+        add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| {
+            c.model.enc_phi = false
+        });
+        add("plus-s3", "remedy on: + 1 epoch of stage 3", &|c| {
+            c.train.s3_epochs = c.train.s3_epochs.max(1)
+        });
     } else {
-        add("staged", "remedy: staged fit (shipped settings)", &|c| take_schedule(c, &RunConfig::default()));
-        add("lambda-phi", "remedy: λ_φ = 1", &|c| c.loss.lambda_phi = 1.0);
-        add("kl-warmup", "remedy: KL warm-up 0.3", &|c| c.loss.kl_warmup = 0.3);
-        add("delta-auto", "remedy: δ from basis spread", &|c| c.loss.delta_auto = true);
+        add("staged", "remedy: staged fit (shipped settings)", &|c| {
+            take_schedule(c, &RunConfig::default())
+        });
+        add("lambda-phi", "remedy: λ_φ = 1", &|c| {
+            c.loss.lambda_phi = 1.0
+        });
+        add("kl-warmup", "remedy: KL warm-up 0.3", &|c| {
+            c.loss.kl_warmup = 0.3
+        });
+        add("delta-auto", "remedy: δ from basis spread", &|c| {
+            c.loss.delta_auto = true
+        });
         add("balance", "remedy: balancing + sharpening", &|c| {
             c.loss.lambda_bal = 1.0;
             c.loss.lambda_ent = 0.1;
@@ -264,13 +331,26 @@ mod tests {
             let ids: std::collections::HashSet<&str> = v.iter().map(|x| x.id.as_str()).collect();
             assert_eq!(ids.len(), v.len(), "ids must be unique");
             for x in &v {
-                assert!(x.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{}", x.id);
+                assert!(
+                    x.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                    "{}",
+                    x.id
+                );
                 x.cfg.validate().unwrap();
             }
             assert_eq!(v[0].cfg, base);
-            assert!(v[1..].iter().all(|x| x.cfg != base), "every variant must change something");
+            assert!(
+                v[1..].iter().all(|x| x.cfg != base),
+                "every variant must change something"
+            );
             // The paper's five ablations are always there.
-            for id in ["a-plain-bt", "b-no-div", "c-no-kl", "d-std-prior", "e-mean-pool"] {
+            for id in [
+                "a-plain-bt",
+                "b-no-div",
+                "c-no-kl",
+                "d-std-prior",
+                "e-mean-pool",
+            ] {
                 assert!(ids.contains(id), "{id}");
             }
         }

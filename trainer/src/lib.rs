@@ -1,7 +1,7 @@
 //! vrf-trainer: fit Variational Reward Factorization (VRF) personalised reward models with candle.
 //!
 //! One module per concept: [`backbone`] (Qwen3), [`heads`] (basis rewards), [`encoder`]
-//! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`model`],
+//! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`model`], [`onnx`] (graph builder) and [`export`] (portable model directory),
 //! [`data`] and [`synth`] (JSONL and the embedded benchmark), [`tokenize`], [`corpus`]
 //! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations).
 
@@ -14,9 +14,11 @@ pub mod data;
 pub mod encoder;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod heads;
 pub mod loss;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod run;
 pub mod synth;

@@ -6,9 +6,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use vrf_trainer::checkpoint::read_json;
-use vrf_trainer::config::{BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule};
+use vrf_trainer::config::{
+    BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule,
+};
 use vrf_trainer::eval::format_report;
 use vrf_trainer::experiment::{self, run_rows, Plan, Variant};
+use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::run::{device, eval_run};
 use vrf_trainer::synth::{generate, SynthConfig};
 
@@ -18,7 +21,11 @@ use vrf_trainer::synth::{generate, SynthConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "vrf-trainer", version, about = "Train and evaluate VRF personalised reward models")]
+#[command(
+    name = "vrf-trainer",
+    version,
+    about = "Train and evaluate VRF personalised reward models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -30,6 +37,25 @@ enum Cmd {
     Fit(Box<FitArgs>),
     /// Fit the ablation suite (SPEC §3 ablations (a)–(e) and the §3b remedies) and print a table.
     Ablate(Box<FitArgs>),
+    /// Export a trained VRF run to a portable model directory (ONNX backbone + heads, tokenizer,
+    /// encoder and bases, cached seen users, vrf.json manifest), checked against candle.
+    Export {
+        /// Run directory (holds config.json and checkpoint/).
+        #[arg(long)]
+        run: PathBuf,
+        /// Model directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Largest max-abs difference between candle-onnx and candle the self-check accepts.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f32,
+        /// Write weights as external data above this many MiB of initializers (protobuf's limit is 2 GiB).
+        #[arg(long, default_value_t = 1024)]
+        external_data_mib: usize,
+    },
     /// Re-evaluate a trained run directory and rewrite its eval.json.
     Eval {
         /// Run directory (holds config.json and checkpoint/).
@@ -274,8 +300,15 @@ fn synth(a: &SynthArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let s = generate(&cfg)?;
-    let meta = s.write(&a.out).with_context(|| format!("writing {}", a.out.display()))?;
-    eprintln!("wrote {} triplets to {} (true user weights in {})", s.triplets.len(), a.out.display(), meta.display());
+    let meta = s
+        .write(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!(
+        "wrote {} triplets to {} (true user weights in {})",
+        s.triplets.len(),
+        a.out.display(),
+        meta.display()
+    );
     Ok(())
 }
 
@@ -287,7 +320,9 @@ fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
     a.hp.apply(&mut cfg);
     cfg.method = a.method;
     if a.backbone != "tiny" {
-        cfg.backbone = BackboneSource::Hf { path: a.backbone.clone() };
+        cfg.backbone = BackboneSource::Hf {
+            path: a.backbone.clone(),
+        };
     }
     cfg.validate()?;
     Ok(cfg)
@@ -318,12 +353,22 @@ fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
 
 fn plan(a: &FitArgs, cfg: &RunConfig) -> anyhow::Result<Plan> {
     let seeds = a.seeds.clone().unwrap_or_else(|| vec![cfg.train.seed]);
-    Ok(Plan { out: a.out.clone(), data: data_path(a)?, seeds, resume: a.resume || a.shard.is_some(), verbose: !a.quiet, shard: a.shard })
+    Ok(Plan {
+        out: a.out.clone(),
+        data: data_path(a)?,
+        seeds,
+        resume: a.resume || a.shard.is_some(),
+        verbose: !a.quiet,
+        shard: a.shard,
+    })
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/2")?;
-    let (i, n): (usize, usize) = (i.parse().map_err(|_| "I must be a number")?, n.parse().map_err(|_| "N must be a number")?);
+    let (i, n): (usize, usize) = (
+        i.parse().map_err(|_| "I must be a number")?,
+        n.parse().map_err(|_| "N must be a number")?,
+    );
     if n == 0 || i >= n {
         return Err(format!("need 0 ≤ I < N, got {i}/{n}"));
     }
@@ -343,7 +388,11 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
     let p = plan(a, &cfg)?;
     let rows = run_rows(&p, &configs, &dev)?;
     println!("\n{}", experiment::save(&p, "summary", &rows)?);
-    println!("({} thread(s); tables in {})", cfg.train.threads, p.out.join("summary.md").display());
+    println!(
+        "({} thread(s); tables in {})",
+        cfg.train.threads,
+        p.out.join("summary.md").display()
+    );
     Ok(())
 }
 
@@ -356,7 +405,11 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
     if a.baseline == "bt" {
         let mut c = cfg.clone();
         c.method = Method::Bt;
-        configs.push(Variant { id: "bt".into(), label: "BT baseline".into(), cfg: c });
+        configs.push(Variant {
+            id: "bt".into(),
+            label: "BT baseline".into(),
+            cfg: c,
+        });
     }
     let p = plan(a, &cfg)?;
     let rows = run_rows(&p, &configs, &dev)?;
@@ -369,7 +422,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Synth(a) => synth(a),
         Cmd::Fit(a) => fit(a),
         Cmd::Ablate(a) => ablate(a),
-        Cmd::Eval { run, data, device: d, threads } => {
+        Cmd::Export {
+            run,
+            out,
+            force,
+            tolerance,
+            external_data_mib,
+        } => {
+            set_threads(1);
+            let opts = ExportOptions {
+                force: *force,
+                tolerance: *tolerance,
+                external_data_threshold: external_data_mib.saturating_mul(1 << 20),
+                ..Default::default()
+            };
+            let r =
+                export(run, out, &opts).with_context(|| format!("exporting {}", run.display()))?;
+            for c in &r.checks {
+                println!(
+                    "self-check batch {:>2} × seq {:>3}: max abs error hidden {:.2e}, rewards {:.2e}",
+                    c.batch, c.seq, c.hidden_err, c.rewards_err
+                );
+            }
+            if r.stage != "done" {
+                eprintln!(
+                    "warning: the run's checkpoint is at stage {:?}, not a finished fit",
+                    r.stage
+                );
+            }
+            println!(
+                "exported {} (K = {}, d = {}, H = {}; max self-check error {:.2e} ≤ {:.0e}) to {}",
+                run.display(),
+                r.manifest.k,
+                r.manifest.d,
+                r.manifest.hidden,
+                r.max_err(),
+                tolerance,
+                r.out.display()
+            );
+            Ok(())
+        }
+        Cmd::Eval {
+            run,
+            data,
+            device: d,
+            threads,
+        } => {
             set_threads(*threads);
             let dev = device(d)?;
             let r = eval_run(run, data.as_deref(), &dev)?;

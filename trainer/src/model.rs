@@ -7,7 +7,21 @@ use crate::bases::Bases;
 use crate::config::{BaseInit, Method, RunConfig};
 use crate::encoder::{assignment, pair_features, pool, Encoder};
 use crate::heads::BasisHeads;
+use crate::onnx::OnnxGraph;
 use crate::vars::SeededVarMap;
+use candle_onnx::onnx::ModelProto;
+
+/// Input and output names of the exported ONNX graph.
+pub mod onnx_names {
+    /// Token ids, int64 `[batch, seq]`, right-padded.
+    pub const INPUT_IDS: &str = "input_ids";
+    /// 1 for real tokens, 0 for padding, int64 `[batch, seq]`.
+    pub const ATTENTION_MASK: &str = "attention_mask";
+    /// Last-real-token final-norm hidden state, f32 `[batch, H]`.
+    pub const HIDDEN: &str = "hidden";
+    /// Basis rewards φ, f32 `[batch, K]`.
+    pub const REWARDS: &str = "rewards";
+}
 
 /// Variable-name prefixes of the model's parts (HF names for the backbone).
 pub mod prefix {
@@ -48,7 +62,13 @@ pub struct RewardModel {
 impl RewardModel {
     /// Builds the model; variables already in `vars` (loaded weights) are used as they are,
     /// missing ones are initialised from the run's seed.
-    pub fn new(cfg: &RunConfig, backbone_cfg: Qwen3Config, vars: SeededVarMap, n_free: usize, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &RunConfig,
+        backbone_cfg: Qwen3Config,
+        vars: SeededVarMap,
+        n_free: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let vb = vars.builder(device);
         let h = backbone_cfg.hidden_size;
         let backbone = Qwen3::new(&backbone_cfg, vb.clone())?;
@@ -62,19 +82,43 @@ impl RewardModel {
             let m = &cfg.model;
             let input = 2 * h + if m.enc_phi { m.k } else { 0 };
             encoder = Some(Encoder::new(input, h, m.d, m.mu_scale, vb.pp("encoder"))?);
-            let fresh = !vars.varmap.data().lock().expect("varmap lock").contains_key("bases.means");
+            let fresh = !vars
+                .varmap
+                .data()
+                .lock()
+                .expect("varmap lock")
+                .contains_key("bases.means");
             let b = Bases::new(m, vb.pp("bases"))?;
             if fresh && m.base_init == BaseInit::Orthogonal {
                 // In-place set: the tensor held by `b` shares the variable's storage.
-                vars.insert("bases.means", Bases::orthogonal_means(m.k, m.d, m.base_radius, device)?)?;
+                vars.insert(
+                    "bases.means",
+                    Bases::orthogonal_means(m.k, m.d, m.base_radius, device)?,
+                )?;
             }
             bases = Some(b);
             if n_free > 0 {
-                free_logits =
-                    Some(vb.get_with_hints((n_free, m.k), prefix::FREE, candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 })?);
+                free_logits = Some(vb.get_with_hints(
+                    (n_free, m.k),
+                    prefix::FREE,
+                    candle_nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                )?);
             }
         }
-        Ok(Self { cfg: cfg.clone(), backbone_cfg, backbone, heads, encoder, bases, free_logits, vars, device: device.clone() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            backbone_cfg,
+            backbone,
+            heads,
+            encoder,
+            bases,
+            free_logits,
+            vars,
+            device: device.clone(),
+        })
     }
 
     /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`.
@@ -85,6 +129,26 @@ impl RewardModel {
     /// Basis rewards φ `[N, K]` (K = 1 for BT).
     pub fn phi(&self, e: &Tensor) -> Result<Tensor> {
         self.heads.forward(e)
+    }
+
+    /// ONNX graph of [`RewardModel::embed`] followed by [`RewardModel::phi`]: int64 `input_ids`
+    /// and `attention_mask` `[batch, seq]` → `hidden` `[batch, H]` and `rewards` `[batch, K]`.
+    pub fn onnx(&self) -> Result<ModelProto> {
+        let (h, k) = (
+            self.backbone_cfg.hidden_size.to_string(),
+            self.heads.k().to_string(),
+        );
+        let mut g = OnnxGraph::new();
+        let ids = g.input_i64(onnx_names::INPUT_IDS, &["batch", "seq"]);
+        let mask = g.input_i64(onnx_names::ATTENTION_MASK, &["batch", "seq"]);
+        let e = self.backbone.onnx(&mut g, &ids, &mask)?;
+        let phi = self.heads.onnx(&mut g, &e)?;
+        g.output_f32(&e, onnx_names::HIDDEN, &["batch", &h]);
+        g.output_f32(&phi, onnx_names::REWARDS, &["batch", &k]);
+        Ok(g.into_model(
+            "vrf_backbone",
+            "VRF backbone (Qwen3, last-real-token pooling of right-padded inputs) and basis-reward heads",
+        ))
     }
 
     /// Encoder input for reference pairs from (chosen, rejected) states `[M, H]`; detached.
@@ -99,8 +163,16 @@ impl RewardModel {
     }
 
     /// User posteriors `(μ_u, σ_u²)` `[U, d]` from reference features `[M, F]`, pair i → user seg[i].
-    pub fn posterior(&self, feats: &Tensor, seg: &[usize], n_users: usize) -> Result<(Tensor, Tensor)> {
-        let enc = self.encoder.as_ref().ok_or_else(|| candle_core::Error::Msg("BT model has no encoder".into()))?;
+    pub fn posterior(
+        &self,
+        feats: &Tensor,
+        seg: &[usize],
+        n_users: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let enc = self
+            .encoder
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("BT model has no encoder".into()))?;
         let (mu, logvar) = enc.forward(feats)?;
         let a = assignment(seg, n_users, &self.device)?;
         pool(&mu, &logvar, &a, self.cfg.model.pooling)
@@ -108,6 +180,8 @@ impl RewardModel {
 
     /// The bases (VRF only).
     pub fn bases(&self) -> Result<&Bases> {
-        self.bases.as_ref().ok_or_else(|| candle_core::Error::Msg("BT model has no bases".into()))
+        self.bases
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("BT model has no bases".into()))
     }
 }

@@ -32,7 +32,16 @@ pub struct AdamW {
 impl AdamW {
     /// A fresh optimiser (β = 0.9, 0.999; ε = 1e-8).
     pub fn new(groups: Vec<ParamGroup>, weight_decay: f64) -> Self {
-        Self { groups, m: HashMap::new(), v: HashMap::new(), t: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
+        Self {
+            groups,
+            m: HashMap::new(),
+            v: HashMap::new(),
+            t: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        }
     }
 
     /// Global L2 norm of the gradients of all optimised variables.
@@ -52,7 +61,11 @@ impl AdamW {
     /// (0 disables). Returns the pre-clip gradient norm.
     pub fn step(&mut self, grads: &GradStore, lr: f64, clip: f64) -> Result<f64> {
         let norm = self.grad_norm(grads)?;
-        let scale = if clip > 0.0 && norm > clip { clip / (norm + 1e-12) } else { 1.0 };
+        let scale = if clip > 0.0 && norm > clip {
+            clip / (norm + 1e-12)
+        } else {
+            1.0
+        };
         self.t += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let c1 = 1.0 - b1.powi(self.t as i32);
@@ -60,8 +73,14 @@ impl AdamW {
         for g in &self.groups {
             let glr = lr * g.lr_mult;
             for (name, var) in &g.vars {
-                let Some(grad) = grads.get(var.as_tensor()) else { continue };
-                let grad = if scale != 1.0 { (grad * scale)? } else { grad.clone() };
+                let Some(grad) = grads.get(var.as_tensor()) else {
+                    continue;
+                };
+                let grad = if scale != 1.0 {
+                    (grad * scale)?
+                } else {
+                    grad.clone()
+                };
                 let m = match self.m.get(name) {
                     Some(m) => ((m * b1)? + (&grad * (1.0 - b1))?)?,
                     None => (&grad * (1.0 - b1))?,
@@ -138,7 +157,13 @@ mod tests {
     #[test]
     fn minimises_a_quadratic_and_clips() -> Result<()> {
         let x = Var::new(&[3f32, -2.0], &Device::Cpu)?;
-        let mut opt = AdamW::new(vec![ParamGroup { vars: vec![("x".into(), x.clone())], lr_mult: 1.0 }], 0.0);
+        let mut opt = AdamW::new(
+            vec![ParamGroup {
+                vars: vec![("x".into(), x.clone())],
+                lr_mult: 1.0,
+            }],
+            0.0,
+        );
         for _ in 0..300 {
             let loss = x.as_tensor().sqr()?.sum_all()?;
             let g = loss.backward()?;

@@ -83,8 +83,10 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> anyhow
     let (encoder, backbone_cfg) = match &cfg.backbone {
         BackboneSource::Hf { path } => {
             let p = Path::new(path);
-            let enc = TextEncoder::from_file(p.join("tokenizer.json"), template, cfg.train.max_len)?;
-            let bc = load_hf_dir(p, &vars, dev).with_context(|| format!("loading backbone from {}", p.display()))?;
+            let enc =
+                TextEncoder::from_file(p.join("tokenizer.json"), template, cfg.train.max_len)?;
+            let bc = load_hf_dir(p, &vars, dev)
+                .with_context(|| format!("loading backbone from {}", p.display()))?;
             if !tok_path.exists() {
                 enc.save(&tok_path)?;
             }
@@ -96,14 +98,21 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> anyhow
             } else {
                 // The synthetic benchmark has no pretrained tokenizer: learn a byte-level BPE on
                 // the run's own texts and keep it with the run.
-                let texts = ds.triplets.iter().flat_map(|t| [t.prompt.clone(), t.chosen.clone(), t.rejected.clone()]);
+                let texts = ds
+                    .triplets
+                    .iter()
+                    .flat_map(|t| [t.prompt.clone(), t.chosen.clone(), t.rejected.clone()]);
                 let tok = train_bpe(texts, DEFAULT_VOCAB_SIZE)?;
                 let enc = TextEncoder::new(tok, template, cfg.train.max_len)?;
                 enc.save(&tok_path)?;
                 enc
             };
             let bc_path = dir.join("backbone_config.json");
-            let bc = if bc_path.exists() { read_json(&bc_path)? } else { Qwen3Config::tiny(enc.vocab_size()) };
+            let bc = if bc_path.exists() {
+                read_json(&bc_path)?
+            } else {
+                Qwen3Config::tiny(enc.vocab_size())
+            };
             (enc, bc)
         }
     };
@@ -117,7 +126,12 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> anyhow
     write_json(&dir.join("backbone_config.json"), &backbone_cfg)?;
     let corpus = Corpus::build(&ds, &encoder)?;
     let model = RewardModel::new(cfg, backbone_cfg, vars, free_logit_count(cfg, &ds), dev)?;
-    Ok(Prepared { ds, encoder, corpus, model })
+    Ok(Prepared {
+        ds,
+        encoder,
+        corpus,
+        model,
+    })
 }
 
 /// Options of [`fit_run`].
@@ -130,7 +144,13 @@ pub struct FitOptions {
 
 /// Trains run `dir` on `data` with `cfg`, then evaluates it and writes `eval.json` and
 /// `posteriors.json`. With `resume`, the run's saved config is used and training continues.
-pub fn fit_run(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device, opts: &FitOptions) -> anyhow::Result<EvalReport> {
+pub fn fit_run(
+    dir: &Path,
+    cfg: &RunConfig,
+    data: &Path,
+    dev: &Device,
+    opts: &FitOptions,
+) -> anyhow::Result<EvalReport> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cfg_path = dir.join("config.json");
     let resume = opts.resume && dir.join("checkpoint").exists();
@@ -138,14 +158,22 @@ pub fn fit_run(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device, opts: &Fi
         read_json::<RunConfig>(&cfg_path)?
     } else {
         if dir.join("checkpoint").exists() {
-            bail!("{} already holds a run; use --resume to continue it or choose another --out", dir.display());
+            bail!(
+                "{} already holds a run; use --resume to continue it or choose another --out",
+                dir.display()
+            );
         }
         // A new run: forget metrics of an earlier, abandoned attempt.
         let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
         cfg.clone()
     };
     write_json(&cfg_path, &cfg)?;
-    write_json(&dir.join("run.json"), &RunInfo { data: absolute(data) })?;
+    write_json(
+        &dir.join("run.json"),
+        &RunInfo {
+            data: absolute(data),
+        },
+    )?;
     let t0 = std::time::Instant::now();
     let p = prepare(dir, &cfg, data, dev)?;
     if opts.progress {
@@ -159,7 +187,11 @@ pub fn fit_run(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device, opts: &Fi
             cfg.train.max_len
         );
     }
-    let ck = if resume { load_checkpoint(dir, dev)? } else { None };
+    let ck = if resume {
+        load_checkpoint(dir, dev)?
+    } else {
+        None
+    };
     let mut trainer = Trainer::new(p.model, &p.ds, &p.corpus, dir, ck)?;
     trainer.progress = opts.progress;
     let t1 = std::time::Instant::now();
@@ -188,11 +220,23 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Evaluates a trained model and writes `eval.json` and `posteriors.json`.
-fn finish(dir: &Path, model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> anyhow::Result<EvalReport> {
+fn finish(
+    dir: &Path,
+    model: &RewardModel,
+    ds: &Dataset,
+    corpus: &Corpus,
+) -> anyhow::Result<EvalReport> {
     let (report, users) = evaluate(model, ds, corpus)?;
     write_json(&dir.join("eval.json"), &report)?;
     if !users.is_empty() {
-        write_json(&dir.join("posteriors.json"), &Posteriors { k: model.cfg.model.k, d: model.cfg.model.d, users })?;
+        write_json(
+            &dir.join("posteriors.json"),
+            &Posteriors {
+                k: model.cfg.model.k,
+                d: model.cfg.model.d,
+                users,
+            },
+        )?;
     }
     Ok(report)
 }
@@ -205,7 +249,8 @@ pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> anyhow::Result
         None => read_json::<RunInfo>(&dir.join("run.json"))?.data,
     };
     let p = prepare(dir, &cfg, &data, dev)?;
-    let ck = load_checkpoint(dir, dev)?.with_context(|| format!("{}: no checkpoint to evaluate", dir.display()))?;
+    let ck = load_checkpoint(dir, dev)?
+        .with_context(|| format!("{}: no checkpoint to evaluate", dir.display()))?;
     for (name, t) in &ck.weights {
         p.model.vars.insert(name, t.clone())?;
     }

@@ -26,8 +26,18 @@ use std::sync::OnceLock;
 pub const N_SCORERS: usize = 10;
 
 /// Scorer names, in scorer order.
-pub const SCORER_NAMES: [&str; N_SCORERS] =
-    ["length", "list", "formality", "warmth", "examples", "enthusiasm", "hedging", "jargon", "questions", "summary"];
+pub const SCORER_NAMES: [&str; N_SCORERS] = [
+    "length",
+    "list",
+    "formality",
+    "warmth",
+    "examples",
+    "enthusiasm",
+    "hedging",
+    "jargon",
+    "questions",
+    "summary",
+];
 
 /// Errors from the generator.
 #[derive(Debug, thiserror::Error)]
@@ -105,21 +115,32 @@ impl SynthConfig {
             return bad(format!("alpha must be positive, got {}", self.alpha));
         }
         if !self.quality_weight.is_finite() || self.quality_weight < 0.0 {
-            return bad(format!("quality_weight must be ≥ 0, got {}", self.quality_weight));
+            return bad(format!(
+                "quality_weight must be ≥ 0, got {}",
+                self.quality_weight
+            ));
         }
         if self.responses_per_prompt < 2 {
             return bad("responses_per_prompt must be at least 2".into());
         }
         if self.ref_per_user == 0 {
-            return bad("ref_per_user must be at least 1 (users are inferred from reference rows)".into());
+            return bad(
+                "ref_per_user must be at least 1 (users are inferred from reference rows)".into(),
+            );
         }
         let need_train = self.ref_per_user + self.target_per_user;
         if self.train_prompts < need_train {
-            return bad(format!("train_prompts = {} < ref + target per user = {need_train}", self.train_prompts));
+            return bad(format!(
+                "train_prompts = {} < ref + target per user = {need_train}",
+                self.train_prompts
+            ));
         }
         let need_eval = self.seen_eval_per_user.max(self.unseen_eval_per_user);
         if self.eval_prompts < need_eval {
-            return bad(format!("eval_prompts = {} < eval rows per user = {need_eval}", self.eval_prompts));
+            return bad(format!(
+                "eval_prompts = {} < eval rows per user = {need_eval}",
+                self.eval_prompts
+            ));
         }
         let pool = prompt_pool_size();
         if self.train_prompts + self.eval_prompts > pool {
@@ -141,36 +162,375 @@ impl SynthConfig {
 
 /// Topics: (name used in prompts, topic-specific terms used by good answers).
 const TOPICS: [(&str, [&str; 8]); 30] = [
-    ("baking bread", ["hydration", "gluten", "proofing", "starter", "crumb", "scoring", "kneading", "yeast"]),
-    ("vegetable gardening", ["compost", "mulch", "seedlings", "watering", "sunlight", "spacing", "pests", "soil"]),
-    ("personal budgeting", ["expenses", "savings", "income", "spreadsheet", "subscriptions", "receipts", "envelopes", "debt"]),
-    ("marathon training", ["mileage", "tempo", "intervals", "cadence", "taper", "stretching", "shoes", "pacing"]),
-    ("learning guitar", ["chords", "strumming", "fretboard", "scales", "calluses", "tuning", "metronome", "rhythm"]),
-    ("job interviews", ["resume", "portfolio", "references", "attire", "handshake", "rehearsal", "company", "recruiter"]),
-    ("travel planning", ["itinerary", "flights", "visas", "luggage", "insurance", "hostels", "currency", "bookings"]),
-    ("home workouts", ["squats", "pushups", "planks", "lunges", "warmups", "resistance", "recovery", "form"]),
-    ("python programming", ["functions", "loops", "variables", "modules", "debugger", "indentation", "exceptions", "classes"]),
-    ("sleeping better", ["bedtime", "caffeine", "darkness", "naps", "mattress", "screens", "melatonin", "alarms"]),
-    ("photography", ["aperture", "exposure", "composition", "lighting", "shutter", "lenses", "framing", "tripod"]),
-    ("moving house", ["boxes", "labels", "movers", "utilities", "inventory", "packing", "deposit", "lease"]),
-    ("public speaking", ["posture", "slides", "pauses", "audience", "outline", "gestures", "voice", "nerves"]),
-    ("studying for exams", ["flashcards", "syllabus", "revision", "quizzes", "deadlines", "highlighters", "breaks", "recall"]),
-    ("dog training", ["treats", "leash", "commands", "crate", "clicker", "socialization", "walks", "rewards"]),
-    ("writing essays", ["thesis", "paragraphs", "citations", "drafts", "transitions", "evidence", "editing", "introduction"]),
-    ("brewing coffee", ["grind", "beans", "grinder", "filters", "ratio", "extraction", "kettle", "roast"]),
-    ("bike maintenance", ["chain", "tires", "brakes", "gears", "lubricant", "spokes", "pressure", "derailleur"]),
-    ("time management", ["calendar", "priorities", "batching", "interruptions", "reminders", "agenda", "timers", "delegation"]),
-    ("keeping houseplants", ["repotting", "drainage", "humidity", "fertilizer", "pruning", "pots", "windowsills", "roots"]),
-    ("learning a language", ["vocabulary", "grammar", "pronunciation", "conversation", "immersion", "podcasts", "verbs", "accent"]),
-    ("saving energy at home", ["insulation", "thermostat", "appliances", "bulbs", "heating", "windows", "meters", "standby"]),
-    ("hiking", ["trails", "boots", "maps", "blisters", "layers", "elevation", "backpack", "compass"]),
-    ("watercolor painting", ["brushes", "pigments", "washes", "paper", "palette", "blending", "glazing", "masking"]),
-    ("negotiating a salary", ["offer", "counteroffer", "equity", "bonus", "raise", "market", "timing", "title"]),
-    ("meditation", ["breathing", "mantra", "cushion", "awareness", "stillness", "thoughts", "mindfulness", "visualization"]),
-    ("email etiquette", ["subject", "greeting", "tone", "signature", "replies", "attachments", "brevity", "recipients"]),
-    ("cooking pasta", ["salt", "sauce", "semolina", "boiling", "texture", "garlic", "noodles", "colander"]),
-    ("starting a small business", ["customers", "pricing", "invoices", "marketing", "permits", "suppliers", "branding", "cashflow"]),
-    ("playing chess", ["openings", "endgames", "tactics", "pawns", "castling", "checkmate", "puzzles", "blunders"]),
+    (
+        "baking bread",
+        [
+            "hydration",
+            "gluten",
+            "proofing",
+            "starter",
+            "crumb",
+            "scoring",
+            "kneading",
+            "yeast",
+        ],
+    ),
+    (
+        "vegetable gardening",
+        [
+            "compost",
+            "mulch",
+            "seedlings",
+            "watering",
+            "sunlight",
+            "spacing",
+            "pests",
+            "soil",
+        ],
+    ),
+    (
+        "personal budgeting",
+        [
+            "expenses",
+            "savings",
+            "income",
+            "spreadsheet",
+            "subscriptions",
+            "receipts",
+            "envelopes",
+            "debt",
+        ],
+    ),
+    (
+        "marathon training",
+        [
+            "mileage",
+            "tempo",
+            "intervals",
+            "cadence",
+            "taper",
+            "stretching",
+            "shoes",
+            "pacing",
+        ],
+    ),
+    (
+        "learning guitar",
+        [
+            "chords",
+            "strumming",
+            "fretboard",
+            "scales",
+            "calluses",
+            "tuning",
+            "metronome",
+            "rhythm",
+        ],
+    ),
+    (
+        "job interviews",
+        [
+            "resume",
+            "portfolio",
+            "references",
+            "attire",
+            "handshake",
+            "rehearsal",
+            "company",
+            "recruiter",
+        ],
+    ),
+    (
+        "travel planning",
+        [
+            "itinerary",
+            "flights",
+            "visas",
+            "luggage",
+            "insurance",
+            "hostels",
+            "currency",
+            "bookings",
+        ],
+    ),
+    (
+        "home workouts",
+        [
+            "squats",
+            "pushups",
+            "planks",
+            "lunges",
+            "warmups",
+            "resistance",
+            "recovery",
+            "form",
+        ],
+    ),
+    (
+        "python programming",
+        [
+            "functions",
+            "loops",
+            "variables",
+            "modules",
+            "debugger",
+            "indentation",
+            "exceptions",
+            "classes",
+        ],
+    ),
+    (
+        "sleeping better",
+        [
+            "bedtime",
+            "caffeine",
+            "darkness",
+            "naps",
+            "mattress",
+            "screens",
+            "melatonin",
+            "alarms",
+        ],
+    ),
+    (
+        "photography",
+        [
+            "aperture",
+            "exposure",
+            "composition",
+            "lighting",
+            "shutter",
+            "lenses",
+            "framing",
+            "tripod",
+        ],
+    ),
+    (
+        "moving house",
+        [
+            "boxes",
+            "labels",
+            "movers",
+            "utilities",
+            "inventory",
+            "packing",
+            "deposit",
+            "lease",
+        ],
+    ),
+    (
+        "public speaking",
+        [
+            "posture", "slides", "pauses", "audience", "outline", "gestures", "voice", "nerves",
+        ],
+    ),
+    (
+        "studying for exams",
+        [
+            "flashcards",
+            "syllabus",
+            "revision",
+            "quizzes",
+            "deadlines",
+            "highlighters",
+            "breaks",
+            "recall",
+        ],
+    ),
+    (
+        "dog training",
+        [
+            "treats",
+            "leash",
+            "commands",
+            "crate",
+            "clicker",
+            "socialization",
+            "walks",
+            "rewards",
+        ],
+    ),
+    (
+        "writing essays",
+        [
+            "thesis",
+            "paragraphs",
+            "citations",
+            "drafts",
+            "transitions",
+            "evidence",
+            "editing",
+            "introduction",
+        ],
+    ),
+    (
+        "brewing coffee",
+        [
+            "grind",
+            "beans",
+            "grinder",
+            "filters",
+            "ratio",
+            "extraction",
+            "kettle",
+            "roast",
+        ],
+    ),
+    (
+        "bike maintenance",
+        [
+            "chain",
+            "tires",
+            "brakes",
+            "gears",
+            "lubricant",
+            "spokes",
+            "pressure",
+            "derailleur",
+        ],
+    ),
+    (
+        "time management",
+        [
+            "calendar",
+            "priorities",
+            "batching",
+            "interruptions",
+            "reminders",
+            "agenda",
+            "timers",
+            "delegation",
+        ],
+    ),
+    (
+        "keeping houseplants",
+        [
+            "repotting",
+            "drainage",
+            "humidity",
+            "fertilizer",
+            "pruning",
+            "pots",
+            "windowsills",
+            "roots",
+        ],
+    ),
+    (
+        "learning a language",
+        [
+            "vocabulary",
+            "grammar",
+            "pronunciation",
+            "conversation",
+            "immersion",
+            "podcasts",
+            "verbs",
+            "accent",
+        ],
+    ),
+    (
+        "saving energy at home",
+        [
+            "insulation",
+            "thermostat",
+            "appliances",
+            "bulbs",
+            "heating",
+            "windows",
+            "meters",
+            "standby",
+        ],
+    ),
+    (
+        "hiking",
+        [
+            "trails",
+            "boots",
+            "maps",
+            "blisters",
+            "layers",
+            "elevation",
+            "backpack",
+            "compass",
+        ],
+    ),
+    (
+        "watercolor painting",
+        [
+            "brushes", "pigments", "washes", "paper", "palette", "blending", "glazing", "masking",
+        ],
+    ),
+    (
+        "negotiating a salary",
+        [
+            "offer",
+            "counteroffer",
+            "equity",
+            "bonus",
+            "raise",
+            "market",
+            "timing",
+            "title",
+        ],
+    ),
+    (
+        "meditation",
+        [
+            "breathing",
+            "mantra",
+            "cushion",
+            "awareness",
+            "stillness",
+            "thoughts",
+            "mindfulness",
+            "visualization",
+        ],
+    ),
+    (
+        "email etiquette",
+        [
+            "subject",
+            "greeting",
+            "tone",
+            "signature",
+            "replies",
+            "attachments",
+            "brevity",
+            "recipients",
+        ],
+    ),
+    (
+        "cooking pasta",
+        [
+            "salt", "sauce", "semolina", "boiling", "texture", "garlic", "noodles", "colander",
+        ],
+    ),
+    (
+        "starting a small business",
+        [
+            "customers",
+            "pricing",
+            "invoices",
+            "marketing",
+            "permits",
+            "suppliers",
+            "branding",
+            "cashflow",
+        ],
+    ),
+    (
+        "playing chess",
+        [
+            "openings",
+            "endgames",
+            "tactics",
+            "pawns",
+            "castling",
+            "checkmate",
+            "puzzles",
+            "blunders",
+        ],
+    ),
 ];
 
 const QUESTION_KINDS: [&str; 12] = [
@@ -232,13 +592,36 @@ const OPENERS: [&str; 6] = [
 
 /// Informal discourse markers (formality −1 each).
 const INFORMAL_WORDS: [&str; 6] = ["honestly", "basically", "yeah", "okay", "tbh", "anyway"];
-const INFORMAL_PREFIXES: [&str; 6] = ["Honestly,", "Basically,", "Yeah, so", "Okay, so", "Tbh,", "Anyway,"];
+const INFORMAL_PREFIXES: [&str; 6] = [
+    "Honestly,",
+    "Basically,",
+    "Yeah, so",
+    "Okay, so",
+    "Tbh,",
+    "Anyway,",
+];
 /// Formal discourse markers (formality +1 each).
-const FORMAL_WORDS: [&str; 6] = ["furthermore", "moreover", "additionally", "notably", "importantly", "accordingly"];
-const FORMAL_PREFIXES: [&str; 6] = ["Furthermore,", "Moreover,", "Additionally,", "Notably,", "Importantly,", "Accordingly,"];
+const FORMAL_WORDS: [&str; 6] = [
+    "furthermore",
+    "moreover",
+    "additionally",
+    "notably",
+    "importantly",
+    "accordingly",
+];
+const FORMAL_PREFIXES: [&str; 6] = [
+    "Furthermore,",
+    "Moreover,",
+    "Additionally,",
+    "Notably,",
+    "Importantly,",
+    "Accordingly,",
+];
 
 /// Warmth words; each warm sentence holds exactly one.
-const WARM_WORDS: [&str; 7] = ["hope", "glad", "happy", "worry", "wishing", "rooting", "kind"];
+const WARM_WORDS: [&str; 7] = [
+    "hope", "glad", "happy", "worry", "wishing", "rooting", "kind",
+];
 const WARM_SENTENCES: [&str; 8] = [
     "Hope this helps.",
     "Glad you asked.",
@@ -251,7 +634,15 @@ const WARM_SENTENCES: [&str; 8] = [
 ];
 
 /// Enthusiasm words; each interjection holds one and ends with '!'.
-const ENTHUSIASM_WORDS: [&str; 7] = ["exciting", "awesome", "fantastic", "amazing", "love", "wonderful", "brilliant"];
+const ENTHUSIASM_WORDS: [&str; 7] = [
+    "exciting",
+    "awesome",
+    "fantastic",
+    "amazing",
+    "love",
+    "wonderful",
+    "brilliant",
+];
 const ENTHUSIASM_SENTENCES: [&str; 8] = [
     "Exciting!",
     "How awesome!",
@@ -264,13 +655,24 @@ const ENTHUSIASM_SENTENCES: [&str; 8] = [
 ];
 
 /// Hedge words; each hedge holds one.
-const HEDGE_WORDS: [&str; 6] = ["perhaps", "possibly", "maybe", "probably", "might", "arguably"];
+const HEDGE_WORDS: [&str; 6] = [
+    "perhaps", "possibly", "maybe", "probably", "might", "arguably",
+];
 const HEDGE_PREFIXES: [&str; 5] = ["Perhaps", "Maybe", "Possibly", "Arguably", "Probably"];
 const HEDGE_SUFFIXES: [&str; 4] = [", probably", ", or it might not", ", possibly", ", maybe"];
 
 /// Jargon words; each jargon phrase holds one.
-const JARGON_WORDS: [&str; 9] =
-    ["optimize", "heuristic", "granular", "leverage", "framework", "iterate", "metrics", "benchmark", "scalable"];
+const JARGON_WORDS: [&str; 9] = [
+    "optimize",
+    "heuristic",
+    "granular",
+    "leverage",
+    "framework",
+    "iterate",
+    "metrics",
+    "benchmark",
+    "scalable",
+];
 const JARGON_SUFFIXES: [&str; 9] = [
     " to optimize",
     " as a heuristic",
@@ -285,7 +687,12 @@ const JARGON_SUFFIXES: [&str; 9] = [
 
 /// Example markers; each example sentence holds one.
 const EXAMPLE_WORDS: [&str; 3] = ["example", "instance", "illustrate"];
-const EXAMPLE_PREFIXES: [&str; 4] = ["For example,", "For instance,", "Example:", "To illustrate,"];
+const EXAMPLE_PREFIXES: [&str; 4] = [
+    "For example,",
+    "For instance,",
+    "Example:",
+    "To illustrate,",
+];
 const EXAMPLE_BODIES: [&str; 6] = [
     "try {A} first",
     "start with {A}",
@@ -308,11 +715,22 @@ const QUESTIONS: [&str; 8] = [
 ];
 
 /// Summary lines start with one of these (lowercase) prefixes.
-const SUMMARY_PREFIXES: [&str; 6] = ["in short", "to sum up", "bottom line", "tl;dr", "all in all", "in summary"];
+const SUMMARY_PREFIXES: [&str; 6] = [
+    "in short",
+    "to sum up",
+    "bottom line",
+    "tl;dr",
+    "all in all",
+    "in summary",
+];
 /// Summary lines by level: short, medium, long.
 const SUMMARIES: [[&str; 3]; 3] = [
     ["In short: {A}.", "TL;DR: {A}.", "Bottom line: {A}."],
-    ["In short, focus on {A}.", "To sum up: {A} first.", "All in all, {A} matters most."],
+    [
+        "In short, focus on {A}.",
+        "To sum up: {A} first.",
+        "All in all, {A} matters most.",
+    ],
     [
         "To sum up: {A} first, {B} second.",
         "In summary, work on {A} and {B}.",
@@ -331,7 +749,14 @@ fn prompt_at(i: usize) -> (String, usize) {
     let c = i % CONTEXTS.len();
     let q = (i / CONTEXTS.len()) % QUESTION_KINDS.len();
     let t = i / (CONTEXTS.len() * QUESTION_KINDS.len());
-    (format!("{}{}", CONTEXTS[c], QUESTION_KINDS[q].replace("{t}", TOPICS[t].0)), t)
+    (
+        format!(
+            "{}{}",
+            CONTEXTS[c],
+            QUESTION_KINDS[q].replace("{t}", TOPICS[t].0)
+        ),
+        t,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,7 +834,12 @@ struct Sentence {
 
 impl Sentence {
     fn new(core: String, end: char) -> Self {
-        Self { prefixes: Vec::new(), core, suffixes: Vec::new(), end }
+        Self {
+            prefixes: Vec::new(),
+            core,
+            suffixes: Vec::new(),
+            end,
+        }
     }
 
     fn render(&self) -> String {
@@ -463,7 +893,11 @@ fn fill(rng: &mut ChaCha8Rng, template: &str, topic: usize, quality: f64) -> Str
     let mut out = template.to_string();
     for (slot, term) in [("{A}", terms[a]), ("{B}", terms[b])] {
         if out.contains(slot) {
-            let word = if rng.random_bool(quality) { term } else { pick(rng, &VAGUE_WORDS) };
+            let word = if rng.random_bool(quality) {
+                term
+            } else {
+                pick(rng, &VAGUE_WORDS)
+            };
             out = out.replace(slot, word);
         }
     }
@@ -476,7 +910,10 @@ fn render_response(rng: &mut ChaCha8Rng, topic: usize, st: &Style) -> String {
     // Body sentences: an optional opener and the content sentences.
     let mut body: Vec<Sentence> = Vec::new();
     if st.opener {
-        body.push(Sentence::new(pick(rng, &OPENERS).replace("{t}", TOPICS[topic].0), '.'));
+        body.push(Sentence::new(
+            pick(rng, &OPENERS).replace("{t}", TOPICS[topic].0),
+            '.',
+        ));
     }
     let mut content_ids: Vec<usize> = (0..CONTENT.len()).collect();
     content_ids.shuffle(rng);
@@ -485,7 +922,11 @@ fn render_response(rng: &mut ChaCha8Rng, topic: usize, st: &Style) -> String {
     }
     let nb = body.len();
     // Formality: |level| informal (level < 0) or formal (level > 0) discourse markers.
-    let bank = if st.formality < 0 { &INFORMAL_PREFIXES } else { &FORMAL_PREFIXES };
+    let bank = if st.formality < 0 {
+        &INFORMAL_PREFIXES
+    } else {
+        &FORMAL_PREFIXES
+    };
     for _ in 0..st.formality.unsigned_abs() {
         let i = rng.random_range(0..nb);
         body[i].prefixes.insert(0, pick(rng, bank));
@@ -504,7 +945,11 @@ fn render_response(rng: &mut ChaCha8Rng, topic: usize, st: &Style) -> String {
         }
     }
     // Items: content sentences, each followed by the examples attached to it.
-    let opener = if st.opener { Some(body.remove(0).render()) } else { None };
+    let opener = if st.opener {
+        Some(body.remove(0).render())
+    } else {
+        None
+    };
     let mut ex_after = vec![0usize; body.len()];
     for _ in 0..st.examples {
         let i = rng.random_range(0..body.len());
@@ -666,7 +1111,8 @@ fn sentences(text: &str) -> Vec<&str> {
         let mut start = 0;
         let b = line.as_bytes();
         for i in 0..b.len() {
-            let end_here = matches!(b[i], b'.' | b'!' | b'?') && (i + 1 == b.len() || b[i + 1].is_ascii_whitespace());
+            let end_here = matches!(b[i], b'.' | b'!' | b'?')
+                && (i + 1 == b.len() || b[i + 1].is_ascii_whitespace());
             if end_here {
                 let s = line[start..=i].trim();
                 if !s.is_empty() {
@@ -744,7 +1190,11 @@ pub fn scorers(text: &str) -> [f64; N_SCORERS] {
         count_in(&ws, &lx.hedge) as f64,
         count_in(&ws, &lx.jargon) as f64,
         text.matches('?').count() as f64,
-        sents.iter().filter(|s| is_summary(s)).map(|s| words(s).len()).sum::<usize>() as f64,
+        sents
+            .iter()
+            .filter(|s| is_summary(s))
+            .map(|s| words(s).len())
+            .sum::<usize>() as f64,
     ]
 }
 
@@ -794,7 +1244,11 @@ impl ScorerStats {
         for s in &mut std {
             *s = if *s > 1e-12 { s.sqrt() } else { 1.0 };
         }
-        Self { mean, std, quality_weight }
+        Self {
+            mean,
+            std,
+            quality_weight,
+        }
     }
 
     /// The ten normalised scorers of a text: z(style j) + quality_weight · z(quality).
@@ -879,7 +1333,12 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, SynthError> {
     cfg.validate()?;
     // Prompt pools.
     let mut rng = rng_for(cfg.seed, TAG_PROMPTS);
-    let chosen = index::sample(&mut rng, prompt_pool_size(), cfg.train_prompts + cfg.eval_prompts).into_vec();
+    let chosen = index::sample(
+        &mut rng,
+        prompt_pool_size(),
+        cfg.train_prompts + cfg.eval_prompts,
+    )
+    .into_vec();
     let mut prompts: Vec<SynthPrompt> = Vec::with_capacity(chosen.len());
     let mut topics = Vec::with_capacity(chosen.len());
     for (k, &pi) in chosen.iter().enumerate() {
@@ -895,17 +1354,28 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, SynthError> {
                 responses.push(r);
             }
         }
-        prompts.push(SynthPrompt { text, eval: k >= cfg.train_prompts, responses, scores: Vec::new() });
+        prompts.push(SynthPrompt {
+            text,
+            eval: k >= cfg.train_prompts,
+            responses,
+            scores: Vec::new(),
+        });
         topics.push(topic);
     }
     // Scorer normalisation over every generated response.
-    let stats = ScorerStats::fit(prompts.iter().flat_map(|p| p.responses.iter().map(String::as_str)), cfg.quality_weight);
+    let stats = ScorerStats::fit(
+        prompts
+            .iter()
+            .flat_map(|p| p.responses.iter().map(String::as_str)),
+        cfg.quality_weight,
+    );
     for p in &mut prompts {
         p.scores = p.responses.iter().map(|r| stats.score(r)).collect();
     }
     // Users.
     let mut rng = rng_for(cfg.seed, TAG_USERS);
-    let dirichlet = Dirichlet::new([cfg.alpha; N_SCORERS]).map_err(|e| SynthError::Config(format!("Dirichlet: {e}")))?;
+    let dirichlet = Dirichlet::new([cfg.alpha; N_SCORERS])
+        .map_err(|e| SynthError::Config(format!("Dirichlet: {e}")))?;
     let n_seen = cfg.seen_users;
     let n_unseen = cfg.unseen_users;
     let mut triplets = Vec::new();
@@ -914,16 +1384,34 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, SynthError> {
     let eval_pool: Vec<usize> = (cfg.train_prompts..cfg.train_prompts + cfg.eval_prompts).collect();
     for u in 0..n_seen + n_unseen {
         let seen = u < n_seen;
-        let id = if seen { user_id('s', u, n_seen) } else { user_id('n', u - n_seen, n_unseen) };
+        let id = if seen {
+            user_id('s', u, n_seen)
+        } else {
+            user_id('n', u - n_seen, n_unseen)
+        };
         let w: [f64; N_SCORERS] = dirichlet.sample(&mut rng);
         let n_target = if seen { cfg.target_per_user } else { 0 };
-        let n_eval = if seen { cfg.seen_eval_per_user } else { cfg.unseen_eval_per_user };
-        let train = index::sample(&mut rng, train_pool.len(), cfg.ref_per_user + n_target).into_vec();
+        let n_eval = if seen {
+            cfg.seen_eval_per_user
+        } else {
+            cfg.unseen_eval_per_user
+        };
+        let train =
+            index::sample(&mut rng, train_pool.len(), cfg.ref_per_user + n_target).into_vec();
         let eval = index::sample(&mut rng, eval_pool.len(), n_eval).into_vec();
         let rows = train
             .iter()
             .enumerate()
-            .map(|(i, &p)| (train_pool[p], if i < cfg.ref_per_user { Split::Ref } else { Split::Target }))
+            .map(|(i, &p)| {
+                (
+                    train_pool[p],
+                    if i < cfg.ref_per_user {
+                        Split::Ref
+                    } else {
+                        Split::Target
+                    },
+                )
+            })
             .chain(eval.iter().map(|&p| (eval_pool[p], Split::Eval)));
         for (p, split) in rows {
             let pr = &prompts[p];
@@ -941,7 +1429,13 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, SynthError> {
         }
         user_weights.push((id, w.to_vec()));
     }
-    Ok(Synthetic { config: cfg.clone(), triplets, user_weights, stats, prompts })
+    Ok(Synthetic {
+        config: cfg.clone(),
+        triplets,
+        user_weights,
+        stats,
+        prompts,
+    })
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -967,7 +1461,10 @@ fn best_and_worst(scores: &[[f64; N_SCORERS]], w: &[f64]) -> Option<(usize, usiz
 
 /// Path of the metadata file written next to a JSONL file: `<stem>.synth_meta.json`.
 pub fn meta_path(jsonl: &Path) -> PathBuf {
-    let stem = jsonl.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "synth".into());
+    let stem = jsonl
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "synth".into());
     jsonl.with_file_name(format!("{stem}.synth_meta.json"))
 }
 
@@ -988,22 +1485,37 @@ impl Synthetic {
         data::write_jsonl(jsonl, &self.triplets)?;
         let meta = meta_path(jsonl);
         let json = serde_json::to_string_pretty(&self.meta()).map_err(DataError::from)?;
-        write_atomic(&meta, json.as_bytes()).map_err(|source| DataError::Io { path: meta.clone(), source })?;
+        write_atomic(&meta, json.as_bytes()).map_err(|source| DataError::Io {
+            path: meta.clone(),
+            source,
+        })?;
         Ok(meta)
     }
 
     /// Accuracies of reference rankers with perfect scorer features, computed from the texts.
     pub fn sanity(&self) -> SanityReport {
-        let weights: std::collections::HashMap<&str, &[f64]> =
-            self.user_weights.iter().map(|(u, w)| (u.as_str(), w.as_slice())).collect();
+        let weights: std::collections::HashMap<&str, &[f64]> = self
+            .user_weights
+            .iter()
+            .map(|(u, w)| (u.as_str(), w.as_slice()))
+            .collect();
         let diff = |t: &Triplet| -> [f64; N_SCORERS] {
             let c = self.stats.score(&t.chosen);
             let r = self.stats.score(&t.rejected);
             std::array::from_fn(|j| c[j] - r[j])
         };
-        let train: Vec<[f64; N_SCORERS]> = self.triplets.iter().filter(|t| t.split != Split::Eval).map(diff).collect();
-        let eval: Vec<([f64; N_SCORERS], &[f64])> =
-            self.triplets.iter().filter(|t| t.split == Split::Eval).map(|t| (diff(t), weights[t.user.as_str()])).collect();
+        let train: Vec<[f64; N_SCORERS]> = self
+            .triplets
+            .iter()
+            .filter(|t| t.split != Split::Eval)
+            .map(diff)
+            .collect();
+        let eval: Vec<([f64; N_SCORERS], &[f64])> = self
+            .triplets
+            .iter()
+            .filter(|t| t.split == Split::Eval)
+            .map(|t| (diff(t), weights[t.user.as_str()]))
+            .collect();
         let uniform = vec![1.0 / N_SCORERS as f64; N_SCORERS];
         let mut mean_w = vec![0.0; N_SCORERS];
         for (_, w) in &self.user_weights {
@@ -1073,7 +1585,13 @@ mod tests {
     use crate::data::Dataset;
 
     fn small() -> SynthConfig {
-        SynthConfig { seen_users: 6, unseen_users: 5, train_prompts: 120, eval_prompts: 60, ..SynthConfig::default() }
+        SynthConfig {
+            seen_users: 6,
+            unseen_users: 5,
+            train_prompts: 120,
+            eval_prompts: 60,
+            ..SynthConfig::default()
+        }
     }
 
     #[test]
@@ -1113,8 +1631,18 @@ mod tests {
     #[test]
     fn prompts_disjoint_and_pairs_valid() {
         let s = generate(&small()).unwrap();
-        let eval: HashSet<&str> = s.prompts.iter().filter(|p| p.eval).map(|p| p.text.as_str()).collect();
-        let train: HashSet<&str> = s.prompts.iter().filter(|p| !p.eval).map(|p| p.text.as_str()).collect();
+        let eval: HashSet<&str> = s
+            .prompts
+            .iter()
+            .filter(|p| p.eval)
+            .map(|p| p.text.as_str())
+            .collect();
+        let train: HashSet<&str> = s
+            .prompts
+            .iter()
+            .filter(|p| !p.eval)
+            .map(|p| p.text.as_str())
+            .collect();
         assert_eq!(eval.len(), 60);
         assert_eq!(train.len(), 120);
         assert!(eval.is_disjoint(&train));
@@ -1123,7 +1651,10 @@ mod tests {
             let mut ps = HashSet::new();
             for &i in u.refs.iter().chain(&u.targets) {
                 assert!(train.contains(ds.triplets[i].prompt.as_str()));
-                assert!(ps.insert(ds.triplets[i].prompt.as_str()), "train prompts of a user are distinct");
+                assert!(
+                    ps.insert(ds.triplets[i].prompt.as_str()),
+                    "train prompts of a user are distinct"
+                );
             }
             let mut ps = HashSet::new();
             for &i in &u.evals {
@@ -1159,7 +1690,11 @@ mod tests {
         ];
         for (i, a) in sets.iter().enumerate() {
             for b in &sets[i + 1..] {
-                assert!(a.is_disjoint(b), "{:?}", a.intersection(b).collect::<Vec<_>>());
+                assert!(
+                    a.is_disjoint(b),
+                    "{:?}",
+                    a.intersection(b).collect::<Vec<_>>()
+                );
             }
         }
         // Neutral templates and topic names carry no marker words.
@@ -1232,7 +1767,10 @@ mod tests {
             ms.push(scorers(&text));
         }
         let corr = |a: &dyn Fn(usize) -> f64, b: &dyn Fn(usize) -> f64| {
-            let (ma, mb) = ((0..n).map(a).sum::<f64>() / n as f64, (0..n).map(b).sum::<f64>() / n as f64);
+            let (ma, mb) = (
+                (0..n).map(a).sum::<f64>() / n as f64,
+                (0..n).map(b).sum::<f64>() / n as f64,
+            );
             let cov: f64 = (0..n).map(|i| (a(i) - ma) * (b(i) - mb)).sum();
             let va: f64 = (0..n).map(|i| (a(i) - ma).powi(2)).sum();
             let vb: f64 = (0..n).map(|i| (b(i) - mb).powi(2)).sum();
@@ -1242,13 +1780,22 @@ mod tests {
         assert!(cq > 0.7, "quality: corr(latent, measure) = {cq}");
         for j in 0..N_SCORERS {
             let cq = corr(&|i| qs[i].0, &|i| ms[i][j]);
-            assert!(cq.abs() < 0.1, "{} measure vs quality: {cq}", SCORER_NAMES[j]);
+            assert!(
+                cq.abs() < 0.1,
+                "{} measure vs quality: {cq}",
+                SCORER_NAMES[j]
+            );
             let c = corr(&|i| lv[i][j], &|i| ms[i][j]);
             assert!(c > 0.9, "{}: corr(level, measure) = {c}", SCORER_NAMES[j]);
             for k in 0..N_SCORERS {
                 if k != j {
                     let c = corr(&|i| lv[i][k], &|i| ms[i][j]);
-                    assert!(c.abs() < 0.15, "{} measure vs {} level: {c}", SCORER_NAMES[j], SCORER_NAMES[k]);
+                    assert!(
+                        c.abs() < 0.15,
+                        "{} measure vs {} level: {c}",
+                        SCORER_NAMES[j],
+                        SCORER_NAMES[k]
+                    );
                 }
             }
         }
@@ -1266,18 +1813,43 @@ mod tests {
         assert_eq!(m.user_weights.len(), s.user_weights.len());
         for ((ua, wa), (ub, wb)) in m.user_weights.iter().zip(&s.user_weights) {
             assert_eq!(ua, ub);
-            assert!(wa.iter().zip(wb).all(|(a, b)| (a - b).abs() <= 1e-15 * b.abs().max(1e-300)));
+            assert!(wa
+                .iter()
+                .zip(wb)
+                .all(|(a, b)| (a - b).abs() <= 1e-15 * b.abs().max(1e-300)));
         }
         assert_eq!(m.config, small());
     }
 
     #[test]
     fn config_validation() {
-        assert!(generate(&SynthConfig { alpha: 0.0, ..small() }).is_err());
-        assert!(generate(&SynthConfig { train_prompts: 10, ..small() }).is_err());
-        assert!(generate(&SynthConfig { eval_prompts: 5000, ..small() }).is_err());
-        assert!(generate(&SynthConfig { responses_per_prompt: 1, ..small() }).is_err());
+        assert!(generate(&SynthConfig {
+            alpha: 0.0,
+            ..small()
+        })
+        .is_err());
+        assert!(generate(&SynthConfig {
+            train_prompts: 10,
+            ..small()
+        })
+        .is_err());
+        assert!(generate(&SynthConfig {
+            eval_prompts: 5000,
+            ..small()
+        })
+        .is_err());
+        assert!(generate(&SynthConfig {
+            responses_per_prompt: 1,
+            ..small()
+        })
+        .is_err());
         let cfg: SynthConfig = serde_json::from_str("{\"alpha\": 1.0}").unwrap();
-        assert_eq!(cfg, SynthConfig { alpha: 1.0, ..SynthConfig::default() });
+        assert_eq!(
+            cfg,
+            SynthConfig {
+                alpha: 1.0,
+                ..SynthConfig::default()
+            }
+        );
     }
 }

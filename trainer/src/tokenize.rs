@@ -3,17 +3,18 @@
 //! Sequences are right-padded; over-long ones are truncated from the left so that the end of the
 //! response (where the reward is read) survives.
 
-use crate::data::write_atomic;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::path::{Path, PathBuf};
+//!
+//! The template and encoder live in [`vrf_runtime::text`] (the runtime must tokenise exactly as
+//! training did); this module adds tokenizer training for the synthetic benchmark.
+
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerImpl};
-
-/// Qwen-style chat template, the default.
-pub const QWEN_CHAT_TEMPLATE: &str = "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>";
+pub use vrf_runtime::text::{
+    save_tokenizer, EncodedBatch, TextEncoder, TextTemplate, TokenizeError, PAD_CANDIDATES,
+    QWEN_CHAT_TEMPLATE,
+};
 
 /// Special tokens of tokenizers trained by [`train_bpe`] (Qwen's spelling).
 pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
@@ -21,291 +22,25 @@ pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_en
 /// Default vocabulary size of [`train_bpe`] for the synthetic corpus.
 pub const DEFAULT_VOCAB_SIZE: usize = 2048;
 
-/// Pad tokens looked up, in order, when a tokenizer defines no padding.
-pub const PAD_CANDIDATES: [&str; 5] = ["<|endoftext|>", "<pad>", "[PAD]", "</s>", "<eos>"];
-
-/// Errors from templates, tokenizer loading, encoding and training.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizeError {
-    /// A template lacks a placeholder.
-    #[error("text template {template:?} has no `{placeholder}` placeholder")]
-    MissingPlaceholder {
-        /// The template.
-        template: String,
-        /// The missing placeholder.
-        placeholder: &'static str,
-    },
-    /// A tokenizer file could not be read or parsed.
-    #[error("loading tokenizer {}: {message}", path.display())]
-    Load {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// A tokenizer could not be written.
-    #[error("saving tokenizer {}: {message}", path.display())]
-    Save {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// No pad token could be found.
-    #[error("tokenizer has no pad token (tried {0}); configure one that is in its vocabulary")]
-    NoPadToken(String),
-    /// `max_len` is zero.
-    #[error("max_len must be at least 1")]
-    ZeroMaxLen,
-    /// Encoding failed.
-    #[error("tokenizing text: {0}")]
-    Encode(String),
-    /// A text produced no tokens (nothing to pool).
-    #[error("text {0} of the batch encodes to zero tokens")]
-    EmptySequence(usize),
-    /// Training a tokenizer failed.
-    #[error("training BPE tokenizer: {0}")]
-    Train(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Lit(String),
-    Prompt,
-    Response,
-}
-
-/// A string with `{prompt}` and `{response}` placeholders, rendered for each text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TextTemplate {
-    template: String,
-    parts: Vec<Part>,
-}
-
-impl TextTemplate {
-    /// Parses a template; both placeholders must occur.
-    pub fn new(template: impl Into<String>) -> Result<Self, TokenizeError> {
-        let template = template.into();
-        for placeholder in ["{prompt}", "{response}"] {
-            if !template.contains(placeholder) {
-                return Err(TokenizeError::MissingPlaceholder { template, placeholder });
-            }
-        }
-        let mut parts = Vec::new();
-        let mut rest = template.as_str();
-        loop {
-            let next = [("{prompt}", Part::Prompt), ("{response}", Part::Response)]
-                .into_iter()
-                .filter_map(|(p, part)| rest.find(p).map(|i| (i, p.len(), part)))
-                .min_by_key(|x| x.0);
-            match next {
-                Some((i, len, part)) => {
-                    if i > 0 {
-                        parts.push(Part::Lit(rest[..i].to_string()));
-                    }
-                    parts.push(part);
-                    rest = &rest[i + len..];
-                }
-                None => {
-                    if !rest.is_empty() {
-                        parts.push(Part::Lit(rest.to_string()));
-                    }
-                    break;
-                }
-            }
-        }
-        Ok(Self { template, parts })
-    }
-
-    /// The template string.
-    pub fn as_str(&self) -> &str {
-        &self.template
-    }
-
-    /// Substitutes the placeholders (placeholder-like text inside the inputs is left alone).
-    pub fn render(&self, prompt: &str, response: &str) -> String {
-        let mut s = String::with_capacity(self.template.len() + prompt.len() + response.len());
-        for p in &self.parts {
-            match p {
-                Part::Lit(l) => s.push_str(l),
-                Part::Prompt => s.push_str(prompt),
-                Part::Response => s.push_str(response),
-            }
-        }
-        s
-    }
-}
-
-impl Default for TextTemplate {
-    fn default() -> Self {
-        Self::new(QWEN_CHAT_TEMPLATE).expect("the built-in template has both placeholders")
-    }
-}
-
-impl fmt::Display for TextTemplate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.template)
-    }
-}
-
-impl TryFrom<String> for TextTemplate {
-    type Error = TokenizeError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(s)
-    }
-}
-
-impl From<TextTemplate> for String {
-    fn from(t: TextTemplate) -> String {
-        t.template
-    }
-}
-
-/// A batch of encoded texts, right-padded to the longest one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedBatch {
-    /// Token ids, row-major `[batch, seq_len]`.
-    pub ids: Vec<u32>,
-    /// 1 for a real token, 0 for padding, row-major `[batch, seq_len]`.
-    pub mask: Vec<u32>,
-    /// Number of real tokens of each row (the last real token is at `lengths[b] - 1`).
-    pub lengths: Vec<usize>,
-    /// Number of rows.
-    pub batch: usize,
-    /// Padded length of every row.
-    pub seq_len: usize,
-    /// How many rows were truncated (from the left) to `max_len`.
-    pub truncated: usize,
-}
-
-/// A tokenizer with the text template, maximum length and pad id used by the model.
-#[derive(Clone)]
-pub struct TextEncoder {
-    /// The Hugging Face tokenizer.
-    pub tokenizer: Tokenizer,
-    /// The template applied to `(prompt, response)`.
-    pub template: TextTemplate,
-    /// Maximum tokens per text; longer texts keep their last `max_len` tokens.
-    pub max_len: usize,
-    /// Id used to pad rows.
-    pub pad_id: u32,
-}
-
-impl fmt::Debug for TextEncoder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TextEncoder")
-            .field("vocab_size", &self.tokenizer.get_vocab_size(true))
-            .field("template", &self.template.as_str())
-            .field("max_len", &self.max_len)
-            .field("pad_id", &self.pad_id)
-            .finish()
-    }
-}
-
-impl TextEncoder {
-    /// Wraps a tokenizer; the pad id comes from its padding settings or a known pad token.
-    pub fn new(tokenizer: Tokenizer, template: TextTemplate, max_len: usize) -> Result<Self, TokenizeError> {
-        if max_len == 0 {
-            return Err(TokenizeError::ZeroMaxLen);
-        }
-        let pad_id = resolve_pad_id(&tokenizer)?;
-        Ok(Self { tokenizer, template, max_len, pad_id })
-    }
-
-    /// Loads any Hugging Face `tokenizer.json`.
-    pub fn from_file(path: impl AsRef<Path>, template: TextTemplate, max_len: usize) -> Result<Self, TokenizeError> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|e| TokenizeError::Load { path: path.to_path_buf(), message: e.to_string() })?;
-        let tokenizer = Tokenizer::from_bytes(&bytes)
-            .map_err(|e| TokenizeError::Load { path: path.to_path_buf(), message: e.to_string() })?;
-        Self::new(tokenizer, template, max_len)
-    }
-
-    /// Uses `token` (which must be in the vocabulary) for padding.
-    pub fn with_pad_token(mut self, token: &str) -> Result<Self, TokenizeError> {
-        self.pad_id = self.tokenizer.token_to_id(token).ok_or_else(|| TokenizeError::NoPadToken(format!("{token:?}")))?;
-        Ok(self)
-    }
-
-    /// Writes the tokenizer as `tokenizer.json` (atomically).
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), TokenizeError> {
-        save_tokenizer(&self.tokenizer, path)
-    }
-
-    /// Vocabulary size including added tokens.
-    pub fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
-    }
-
-    /// Token ids of one rendered text, without truncation or padding.
-    pub fn encode(&self, prompt: &str, response: &str) -> Result<Vec<u32>, TokenizeError> {
-        let text = self.template.render(prompt, response);
-        let enc = self.tokenizer.encode(text.as_str(), false).map_err(|e| TokenizeError::Encode(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
-    }
-
-    /// Encodes `(prompt, response)` pairs: left-truncated to `max_len`, right-padded with `pad_id`.
-    pub fn encode_batch(&self, pairs: &[(&str, &str)]) -> Result<EncodedBatch, TokenizeError> {
-        let mut rows = Vec::with_capacity(pairs.len());
-        let mut truncated = 0;
-        for (i, (p, r)) in pairs.iter().enumerate() {
-            let mut ids = self.encode(p, r)?;
-            if ids.is_empty() {
-                return Err(TokenizeError::EmptySequence(i));
-            }
-            if ids.len() > self.max_len {
-                ids.drain(..ids.len() - self.max_len);
-                truncated += 1;
-            }
-            rows.push(ids);
-        }
-        let batch = rows.len();
-        let seq_len = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = vec![self.pad_id; batch * seq_len];
-        let mut mask = vec![0u32; batch * seq_len];
-        let mut lengths = Vec::with_capacity(batch);
-        for (b, row) in rows.iter().enumerate() {
-            ids[b * seq_len..b * seq_len + row.len()].copy_from_slice(row);
-            mask[b * seq_len..b * seq_len + row.len()].fill(1);
-            lengths.push(row.len());
-        }
-        Ok(EncodedBatch { ids, mask, lengths, batch, seq_len, truncated })
-    }
-}
-
-fn resolve_pad_id(tokenizer: &Tokenizer) -> Result<u32, TokenizeError> {
-    if let Some(p) = tokenizer.get_padding() {
-        if let Some(id) = tokenizer.token_to_id(&p.pad_token) {
-            return Ok(id);
-        }
-    }
-    PAD_CANDIDATES
-        .iter()
-        .find_map(|t| tokenizer.token_to_id(t))
-        .ok_or_else(|| TokenizeError::NoPadToken(PAD_CANDIDATES.join(", ")))
-}
-
-/// Writes a tokenizer as JSON, atomically.
-pub fn save_tokenizer(tokenizer: &Tokenizer, path: impl AsRef<Path>) -> Result<(), TokenizeError> {
-    let path = path.as_ref();
-    let save_err = |message: String| TokenizeError::Save { path: path.to_path_buf(), message };
-    let json = tokenizer.to_string(false).map_err(|e| save_err(e.to_string()))?;
-    write_atomic(path, json.as_bytes()).map_err(|e| save_err(e.to_string()))
-}
-
 /// Trains a byte-level BPE tokenizer with [`SPECIAL_TOKENS`]; deterministic for the same corpus.
-pub fn train_bpe(texts: impl Iterator<Item = String>, vocab_size: usize) -> Result<Tokenizer, TokenizeError> {
+pub fn train_bpe(
+    texts: impl Iterator<Item = String>,
+    vocab_size: usize,
+) -> Result<Tokenizer, TokenizeError> {
     let texts: Vec<String> = texts.collect();
     if texts.is_empty() {
         return Err(TokenizeError::Train("empty corpus".into()));
     }
     let min_vocab = 256 + SPECIAL_TOKENS.len();
     if vocab_size < min_vocab {
-        return Err(TokenizeError::Train(format!("vocab_size {vocab_size} is below the byte alphabet plus specials ({min_vocab})")));
+        return Err(TokenizeError::Train(format!(
+            "vocab_size {vocab_size} is below the byte alphabet plus specials ({min_vocab})"
+        )));
     }
-    let specials = SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect();
+    let specials = SPECIAL_TOKENS
+        .iter()
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
     let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
         .show_progress(false)
         .vocab_size(vocab_size)
@@ -318,7 +53,8 @@ pub fn train_bpe(texts: impl Iterator<Item = String>, vocab_size: usize) -> Resu
     let mut tk: TokenizerImpl<_, _, _, _, _> = Tokenizer::new(BPE::default()).into_inner();
     tk.with_pre_tokenizer(Some(byte_level));
     tk.with_decoder(Some(byte_level));
-    tk.train(&mut trainer, texts.into_iter()).map_err(|e| TokenizeError::Train(e.to_string()))?;
+    tk.train(&mut trainer, texts.into_iter())
+        .map_err(|e| TokenizeError::Train(e.to_string()))?;
     Ok(Tokenizer::from(tk))
 }
 
@@ -329,8 +65,12 @@ mod tests {
     fn corpus() -> Vec<String> {
         let mut v = Vec::new();
         for i in 0..200 {
-            v.push(format!("How do I bake bread number {i}? Knead the dough, let it rest, then bake it hot."));
-            v.push(format!("Try a short walk every day ({i}), and keep a simple log of your sleep."));
+            v.push(format!(
+                "How do I bake bread number {i}? Knead the dough, let it rest, then bake it hot."
+            ));
+            v.push(format!(
+                "Try a short walk every day ({i}), and keep a simple log of your sleep."
+            ));
         }
         v
     }
@@ -344,7 +84,10 @@ mod tests {
     fn template_validation_and_render() {
         assert!(matches!(
             TextTemplate::new("only {prompt}"),
-            Err(TokenizeError::MissingPlaceholder { placeholder: "{response}", .. })
+            Err(TokenizeError::MissingPlaceholder {
+                placeholder: "{response}",
+                ..
+            })
         ));
         assert!(TextTemplate::new("{response}").is_err());
         let t = TextTemplate::new("Q: {prompt} A: {response}!").unwrap();
@@ -365,7 +108,10 @@ mod tests {
         assert_eq!(*ids.last().unwrap(), end);
         assert_eq!(ids.iter().filter(|&&i| i == start).count(), 2);
         assert_eq!(ids.iter().filter(|&&i| i == end).count(), 2);
-        assert_eq!(enc.pad_id, enc.tokenizer.token_to_id("<|endoftext|>").unwrap());
+        assert_eq!(
+            enc.pad_id,
+            enc.tokenizer.token_to_id("<|endoftext|>").unwrap()
+        );
         let text = enc.tokenizer.decode(&ids, false).unwrap();
         assert_eq!(text, enc.template.render("bake bread", "knead the dough"));
     }
@@ -373,7 +119,10 @@ mod tests {
     #[test]
     fn padding_mask_lengths() {
         let enc = encoder(512);
-        let pairs = [("bake", "knead the dough, let it rest, then bake it hot."), ("walk", "ok")];
+        let pairs = [
+            ("bake", "knead the dough, let it rest, then bake it hot."),
+            ("walk", "ok"),
+        ];
         let b = enc.encode_batch(&pairs).unwrap();
         let l0 = enc.encode(pairs[0].0, pairs[0].1).unwrap();
         let l1 = enc.encode(pairs[1].0, pairs[1].1).unwrap();
@@ -382,7 +131,9 @@ mod tests {
         assert_eq!(b.lengths, [l0.len(), l1.len()]);
         assert_eq!(&b.ids[..b.seq_len], &l0[..]);
         assert_eq!(&b.ids[b.seq_len..b.seq_len + l1.len()], &l1[..]);
-        assert!(b.ids[b.seq_len + l1.len()..].iter().all(|&i| i == enc.pad_id));
+        assert!(b.ids[b.seq_len + l1.len()..]
+            .iter()
+            .all(|&i| i == enc.pad_id));
         let m1 = &b.mask[b.seq_len..];
         assert!(m1[..l1.len()].iter().all(|&m| m == 1) && m1[l1.len()..].iter().all(|&m| m == 0));
         assert!(b.mask[..b.seq_len].iter().all(|&m| m == 1));
@@ -397,12 +148,17 @@ mod tests {
         let long = "knead the dough, let it rest, then bake it hot and keep a simple log.";
         let full = enc.encode("bake bread", long).unwrap();
         assert!(full.len() > short);
-        let b = enc.encode_batch(&[("bake bread", long), ("a", "b")]).unwrap();
+        let b = enc
+            .encode_batch(&[("bake bread", long), ("a", "b")])
+            .unwrap();
         assert_eq!(b.truncated, 1);
         assert_eq!(b.seq_len, short);
         assert_eq!(b.lengths, [short, short]);
         assert_eq!(&b.ids[..short], &full[full.len() - short..]);
-        assert_eq!(b.ids[short - 1], enc.tokenizer.token_to_id("<|im_end|>").unwrap());
+        assert_eq!(
+            b.ids[short - 1],
+            enc.tokenizer.token_to_id("<|im_end|>").unwrap()
+        );
     }
 
     #[test]
@@ -415,10 +171,16 @@ mod tests {
         assert_eq!(back.pad_id, enc.pad_id);
         assert_eq!(back.vocab_size(), enc.vocab_size());
         let pairs = [("How do I bake bread?", "Knead it, rest it, bake it hot!")];
-        assert_eq!(back.encode_batch(&pairs).unwrap(), enc.encode_batch(&pairs).unwrap());
+        assert_eq!(
+            back.encode_batch(&pairs).unwrap(),
+            enc.encode_batch(&pairs).unwrap()
+        );
         // Same corpus, same tokenizer.
         let again = train_bpe(corpus().into_iter(), 400).unwrap();
-        assert_eq!(again.to_string(false).unwrap(), enc.tokenizer.to_string(false).unwrap());
+        assert_eq!(
+            again.to_string(false).unwrap(),
+            enc.tokenizer.to_string(false).unwrap()
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -426,11 +188,15 @@ mod tests {
     fn load_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing_tok.json");
-        let msg = TextEncoder::from_file(&missing, TextTemplate::default(), 8).unwrap_err().to_string();
+        let msg = TextEncoder::from_file(&missing, TextTemplate::default(), 8)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("missing_tok.json"), "{msg}");
         let bad = dir.path().join("bad_tok.json");
         std::fs::write(&bad, "{").unwrap();
-        let msg = TextEncoder::from_file(&bad, TextTemplate::default(), 8).unwrap_err().to_string();
+        let msg = TextEncoder::from_file(&bad, TextTemplate::default(), 8)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("bad_tok.json"), "{msg}");
     }
 
@@ -438,13 +204,23 @@ mod tests {
     fn pad_token_is_required_or_configurable() {
         let mut tk: TokenizerImpl<_, _, _, _, _> = Tokenizer::new(BPE::default()).into_inner();
         tk.with_pre_tokenizer(Some(ByteLevel::default()));
-        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new().show_progress(false).vocab_size(300).build().into();
+        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+            .show_progress(false)
+            .vocab_size(300)
+            .build()
+            .into();
         tk.train(&mut trainer, corpus().into_iter()).unwrap();
         let tk = Tokenizer::from(tk);
-        assert!(matches!(TextEncoder::new(tk.clone(), TextTemplate::default(), 8), Err(TokenizeError::NoPadToken(_))));
+        assert!(matches!(
+            TextEncoder::new(tk.clone(), TextTemplate::default(), 8),
+            Err(TokenizeError::NoPadToken(_))
+        ));
         let enc = encoder(8).with_pad_token("<|im_end|>").unwrap();
         assert_eq!(enc.pad_id, enc.tokenizer.token_to_id("<|im_end|>").unwrap());
         assert!(encoder(8).with_pad_token("<nope>").is_err());
-        assert!(matches!(TextEncoder::new(tk, TextTemplate::default(), 0), Err(TokenizeError::ZeroMaxLen)));
+        assert!(matches!(
+            TextEncoder::new(tk, TextTemplate::default(), 0),
+            Err(TokenizeError::ZeroMaxLen)
+        ));
     }
 }

@@ -20,8 +20,8 @@ use serde_json::json;
 use crate::checkpoint::{save_checkpoint, Checkpoint, TrainState};
 use crate::config::{Batching, Method, Schedule};
 use crate::corpus::{dedup, rows, Corpus};
-use crate::eval::pairwise_accuracy;
 use crate::data::{Dataset, Split};
+use crate::eval::pairwise_accuracy;
 use crate::loss;
 use crate::model::{prefix, RewardModel};
 use crate::optim::{lr_factor, AdamW, ParamGroup};
@@ -53,7 +53,9 @@ pub fn free_logit_count(cfg: &crate::config::RunConfig, ds: &Dataset) -> usize {
 
 /// A seeded RNG for one (stage, step or epoch) so batches do not depend on history.
 fn rng_for(seed: u64, stage: &str, n: u64) -> ChaCha8Rng {
-    let tag = stage.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let tag = stage.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     ChaCha8Rng::seed_from_u64(seed ^ tag ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03))
 }
 
@@ -68,7 +70,11 @@ impl RefCache {
     fn new(texts: &[usize], e: &Tensor) -> Result<Self> {
         let (_, h) = e.dims2()?;
         let pos = texts.iter().enumerate().map(|(i, &t)| (t, i)).collect();
-        Ok(Self { pos, h, data: e.flatten_all()?.to_vec1::<f32>()? })
+        Ok(Self {
+            pos,
+            h,
+            data: e.flatten_all()?.to_vec1::<f32>()?,
+        })
     }
 
     /// Overwrites the rows of those `texts` that are cached with fresh states `e` `[n, H]`.
@@ -76,7 +82,8 @@ impl RefCache {
         let v = e.flatten_all()?.to_vec1::<f32>()?;
         for (i, t) in texts.iter().enumerate() {
             if let Some(&p) = self.pos.get(t) {
-                self.data[p * self.h..(p + 1) * self.h].copy_from_slice(&v[i * self.h..(i + 1) * self.h]);
+                self.data[p * self.h..(p + 1) * self.h]
+                    .copy_from_slice(&v[i * self.h..(i + 1) * self.h]);
             }
         }
         Ok(())
@@ -90,8 +97,14 @@ impl RefCache {
             texts[p] = t as u32;
         }
         let mut m = HashMap::new();
-        m.insert("ref_cache.texts".to_string(), Tensor::from_vec(texts, n, dev)?);
-        m.insert("ref_cache.states".to_string(), Tensor::from_vec(self.data.clone(), (n, self.h), dev)?);
+        m.insert(
+            "ref_cache.texts".to_string(),
+            Tensor::from_vec(texts, n, dev)?,
+        );
+        m.insert(
+            "ref_cache.states".to_string(),
+            Tensor::from_vec(self.data.clone(), (n, self.h), dev)?,
+        );
         Ok(m)
     }
 
@@ -99,7 +112,11 @@ impl RefCache {
     fn from_tensors(m: &HashMap<String, Tensor>) -> Result<Option<Self>> {
         match (m.get("ref_cache.texts"), m.get("ref_cache.states")) {
             (Some(t), Some(e)) => {
-                let texts: Vec<usize> = t.to_vec1::<u32>()?.into_iter().map(|x| x as usize).collect();
+                let texts: Vec<usize> = t
+                    .to_vec1::<u32>()?
+                    .into_iter()
+                    .map(|x| x as usize)
+                    .collect();
                 Ok(Some(Self::new(&texts, e)?))
             }
             _ => Ok(None),
@@ -110,7 +127,10 @@ impl RefCache {
     fn gather(&self, texts: &[usize], dev: &candle_core::Device) -> Result<Tensor> {
         let mut out = Vec::with_capacity(texts.len() * self.h);
         for t in texts {
-            let p = *self.pos.get(t).ok_or_else(|| candle_core::Error::Msg(format!("text {t} is not cached")))?;
+            let p = *self
+                .pos
+                .get(t)
+                .ok_or_else(|| candle_core::Error::Msg(format!("text {t} is not cached")))?;
             out.extend_from_slice(&self.data[p * self.h..(p + 1) * self.h]);
         }
         Tensor::from_vec(out, (texts.len(), self.h), dev)
@@ -134,7 +154,11 @@ struct Running {
 impl Running {
     fn push(&mut self, loss: f64, acc: f64) {
         // Exponential average: recent steps matter, early noise fades.
-        let a = if self.n < 20.0 { 1.0 / (self.n + 1.0) } else { 0.05 };
+        let a = if self.n < 20.0 {
+            1.0 / (self.n + 1.0)
+        } else {
+            0.05
+        };
         self.loss += a * (loss - self.loss);
         self.acc += a * (acc - self.acc);
         self.n += 1.0;
@@ -165,7 +189,13 @@ struct StepOut {
 
 impl<'a> Trainer<'a> {
     /// A trainer; `resume` (a loaded checkpoint) restores weights, optimiser and position.
-    pub fn new(model: RewardModel, ds: &'a Dataset, corpus: &'a Corpus, run: &Path, resume: Option<Checkpoint>) -> Result<Self> {
+    pub fn new(
+        model: RewardModel,
+        ds: &'a Dataset,
+        corpus: &'a Corpus,
+        run: &Path,
+        resume: Option<Checkpoint>,
+    ) -> Result<Self> {
         let mut state = TrainState::default();
         let mut resume_optim = None;
         if let Some(ck) = resume {
@@ -210,13 +240,25 @@ impl<'a> Trainer<'a> {
             self.state.finished.push(stage.to_string());
             self.state.step = 0;
             self.ref_cache = None;
-            save_checkpoint(&self.run, &self.model.vars, None, &HashMap::new(), &self.state)?;
+            save_checkpoint(
+                &self.run,
+                &self.model.vars,
+                None,
+                &HashMap::new(),
+                &self.state,
+            )?;
             if self.stopped() {
                 return Ok(self.state.clone());
             }
         }
         self.state.stage = "done".into();
-        save_checkpoint(&self.run, &self.model.vars, None, &HashMap::new(), &self.state)?;
+        save_checkpoint(
+            &self.run,
+            &self.model.vars,
+            None,
+            &HashMap::new(),
+            &self.state,
+        )?;
         Ok(self.state.clone())
     }
 
@@ -238,17 +280,36 @@ impl<'a> Trainer<'a> {
             "s3" => (v.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), 1.0),
             _ => (vec![], 1.0),
         };
-        vec![ParamGroup { vars: main, lr_mult: 1.0 }, ParamGroup { vars: latent, lr_mult: mult }]
+        vec![
+            ParamGroup {
+                vars: main,
+                lr_mult: 1.0,
+            },
+            ParamGroup {
+                vars: latent,
+                lr_mult: mult,
+            },
+        ]
     }
 
     fn steps_per_epoch(&self, stage: &str) -> usize {
         let t = &self.model.cfg.train;
         if matches!(stage, "e2e" | "s3") && t.batching == Batching::Users {
             // An epoch shows as many target pairs as the data has.
-            let targets: usize = self.ds.seen.iter().map(|&u| self.ds.users[u].targets.len()).sum();
-            return targets.div_ceil(t.users_per_step * t.targets_per_user).max(1);
+            let targets: usize = self
+                .ds
+                .seen
+                .iter()
+                .map(|&u| self.ds.users[u].targets.len())
+                .sum();
+            return targets
+                .div_ceil(t.users_per_step * t.targets_per_user)
+                .max(1);
         }
-        self.prompt_groups(stage).len().div_ceil(t.prompts_per_step).max(1)
+        self.prompt_groups(stage)
+            .len()
+            .div_ceil(t.prompts_per_step)
+            .max(1)
     }
 
     /// Detached states of every seen user's reference texts, refreshed whenever a step embeds
@@ -259,10 +320,17 @@ impl<'a> Trainer<'a> {
             .ds
             .seen
             .iter()
-            .flat_map(|&u| self.ds.users[u].refs.iter().flat_map(|&i| [idx.chosen_text[i], idx.rejected_text[i]]))
+            .flat_map(|&u| {
+                self.ds.users[u]
+                    .refs
+                    .iter()
+                    .flat_map(|&i| [idx.chosen_text[i], idx.rejected_text[i]])
+            })
             .collect();
         let (uniq, _) = dedup(&texts);
-        let e = self.corpus.embed(&self.model, &uniq, self.model.cfg.train.eval_batch)?;
+        let e = self
+            .corpus
+            .embed(&self.model, &uniq, self.model.cfg.train.eval_batch)?;
         RefCache::new(&uniq, &e)
     }
 
@@ -288,11 +356,20 @@ impl<'a> Trainer<'a> {
     /// (baselines also train on R_u, SPEC §5) and, where configured, for stage 1.
     fn prompt_groups(&self, stage: &str) -> Vec<Vec<usize>> {
         let use_ref = stage == "bt" || (stage == "s1" && self.model.cfg.train.s1_use_ref);
-        let splits: &[Split] = if use_ref { &[Split::Ref, Split::Target] } else { &[Split::Target] };
+        let splits: &[Split] = if use_ref {
+            &[Split::Ref, Split::Target]
+        } else {
+            &[Split::Target]
+        };
         self.ds
             .prompt_groups(splits)
             .into_iter()
-            .map(|g| g.triplets.into_iter().filter(|&i| self.ds.users[self.ds.triplet_user[i]].is_seen()).collect::<Vec<_>>())
+            .map(|g| {
+                g.triplets
+                    .into_iter()
+                    .filter(|&i| self.ds.users[self.ds.triplet_user[i]].is_seen())
+                    .collect::<Vec<_>>()
+            })
             .filter(|g| !g.is_empty())
             .collect()
     }
@@ -323,7 +400,10 @@ impl<'a> Trainer<'a> {
         let bar = self.bar(total as u64, stage);
         bar.set_position(self.state.step as u64);
         let mut run = Running::default();
-        let mut metrics_file = OpenOptions::new().create(true).append(true).open(self.run.join("metrics.jsonl"))?;
+        let mut metrics_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run.join("metrics.jsonl"))?;
         while self.state.step < total {
             let step = self.state.step;
             let (epoch, within) = (step / spe, step % spe);
@@ -352,9 +432,16 @@ impl<'a> Trainer<'a> {
             rec.insert("loss".into(), json!(loss_v));
             rec.insert("acc".into(), json!(out.acc));
             rec.insert("grad_norm".into(), json!(gnorm));
-            rec.insert("elapsed_s".into(), json!(self.started.elapsed().as_secs_f64()));
+            rec.insert(
+                "elapsed_s".into(),
+                json!(self.started.elapsed().as_secs_f64()),
+            );
             writeln!(metrics_file, "{}", serde_json::Value::Object(rec.clone()))?;
-            let diag = match (rec.get("top_bases"), rec.get("w_entropy"), rec.get("phi_corr")) {
+            let diag = match (
+                rec.get("top_bases"),
+                rec.get("w_entropy"),
+                rec.get("phi_corr"),
+            ) {
                 (Some(a), Some(b), Some(c)) => format!(
                     " top={} H(w)={:.2} ρφ={:.2}",
                     a,
@@ -366,8 +453,17 @@ impl<'a> Trainer<'a> {
             bar.set_message(format!("loss {:.4} acc {:.3}{diag}", run.loss, run.acc));
             bar.inc(1);
             let stop = self.stopped() && self.state.step < total;
-            if stop || (t.checkpoint_every > 0 && self.state.step.is_multiple_of(t.checkpoint_every) && self.state.step < total) {
-                let extra = self.ref_cache.as_ref().map(|c| c.tensors(&self.model.device)).transpose()?.unwrap_or_default();
+            if stop
+                || (t.checkpoint_every > 0
+                    && self.state.step.is_multiple_of(t.checkpoint_every)
+                    && self.state.step < total)
+            {
+                let extra = self
+                    .ref_cache
+                    .as_ref()
+                    .map(|c| c.tensors(&self.model.device))
+                    .transpose()?
+                    .unwrap_or_default();
                 save_checkpoint(&self.run, &self.model.vars, Some(&opt), &extra, &self.state)?;
             }
             if stop {
@@ -383,8 +479,10 @@ impl<'a> Trainer<'a> {
             return ProgressBar::hidden();
         }
         let b = ProgressBar::new(total);
-        let style = ProgressStyle::with_template("{prefix:>4} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template(
+            "{prefix:>4} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
         b.set_style(style);
         b.set_prefix(stage.to_string());
         b
@@ -422,12 +520,22 @@ impl<'a> Trainer<'a> {
     }
 
     /// Prompt-grouped step (BT, stage 1): all training pairs on a few prompts.
-    fn prompt_step(&self, stage: &str, groups: &[Vec<usize>], epoch: usize, within: usize) -> Result<StepOut> {
+    fn prompt_step(
+        &self,
+        stage: &str,
+        groups: &[Vec<usize>],
+        epoch: usize,
+        within: usize,
+    ) -> Result<StepOut> {
         let t = &self.model.cfg.train;
         let mut order: Vec<usize> = (0..groups.len()).collect();
         order.shuffle(&mut rng_for(t.seed, stage, epoch as u64));
-        let chosen: Vec<usize> =
-            order.iter().skip(within * t.prompts_per_step).take(t.prompts_per_step).flat_map(|&g| groups[g].iter().copied()).collect();
+        let chosen: Vec<usize> = order
+            .iter()
+            .skip(within * t.prompts_per_step)
+            .take(t.prompts_per_step)
+            .flat_map(|&g| groups[g].iter().copied())
+            .collect();
         let idx = &self.corpus.index;
         let mut texts = Vec::with_capacity(2 * chosen.len());
         for &i in &chosen {
@@ -447,10 +555,22 @@ impl<'a> Trainer<'a> {
             (loss::bt_loss(&d)?.mean_all()?, d)
         } else {
             // Stage 1: each pair weighted by its user's free logits.
-            let free = self.model.free_logits.as_ref().ok_or_else(|| candle_core::Error::Msg("no free logits".into()))?;
-            let seen_pos: HashMap<usize, u32> =
-                self.ds.seen.iter().enumerate().map(|(i, &u)| (u, i as u32)).collect();
-            let uidx: Vec<u32> = chosen.iter().map(|&i| seen_pos[&self.ds.triplet_user[i]]).collect();
+            let free = self
+                .model
+                .free_logits
+                .as_ref()
+                .ok_or_else(|| candle_core::Error::Msg("no free logits".into()))?;
+            let seen_pos: HashMap<usize, u32> = self
+                .ds
+                .seen
+                .iter()
+                .enumerate()
+                .map(|(i, &u)| (u, i as u32))
+                .collect();
+            let uidx: Vec<u32> = chosen
+                .iter()
+                .map(|&i| seen_pos[&self.ds.triplet_user[i]])
+                .collect();
             let w = candle_nn::ops::softmax(&rows(free, &uidx)?, D::Minus1)?;
             let (mu, _) = loss::moments(&w, &delta)?;
             let lpair = loss::pair_loss(&w, &delta, self.model.cfg.loss.objective)?.mean_all()?;
@@ -461,7 +581,11 @@ impl<'a> Trainer<'a> {
         let acc = pairwise_accuracy(&mu)?;
         m.insert("pairs".into(), json!(chosen.len()));
         m.insert("texts".into(), json!(uniq.len()));
-        Ok(StepOut { loss, metrics: m, acc })
+        Ok(StepOut {
+            loss,
+            metrics: m,
+            acc,
+        })
     }
 
     /// Adds the §3b remedy terms (correlation penalty, balancing, entropy) and their metrics.
@@ -494,14 +618,27 @@ impl<'a> Trainer<'a> {
         m.insert("phi_corr_sq".into(), json!(corr.to_scalar::<f32>()?));
         m.insert("phi_corr".into(), json!(mean_offdiag_corr(phi)?));
         m.insert("balance".into(), json!(bal.to_scalar::<f32>()?));
-        m.insert("w_entropy".into(), json!(ent.to_scalar::<f32>()? as f64 / (k as f64).ln().max(1e-12)));
-        m.insert("top_bases".into(), json!(used.iter().filter(|u| **u).count()));
+        m.insert(
+            "w_entropy".into(),
+            json!(ent.to_scalar::<f32>()? as f64 / (k as f64).ln().max(1e-12)),
+        );
+        m.insert(
+            "top_bases".into(),
+            json!(used.iter().filter(|u| **u).count()),
+        );
         Ok(total)
     }
 
     /// The users and target triplets of an end-to-end step: all target pairs on a few prompts
     /// (prompt batching) or a few users with sampled targets (user batching).
-    fn e2e_batch(&self, stage: &str, groups: &[Vec<usize>], epoch: usize, within: usize, step: usize) -> (Vec<usize>, Vec<usize>) {
+    fn e2e_batch(
+        &self,
+        stage: &str,
+        groups: &[Vec<usize>],
+        epoch: usize,
+        within: usize,
+        step: usize,
+    ) -> (Vec<usize>, Vec<usize>) {
         let t = &self.model.cfg.train;
         match t.batching {
             Batching::Prompts => {
@@ -521,8 +658,12 @@ impl<'a> Trainer<'a> {
                 let per_round = self.ds.seen.len().div_ceil(t.users_per_step);
                 let mut order = self.ds.seen.clone();
                 order.shuffle(&mut rng_for(t.seed, stage, (step / per_round) as u64));
-                let users: Vec<usize> =
-                    order.iter().skip((step % per_round) * t.users_per_step).take(t.users_per_step).copied().collect();
+                let users: Vec<usize> = order
+                    .iter()
+                    .skip((step % per_round) * t.users_per_step)
+                    .take(t.users_per_step)
+                    .copied()
+                    .collect();
                 let mut rng = rng_for(t.seed, &format!("{stage}-targets"), step as u64);
                 let mut targets = Vec::new();
                 for &u in &users {
@@ -539,7 +680,13 @@ impl<'a> Trainer<'a> {
 
     /// End-to-end step (SPEC §3): encoder posterior from each user's reference pairs, L_VA on
     /// the target pairs, L_div, KL and the remedies.
-    fn vrf_step(&mut self, users: &[usize], targets: &[usize], step: usize, total_steps: usize) -> Result<StepOut> {
+    fn vrf_step(
+        &mut self,
+        users: &[usize],
+        targets: &[usize],
+        step: usize,
+        total_steps: usize,
+    ) -> Result<StepOut> {
         let cfg = self.model.cfg.clone();
         let idx = &self.corpus.index;
         let local: HashMap<usize, usize> = users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
@@ -553,7 +700,10 @@ impl<'a> Trainer<'a> {
         let rr: Vec<usize> = ref_tr.iter().map(|&i| idx.rejected_text[i]).collect();
         // Reference states are detached (the encoder sends no gradient into the backbone).
         let (e_c, e_r) = match &self.ref_cache {
-            Some(cache) => (cache.gather(&rc, &self.model.device)?, cache.gather(&rr, &self.model.device)?),
+            Some(cache) => (
+                cache.gather(&rc, &self.model.device)?,
+                cache.gather(&rr, &self.model.device)?,
+            ),
             None => {
                 let both: Vec<usize> = rc.iter().chain(rr.iter()).copied().collect();
                 let (ru, rpos) = dedup(&both);
@@ -568,7 +718,10 @@ impl<'a> Trainer<'a> {
         let bases = self.model.bases()?.clone();
         let w = bases.weights(&mu, &var)?;
 
-        let texts: Vec<usize> = targets.iter().flat_map(|&i| [idx.chosen_text[i], idx.rejected_text[i]]).collect();
+        let texts: Vec<usize> = targets
+            .iter()
+            .flat_map(|&i| [idx.chosen_text[i], idx.rejected_text[i]])
+            .collect();
         let (tu, tpos) = dedup(&texts);
         let (tx, tl) = self.corpus.batch(&tu, &self.model.device)?;
         let e = self.model.embed(&tx, &tl)?;
@@ -579,7 +732,10 @@ impl<'a> Trainer<'a> {
         let tc: Vec<u32> = tpos.iter().step_by(2).copied().collect();
         let trj: Vec<u32> = tpos.iter().skip(1).step_by(2).copied().collect();
         let delta = (rows(&phi, &tc)? - rows(&phi, &trj)?)?;
-        let seg32: Vec<u32> = targets.iter().map(|&i| local[&self.ds.triplet_user[i]] as u32).collect();
+        let seg32: Vec<u32> = targets
+            .iter()
+            .map(|&i| local[&self.ds.triplet_user[i]] as u32)
+            .collect();
         let wt = rows(&w, &seg32)?;
         let lpair = loss::pair_loss(&wt, &delta, cfg.loss.objective)?.mean_all()?;
         let (mu_d, _) = loss::moments(&wt, &delta)?;
@@ -604,7 +760,11 @@ impl<'a> Trainer<'a> {
         m.insert("pairs".into(), json!(targets.len()));
         m.insert("texts".into(), json!(tu.len()));
         let acc = pairwise_accuracy(&mu_d)?;
-        Ok(StepOut { loss: total, metrics: m, acc })
+        Ok(StepOut {
+            loss: total,
+            metrics: m,
+            acc,
+        })
     }
 
     /// Monte Carlo noise ε `[S, U, d]` from the run's seeded RNG (reproducible on CPU).
@@ -612,7 +772,9 @@ impl<'a> Trainer<'a> {
         let c = &self.model.cfg;
         let (s, d) = (c.loss.kl_samples, c.model.d);
         let mut rng = rng_for(c.train.seed, "kl-noise", step as u64);
-        let v: Vec<f32> = (0..s * users * d).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let v: Vec<f32> = (0..s * users * d)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
         Tensor::from_vec(v, (s, users, d), &self.model.device)
     }
 
@@ -622,13 +784,21 @@ impl<'a> Trainer<'a> {
     fn stage2(&mut self) -> anyhow::Result<()> {
         let cfg = self.model.cfg.clone();
         let t = &cfg.train;
-        let free = self.model.free_logits.clone().ok_or_else(|| anyhow::anyhow!("stage 2 needs stage-1 free logits"))?;
+        let free = self
+            .model
+            .free_logits
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("stage 2 needs stage-1 free logits"))?;
         let w_free = candle_nn::ops::softmax(&free.detach(), D::Minus1)?;
         let seen = self.ds.seen.clone();
         let mut ids: Vec<usize> = (0..seen.len()).collect();
         ids.shuffle(&mut rng_for(t.seed, "holdout", 0));
         let n_hold = ((seen.len() as f64) * t.holdout_frac).round() as usize;
-        let n_hold = if seen.len() > 1 { n_hold.min(seen.len() - 1) } else { 0 };
+        let n_hold = if seen.len() > 1 {
+            n_hold.min(seen.len() - 1)
+        } else {
+            0
+        };
         let (hold, train_ids) = ids.split_at(n_hold);
         let (hold, train_ids) = (hold.to_vec(), train_ids.to_vec());
 
@@ -644,24 +814,38 @@ impl<'a> Trainer<'a> {
         }
         let (uniq, _) = dedup(&need);
         let e_all = self.corpus.embed(&self.model, &uniq, t.eval_batch)?;
-        let pos: HashMap<usize, u32> = uniq.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+        let pos: HashMap<usize, u32> = uniq
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (x, i as u32))
+            .collect();
         let phi_all = self.model.phi(&e_all)?.detach();
         let ref_feats = |tr: &[usize]| -> Result<Tensor> {
             let c: Vec<u32> = tr.iter().map(|&i| pos[&idx.chosen_text[i]]).collect();
             let r: Vec<u32> = tr.iter().map(|&i| pos[&idx.rejected_text[i]]).collect();
-            self.model.ref_features(&rows(&e_all, &c)?, &rows(&e_all, &r)?)
+            self.model
+                .ref_features(&rows(&e_all, &c)?, &rows(&e_all, &r)?)
         };
 
         if self.state.delta.is_none() {
             self.state.delta = Some(self.initial_delta()?);
         }
         let delta_margin = self.state.delta.unwrap_or(cfg.loss.delta);
-        let groups = vec![ParamGroup { vars: self.model.vars.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), lr_mult: 1.0 }];
+        let groups = vec![ParamGroup {
+            vars: self
+                .model
+                .vars
+                .vars_with_prefix(&[prefix::ENCODER, prefix::BASES]),
+            lr_mult: 1.0,
+        }];
         let mut opt = AdamW::new(groups, t.weight_decay);
         let spe = train_ids.len().div_ceil(t.s2_users_per_step).max(1);
         let total = spe * t.s2_epochs;
         let bar = self.bar(total as u64, "s2");
-        let mut metrics_file = OpenOptions::new().create(true).append(true).open(self.run.join("metrics.jsonl"))?;
+        let mut metrics_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run.join("metrics.jsonl"))?;
         let mut best: Option<(f64, usize, Snapshot)> = None;
         let snapshot = |m: &RewardModel| -> Result<Snapshot> {
             m.vars
@@ -690,7 +874,10 @@ impl<'a> Trainer<'a> {
                 let feats = ref_feats(&tr)?;
                 let (mu, var) = self.model.posterior(&feats, &seg, chunk.len())?;
                 let logw = self.model.bases()?.log_weights(&mu, &var)?;
-                let target = rows(&w_free, &chunk.iter().map(|&i| i as u32).collect::<Vec<_>>())?;
+                let target = rows(
+                    &w_free,
+                    &chunk.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                )?;
                 // Distillation plus the method's own terms on the encoder and bases: the
                 // diversity hinge and the KL to the prior (so ablations (b)–(d) act here too).
                 let bases = self.model.bases()?;
@@ -700,7 +887,9 @@ impl<'a> Trainer<'a> {
                 }
                 if cfg.loss.beta > 0.0 {
                     let eps = self.noise(step, chunk.len())?;
-                    loss = (loss + (bases.kl(&mu, &var, &eps, cfg.loss.prior)?.mean_all()? * cfg.loss.beta)?)?;
+                    loss = (loss
+                        + (bases.kl(&mu, &var, &eps, cfg.loss.prior)?.mean_all()?
+                            * cfg.loss.beta)?)?;
                 }
                 let lr = t.s2_lr * lr_factor(step, total, t.warmup);
                 let grads = loss.backward()?;

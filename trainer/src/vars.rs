@@ -24,7 +24,10 @@ pub struct SeededVarMap {
 impl SeededVarMap {
     /// An empty map; variables are created on first use.
     pub fn new(seed: u64) -> Self {
-        Self { varmap: VarMap::new(), seed }
+        Self {
+            varmap: VarMap::new(),
+            seed,
+        }
     }
 
     /// Wraps an existing map (e.g. loaded weights); missing variables are still seeded.
@@ -43,7 +46,11 @@ impl SeededVarMap {
         match data.get(name) {
             Some(v) => {
                 if v.shape() != value.shape() {
-                    candle_core::bail!("shape mismatch on {name}: {:?} <> {:?}", v.shape(), value.shape());
+                    candle_core::bail!(
+                        "shape mismatch on {name}: {:?} <> {:?}",
+                        v.shape(),
+                        value.shape()
+                    );
                 }
                 v.set(&value)?;
             }
@@ -73,7 +80,9 @@ impl SeededVarMap {
 
     fn rng_for(&self, name: &str) -> ChaCha8Rng {
         // FNV-1a: a fixed hash, so a seed means the same weights on every build and platform.
-        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
         ChaCha8Rng::seed_from_u64(self.seed ^ h.rotate_left(17))
     }
 
@@ -92,7 +101,11 @@ impl SeededVarMap {
             Init::Const(c) => vec![c as f32; n],
             Init::Randn { mean, stdev } => normal(&mut rng, mean, stdev),
             Init::Uniform { lo, up } => (0..n).map(|_| rng.random_range(lo..up) as f32).collect(),
-            Init::Kaiming { dist, fan, non_linearity } => {
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
                 let fan = fan_for(&fan, shape).max(1) as f64;
                 let std = non_linearity.gain() / fan.sqrt();
                 match dist {
@@ -116,7 +129,10 @@ impl SimpleBackend for SeededVarMap {
         let mut data = self.varmap.data().lock().expect("varmap lock poisoned");
         if let Some(v) = data.get(name) {
             if v.shape() != &s {
-                candle_core::bail!("shape mismatch on {name}: expected {s:?}, stored {:?}", v.shape());
+                candle_core::bail!(
+                    "shape mismatch on {name}: expected {s:?}, stored {:?}",
+                    v.shape()
+                );
             }
             return v.as_tensor().to_dtype(dtype);
         }
@@ -137,7 +153,11 @@ impl SimpleBackend for SeededVarMap {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.varmap.data().lock().expect("varmap lock poisoned").contains_key(name)
+        self.varmap
+            .data()
+            .lock()
+            .expect("varmap lock poisoned")
+            .contains_key(name)
     }
 }
 
@@ -151,15 +171,31 @@ mod tests {
         let a = SeededVarMap::new(7);
         let vb = a.builder(&dev);
         let x1 = vb.get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
-        let y1 = vb.get_with_hints(5, "y", Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let y1 = vb.get_with_hints(
+            5,
+            "y",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        )?;
         let b = SeededVarMap::new(7);
         let vb = b.builder(&dev);
-        let y2 = vb.get_with_hints(5, "y", Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let y2 = vb.get_with_hints(
+            5,
+            "y",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        )?;
         let x2 = vb.get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
         assert_eq!(x1.to_vec2::<f32>()?, x2.to_vec2::<f32>()?);
         assert_eq!(y1.to_vec1::<f32>()?, y2.to_vec1::<f32>()?);
         let c = SeededVarMap::new(8);
-        let x3 = c.builder(&dev).get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+        let x3 =
+            c.builder(&dev)
+                .get_with_hints((3, 4), "x", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
         assert_ne!(x1.to_vec2::<f32>()?, x3.to_vec2::<f32>()?);
         Ok(())
     }

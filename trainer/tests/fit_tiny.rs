@@ -5,21 +5,29 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use serde_json::Value;
-use vrf_trainer::config::{BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, RunConfig, TrainConfig};
+use vrf_trainer::config::{
+    BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, RunConfig, TrainConfig,
+};
 use vrf_trainer::data::{write_jsonl, Split, Triplet};
 use vrf_trainer::eval::EvalReport;
 use vrf_trainer::run::{fit_run, FitOptions};
 
 const TOPICS: [&str; 16] = [
-    "bread", "tea", "maps", "cats", "bikes", "rain", "jazz", "chess", "tents", "kites", "soap", "clay", "ink", "rice",
-    "wool", "bees",
+    "bread", "tea", "maps", "cats", "bikes", "rain", "jazz", "chess", "tents", "kites", "soap",
+    "clay", "ink", "rice", "wool", "bees",
 ];
 const EVAL_TOPICS: [&str; 6] = ["salt", "glue", "snow", "corn", "silk", "fern"];
 
 fn responses(topic: &str) -> ([String; 2], [String; 2]) {
     (
-        [format!("the sun helps {topic} a lot"), format!("a sunny day for {topic}")],
-        [format!("the moon helps {topic} a lot"), format!("a moonlit night for {topic}")],
+        [
+            format!("the sun helps {topic} a lot"),
+            format!("a sunny day for {topic}"),
+        ],
+        [
+            format!("the moon helps {topic} a lot"),
+            format!("a moonlit night for {topic}"),
+        ],
     )
 }
 
@@ -29,7 +37,11 @@ fn tiny_data(dir: &Path, mixed: bool, eval_on_train: bool) -> PathBuf {
     let mut rows = Vec::new();
     let mut push = |user: &str, topic: &str, k: usize, moon_lover: bool, split: Split| {
         let (sun, moon) = responses(topic);
-        let (c, r) = if moon_lover { (&moon[k % 2], &sun[(k + 1) % 2]) } else { (&sun[k % 2], &moon[(k + 1) % 2]) };
+        let (c, r) = if moon_lover {
+            (&moon[k % 2], &sun[(k + 1) % 2])
+        } else {
+            (&sun[k % 2], &moon[(k + 1) % 2])
+        };
         rows.push(Triplet {
             user: user.into(),
             prompt: format!("What helps with {topic}?"),
@@ -88,7 +100,16 @@ fn cfg() -> RunConfig {
 }
 
 fn fit(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<EvalReport> {
-    fit_run(dir, c, data, &Device::Cpu, &FitOptions { resume: false, progress: false })
+    fit_run(
+        dir,
+        c,
+        data,
+        &Device::Cpu,
+        &FitOptions {
+            resume: false,
+            progress: false,
+        },
+    )
 }
 
 fn metrics(dir: &Path) -> Vec<Value> {
@@ -100,7 +121,9 @@ fn metrics(dir: &Path) -> Vec<Value> {
 }
 
 fn f(v: &Value, k: &str) -> f64 {
-    v.get(k).and_then(Value::as_f64).unwrap_or_else(|| panic!("metric {k} missing in {v}"))
+    v.get(k)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("metric {k} missing in {v}"))
 }
 
 #[test]
@@ -111,9 +134,16 @@ fn tiny_vrf_overfits_tiny_dataset() {
     c.train.epochs = 40;
     c.train.lr = 3e-3;
     let r = fit(&tmp.path().join("run"), &c, &data).unwrap();
-    assert!(r.seen_accuracy >= 0.95, "training-set accuracy {}", r.seen_accuracy);
+    assert!(
+        r.seen_accuracy >= 0.95,
+        "training-set accuracy {}",
+        r.seen_accuracy
+    );
     let m = metrics(&tmp.path().join("run"));
-    assert!(f(m.last().unwrap(), "pair_loss") < 0.5 * f(&m[0], "pair_loss"), "loss did not fall");
+    assert!(
+        f(m.last().unwrap(), "pair_loss") < 0.5 * f(&m[0], "pair_loss"),
+        "loss did not fall"
+    );
 }
 
 /// The total loss is the sum of the configured terms (so each switch really reaches the loss).
@@ -125,7 +155,10 @@ fn check_decomposition(c: &RunConfig, rec: &Value) {
     want += c.loss.lambda_phi * f(rec, "phi_corr_sq") + c.loss.lambda_bal * f(rec, "balance");
     want += c.loss.lambda_ent * f(rec, "w_entropy") * k.ln();
     let got = f(rec, "loss");
-    assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "loss {got} ≠ sum of terms {want} in {rec}");
+    assert!(
+        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+        "loss {got} ≠ sum of terms {want} in {rec}"
+    );
 }
 
 #[test]
@@ -164,8 +197,17 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
             let d = RunConfig::default();
             let small = c.train.clone();
             *c = RunConfig {
-                model: ModelConfig { k: 3, d: 4, ..d.model.clone() },
-                train: TrainConfig { schedule: d.train.schedule, latent_lr_mult: d.train.latent_lr_mult, s3_epochs: 1, ..small },
+                model: ModelConfig {
+                    k: 3,
+                    d: 4,
+                    ..d.model.clone()
+                },
+                train: TrainConfig {
+                    schedule: d.train.schedule,
+                    latent_lr_mult: d.train.latent_lr_mult,
+                    s3_epochs: 1,
+                    ..small
+                },
                 ..d
             };
         }),
@@ -177,7 +219,10 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
         tweak(&mut c);
         let dir = tmp.path().join(name);
         let r = fit(&dir, &c, &data).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        assert!(r.seen_accuracy.is_finite() && r.unseen_accuracy.is_finite(), "{name}: {r:?}");
+        assert!(
+            r.seen_accuracy.is_finite() && r.unseen_accuracy.is_finite(),
+            "{name}: {r:?}"
+        );
         assert_eq!(r.seen_pairs, 24, "{name}");
         assert_eq!(r.unseen_pairs, 16, "{name}");
         let m = metrics(&dir);
@@ -193,8 +238,15 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
             _ => {
                 let col = r.collapse.as_ref().unwrap();
                 assert_eq!(col.top_basis_histogram.iter().sum::<usize>(), 10, "{name}");
-                assert_eq!(r.few_shot.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3], "{name}");
-                let post: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("posteriors.json")).unwrap()).unwrap();
+                assert_eq!(
+                    r.few_shot.iter().map(|x| x.0).collect::<Vec<_>>(),
+                    vec![1, 3],
+                    "{name}"
+                );
+                let post: Value = serde_json::from_str(
+                    &std::fs::read_to_string(dir.join("posteriors.json")).unwrap(),
+                )
+                .unwrap();
                 assert_eq!(post["users"].as_array().unwrap().len(), 6);
             }
         }
@@ -229,7 +281,8 @@ fn same_seed_same_results_and_resume_continues_exactly() {
     let a = fit(&tmp.path().join("a"), &c, &data).unwrap();
     let b = fit(&tmp.path().join("b"), &c, &data).unwrap();
     assert_eq!(a, b, "same seed must give the same metrics");
-    let post = |d: &str| std::fs::read_to_string(tmp.path().join(d).join("posteriors.json")).unwrap();
+    let post =
+        |d: &str| std::fs::read_to_string(tmp.path().join(d).join("posteriors.json")).unwrap();
     assert_eq!(post("a"), post("b"));
 
     // Interrupted after 5 steps (mid-epoch), then resumed.
@@ -240,12 +293,30 @@ fn same_seed_same_results_and_resume_continues_exactly() {
     assert!(err.contains("--resume"), "{err}");
     assert_eq!(metrics(&dir).len(), 5);
     // A new run refuses to overwrite it.
-    assert!(fit(&dir, &c, &data).unwrap_err().to_string().contains("--resume"));
+    assert!(fit(&dir, &c, &data)
+        .unwrap_err()
+        .to_string()
+        .contains("--resume"));
     // Resume reads the run's saved config; clear the stop so it runs to the end.
-    let mut saved: RunConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let mut saved: RunConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     saved.train.stop_after_steps = 0;
-    std::fs::write(dir.join("config.json"), serde_json::to_string(&saved).unwrap()).unwrap();
-    let r = fit_run(&dir, &c, &data, &Device::Cpu, &FitOptions { resume: true, progress: false }).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&saved).unwrap(),
+    )
+    .unwrap();
+    let r = fit_run(
+        &dir,
+        &c,
+        &data,
+        &Device::Cpu,
+        &FitOptions {
+            resume: true,
+            progress: false,
+        },
+    )
+    .unwrap();
     assert_eq!(r, a, "resumed run must match the uninterrupted one");
     let la = metrics(&tmp.path().join("a"));
     let lr = metrics(&dir);
@@ -263,12 +334,18 @@ fn bad_data_is_reported_with_file_and_line() {
         "{\"user\":\"u\",\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\",\"split\":\"ref\"}\n{\"user\":\"u\",\"prompt\":\"p\"}\n",
     )
     .unwrap();
-    let err = format!("{:#}", fit(&tmp.path().join("run"), &cfg(), &p).unwrap_err());
+    let err = format!(
+        "{:#}",
+        fit(&tmp.path().join("run"), &cfg(), &p).unwrap_err()
+    );
     assert!(err.contains("bad.jsonl") && err.contains("line 2"), "{err}");
     let mut c = cfg();
     c.model.tau = -1.0;
     let data = tiny_data(tmp.path(), false, false);
-    let err = format!("{:#}", fit(&tmp.path().join("run2"), &c, &data).unwrap_err());
+    let err = format!(
+        "{:#}",
+        fit(&tmp.path().join("run2"), &c, &data).unwrap_err()
+    );
     assert!(err.contains("model.tau"), "{err}");
 }
 
@@ -322,7 +399,9 @@ fn hf_directory_backbone_fits() {
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or(Value::String(line.to_string()));
         let s = match &v {
-            Value::Object(o) => format!("{} {} {}", o["prompt"], o["chosen"], o["rejected"]).replace('"', " "),
+            Value::Object(o) => {
+                format!("{} {} {}", o["prompt"], o["chosen"], o["rejected"]).replace('"', " ")
+            }
             _ => line.to_string(),
         };
         for w in words(&s) {
@@ -330,20 +409,34 @@ fn hf_directory_backbone_fits() {
             vocab.entry(w).or_insert(n);
         }
     }
-    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
     let mut tok = Tokenizer::new(model);
     tok.with_pre_tokenizer(Some(Whitespace {}));
-    tok.add_special_tokens(&["<|endoftext|>", "<|im_start|>", "<|im_end|>"].map(|t| AddedToken::from(t, true)));
-    assert!(tok.get_vocab_size(true) <= 128, "{}", tok.get_vocab_size(true));
+    tok.add_special_tokens(
+        &["<|endoftext|>", "<|im_start|>", "<|im_end|>"].map(|t| AddedToken::from(t, true)),
+    );
+    assert!(
+        tok.get_vocab_size(true) <= 128,
+        "{}",
+        tok.get_vocab_size(true)
+    );
     tok.save(hf.join("tokenizer.json"), false).unwrap();
 
     let mut c = cfg();
-    c.backbone = BackboneSource::Hf { path: hf.to_string_lossy().into_owned() };
+    c.backbone = BackboneSource::Hf {
+        path: hf.to_string_lossy().into_owned(),
+    };
     let dir = tmp.path().join("run");
     let r = fit(&dir, &c, &data).unwrap();
     assert!(r.seen_accuracy.is_finite());
     // The run keeps the backbone's HF config and the tokenizer it used.
-    let bc: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("backbone_config.json")).unwrap()).unwrap();
+    let bc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("backbone_config.json")).unwrap())
+            .unwrap();
     assert_eq!(bc["hidden_size"], 32);
     assert!(dir.join("tokenizer.json").exists());
 }

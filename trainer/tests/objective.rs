@@ -10,7 +10,10 @@ use vrf_trainer::loss;
 use vrf_trainer::vars::SeededVarMap;
 
 fn scalar(t: &Tensor) -> f64 {
-    t.to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap()
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 /// L_VA as a function of w and Δ through the candle code path, for one pair.
@@ -37,14 +40,22 @@ fn va_loss_gradient_matches_finite_differences() -> Result<()> {
         let wt = Tensor::from_vec(w0.to_vec(), (1, k), &dev)?;
         let l = loss::pair_loss(&wt, &dvar.as_tensor().unsqueeze(0)?, Objective::Va)?.sum_all()?;
         let g = l.backward()?;
-        let grad = g.get(dvar.as_tensor()).expect("gradient").to_vec1::<f32>()?;
+        let grad = g
+            .get(dvar.as_tensor())
+            .expect("gradient")
+            .to_vec1::<f32>()?;
         for j in 0..k {
             let h = 1e-3f32;
             let (mut a, mut b) = (d0.to_vec(), d0.to_vec());
             a[j] += h;
             b[j] -= h;
-            let fd = (l_va(w0, &a, Objective::Va)? - l_va(w0, &b, Objective::Va)?) / (2.0 * h as f64);
-            assert!((fd - grad[j] as f64).abs() < 2e-3, "∂L/∂Δ_{j}: autograd {} vs finite difference {fd}", grad[j]);
+            let fd =
+                (l_va(w0, &a, Objective::Va)? - l_va(w0, &b, Objective::Va)?) / (2.0 * h as f64);
+            assert!(
+                (fd - grad[j] as f64).abs() < 2e-3,
+                "∂L/∂Δ_{j}: autograd {} vs finite difference {fd}",
+                grad[j]
+            );
         }
     }
     Ok(())
@@ -66,7 +77,10 @@ fn va_loss_closed_form_derivatives_and_attenuation() -> Result<()> {
         let zz = mu0 as f64 * kappa;
         let sig = 1.0 / (1.0 + (-zz).exp());
         assert!((gm - (-(1.0 - sig) * kappa)).abs() < 1e-5, "{gm}");
-        assert!((gv - (1.0 - sig) * mu0 as f64 * PI / 16.0 * kappa.powi(3)).abs() < 1e-5, "{gv}");
+        assert!(
+            (gv - (1.0 - sig) * mu0 as f64 * PI / 16.0 * kappa.powi(3)).abs() < 1e-5,
+            "{gv}"
+        );
         if var0 > 1e3 {
             assert!(gm.abs() < 0.02 && gv.abs() < 1e-5);
         }
@@ -77,26 +91,39 @@ fn va_loss_closed_form_derivatives_and_attenuation() -> Result<()> {
 #[test]
 fn moments_match_definition_and_vanish_at_vertices() -> Result<()> {
     let delta = [1.0f32, -2.0, 0.5];
-    for (w, want_mu) in [([0.2f32, 0.5, 0.3], 0.2 - 1.0 + 0.15), ([0.0, 1.0, 0.0], -2.0)] {
+    for (w, want_mu) in [
+        ([0.2f32, 0.5, 0.3], 0.2 - 1.0 + 0.15),
+        ([0.0, 1.0, 0.0], -2.0),
+    ] {
         let dev = Device::Cpu;
         let wt = Tensor::from_vec(w.to_vec(), (1, 3), &dev)?;
         let dt = Tensor::from_vec(delta.to_vec(), (1, 3), &dev)?;
         let (mu, var) = loss::moments(&wt, &dt)?;
         let mu = mu.to_vec1::<f32>()?[0] as f64;
         let var = var.to_vec1::<f32>()?[0] as f64;
-        let want_var: f64 = w.iter().zip(delta).map(|(a, b)| *a as f64 * (b as f64 - want_mu).powi(2)).sum();
+        let want_var: f64 = w
+            .iter()
+            .zip(delta)
+            .map(|(a, b)| *a as f64 * (b as f64 - want_mu).powi(2))
+            .sum();
         assert!((mu - want_mu).abs() < 1e-6 && (var - want_var).abs() < 1e-5);
         if w.contains(&1.0) {
             assert!(var.abs() < 1e-7, "σ_Δ² must vanish at a vertex");
             // At a vertex VA equals plain BT.
-            assert!((l_va(&w, &delta, Objective::Va)? - l_va(&w, &delta, Objective::Bt)?).abs() < 1e-6);
+            assert!(
+                (l_va(&w, &delta, Objective::Va)? - l_va(&w, &delta, Objective::Bt)?).abs() < 1e-6
+            );
         }
     }
     Ok(())
 }
 
 fn bases(k: usize, d: usize, seed: u64) -> Result<Bases> {
-    let cfg = ModelConfig { k, d, ..Default::default() };
+    let cfg = ModelConfig {
+        k,
+        d,
+        ..Default::default()
+    };
     let v = SeededVarMap::new(seed);
     Bases::new(&cfg, v.builder(&Device::Cpu).pp("bases"))
 }
@@ -111,7 +138,10 @@ fn monte_carlo_kl_with_one_basis_converges_to_closed_form() -> Result<()> {
     let var = Tensor::new(&[[0.5f32, 1.5, 0.2, 1.0]], &dev)?;
     let m = b.means.to_vec2::<f32>()?[0].clone();
     let s2: Vec<f32> = b.log_var.exp()?.to_vec2::<f32>()?[0].clone();
-    let (mv, vv) = (mu.to_vec2::<f32>()?[0].clone(), var.to_vec2::<f32>()?[0].clone());
+    let (mv, vv) = (
+        mu.to_vec2::<f32>()?[0].clone(),
+        var.to_vec2::<f32>()?[0].clone(),
+    );
     let closed: f64 = (0..d)
         .map(|j| {
             let (q, p) = (vv[j] as f64, s2[j] as f64);
@@ -121,19 +151,30 @@ fn monte_carlo_kl_with_one_basis_converges_to_closed_form() -> Result<()> {
     let s = 200_000;
     let eps = Tensor::randn(0f32, 1.0, (s, 1, d), &dev)?;
     let mc = scalar(&b.kl(&mu, &var, &eps, Prior::Mog)?.sum_all()?);
-    assert!((mc - closed).abs() < 0.03 * closed.abs().max(1.0), "MC {mc} vs closed form {closed}");
+    assert!(
+        (mc - closed).abs() < 0.03 * closed.abs().max(1.0),
+        "MC {mc} vs closed form {closed}"
+    );
     // The N(0, I) prior (ablation d) has its own closed form.
-    let std_closed: f64 =
-        (0..d).map(|j| 0.5 * (-(vv[j] as f64).ln() + vv[j] as f64 + (mv[j] as f64).powi(2) - 1.0)).sum();
+    let std_closed: f64 = (0..d)
+        .map(|j| 0.5 * (-(vv[j] as f64).ln() + vv[j] as f64 + (mv[j] as f64).powi(2) - 1.0))
+        .sum();
     let mc = scalar(&b.kl(&mu, &var, &eps, Prior::StdNormal)?.sum_all()?);
-    assert!((mc - std_closed).abs() < 0.03 * std_closed.abs().max(1.0), "MC {mc} vs {std_closed}");
+    assert!(
+        (mc - std_closed).abs() < 0.03 * std_closed.abs().max(1.0),
+        "MC {mc} vs {std_closed}"
+    );
     Ok(())
 }
 
 #[test]
 fn kl_gradients_reach_the_bases() -> Result<()> {
     let dev = Device::Cpu;
-    let cfg = ModelConfig { k: 3, d: 2, ..Default::default() };
+    let cfg = ModelConfig {
+        k: 3,
+        d: 2,
+        ..Default::default()
+    };
     let v = SeededVarMap::new(1);
     let b = Bases::new(&cfg, v.builder(&dev).pp("bases"))?;
     let mu = Tensor::new(&[[0.1f32, 0.2]], &dev)?;
@@ -141,8 +182,13 @@ fn kl_gradients_reach_the_bases() -> Result<()> {
     let eps = Tensor::randn(0f32, 1.0, (4, 1, 2), &dev)?;
     let g = b.kl(&mu, &var, &eps, Prior::Mog)?.sum_all()?.backward()?;
     for (name, var) in v.all_named() {
-        let gr = g.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
-        assert!(scalar(&gr.abs()?.sum_all()?) > 0.0, "zero gradient for {name}");
+        let gr = g
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert!(
+            scalar(&gr.abs()?.sum_all()?) > 0.0,
+            "zero gradient for {name}"
+        );
     }
     Ok(())
 }
@@ -178,8 +224,15 @@ fn pog_closed_form_and_mean_pooling() -> Result<()> {
     let lv = Tensor::new(&[[1f32, 4.0], [1.0, 1.0]], &dev)?.log()?;
     let a = assignment(&[0, 0], 1, &dev)?;
     let (m, v) = pool(&mu, &lv, &a, Pooling::Pog)?;
-    let (m, v) = (m.to_vec2::<f32>()?[0].clone(), v.to_vec2::<f32>()?[0].clone());
-    for (x, y) in m.iter().zip([2.0f32, 1.6]).chain(v.iter().zip([0.5f32, 0.8])) {
+    let (m, v) = (
+        m.to_vec2::<f32>()?[0].clone(),
+        v.to_vec2::<f32>()?[0].clone(),
+    );
+    for (x, y) in m
+        .iter()
+        .zip([2.0f32, 1.6])
+        .chain(v.iter().zip([0.5f32, 0.8]))
+    {
         assert!((x - y).abs() < 1e-6, "{m:?} {v:?}");
     }
     let (m, v) = pool(&mu, &lv, &a, Pooling::Mean)?;

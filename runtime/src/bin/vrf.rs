@@ -1,0 +1,350 @@
+//! `vrf`: serve an exported VRF model from the command line (JSON in, JSON out).
+//!
+//! Inputs are JSONL files (one object per line, `-` for stdin); outputs are JSON lines on stdout.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+use vrf_runtime::{ExecutionProvider, Reference, RuntimeOptions, UserPosterior, VrfModel};
+
+#[derive(Parser)]
+#[command(
+    name = "vrf",
+    version,
+    about = "Personalised reward scoring with an exported VRF model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model directory written by `vrf-trainer export`.
+    #[arg(long)]
+    model: PathBuf,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Execution provider: cpu, cuda or cuda:N (cuda needs the `cuda` feature; no CPU fallback).
+    #[arg(long, default_value = "cpu")]
+    provider: ExecutionProvider,
+    /// Most texts per backbone call.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// ONNX Runtime library (default: $ORT_DYLIB_PATH).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Hidden state and basis rewards per text: input lines {"prompt", "response"}.
+    Features {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// JSONL input (`-` for stdin).
+        #[arg(long, default_value = "-")]
+        input: PathBuf,
+    },
+    /// Pair features of reference triplets: input lines {"prompt", "chosen", "rejected"}.
+    PairFeatures {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// JSONL of reference triplets (`-` for stdin).
+        #[arg(long, default_value = "-")]
+        refs: PathBuf,
+    },
+    /// A user's posterior (mean, var, weights, uncertainty): from reference triplets, or a
+    /// seen user's cached posterior with --seen.
+    User {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// JSONL of reference triplets {"prompt", "chosen", "rejected"} (`-` for stdin).
+        #[arg(long, conflicts_with = "seen")]
+        refs: Option<PathBuf>,
+        /// Id of a seen (training) user.
+        #[arg(long)]
+        seen: Option<String>,
+    },
+    /// Personalised scores of candidates: input lines {"prompt", "responses": [..]}.
+    Score {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[command(flatten)]
+        who: UserArgs,
+        /// JSONL input (`-` for stdin).
+        #[arg(long, default_value = "-")]
+        input: PathBuf,
+    },
+    /// Candidates sorted best first: input lines {"prompt", "responses": [..]}.
+    Rank {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[command(flatten)]
+        who: UserArgs,
+        /// JSONL input (`-` for stdin).
+        #[arg(long, default_value = "-")]
+        input: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct UserArgs {
+    /// A user JSON as printed by `vrf user` (its `weights` are used).
+    #[arg(long)]
+    user: Option<PathBuf>,
+    /// Id of a seen (training) user.
+    #[arg(long)]
+    seen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextLine {
+    prompt: String,
+    response: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefLine {
+    prompt: String,
+    chosen: String,
+    rejected: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidatesLine {
+    prompt: String,
+    responses: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserJson {
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    weights: Vec<f32>,
+    uncertainty: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    references: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    truncated_references: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seen_id: Option<String>,
+}
+
+impl UserJson {
+    fn new(u: UserPosterior) -> Self {
+        Self {
+            mean: u.mean.to_vec(),
+            var: u.var.to_vec(),
+            weights: u.weights.to_vec(),
+            uncertainty: u.uncertainty,
+            references: None,
+            truncated_references: Vec::new(),
+            seen_id: None,
+        }
+    }
+}
+
+fn load(m: &ModelArgs) -> anyhow::Result<VrfModel> {
+    let opts = RuntimeOptions {
+        threads: m.threads,
+        provider: m.provider,
+        batch_size: m.batch_size,
+        ort_library: m.ort_lib.clone(),
+        verify_checksums: true,
+    };
+    VrfModel::load(&m.model, &opts).with_context(|| format!("loading model {}", m.model.display()))
+}
+
+/// Parses every line of a JSONL file (or stdin); errors name the file and line.
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let (name, reader): (String, Box<dyn BufRead>) = if path == Path::new("-") {
+        ("<stdin>".into(), Box::new(std::io::stdin().lock()))
+    } else {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        (
+            path.display().to_string(),
+            Box::new(std::io::BufReader::new(f)),
+        )
+    };
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{name}:{}: reading", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{name}:{}: invalid input line", i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+fn emit<T: Serialize>(out: &mut impl Write, v: &T) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn references(path: &Path) -> anyhow::Result<Vec<Reference>> {
+    let refs: Vec<RefLine> = read_jsonl(path)?;
+    if refs.is_empty() {
+        bail!(
+            "{}: no reference triplets (a user posterior needs at least one)",
+            path.display()
+        );
+    }
+    Ok(refs
+        .into_iter()
+        .map(|r| Reference::new(r.prompt, r.chosen, r.rejected))
+        .collect())
+}
+
+fn weights_of(model: &VrfModel, who: &UserArgs) -> anyhow::Result<Array1<f32>> {
+    match (&who.user, &who.seen) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let u: UserJson = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a user JSON from `vrf user`", path.display()))?;
+            let k = model.manifest().k;
+            if u.weights.len() != k {
+                bail!(
+                    "{}: `weights` has {} entries, the model has K = {k}",
+                    path.display(),
+                    u.weights.len()
+                );
+            }
+            Ok(Array1::from(u.weights))
+        }
+        (None, Some(id)) => Ok(model.seen_user(id)?.weights),
+        (None, None) => bail!("pass --user FILE or --seen ID"),
+    }
+}
+
+fn warn_truncated(what: &str, idx: &[usize], max_len: usize) {
+    if !idx.is_empty() {
+        eprintln!(
+            "warning: {what}: {} item(s) longer than {max_len} tokens were truncated from the left, as in training: {idx:?}",
+            idx.len()
+        );
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cli.cmd {
+        Cmd::Features { m, input } => {
+            let model = load(&m)?;
+            let lines: Vec<TextLine> = read_jsonl(&input)?;
+            let texts: Vec<(&str, &str)> = lines
+                .iter()
+                .map(|l| (l.prompt.as_str(), l.response.as_str()))
+                .collect();
+            let f = model.features(&texts)?;
+            for i in 0..lines.len() {
+                emit(
+                    &mut out,
+                    &serde_json::json!({
+                        "hidden": f.hidden.row(i).to_vec(),
+                        "rewards": f.rewards.row(i).to_vec(),
+                        "truncated": f.truncated.contains(&i),
+                    }),
+                )?;
+            }
+            warn_truncated(&format!("{} (line indices from 0)", input.display()), &f.truncated, model.manifest().text.max_len);
+        }
+        Cmd::PairFeatures { m, refs: path } => {
+            let model = load(&m)?;
+            let refs = references(&path)?;
+            let (feats, truncated) = model.pair_features(&refs)?;
+            for row in feats.rows() {
+                emit(&mut out, &serde_json::json!({ "feature": row.to_vec() }))?;
+            }
+            warn_truncated(&format!("{} (reference indices from 0)", path.display()), &truncated, model.manifest().text.max_len);
+        }
+        Cmd::User { m, refs, seen } => {
+            let model = load(&m)?;
+            let u = match (refs, seen) {
+                (_, Some(id)) => {
+                    let mut u = UserJson::new(model.seen_user(&id)?);
+                    u.seen_id = Some(id);
+                    u
+                }
+                (Some(path), None) => {
+                    let refs = references(&path)?;
+                    let (feats, truncated) = model.pair_features(&refs)?;
+                    let mut u = UserJson::new(model.user_model().posterior(feats.view())?);
+                    u.references = Some(refs.len());
+                    u.truncated_references = truncated;
+                    u
+                }
+                (None, None) => bail!("pass --refs FILE (reference triplets) or --seen ID"),
+            };
+            emit(&mut out, &u)?;
+        }
+        Cmd::Score { m, who, input } => score(&m, &who, &input, false, &mut out)?,
+        Cmd::Rank { m, who, input } => score(&m, &who, &input, true, &mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn score(
+    m: &ModelArgs,
+    who: &UserArgs,
+    input: &Path,
+    rank: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let model = load(m)?;
+    let w = weights_of(&model, who)?;
+    let lines: Vec<CandidatesLine> = read_jsonl(input)?;
+    for (i, l) in lines.iter().enumerate() {
+        let responses: Vec<&str> = l.responses.iter().map(String::as_str).collect();
+        let s = model
+            .score(&w, &l.prompt, &responses)
+            .with_context(|| format!("{}:{}", input.display(), i + 1))?;
+        warn_truncated(&format!("{}:{} (response indices from 0)", input.display(), i + 1), &s.truncated, model.manifest().text.max_len);
+        if rank {
+            let mut order: Vec<usize> = (0..responses.len()).collect();
+            order.sort_by(|&a, &b| s.scores[b].total_cmp(&s.scores[a]));
+            let ranking: Vec<_> = order
+                .iter()
+                .map(|&j| serde_json::json!({ "index": j, "score": s.scores[j], "response": responses[j] }))
+                .collect();
+            emit(out, &serde_json::json!({ "ranking": ranking }))?;
+        } else {
+            let rewards: Vec<Vec<f32>> = s.rewards.rows().into_iter().map(|r| r.to_vec()).collect();
+            emit(
+                out,
+                &serde_json::json!({ "scores": s.scores.to_vec(), "best": s.best, "rewards": rewards }),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

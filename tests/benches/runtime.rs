@@ -1,0 +1,149 @@
+//! Runtime benchmark (prints figures; not a timed test):
+//! - user posterior per user from pair features (N = 10 pairs, the model's d, K and H),
+//! - backbone throughput in preference pairs per second at batch 1 and 16 through ONNX Runtime,
+//! - the same backbone forward through candle, for comparison.
+//! Each figure is the median of repeated runs.
+//!
+//! ```text
+//! cargo bench -p vrf-tests --bench runtime                         # a tiny model fitted here
+//! cargo bench -p vrf-tests --bench runtime -- --run runs/vrf-seed0 # a trained run
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use vrf_runtime::{RuntimeOptions, VrfModel};
+use vrf_trainer::config::RunConfig;
+use vrf_trainer::data::Dataset;
+use vrf_trainer::export::{export, load_trained, ExportOptions};
+use vrf_trainer::run::{fit_run, FitOptions};
+use vrf_trainer::synth::{generate, SynthConfig};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median over `reps` runs of the seconds one call of `f` takes (each run averages `inner` calls).
+fn time(reps: usize, inner: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..inner {
+                    f();
+                }
+                t.elapsed().as_secs_f64() / inner as f64
+            })
+            .collect(),
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    // candle reads its thread count from RAYON_NUM_THREADS before its first parallel op.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` runs in the package directory: resolve relative paths from the workspace root.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run_arg = args
+        .iter()
+        .position(|a| a == "--run")
+        .and_then(|i| args.get(i + 1))
+        .map(|p| if PathBuf::from(p).is_absolute() { PathBuf::from(p) } else { root.join(p) });
+    let tmp = tempfile::tempdir()?;
+    let synth = SynthConfig {
+        seen_users: 12,
+        unseen_users: 4,
+        train_prompts: 24,
+        eval_prompts: 8,
+        ref_per_user: 5,
+        target_per_user: 10,
+        seen_eval_per_user: 4,
+        unseen_eval_per_user: 4,
+        ..SynthConfig::default()
+    };
+    let data_path = tmp.path().join("data.jsonl");
+    generate(&synth)?.write(&data_path)?;
+    let run = match run_arg {
+        Some(r) => r,
+        None => {
+            eprintln!("no --run given: fitting a small model (default architecture, few steps) to benchmark");
+            let mut cfg = RunConfig::default();
+            cfg.train.epochs = 1;
+            cfg.train.s2_epochs = 1;
+            cfg.train.checkpoint_every = 0;
+            let run = tmp.path().join("run");
+            fit_run(&run, &cfg, &data_path, &Device::Cpu, &FitOptions { resume: false, progress: false })?;
+            run
+        }
+    };
+    let model_dir = tmp.path().join("model");
+    export(&run, &model_dir, &ExportOptions::default())?;
+    let trained = load_trained(&run, &Device::Cpu)?;
+    let ds = Dataset::load(&data_path)?;
+    let m = trained.model.backbone_cfg.clone();
+    println!(
+        "machine: {} logical CPUs; model: Qwen3 H = {}, {} layers, K = {}, d = {}, max_len = {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        m.hidden_size,
+        m.num_hidden_layers,
+        trained.model.heads.k(),
+        trained.cfg.model.d,
+        trained.encoder.max_len
+    );
+
+    // 1. User posterior from N = 10 pair features.
+    let rt = VrfModel::load(&model_dir, &RuntimeOptions { threads: 1, batch_size: 32, ..RuntimeOptions::default() })?;
+    let um = rt.user_model();
+    let feats = ndarray::Array2::from_shape_fn((10, um.feature_dim()), |(i, j)| ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5);
+    let t_user = time(21, 2000, || {
+        std::hint::black_box(um.posterior(feats.view()).unwrap());
+    });
+    println!(
+        "user posterior (N = 10 pairs, F = {}, d = {}, K = {}): {:.2} µs per user (median of 21 × 2000)",
+        um.feature_dim(),
+        um.d(),
+        um.k(),
+        t_user * 1e6
+    );
+
+    // 2./3. Backbone throughput: ONNX Runtime vs candle on the same texts.
+    let texts: Vec<(String, String)> =
+        ds.triplets.iter().take(64).flat_map(|t| [(t.prompt.clone(), t.chosen.clone()), (t.prompt.clone(), t.rejected.clone())]).collect();
+    let mean_tokens = texts.iter().map(|(p, r)| trained.encoder.encode(p, r).map(|v| v.len().min(trained.encoder.max_len)).unwrap_or(0)).sum::<usize>() as f64
+        / texts.len() as f64;
+    println!("texts: synthetic benchmark responses, mean {mean_tokens:.0} tokens after the template");
+    println!("| pairs per call | ONNX Runtime, 1 thread | ONNX Runtime, 2 threads | candle, 1 thread |");
+    println!("|---|---|---|---|");
+    let rt2 = VrfModel::load(&model_dir, &RuntimeOptions { threads: 2, batch_size: 32, ..RuntimeOptions::default() })?;
+    for pairs in [1usize, 16] {
+        let calls: Vec<Vec<(&str, &str)>> = texts
+            .chunks(2 * pairs)
+            .filter(|c| c.len() == 2 * pairs)
+            .map(|c| c.iter().map(|(p, r)| (p.as_str(), r.as_str())).collect())
+            .collect();
+        let mut i = 0;
+        let mut per_pair = |f: &mut dyn FnMut(&[(&str, &str)])| {
+            time(7, calls.len().min(8), || {
+                f(&calls[i % calls.len()]);
+                i += 1;
+            }) / pairs as f64
+        };
+        let ort1 = per_pair(&mut |c| {
+            std::hint::black_box(rt.features(c).unwrap());
+        });
+        let ort2 = per_pair(&mut |c| {
+            std::hint::black_box(rt2.features(c).unwrap());
+        });
+        let cand = per_pair(&mut |c| {
+            let b = trained.encoder.encode_batch(c).unwrap();
+            let ids = Tensor::from_vec(b.ids, (b.batch, b.seq_len), &Device::Cpu).unwrap();
+            let e = trained.model.embed(&ids, &b.lengths).unwrap();
+            std::hint::black_box(trained.model.phi(&e).unwrap());
+        });
+        println!("| {pairs} | {:.0} pairs/s | {:.0} pairs/s | {:.0} pairs/s |", 1.0 / ort1, 1.0 / ort2, 1.0 / cand);
+    }
+    Ok(())
+}

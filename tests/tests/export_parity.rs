@@ -1,0 +1,448 @@
+//! End-to-end parity: fit a tiny VRF model for a few steps, export it, load it in the runtime
+//! (ONNX Runtime + ndarray) and compare everything with the trainer's candle computation.
+//!
+//! Set `VRF_PARITY_MODEL_OUT=DIR` to keep a copy of the exported model directory (the test
+//! script checks it with the ONNX checker and the wasm parity test reuses it).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
+use ndarray::{Array1, Array2, ArrayView2};
+use vrf_runtime::format::{MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE};
+use vrf_runtime::{ModelError, Reference, RuntimeError, RuntimeOptions, VrfModel};
+use vrf_trainer::config::RunConfig;
+use vrf_trainer::data::{Dataset, Split};
+use vrf_trainer::export::{export, load_trained, ExportOptions, Trained};
+use vrf_trainer::run::{fit_run, FitOptions, Posteriors};
+use vrf_trainer::synth::{generate, SynthConfig};
+
+struct Fixture {
+    run: PathBuf,
+    model_dir: PathBuf,
+    data: Dataset,
+}
+
+/// One fit + export shared by every test of this file (kept for the process's lifetime).
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        let synth = SynthConfig {
+            seen_users: 12,
+            unseen_users: 6,
+            train_prompts: 24,
+            eval_prompts: 8,
+            ref_per_user: 5,
+            target_per_user: 10,
+            seen_eval_per_user: 4,
+            unseen_eval_per_user: 4,
+            ..SynthConfig::default()
+        };
+        let data = root.join("data.jsonl");
+        generate(&synth).unwrap().write(&data).unwrap();
+        let mut cfg = RunConfig::default();
+        cfg.train.epochs = 1;
+        cfg.train.s2_epochs = 2;
+        // Short enough that some synthetic texts are truncated (the runtime must do the same).
+        cfg.train.max_len = 48;
+        cfg.train.checkpoint_every = 0;
+        let run = root.join("run");
+        fit_run(
+            &run,
+            &cfg,
+            &data,
+            &Device::Cpu,
+            &FitOptions {
+                resume: false,
+                progress: false,
+            },
+        )
+        .unwrap();
+        let model_dir = root.join("model");
+        let report = export(&run, &model_dir, &ExportOptions::default()).unwrap();
+        assert!(report.max_err() <= 1e-4, "self-check {}", report.max_err());
+        if let Some(keep) = std::env::var_os("VRF_PARITY_MODEL_OUT") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::remove_dir_all(&keep);
+            std::fs::create_dir_all(&keep).unwrap();
+            for f in std::fs::read_dir(&model_dir).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, keep.join(f.file_name().unwrap())).unwrap();
+            }
+            std::fs::copy(&data, keep.join("data.jsonl")).unwrap();
+        }
+        Fixture {
+            run,
+            model_dir,
+            data: Dataset::load(&data).unwrap(),
+        }
+    })
+}
+
+fn runtime(dir: &Path) -> Result<VrfModel, RuntimeError> {
+    VrfModel::load(
+        dir,
+        &RuntimeOptions {
+            threads: 1,
+            batch_size: 4,
+            ..RuntimeOptions::default()
+        },
+    )
+}
+
+fn trained() -> Trained {
+    load_trained(&fixture().run, &Device::Cpu).unwrap()
+}
+
+/// Max of |a − b| / max(1, |b|): absolute for small values, relative for large ones.
+fn max_err(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> f32 {
+    assert_eq!(a.dim(), b.dim());
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
+
+fn to_array(t: &Tensor) -> Array2<f32> {
+    let (r, c) = t.dims2().unwrap();
+    Array2::from_shape_vec((r, c), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap()
+}
+
+/// The trainer's hidden states and basis rewards of `texts`, one candle batch.
+fn candle_features(t: &Trained, texts: &[(&str, &str)]) -> (Array2<f32>, Array2<f32>, Vec<usize>) {
+    let b = t.encoder.encode_batch(texts).unwrap();
+    let ids = Tensor::from_vec(b.ids.clone(), (b.batch, b.seq_len), &Device::Cpu).unwrap();
+    let e = t.model.embed(&ids, &b.lengths).unwrap();
+    let phi = t.model.phi(&e).unwrap();
+    (to_array(&e), to_array(&phi), b.truncated_rows)
+}
+
+fn sample_texts(ds: &Dataset, n: usize) -> Vec<(String, String)> {
+    ds.triplets
+        .iter()
+        .take(n)
+        .flat_map(|t| {
+            [
+                (t.prompt.clone(), t.chosen.clone()),
+                (t.prompt.clone(), t.rejected.clone()),
+            ]
+        })
+        .collect()
+}
+
+fn refs_of(ds: &Dataset, user: &str) -> Vec<Reference> {
+    ds.triplets
+        .iter()
+        .filter(|t| t.user == user && t.split == Split::Ref)
+        .map(|t| Reference::new(&t.prompt, &t.chosen, &t.rejected))
+        .collect()
+}
+
+#[test]
+fn hidden_states_and_basis_rewards_match_the_trainer_with_batching_and_truncation() {
+    let f = fixture();
+    let (t, rt) = (trained(), runtime(&f.model_dir).unwrap());
+    let owned = sample_texts(&f.data, 9);
+    let mut texts: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(p, r)| (p.as_str(), r.as_str()))
+        .collect();
+    texts.push(("Hi.", "Ok."));
+    let (want_h, want_r, want_trunc) = candle_features(&t, &texts);
+    let got = rt.features(&texts).unwrap();
+    let (eh, er) = (
+        max_err(got.hidden.view(), want_h.view()),
+        max_err(got.rewards.view(), want_r.view()),
+    );
+    println!(
+        "runtime vs candle over {} texts: hidden {eh:.2e}, rewards {er:.2e}",
+        texts.len()
+    );
+    assert!(eh <= 1e-4 && er <= 1e-4, "hidden {eh}, rewards {er}");
+    assert!(
+        !want_trunc.is_empty(),
+        "the fixture should include over-long texts"
+    );
+    assert_eq!(
+        got.truncated, want_trunc,
+        "the runtime truncates exactly the texts training truncated"
+    );
+
+    // Each text alone gives what it gave inside the padded, length-sorted batches.
+    for (i, text) in texts.iter().enumerate() {
+        let one = rt.features(std::slice::from_ref(text)).unwrap();
+        let e = max_err(
+            one.hidden.view(),
+            got.hidden.slice(ndarray::s![i..i + 1, ..]),
+        )
+        .max(max_err(
+            one.rewards.view(),
+            got.rewards.slice(ndarray::s![i..i + 1, ..]),
+        ));
+        assert!(e <= 1e-5, "text {i}: alone vs batch {e}");
+    }
+}
+
+#[test]
+fn candle_onnx_and_onnx_runtime_agree_on_the_graph() {
+    let f = fixture();
+    let (t, rt) = (trained(), runtime(&f.model_dir).unwrap());
+    let proto = candle_onnx::read_file(f.model_dir.join("backbone.onnx")).unwrap();
+    let owned = sample_texts(&f.data, 3);
+    let texts: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(p, r)| (p.as_str(), r.as_str()))
+        .collect();
+    let b = t.encoder.encode_batch(&texts).unwrap();
+    let ids: Vec<i64> = b.ids.iter().map(|&i| i64::from(i)).collect();
+    let mask: Vec<i64> = b.mask.iter().map(|&m| i64::from(m)).collect();
+    let inputs = std::collections::HashMap::from([
+        (
+            "input_ids".to_string(),
+            Tensor::from_vec(ids, (b.batch, b.seq_len), &Device::Cpu).unwrap(),
+        ),
+        (
+            "attention_mask".to_string(),
+            Tensor::from_vec(mask, (b.batch, b.seq_len), &Device::Cpu).unwrap(),
+        ),
+    ]);
+    let out = candle_onnx::simple_eval(&proto, inputs).unwrap();
+    let rows: Vec<Vec<u32>> = (0..b.batch)
+        .map(|i| b.ids[i * b.seq_len..i * b.seq_len + b.lengths[i]].to_vec())
+        .collect();
+    let ort = rt.features_from_ids(&rows).unwrap();
+    let eh = max_err(ort.hidden.view(), to_array(&out["hidden"]).view());
+    let er = max_err(ort.rewards.view(), to_array(&out["rewards"]).view());
+    println!("ONNX Runtime vs candle-onnx: hidden {eh:.2e}, rewards {er:.2e}");
+    assert!(eh <= 1e-4 && er <= 1e-4, "hidden {eh}, rewards {er}");
+}
+
+#[test]
+fn unseen_user_posteriors_and_scores_match_the_trainer() {
+    let f = fixture();
+    let (t, rt) = (trained(), runtime(&f.model_dir).unwrap());
+    let unseen: Vec<String> = f
+        .data
+        .users
+        .iter()
+        .filter(|u| !u.is_seen())
+        .map(|u| u.id.clone())
+        .collect();
+    assert!(unseen.len() >= 3);
+    for id in unseen.iter().take(3) {
+        let refs = refs_of(&f.data, id);
+        assert!(!refs.is_empty());
+        // Trainer: candle embeddings → ref_features → PoG → W₂ softmax.
+        let texts: Vec<(&str, &str)> = refs
+            .iter()
+            .flat_map(|r| {
+                [
+                    (r.prompt.as_str(), r.chosen.as_str()),
+                    (r.prompt.as_str(), r.rejected.as_str()),
+                ]
+            })
+            .collect();
+        let b = t.encoder.encode_batch(&texts).unwrap();
+        let ids = Tensor::from_vec(b.ids.clone(), (b.batch, b.seq_len), &Device::Cpu).unwrap();
+        let e = t.model.embed(&ids, &b.lengths).unwrap();
+        let m = refs.len();
+        let pick = |off: u32| {
+            Tensor::from_vec(
+                (0..m as u32).map(|i| 2 * i + off).collect::<Vec<_>>(),
+                m,
+                &Device::Cpu,
+            )
+            .unwrap()
+        };
+        let (ec, er) = (
+            e.index_select(&pick(0), 0).unwrap(),
+            e.index_select(&pick(1), 0).unwrap(),
+        );
+        let feats = t.model.ref_features(&ec, &er).unwrap();
+        let (mu, var) = t.model.posterior(&feats, &vec![0; m], 1).unwrap();
+        let w = t.model.bases().unwrap().weights(&mu, &var).unwrap();
+
+        let user = rt.user(&refs).unwrap();
+        let row = |a: &Array1<f32>| a.view().insert_axis(ndarray::Axis(0)).to_owned();
+        let (em, ev, ew) = (
+            max_err(row(&user.mean).view(), to_array(&mu).view()),
+            max_err(row(&user.var).view(), to_array(&var).view()),
+            max_err(row(&user.weights).view(), to_array(&w).view()),
+        );
+        println!("user {id} ({m} refs): mean {em:.2e}, var {ev:.2e}, weights {ew:.2e}");
+        assert!(
+            em <= 1e-4 && ev <= 1e-4 && ew <= 1e-4,
+            "{id}: mean {em}, var {ev}, weights {ew}"
+        );
+
+        // The one-at-a-time update reaches the same posterior.
+        let mut state = rt.new_user();
+        for r in &refs {
+            rt.observe(&mut state, std::slice::from_ref(r)).unwrap();
+        }
+        let inc = rt.state_posterior(&state).unwrap();
+        assert!(max_err(row(&inc.weights).view(), row(&user.weights).view()) <= 1e-5);
+
+        // Personalised scores of candidates: candle φ·w against the runtime.
+        let prompt = &refs[0].prompt;
+        let cands = [
+            refs[0].chosen.as_str(),
+            refs[0].rejected.as_str(),
+            "Short.",
+            "A longer answer with some detail.",
+        ];
+        let pairs: Vec<(&str, &str)> = cands.iter().map(|c| (prompt.as_str(), *c)).collect();
+        let (_, phi, _) = candle_features(&t, &pairs);
+        let want = phi.dot(&to_array(&w).row(0));
+        let got = rt.score(&user.weights, prompt, &cands).unwrap();
+        let es = max_err(
+            got.scores.view().insert_axis(ndarray::Axis(0)),
+            want.view().insert_axis(ndarray::Axis(0)),
+        );
+        assert!(es <= 1e-4, "{id}: scores {es}");
+        let best = rt.best_of_n(&user.weights, prompt, &cands).unwrap().best;
+        assert_eq!(
+            got.scores[best],
+            got.scores.iter().copied().fold(f32::MIN, f32::max)
+        );
+        let p = rt
+            .preference_probability(&user.weights, prompt, cands[0], cands[1])
+            .unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(p > 0.5, got.scores[0] > got.scores[1]);
+    }
+}
+
+#[test]
+fn cached_seen_users_match_the_trainer() {
+    let f = fixture();
+    let rt = runtime(&f.model_dir).unwrap();
+    let cached: Posteriors =
+        serde_json::from_str(&std::fs::read_to_string(f.run.join("posteriors.json")).unwrap())
+            .unwrap();
+    assert_eq!(rt.seen_user_ids().count(), cached.users.len());
+    assert!(!cached.users.is_empty());
+    for u in &cached.users {
+        let got = rt.seen_user(&u.id).unwrap();
+        assert_eq!(got.mean.to_vec(), u.mean);
+        assert_eq!(got.var.to_vec(), u.var);
+        let ew = got
+            .weights
+            .iter()
+            .zip(&u.weights)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(ew <= 1e-5, "{}: weights differ by {ew}", u.id);
+        assert!((got.uncertainty - u.uncertainty).abs() <= 1e-5 * u.uncertainty.max(1.0));
+    }
+    assert!(matches!(
+        rt.seen_user("nobody").unwrap_err(),
+        RuntimeError::UnknownUser(_)
+    ));
+}
+
+/// A copy of the exported directory to damage.
+fn copy_model(tag: &str) -> PathBuf {
+    let src = &fixture().model_dir;
+    let dst = src.with_file_name(format!("model-{tag}"));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in std::fs::read_dir(src).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+    }
+    dst
+}
+
+#[test]
+fn broken_model_directories_and_inputs_give_clear_errors() {
+    // A flipped byte: the checksum names the file.
+    let d = copy_model("corrupt");
+    let mut bytes = std::fs::read(d.join(USER_MODEL_FILE)).unwrap();
+    let n = bytes.len() - 3;
+    bytes[n] ^= 0x40;
+    std::fs::write(d.join(USER_MODEL_FILE), bytes).unwrap();
+    let e = runtime(&d).unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::Model(ModelError::Checksum { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains(USER_MODEL_FILE), "{e}");
+
+    // A manifest from the future.
+    let d = copy_model("version");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join(MANIFEST_FILE)).unwrap()).unwrap();
+    m["format_version"] = 99.into();
+    std::fs::write(d.join(MANIFEST_FILE), m.to_string()).unwrap();
+    let e = runtime(&d).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RuntimeError::Model(ModelError::FormatVersion { found: 99, .. })
+        ),
+        "{e}"
+    );
+
+    // A dimension that disagrees with the tensors.
+    let d = copy_model("dims");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join(MANIFEST_FILE)).unwrap()).unwrap();
+    m["d"] = (m["d"].as_u64().unwrap() + 1).into();
+    std::fs::write(d.join(MANIFEST_FILE), m.to_string()).unwrap();
+    let e = runtime(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("encoder.l2.weight") || e.contains("shape"),
+        "{e}"
+    );
+
+    // A missing file.
+    let d = copy_model("missing");
+    std::fs::remove_file(d.join(TOKENIZER_FILE)).unwrap();
+    let e = runtime(&d).unwrap_err();
+    assert!(e.to_string().contains(TOKENIZER_FILE), "{e}");
+
+    // Bad requests on a good model.
+    let rt = runtime(&fixture().model_dir).unwrap();
+    assert!(matches!(
+        rt.user(&[]).unwrap_err(),
+        RuntimeError::Model(ModelError::Math(vrf_runtime::MathError::EmptyReferenceSet))
+    ));
+    let short = Array1::from(vec![0.5f32, 0.5]);
+    let e = rt.score(&short, "p", &["a", "b"]).unwrap_err().to_string();
+    assert!(e.contains("dimension mismatch"), "{e}");
+    assert!(rt
+        .score(&Array1::from(vec![1.0 / 8.0; 8]), "p", &[])
+        .is_err());
+}
+
+#[test]
+fn external_data_export_loads_and_matches() {
+    let f = fixture();
+    let out = f.model_dir.with_file_name("model-external");
+    let opts = ExportOptions {
+        external_data_threshold: 0,
+        force: true,
+        ..ExportOptions::default()
+    };
+    let r = export(&f.run, &out, &opts).unwrap();
+    assert_eq!(
+        r.manifest.onnx.external_data.as_deref(),
+        Some("backbone.onnx.data")
+    );
+    assert!(std::fs::metadata(out.join("backbone.onnx")).unwrap().len() < 200_000);
+    let (a, b) = (runtime(&f.model_dir).unwrap(), runtime(&out).unwrap());
+    let texts = [
+        ("What is rust?", "A language."),
+        ("Hi", "Hello there, friend."),
+    ];
+    let (fa, fb) = (a.features(&texts).unwrap(), b.features(&texts).unwrap());
+    assert_eq!(fa.hidden, fb.hidden);
+    assert_eq!(fa.rewards, fb.rewards);
+    // Re-exporting without --force refuses to overwrite.
+    assert!(export(&f.run, &out, &ExportOptions::default())
+        .unwrap_err()
+        .to_string()
+        .contains("--force"));
+}
