@@ -35,3 +35,22 @@ fn the_random_model_regenerates_bit_for_bit() {
         Manifest::from_json(MANIFEST.as_bytes(), "vrf.json").unwrap()
     );
 }
+
+#[test]
+fn committed_exported_parity_fixture_is_the_native_runtimes_output() {
+    let dir = "fixtures/exported";
+    let manifest = Manifest::from_json(include_bytes!("fixtures/exported/vrf.json"), dir).unwrap();
+    assert_eq!(
+        manifest.source.get("generator"),
+        None,
+        "{dir} holds a trainer export"
+    );
+    let committed: Parity =
+        serde_json::from_str(include_str!("fixtures/exported/parity.json")).unwrap();
+    let model = include_bytes!("fixtures/exported/user_model.safetensors");
+    assert_eq!(
+        parity(&manifest, model, 10, 6, 8).unwrap(),
+        committed,
+        "regenerate: cargo run -p vrf-wasm --example fixture -- --model MODEL_DIR --out wasm/tests/fixtures/exported"
+    );
+}

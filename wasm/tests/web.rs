@@ -10,19 +10,50 @@ use vrf_wasm::{Posterior, VrfUser};
 use wasm_bindgen::{JsCast, JsError, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-const MANIFEST: &str = include_str!("fixtures/random/vrf.json");
-const MODEL: &[u8] = include_bytes!("fixtures/random/user_model.safetensors");
-const PARITY: &str = include_str!("fixtures/random/parity.json");
+/// A model and the native runtime's outputs on it (written by `examples/fixture.rs`).
+struct Fixture {
+    name: &'static str,
+    manifest: &'static str,
+    model: &'static [u8],
+    parity: &'static str,
+}
+
+/// A random model, and the user model of a tiny run exported by `vrf-trainer export` (the
+/// export parity test's model directory, `vrf.json` and `user_model.safetensors`).
+const FIXTURES: [Fixture; 2] = [
+    Fixture {
+        name: "random",
+        manifest: include_str!("fixtures/random/vrf.json"),
+        model: include_bytes!("fixtures/random/user_model.safetensors"),
+        parity: include_str!("fixtures/random/parity.json"),
+    },
+    Fixture {
+        name: "exported",
+        manifest: include_str!("fixtures/exported/vrf.json"),
+        model: include_bytes!("fixtures/exported/user_model.safetensors"),
+        parity: include_str!("fixtures/exported/parity.json"),
+    },
+];
+const MANIFEST: &str = FIXTURES[0].manifest;
+const MODEL: &[u8] = FIXTURES[0].model;
 
 /// Parity tolerance: the wasm numbers equal the native ones within 1e-6 (relative above 1).
 const TOL: f32 = 1e-6;
 
+fn parity_of(fx: &Fixture) -> Parity {
+    serde_json::from_str(fx.parity).expect("parity.json parses")
+}
+
 fn parity() -> Parity {
-    serde_json::from_str(PARITY).expect("parity.json parses")
+    parity_of(&FIXTURES[0])
+}
+
+fn user_of(fx: &Fixture) -> VrfUser {
+    VrfUser::new(fx.manifest, fx.model).unwrap_or_else(|e| panic!("{}: {}", fx.name, message(e)))
 }
 
 fn user() -> VrfUser {
-    VrfUser::new(MANIFEST, MODEL).unwrap_or_else(|e| panic!("{}", message(e)))
+    user_of(&FIXTURES[0])
 }
 
 /// The message of the JS `Error` a call threw (and that it is an `Error` at all).
@@ -63,87 +94,101 @@ fn matches(what: &str, p: &Posterior, want: &Expected) {
 
 #[wasm_bindgen_test]
 fn posterior_after_each_observation_matches_native() {
-    let p = parity();
-    let mut u = user();
-    assert_eq!(
-        (u.k(), u.d(), u.hidden(), u.feature_dim()),
-        (8, 32, 64, 136)
-    );
-    assert!(u.uses_dphi());
-    for (i, (row, want)) in p.features.chunks(u.feature_dim()).zip(&p.steps).enumerate() {
-        u.observe(row).unwrap();
-        matches(&format!("step {i}"), &u.posterior().unwrap(), want);
-        close("weights()", &u.weights().unwrap(), &want.weights);
-        close(
-            "uncertainty()",
-            &[u.uncertainty().unwrap()],
-            &[want.uncertainty],
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        assert_eq!(
+            (u.k(), u.d(), u.hidden(), u.feature_dim()),
+            (8, 32, 64, 136)
         );
+        assert!(u.uses_dphi());
+        for (i, (row, want)) in p.features.chunks(u.feature_dim()).zip(&p.steps).enumerate() {
+            u.observe(row).unwrap();
+            matches(
+                &format!("{} step {i}", fx.name),
+                &u.posterior().unwrap(),
+                want,
+            );
+            close("weights()", &u.weights().unwrap(), &want.weights);
+            close(
+                "uncertainty()",
+                &[u.uncertainty().unwrap()],
+                &[want.uncertainty],
+            );
+        }
+        assert_eq!(u.count(), p.steps.len());
     }
-    assert_eq!(u.count(), p.steps.len());
 }
 
 #[wasm_bindgen_test]
 fn a_batch_of_pairs_equals_one_at_a_time() {
-    let p = parity();
-    let mut u = user();
-    u.observe(&p.features).unwrap();
-    matches("batch", &u.posterior().unwrap(), p.steps.last().unwrap());
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe(&p.features).unwrap();
+        matches("batch", &u.posterior().unwrap(), p.steps.last().unwrap());
+    }
 }
 
 #[wasm_bindgen_test]
 fn hidden_state_pairs_match_native() {
-    let p = parity();
-    let mut u = user();
-    u.observe_hidden(
-        &p.h_chosen,
-        &p.h_rejected,
-        Some(p.rewards_chosen.clone()),
-        Some(p.rewards_rejected.clone()),
-    )
-    .unwrap();
-    matches("hidden", &u.posterior().unwrap(), &p.hidden_posterior);
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe_hidden(
+            &p.h_chosen,
+            &p.h_rejected,
+            Some(p.rewards_chosen.clone()),
+            Some(p.rewards_rejected.clone()),
+        )
+        .unwrap();
+        matches("hidden", &u.posterior().unwrap(), &p.hidden_posterior);
+    }
 }
 
 #[wasm_bindgen_test]
 fn scores_best_and_preference_match_native() {
-    let p = parity();
-    let mut u = user();
-    u.observe(&p.features).unwrap();
-    let s = u.score(&p.candidates).unwrap();
-    close("scores", &s.scores(), &p.scores);
-    assert_eq!(s.best(), p.best);
-    let k = u.k();
-    let pr = u
-        .preference_probability(&p.candidates[..k], &p.candidates[k..2 * k])
-        .unwrap();
-    close("P(0 ≻ 1)", &[pr], &[p.preference_0_over_1]);
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe(&p.features).unwrap();
+        let s = u.score(&p.candidates).unwrap();
+        close("scores", &s.scores(), &p.scores);
+        assert_eq!(s.best(), p.best);
+        let k = u.k();
+        let pr = u
+            .preference_probability(&p.candidates[..k], &p.candidates[k..2 * k])
+            .unwrap();
+        close("P(0 ≻ 1)", &[pr], &[p.preference_0_over_1]);
+    }
 }
 
 #[wasm_bindgen_test]
 fn state_round_trips_through_json_and_reset_forgets() {
-    let p = parity();
-    let mut u = user();
-    u.observe(&p.features).unwrap();
-    let json = u.save_state();
-    assert_eq!(json, p.state_json, "same serialisation as native");
-    let before = u.posterior().unwrap();
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe(&p.features).unwrap();
+        let json = u.save_state();
+        assert_eq!(json, p.state_json, "same serialisation as native");
+        let before = u.posterior().unwrap();
 
-    let mut v = user();
-    v.load_state(&json).unwrap();
-    assert_eq!(v.count(), p.steps.len());
-    let after = v.posterior().unwrap();
-    assert_eq!(after.mean(), before.mean());
-    assert_eq!(after.weights(), before.weights());
+        let mut v = user_of(fx);
+        v.load_state(&json).unwrap();
+        assert_eq!(v.count(), p.steps.len());
+        let after = v.posterior().unwrap();
+        assert_eq!(after.mean(), before.mean());
+        assert_eq!(after.weights(), before.weights());
 
-    v.reset();
-    assert_eq!(v.count(), 0);
-    assert!(throws(v.posterior()).contains("empty reference set"));
-    // The restored state keeps accumulating like the original.
-    u.observe(&p.features[..u.feature_dim()]).unwrap();
-    v.load_state(&json).unwrap();
-    v.observe(&p.features[..v.feature_dim()]).unwrap();
-    assert_eq!(u.posterior().unwrap().var(), v.posterior().unwrap().var());
+        v.reset();
+        assert_eq!(v.count(), 0);
+        assert!(throws(v.posterior()).contains("empty reference set"));
+        // The restored state keeps accumulating like the original.
+        u.observe(&p.features[..u.feature_dim()]).unwrap();
+        v.load_state(&json).unwrap();
+        v.observe(&p.features[..v.feature_dim()]).unwrap();
+        assert_eq!(u.posterior().unwrap().var(), v.posterior().unwrap().var());
+    }
 }
 
 #[wasm_bindgen_test]
