@@ -2,7 +2,8 @@
 # The wasm tests (scripts/test.sh runs this after the cargo tests): installs the toolchain when
 # missing, builds the module and the demo page, then runs the wasm-bindgen-test suite in node and
 # in headless Chromium (each must run at least one test), the demo page's end-to-end test
-# (screenshot: TARGET/wasm-page/demo.png), and the size check (in scripts/build-wasm.sh).
+# (screenshot: TARGET/wasm-page/demo.png), the size check (in scripts/build-wasm.sh), and, given an
+# exported model, the CLI-vs-wasm parity check and the page on the CLI's demo data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -31,3 +32,16 @@ suite node cargo test -p vrf-wasm --target wasm32-unknown-unknown
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
   suite chromium cargo test -p vrf-wasm --target wasm32-unknown-unknown
 node wasm/www/test/page-test.mjs --screenshot "$target/wasm-page/demo.png"
+
+# With the export parity test's model (scripts/test.sh sets VRF_PARITY_MODEL_OUT): the `vrf` CLI
+# (native runtime, ONNX backbone) and the wasm module agree on a trainer-exported model from the
+# same references' pair features; its demo data, written by the CLI, works in the page.
+model="${VRF_PARITY_MODEL_OUT:-}"
+if [ -n "$model" ] && [ -f "$model/vrf.json" ]; then
+  cargo build -q -p vrf-runtime --bin vrf
+  node wasm/www/test/cli-data.mjs --model "$model" --data "$model/data.jsonl" --vrf "$target/debug/vrf" \
+    --pkg "$target/wasm-pkg-node" --demo-out wasm/www/data-export
+  node wasm/www/test/page-test.mjs --data data-export --screenshot "$target/wasm-page/demo-export.png"
+else
+  echo "wasm cli parity: skipped (no exported model; scripts/test.sh's export parity test provides one)"
+fi

@@ -115,7 +115,10 @@ impl VrfUser {
     /// Builds from the text of `vrf.json` and the bytes of `user_model.safetensors`; the bytes
     /// must match the manifest's SHA-256 and dimensions.
     #[wasm_bindgen(constructor)]
-    pub fn new(manifest_json: &str, user_model: &[u8]) -> Result<VrfUser, JsError> {
+    pub fn new(
+        #[wasm_bindgen(js_name = manifestJson)] manifest_json: &str,
+        #[wasm_bindgen(js_name = userModel)] user_model: &[u8],
+    ) -> Result<VrfUser, JsError> {
         let manifest = Manifest::from_json(manifest_json.as_bytes(), "vrf.json")
             .map_err(|e| js_error("manifest", e))?;
         let model =
@@ -173,10 +176,10 @@ impl VrfUser {
     #[wasm_bindgen(js_name = observeHidden)]
     pub fn observe_hidden(
         &mut self,
-        h_chosen: &[f32],
-        h_rejected: &[f32],
-        rewards_chosen: Option<Vec<f32>>,
-        rewards_rejected: Option<Vec<f32>>,
+        #[wasm_bindgen(js_name = hChosen)] h_chosen: &[f32],
+        #[wasm_bindgen(js_name = hRejected)] h_rejected: &[f32],
+        #[wasm_bindgen(js_name = rewardsChosen)] rewards_chosen: Option<Vec<f32>>,
+        #[wasm_bindgen(js_name = rewardsRejected)] rewards_rejected: Option<Vec<f32>>,
     ) -> Result<(), JsError> {
         const WHAT: &str = "observeHidden";
         let (h, k) = (self.model.hidden(), self.model.k());
@@ -244,8 +247,8 @@ impl VrfUser {
     #[wasm_bindgen(js_name = preferenceProbability)]
     pub fn preference_probability(
         &self,
-        rewards_a: &[f32],
-        rewards_b: &[f32],
+        #[wasm_bindgen(js_name = rewardsA)] rewards_a: &[f32],
+        #[wasm_bindgen(js_name = rewardsB)] rewards_b: &[f32],
     ) -> Result<f32, JsError> {
         const WHAT: &str = "preferenceProbability";
         let k = self.model.k();

@@ -2,6 +2,14 @@
 // show the weights over the bases, the shrinking uncertainty and the candidates ranked for them.
 import init, { VrfUser } from "./pkg/vrf_wasm.js";
 
+const $ = (id) => document.getElementById(id);
+
+function fail(err) {
+  $("error").textContent = `Error: ${err && err.message ? err.message : err}`;
+}
+window.addEventListener("error", (e) => fail(e.error || e.message));
+window.addEventListener("unhandledrejection", (e) => fail(e.reason));
+
 // `?data=DIR` loads another data folder (e.g. one written from a trained export); the default
 // is the synthetic data scripts/build-wasm.sh writes. Only plain relative folder names.
 const DATA = (() => {
@@ -10,13 +18,6 @@ const DATA = (() => {
   return d;
 })();
 const STORAGE_KEY = `vrf-demo-state:${DATA}`;
-const $ = (id) => document.getElementById(id);
-
-function fail(err) {
-  $("error").textContent = `Error: ${err && err.message ? err.message : err}`;
-}
-window.addEventListener("error", (e) => fail(e.error || e.message));
-window.addEventListener("unhandledrejection", (e) => fail(e.reason));
 
 async function fetchOk(path) {
   const r = await fetch(path);
