@@ -28,7 +28,7 @@ fn rows<'a>(
     data: &'a [f32],
     cols: usize,
 ) -> Result<ArrayView2<'a, f32>, JsError> {
-    if data.is_empty() || cols == 0 || data.len() % cols != 0 {
+    if data.is_empty() || cols == 0 || !data.len().is_multiple_of(cols) {
         return Err(js_error(
             what,
             format!(
