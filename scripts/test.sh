@@ -39,3 +39,6 @@ if [ ! -f "$VRF_PARITY_MODEL_OUT/vrf.json" ]; then echo "parity model missing" >
 
 # The `vrf` CLI end to end on that model: a user from reference triplets, then scores.
 bash scripts/cli-smoke.sh "$VRF_PARITY_MODEL_OUT"
+
+# The wasm crate: node and Chromium suites, the demo page, CLI-vs-wasm parity on that model.
+bash scripts/test-wasm.sh

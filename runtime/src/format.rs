@@ -142,21 +142,28 @@ impl Manifest {
     /// Parses and validates `vrf.json` bytes; `origin` names the file in errors.
     pub fn from_json(bytes: &[u8], origin: &str) -> Result<Self, ModelError> {
         // Read the version first so a future format is reported as such, not as a field error.
-        let raw: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| ModelError::Manifest {
-                origin: origin.to_string(),
-                message: e.to_string(),
-            })?;
-        match raw.get("format").and_then(|f| f.as_str()) {
+        // (Typed, not via `serde_json::Value`: the wasm module then carries one JSON
+        // deserializer instead of two.)
+        #[derive(Deserialize)]
+        struct Version {
+            format: Option<String>,
+            format_version: Option<u64>,
+        }
+        let manifest_error = |message: String| ModelError::Manifest {
+            origin: origin.to_string(),
+            message,
+        };
+        let raw: Version =
+            serde_json::from_slice(bytes).map_err(|e| manifest_error(e.to_string()))?;
+        match raw.format.as_deref() {
             Some(FORMAT) => {}
             other => {
-                return Err(ModelError::Manifest {
-                    origin: origin.to_string(),
-                    message: format!("field `format` is {other:?}, expected {FORMAT:?}"),
-                })
+                return Err(manifest_error(format!(
+                    "field `format` is {other:?}, expected {FORMAT:?}"
+                )))
             }
         }
-        match raw.get("format_version").and_then(|v| v.as_u64()) {
+        match raw.format_version {
             Some(v) if v == u64::from(FORMAT_VERSION) => {}
             Some(v) => {
                 return Err(ModelError::FormatVersion {
@@ -165,17 +172,10 @@ impl Manifest {
                     supported: FORMAT_VERSION,
                 })
             }
-            None => {
-                return Err(ModelError::Manifest {
-                    origin: origin.to_string(),
-                    message: "field `format_version` is missing or not an integer".into(),
-                })
-            }
+            None => return Err(manifest_error("field `format_version` is missing".into())),
         }
-        let m: Manifest = serde_json::from_value(raw).map_err(|e| ModelError::Manifest {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })?;
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| manifest_error(e.to_string()))?;
         m.validate(origin)?;
         Ok(m)
     }

@@ -382,7 +382,7 @@ impl UserState {
                 self.b = p.eta().to_vec();
             }
             Pooling::Mean => {
-                let a = &ArrayView1::from(&self.a) + &logvar.mapv(f32::exp).sum_axis(Axis(0));
+                let a = &ArrayView1::from(&self.a) + &logvar.mapv(libm::expf).sum_axis(Axis(0));
                 let b = &ArrayView1::from(&self.b) + &mu.sum_axis(Axis(0));
                 if a.iter().chain(b.iter()).any(|v| !v.is_finite()) {
                     return Err(MathError::NonFinite {

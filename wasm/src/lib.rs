@@ -1,6 +1,304 @@
 //! vrf-wasm: the per-user VRF math (encoder, product of Gaussians, W₂, softmax) for browsers.
 //!
-//! It reuses `vrf-runtime`'s pure-ndarray math (built without its ONNX feature), so there is a
-//! single copy of the formulas. The JavaScript bindings are built on top of this re-export.
+//! It reuses `vrf-runtime`'s pure-ndarray math and model format (built without its ONNX
+//! feature), so there is a single copy of the formulas: this crate only converts between
+//! JavaScript values and [`vrf_runtime::UserModel`] / [`vrf_runtime::UserState`], and turns every
+//! refusal into a JS `Error` whose message says what is wrong.
+
+use ndarray::{ArrayView1, ArrayView2};
+use vrf_runtime::format::Manifest;
+use vrf_runtime::user_model::{UserModel, UserState};
+use vrf_runtime::UserPosterior;
+use wasm_bindgen::prelude::*;
 
 pub use vrf_runtime::math;
+
+pub mod fixture;
+
+/// A JS `Error` whose message is `vrf: <what>: <why>`.
+fn js_error(what: &str, why: impl std::fmt::Display) -> JsError {
+    JsError::new(&format!("vrf: {what}: {why}"))
+}
+
+/// Views a flat row-major buffer as `[rows, cols]`, refusing lengths that are not a positive
+/// multiple of `cols` (JS callers pass flat `Float32Array`s).
+fn rows<'a>(
+    what: &str,
+    field: &str,
+    data: &'a [f32],
+    cols: usize,
+) -> Result<ArrayView2<'a, f32>, JsError> {
+    if data.is_empty() || cols == 0 || !data.len().is_multiple_of(cols) {
+        return Err(js_error(
+            what,
+            format!(
+                "`{field}` has {} values, expected a positive multiple of {cols}",
+                data.len()
+            ),
+        ));
+    }
+    Ok(ArrayView2::from_shape((data.len() / cols, cols), data).expect("length checked above"))
+}
+
+/// The posterior of a user: mean and variance in the latent space, weights over the bases and
+/// the scalar uncertainty (mean variance).
+#[wasm_bindgen]
+pub struct Posterior {
+    inner: UserPosterior,
+    count: usize,
+}
+
+#[wasm_bindgen]
+impl Posterior {
+    /// Posterior mean `μ_u`, length `d`.
+    #[wasm_bindgen(getter)]
+    pub fn mean(&self) -> Vec<f32> {
+        self.inner.mean.to_vec()
+    }
+
+    /// Posterior variance `σ_u²`, length `d`.
+    #[wasm_bindgen(getter)]
+    pub fn var(&self) -> Vec<f32> {
+        self.inner.var.to_vec()
+    }
+
+    /// Weights over the `K` bases (non-negative, sum to 1).
+    #[wasm_bindgen(getter)]
+    pub fn weights(&self) -> Vec<f32> {
+        self.inner.weights.to_vec()
+    }
+
+    /// Scalar uncertainty: the mean over dimensions of `σ_u²`.
+    #[wasm_bindgen(getter)]
+    pub fn uncertainty(&self) -> f32 {
+        self.inner.uncertainty
+    }
+
+    /// Number of reference pairs the posterior rests on.
+    #[wasm_bindgen(getter)]
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Personalised scores of a batch of candidates and the index of the best one.
+#[wasm_bindgen]
+pub struct Scores {
+    scores: Vec<f32>,
+    best: usize,
+}
+
+#[wasm_bindgen]
+impl Scores {
+    /// Personalised reward `φ·w` of each candidate, in input order.
+    #[wasm_bindgen(getter)]
+    pub fn scores(&self) -> Vec<f32> {
+        self.scores.clone()
+    }
+
+    /// Index of the highest-scoring candidate (the first one on ties).
+    #[wasm_bindgen(getter)]
+    pub fn best(&self) -> usize {
+        self.best
+    }
+}
+
+/// One user's preference posterior over an exported model's bases, updated in the browser.
+#[wasm_bindgen]
+pub struct VrfUser {
+    model: UserModel,
+    state: UserState,
+}
+
+#[wasm_bindgen]
+impl VrfUser {
+    /// Builds from the text of `vrf.json` and the bytes of `user_model.safetensors`; the bytes
+    /// must match the manifest's SHA-256 and dimensions.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(js_name = manifestJson)] manifest_json: &str,
+        #[wasm_bindgen(js_name = userModel)] user_model: &[u8],
+    ) -> Result<VrfUser, JsError> {
+        let manifest = Manifest::from_json(manifest_json.as_bytes(), "vrf.json")
+            .map_err(|e| js_error("manifest", e))?;
+        let model =
+            UserModel::from_bytes(&manifest, user_model).map_err(|e| js_error("user model", e))?;
+        let state = model.new_state();
+        Ok(VrfUser { model, state })
+    }
+
+    /// Number of bases `K`.
+    #[wasm_bindgen(getter)]
+    pub fn k(&self) -> usize {
+        self.model.k()
+    }
+
+    /// Latent dimension `d`.
+    #[wasm_bindgen(getter)]
+    pub fn d(&self) -> usize {
+        self.model.d()
+    }
+
+    /// Backbone hidden size `H` of the hidden states `observeHidden` takes.
+    #[wasm_bindgen(getter)]
+    pub fn hidden(&self) -> usize {
+        self.model.hidden()
+    }
+
+    /// Width `F` of one pair feature (`2H`, plus `K` when the model uses Δφ).
+    #[wasm_bindgen(getter, js_name = featureDim)]
+    pub fn feature_dim(&self) -> usize {
+        self.model.feature_dim()
+    }
+
+    /// Whether pair features end with Δφ, so `observeHidden` needs the basis rewards.
+    #[wasm_bindgen(getter, js_name = usesDphi)]
+    pub fn uses_dphi(&self) -> bool {
+        self.model.uses_dphi()
+    }
+
+    /// Number of reference pairs observed since construction, restore or reset.
+    #[wasm_bindgen(getter)]
+    pub fn count(&self) -> usize {
+        self.state.count
+    }
+
+    /// Adds reference pairs given as pair features: `M·F` values, row-major (`M ≥ 1`).
+    pub fn observe(&mut self, features: &[f32]) -> Result<(), JsError> {
+        let f = rows("observe", "features", features, self.model.feature_dim())?;
+        self.model
+            .observe(&mut self.state, f)
+            .map_err(|e| js_error("observe", e))
+    }
+
+    /// Adds reference pairs given as the chosen and rejected responses' hidden states (`M·H`
+    /// values each) and, for a Δφ model, their basis rewards (`M·K` values each).
+    #[wasm_bindgen(js_name = observeHidden)]
+    pub fn observe_hidden(
+        &mut self,
+        #[wasm_bindgen(js_name = hChosen)] h_chosen: &[f32],
+        #[wasm_bindgen(js_name = hRejected)] h_rejected: &[f32],
+        #[wasm_bindgen(js_name = rewardsChosen)] rewards_chosen: Option<Vec<f32>>,
+        #[wasm_bindgen(js_name = rewardsRejected)] rewards_rejected: Option<Vec<f32>>,
+    ) -> Result<(), JsError> {
+        const WHAT: &str = "observeHidden";
+        let (h, k) = (self.model.hidden(), self.model.k());
+        let hc = rows(WHAT, "hChosen", h_chosen, h)?;
+        let hr = rows(WHAT, "hRejected", h_rejected, h)?;
+        let rewards = match (&rewards_chosen, &rewards_rejected) {
+            (Some(c), Some(r)) => Some((
+                rows(WHAT, "rewardsChosen", c, k)?,
+                rows(WHAT, "rewardsRejected", r, k)?,
+            )),
+            (None, None) => None,
+            _ => {
+                return Err(js_error(
+                    WHAT,
+                    "pass both rewardsChosen and rewardsRejected, or neither",
+                ))
+            }
+        };
+        let f = self
+            .model
+            .pair_features(hc, hr, rewards)
+            .map_err(|e| js_error(WHAT, e))?;
+        self.model
+            .observe(&mut self.state, f.view())
+            .map_err(|e| js_error(WHAT, e))
+    }
+
+    /// The posterior of the pairs observed so far; throws before the first observation.
+    pub fn posterior(&self) -> Result<Posterior, JsError> {
+        Ok(Posterior {
+            inner: self.user_posterior("posterior")?,
+            count: self.state.count,
+        })
+    }
+
+    /// Weights over the bases (as `posterior().weights`); throws before the first observation.
+    pub fn weights(&self) -> Result<Vec<f32>, JsError> {
+        Ok(self.user_posterior("weights")?.weights.to_vec())
+    }
+
+    /// Scalar uncertainty (as `posterior().uncertainty`); throws before the first observation.
+    pub fn uncertainty(&self) -> Result<f32, JsError> {
+        Ok(self.user_posterior("uncertainty")?.uncertainty)
+    }
+
+    /// Personalised scores of candidates given their basis rewards (`N·K` values, row-major)
+    /// and the index of the best; throws before the first observation.
+    pub fn score(&self, rewards: &[f32]) -> Result<Scores, JsError> {
+        let phi = rows("score", "rewards", rewards, self.model.k())?;
+        let w = self.user_posterior("score")?.weights;
+        let scores = self
+            .model
+            .score(w.view(), phi)
+            .map_err(|e| js_error("score", e))?
+            .to_vec();
+        // Scores are finite (inputs were checked), so the comparison is total.
+        let best = scores
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, s)| if *s > scores[b] { i } else { b });
+        Ok(Scores { scores, best })
+    }
+
+    /// `P(a ≻ b)` for this user from two responses' basis rewards (`K` values each).
+    #[wasm_bindgen(js_name = preferenceProbability)]
+    pub fn preference_probability(
+        &self,
+        #[wasm_bindgen(js_name = rewardsA)] rewards_a: &[f32],
+        #[wasm_bindgen(js_name = rewardsB)] rewards_b: &[f32],
+    ) -> Result<f32, JsError> {
+        const WHAT: &str = "preferenceProbability";
+        let k = self.model.k();
+        for (field, r) in [("rewardsA", rewards_a), ("rewardsB", rewards_b)] {
+            if r.len() != k {
+                return Err(js_error(
+                    WHAT,
+                    format!("`{field}` has {} values, expected K = {k}", r.len()),
+                ));
+            }
+        }
+        let w = self.user_posterior(WHAT)?.weights;
+        self.model
+            .preference_probability(
+                w.view(),
+                ArrayView1::from(rewards_a),
+                ArrayView1::from(rewards_b),
+            )
+            .map_err(|e| js_error(WHAT, e))
+    }
+
+    /// The user's state (pooling, count and natural parameters) as JSON, e.g. for local storage.
+    #[wasm_bindgen(js_name = saveState)]
+    pub fn save_state(&self) -> String {
+        serde_json::to_string(&self.state).expect("a user state always serialises")
+    }
+
+    /// Replaces the state by one from `saveState`; throws (keeping the current state) if the
+    /// JSON is malformed or does not fit this model.
+    #[wasm_bindgen(js_name = loadState)]
+    pub fn load_state(&mut self, json: &str) -> Result<(), JsError> {
+        let state: UserState = serde_json::from_slice(json.as_bytes())
+            .map_err(|e| js_error("loadState", format!("malformed state JSON: {e}")))?;
+        state
+            .validate(self.model.pooling(), self.model.d())
+            .map_err(|e| js_error("loadState", e))?;
+        self.state = state;
+        Ok(())
+    }
+
+    /// Forgets every observation.
+    pub fn reset(&mut self) {
+        self.state = self.model.new_state();
+    }
+}
+
+impl VrfUser {
+    fn user_posterior(&self, what: &str) -> Result<UserPosterior, JsError> {
+        self.model
+            .state_posterior(&self.state)
+            .map_err(|e| js_error(what, e))
+    }
+}

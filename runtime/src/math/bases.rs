@@ -39,7 +39,7 @@ impl Bases {
                 expected: "within ±80",
             });
         }
-        let std = log_var.mapv(|l| (0.5 * l).exp());
+        let std = log_var.mapv(|l| libm::expf(0.5 * l));
         Ok(Self {
             means,
             log_var,
@@ -123,7 +123,7 @@ fn sq_dist(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f64 {
 /// Softmax of finite logits, shifted by their maximum so no exponential overflows.
 fn softmax_f64(logits: &[f64]) -> Array1<f32> {
     let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let exps: Vec<f64> = logits.iter().map(|l| libm::exp(l - max)).collect();
     // The maximum contributes exp(0) = 1, so the sum is ≥ 1.
     let total: f64 = exps.iter().sum();
     exps.iter().map(|e| (e / total) as f32).collect()

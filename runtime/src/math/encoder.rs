@@ -88,7 +88,7 @@ impl Encoder {
         let mu = out.slice(s![.., ..self.d]).to_owned();
         let logvar = out
             .slice(s![.., self.d..])
-            .mapv(|l| LOGVAR_BOUND * (l / LOGVAR_BOUND).tanh());
+            .mapv(|l| LOGVAR_BOUND * libm::tanhf(l / LOGVAR_BOUND));
         Ok((mu, logvar))
     }
 

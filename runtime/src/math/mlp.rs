@@ -62,8 +62,48 @@ impl Linear {
 
     /// The layer on a batch whose width was already checked.
     fn forward_unchecked(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        x.dot(&self.weight.t()) + &self.bias
+        // Each output is accumulated in f64 and rounded once, so it does not depend on the
+        // summation order of the platform's f32 kernels (native SIMD/FMA vs wasm): the browser
+        // build and the server agree to about one f32 ulp.
+        let mut out = Array2::zeros((x.nrows(), self.out_dim()));
+        for (xr, mut or) in x.rows().into_iter().zip(out.rows_mut()) {
+            let xr = xr.to_vec();
+            for ((w, b), o) in self
+                .weight
+                .rows()
+                .into_iter()
+                .zip(&self.bias)
+                .zip(or.iter_mut())
+            {
+                // A weight built in column-major order has non-contiguous rows: copy those.
+                let dot = match w.as_slice() {
+                    Some(w) => dot_f64(&xr, w),
+                    None => dot_f64(&xr, &w.to_vec()),
+                };
+                *o = (dot + f64::from(*b)) as f32;
+            }
+        }
+        out
     }
+}
+
+/// `Σ a_i·b_i` in f64 with four interleaved partial sums: a fixed order, so every platform gets
+/// the same result, and four dependency chains instead of one hide the addition latency.
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0.0_f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..4 {
+            acc[j] += f64::from(x[j]) * f64::from(y[j]);
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Two dense layers with gelu between them: `l2(gelu(l1(x)))`.

@@ -24,3 +24,8 @@ pub use reward::{
 pub use user::{infer_user, UserPosterior};
 
 pub(crate) use check::len as check_len;
+
+// Transcendentals (exp, tanh, log1p) come from the `libm` crate, not `f32::exp` & co.: those
+// call the platform's C library natively but a different implementation in wasm, and an ulp of
+// difference in exp(−ℓ) is amplified by PoG's cancellation. With `libm` and f64-accumulated
+// dot products the browser build reproduces the server's numbers (vrf-wasm's parity tests).

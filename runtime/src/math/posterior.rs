@@ -131,7 +131,7 @@ impl NaturalParams {
         logvar: ArrayView2<'_, f32>,
     ) -> MathResult<()> {
         check_observations(self.d(), mu, logvar)?;
-        let prec = logvar.mapv(|l| (-l).exp());
+        let prec = logvar.mapv(|l| libm::expf(-l));
         let precision = &self.precision + &prec.sum_axis(Axis(0));
         let eta = &self.eta + &(&prec * &mu).sum_axis(Axis(0));
         // Bounded ℓ keeps λ finite; η can still overflow for means near f32::MAX.
@@ -166,7 +166,7 @@ pub fn mean_pool(mu: ArrayView2<'_, f32>, logvar: ArrayView2<'_, f32>) -> MathRe
     check_observations(mu.ncols(), mu, logvar)?;
     let (Some(mean), Some(var)) = (
         mu.mean_axis(Axis(0)),
-        logvar.mapv(f32::exp).mean_axis(Axis(0)),
+        logvar.mapv(libm::expf).mean_axis(Axis(0)),
     ) else {
         return Err(MathError::EmptyReferenceSet);
     };

@@ -12,16 +12,16 @@ const SIMPLEX_TOL: f32 = 1e-4;
 /// Logistic sigmoid, without overflow for large `|x|`.
 pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        1.0 / (1.0 + libm::expf(-x))
     } else {
-        let e = x.exp();
+        let e = libm::expf(x);
         e / (1.0 + e)
     }
 }
 
 /// `softplus(x) = ln(1 + eˣ)`, without overflow for large `x` or loss of precision for very negative `x`.
 pub fn softplus(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+    x.max(0.0) + libm::log1pf(libm::expf(-x.abs()))
 }
 
 /// Personalised rewards `r = φ·w` for basis rewards `phi [N, K]` and weights `w [K]` (SPEC Eq. 3).
@@ -32,7 +32,17 @@ pub fn personalised_rewards(
     check_weights(w)?;
     check::len("phi (columns = K)", w.len(), phi.ncols())?;
     check::finite("phi", phi)?;
-    Ok(phi.dot(&w))
+    // f64 accumulation: scores do not depend on the platform's f32 summation order (wasm parity).
+    Ok(phi
+        .rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .zip(&w)
+                .map(|(p, w)| f64::from(*p) * f64::from(*w))
+                .sum::<f64>() as f32
+        })
+        .collect())
 }
 
 /// Moments `(μ_Δ, σ_Δ²)` of the basis-reward differences `delta [K]` under weights `w [K]`

@@ -1,0 +1,287 @@
+//! The JS-facing API compiled to wasm32, run by wasm-bindgen-test in node and (with
+//! `WASM_BINDGEN_USE_BROWSER=1`) in headless Chromium: parity with the native runtime's numbers
+//! in `fixtures/random/parity.json`, state round trips, and the errors bad input throws.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::Error;
+use vrf_runtime::format::MANIFEST_FILE;
+use vrf_wasm::fixture::{demo_model, synthetic_demo, Expected, Parity};
+use vrf_wasm::{Posterior, VrfUser};
+use wasm_bindgen::{JsCast, JsError, JsValue};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+/// A model and the native runtime's outputs on it (written by `examples/fixture.rs`).
+struct Fixture {
+    name: &'static str,
+    manifest: &'static str,
+    model: &'static [u8],
+    parity: &'static str,
+}
+
+/// A random model, and the user model of a tiny run exported by `vrf-trainer export` (the
+/// export parity test's model directory, `vrf.json` and `user_model.safetensors`).
+const FIXTURES: [Fixture; 2] = [
+    Fixture {
+        name: "random",
+        manifest: include_str!("fixtures/random/vrf.json"),
+        model: include_bytes!("fixtures/random/user_model.safetensors"),
+        parity: include_str!("fixtures/random/parity.json"),
+    },
+    Fixture {
+        name: "exported",
+        manifest: include_str!("fixtures/exported/vrf.json"),
+        model: include_bytes!("fixtures/exported/user_model.safetensors"),
+        parity: include_str!("fixtures/exported/parity.json"),
+    },
+];
+const MANIFEST: &str = FIXTURES[0].manifest;
+const MODEL: &[u8] = FIXTURES[0].model;
+
+/// Parity tolerance: the wasm numbers equal the native ones within 1e-6 (relative above 1).
+const TOL: f32 = 1e-6;
+
+fn parity_of(fx: &Fixture) -> Parity {
+    serde_json::from_str(fx.parity).expect("parity.json parses")
+}
+
+fn parity() -> Parity {
+    parity_of(&FIXTURES[0])
+}
+
+fn user_of(fx: &Fixture) -> VrfUser {
+    VrfUser::new(fx.manifest, fx.model).unwrap_or_else(|e| panic!("{}: {}", fx.name, message(e)))
+}
+
+fn user() -> VrfUser {
+    user_of(&FIXTURES[0])
+}
+
+/// The message of the JS `Error` a call threw (and that it is an `Error` at all).
+fn message(e: JsError) -> String {
+    let v = JsValue::from(e);
+    let err: Error = v.dyn_into().expect("the API throws JS Error objects");
+    String::from(err.message())
+}
+
+fn throws<T>(r: Result<T, JsError>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => message(e),
+    }
+}
+
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= TOL * w.abs().max(1.0),
+            "{what}[{i}]: wasm {g}, native {w}"
+        );
+    }
+}
+
+fn matches(what: &str, p: &Posterior, want: &Expected) {
+    assert_eq!(p.count(), want.count, "{what}: count");
+    close(&format!("{what} mean"), &p.mean(), &want.mean);
+    close(&format!("{what} var"), &p.var(), &want.var);
+    close(&format!("{what} weights"), &p.weights(), &want.weights);
+    close(
+        &format!("{what} uncertainty"),
+        &[p.uncertainty()],
+        &[want.uncertainty],
+    );
+}
+
+#[wasm_bindgen_test]
+fn posterior_after_each_observation_matches_native() {
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        assert_eq!(
+            (u.k(), u.d(), u.hidden(), u.feature_dim()),
+            (8, 32, 64, 136)
+        );
+        assert!(u.uses_dphi());
+        for (i, (row, want)) in p.features.chunks(u.feature_dim()).zip(&p.steps).enumerate() {
+            u.observe(row).unwrap();
+            matches(
+                &format!("{} step {i}", fx.name),
+                &u.posterior().unwrap(),
+                want,
+            );
+            close("weights()", &u.weights().unwrap(), &want.weights);
+            close(
+                "uncertainty()",
+                &[u.uncertainty().unwrap()],
+                &[want.uncertainty],
+            );
+        }
+        assert_eq!(u.count(), p.steps.len());
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_batch_of_pairs_equals_one_at_a_time() {
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe(&p.features).unwrap();
+        matches("batch", &u.posterior().unwrap(), p.steps.last().unwrap());
+    }
+}
+
+#[wasm_bindgen_test]
+fn hidden_state_pairs_match_native() {
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe_hidden(
+            &p.h_chosen,
+            &p.h_rejected,
+            Some(p.rewards_chosen.clone()),
+            Some(p.rewards_rejected.clone()),
+        )
+        .unwrap();
+        matches("hidden", &u.posterior().unwrap(), &p.hidden_posterior);
+    }
+}
+
+#[wasm_bindgen_test]
+fn scores_best_and_preference_match_native() {
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe(&p.features).unwrap();
+        let s = u.score(&p.candidates).unwrap();
+        close("scores", &s.scores(), &p.scores);
+        assert_eq!(s.best(), p.best);
+        let k = u.k();
+        let pr = u
+            .preference_probability(&p.candidates[..k], &p.candidates[k..2 * k])
+            .unwrap();
+        close("P(0 ≻ 1)", &[pr], &[p.preference_0_over_1]);
+    }
+}
+
+#[wasm_bindgen_test]
+fn state_round_trips_through_json_and_reset_forgets() {
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let mut u = user_of(fx);
+        u.observe(&p.features).unwrap();
+        let json = u.save_state();
+        assert_eq!(json, p.state_json, "same serialisation as native");
+        let before = u.posterior().unwrap();
+
+        let mut v = user_of(fx);
+        v.load_state(&json).unwrap();
+        assert_eq!(v.count(), p.steps.len());
+        let after = v.posterior().unwrap();
+        assert_eq!(after.mean(), before.mean());
+        assert_eq!(after.weights(), before.weights());
+
+        v.reset();
+        assert_eq!(v.count(), 0);
+        assert!(throws(v.posterior()).contains("empty reference set"));
+        // The restored state keeps accumulating like the original.
+        u.observe(&p.features[..u.feature_dim()]).unwrap();
+        v.load_state(&json).unwrap();
+        v.observe(&p.features[..v.feature_dim()]).unwrap();
+        assert_eq!(u.posterior().unwrap().var(), v.posterior().unwrap().var());
+    }
+}
+
+#[wasm_bindgen_test]
+fn bad_input_throws_errors_that_say_what_is_wrong() {
+    let p = parity();
+    let mut u = user();
+    let f = u.feature_dim();
+
+    let m = throws(u.observe(&p.features[..f - 1]));
+    assert!(
+        m.contains("features") && m.contains("135") && m.contains("136"),
+        "{m}"
+    );
+    assert!(throws(u.observe(&[])).contains("features"));
+    let mut nan = p.features[..f].to_vec();
+    nan[3] = f32::NAN;
+    let m = throws(u.observe(&nan));
+    assert!(m.contains("non-finite") && m.contains("index 3"), "{m}");
+    assert_eq!(u.count(), 0, "a refused observation changes nothing");
+
+    assert!(throws(u.score(&p.candidates)).contains("empty reference set"));
+    u.observe(&p.features[..f]).unwrap();
+    let mut inf = p.candidates.clone();
+    inf[1] = f32::INFINITY;
+    assert!(throws(u.score(&inf)).contains("non-finite"));
+    assert!(throws(u.score(&p.candidates[..7])).contains("multiple of 8"));
+    assert!(
+        throws(u.preference_probability(&p.candidates[..7], &p.candidates[..8])).contains("K = 8")
+    );
+
+    let h = u.hidden();
+    let m = throws(u.observe_hidden(&p.h_chosen[..h], &p.h_rejected[..h], None, None));
+    assert!(m.contains("basis rewards"), "{m}");
+    let m = throws(u.observe_hidden(
+        &p.h_chosen[..h],
+        &p.h_rejected[..h],
+        Some(vec![0.0; 8]),
+        None,
+    ));
+    assert!(m.contains("both"), "{m}");
+
+    assert!(throws(u.load_state("{")).contains("malformed state JSON"));
+    let short = r#"{"pooling":"pog","count":1,"a":[1.0],"b":[0.0]}"#;
+    assert!(throws(u.load_state(short)).contains("latent dimension is 32"));
+    assert_eq!(u.count(), 1, "a refused state leaves the current one");
+}
+
+#[wasm_bindgen_test]
+fn bad_model_files_throw() {
+    let v2 = MANIFEST.replace("\"format_version\": 1", "\"format_version\": 2");
+    assert_ne!(v2, MANIFEST);
+    let m = throws(VrfUser::new(&v2, MODEL));
+    assert!(
+        m.contains("format_version 2 is not supported") && m.contains(MANIFEST_FILE),
+        "{m}"
+    );
+
+    let mut corrupt = MODEL.to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    assert!(throws(VrfUser::new(MANIFEST, &corrupt)).contains("SHA-256 mismatch"));
+    assert!(throws(VrfUser::new("not json", MODEL)).contains("manifest"));
+}
+
+#[wasm_bindgen_test]
+fn choosing_one_style_raises_its_weight_and_shrinks_uncertainty() {
+    // The demo page's model and data, answered by a person who ranks the styles in the order of
+    // the bases (concise first), as the page test does.
+    let (manifest, bytes) = demo_model();
+    let demo = synthetic_demo(&manifest, &bytes, 11).unwrap();
+    let mut u = VrfUser::new(&manifest.to_json(), &bytes).unwrap();
+    let mut last = f32::INFINITY;
+    for q in &demo.questions {
+        let style = |r: &[f32]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
+        let prefer_a = style(&q.a.rewards) < style(&q.b.rewards);
+        u.observe(if prefer_a { &q.a_over_b } else { &q.b_over_a })
+            .unwrap();
+        let unc = u.uncertainty().unwrap();
+        assert!(unc < last, "uncertainty {unc} after {last}");
+        last = unc;
+    }
+    let w = u.weights().unwrap();
+    let top = (0..w.len()).fold(0, |b, i| if w[i] > w[b] { i } else { b });
+    assert_eq!(top, 0, "weights {w:?}");
+    let flat: Vec<f32> = demo
+        .candidates
+        .responses
+        .iter()
+        .flat_map(|r| r.rewards.clone())
+        .collect();
+    assert_eq!(
+        u.score(&flat).unwrap().best(),
+        0,
+        "the concise candidate ranks first"
+    );
+}
