@@ -19,6 +19,9 @@ pub fn gelu(x: f32) -> f32 {
 pub struct Linear {
     weight: Array2<f32>,
     bias: Array1<f32>,
+    // `weightᵀ` in f64, `[in, out]`, for the native f64 matrix product (see `forward_unchecked`).
+    #[cfg(not(target_arch = "wasm32"))]
+    weight_t64: Array2<f64>,
 }
 
 impl Linear {
@@ -30,7 +33,12 @@ impl Linear {
         check::len("linear.bias", out, bias.len())?;
         check::finite("linear.weight", weight.view())?;
         check::finite("linear.bias", bias.view())?;
-        Ok(Self { weight, bias })
+        Ok(Self {
+            #[cfg(not(target_arch = "wasm32"))]
+            weight_t64: weight.t().mapv(f64::from),
+            weight,
+            bias,
+        })
     }
 
     /// Input width.
@@ -61,10 +69,26 @@ impl Linear {
     }
 
     /// The layer on a batch whose width was already checked.
+    ///
+    /// Products are accumulated in f64 and rounded once, so the result does not depend on the
+    /// summation order of the platform's kernels: the browser build and the server agree to about
+    /// one f32 ulp. Natively that is ndarray's f64 matrix product (SIMD); in wasm a fixed-order
+    /// loop, which keeps the module small.
+    #[cfg(not(target_arch = "wasm32"))]
     fn forward_unchecked(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        // Each output is accumulated in f64 and rounded once, so it does not depend on the
-        // summation order of the platform's f32 kernels (native SIMD/FMA vs wasm): the browser
-        // build and the server agree to about one f32 ulp.
+        let y = x.mapv(f64::from).dot(&self.weight_t64);
+        let mut out = Array2::zeros(y.dim());
+        for (mut or, yr) in out.rows_mut().into_iter().zip(y.rows()) {
+            for ((o, v), b) in or.iter_mut().zip(yr).zip(&self.bias) {
+                *o = (v + f64::from(*b)) as f32;
+            }
+        }
+        out
+    }
+
+    /// See the native version above.
+    #[cfg(target_arch = "wasm32")]
+    fn forward_unchecked(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
         let mut out = Array2::zeros((x.nrows(), self.out_dim()));
         for (xr, mut or) in x.rows().into_iter().zip(out.rows_mut()) {
             let xr = xr.to_vec();
@@ -87,6 +111,7 @@ impl Linear {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 /// `Σ a_i·b_i` in f64 with four interleaved partial sums: a fixed order, so every platform gets
 /// the same result, and four dependency chains instead of one hide the addition latency.
 fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
