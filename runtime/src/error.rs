@@ -1,5 +1,17 @@
 //! Errors of the per-user math: every variant names the offending input so a caller can fix it.
 
+use std::fmt;
+
+/// An f32 in an error message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Float(pub f32);
+
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// Result type of the per-user math.
 pub type MathResult<T> = Result<T, MathError>;
 
@@ -34,7 +46,7 @@ pub enum MathError {
         index: usize,
     },
     /// A finite value outside the range the math is defined on.
-    #[error("`{field}` = {value} is out of range: must be {expected}")]
+    #[error("`{field}` = {} is out of range: must be {expected}", Float(*.value))]
     OutOfRange {
         /// The input holding the value.
         field: &'static str,

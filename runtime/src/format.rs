@@ -43,6 +43,25 @@ pub enum Pooling {
     Mean,
 }
 
+impl Pooling {
+    /// The name in JSON (`pog`, `mean`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Pog => "pog",
+            Pooling::Mean => "mean",
+        }
+    }
+
+    /// The pooling named `name` in JSON.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pog" => Some(Pooling::Pog),
+            "mean" => Some(Pooling::Mean),
+            _ => None,
+        }
+    }
+}
+
 /// The encoder's shape and input convention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncoderSpec {
@@ -155,25 +174,7 @@ impl Manifest {
         };
         let raw: Version =
             serde_json::from_slice(bytes).map_err(|e| manifest_error(e.to_string()))?;
-        match raw.format.as_deref() {
-            Some(FORMAT) => {}
-            other => {
-                return Err(manifest_error(format!(
-                    "field `format` is {other:?}, expected {FORMAT:?}"
-                )))
-            }
-        }
-        match raw.format_version {
-            Some(v) if v == u64::from(FORMAT_VERSION) => {}
-            Some(v) => {
-                return Err(ModelError::FormatVersion {
-                    origin: origin.to_string(),
-                    found: v,
-                    supported: FORMAT_VERSION,
-                })
-            }
-            None => return Err(manifest_error("field `format_version` is missing".into())),
-        }
+        check_version(raw.format.as_deref(), raw.format_version, origin)?;
         let m: Manifest =
             serde_json::from_slice(bytes).map_err(|e| manifest_error(e.to_string()))?;
         m.validate(origin)?;
@@ -186,6 +187,117 @@ impl Manifest {
     }
 
     /// Checks the dimensions agree with each other.
+    pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
+        let bad = |message: String| {
+            Err(ModelError::Manifest {
+                origin: origin.to_string(),
+                message,
+            })
+        };
+        self.user_model_spec().validate(origin)?;
+        if self.text.max_len == 0 {
+            return bad("field `text.max_len` must be at least 1".into());
+        }
+        if self.text.truncation != "left" || self.text.padding != "right" {
+            return bad(format!(
+                "fields `text.truncation`/`text.padding` are {:?}/{:?}; this runtime supports left/right",
+                self.text.truncation, self.text.padding
+            ));
+        }
+        for name in self.files.keys() {
+            if name.contains("..") || name.starts_with('/') {
+                return bad(format!("file name {name:?} leaves the model directory"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors unless `bytes` are the file `name` the manifest lists (size and SHA-256).
+    pub fn verify(&self, name: &str, bytes: &[u8]) -> Result<(), ModelError> {
+        verify_file(name, self.files.get(name), bytes)
+    }
+
+    /// The fields the per-user model needs.
+    pub fn user_model_spec(&self) -> UserModelSpec {
+        UserModelSpec {
+            k: self.k,
+            d: self.d,
+            hidden: self.hidden,
+            tau: self.tau,
+            encoder: self.encoder.clone(),
+        }
+    }
+}
+
+/// Errors unless the manifest's `format` is [`FORMAT`] and its `format_version` is
+/// [`FORMAT_VERSION`] (`None`: the field is missing); `origin` names the file in errors.
+/// [`Manifest::from_json`] checks this before anything else, so a future format is reported as
+/// such, not as a field error; the wasm crate, which reads the manifest with the browser's JSON
+/// parser, calls it the same way.
+pub fn check_version(
+    format: Option<&str>,
+    format_version: Option<u64>,
+    origin: &str,
+) -> Result<(), ModelError> {
+    let manifest_error = |message: String| ModelError::Manifest {
+        origin: origin.to_string(),
+        message,
+    };
+    match format {
+        Some(FORMAT) => {}
+        other => {
+            return Err(manifest_error(format!(
+                "field `format` is {other:?}, expected {FORMAT:?}"
+            )))
+        }
+    }
+    match format_version {
+        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(v) => Err(ModelError::FormatVersion {
+            origin: origin.to_string(),
+            found: v,
+            supported: FORMAT_VERSION,
+        }),
+        None => Err(manifest_error("field `format_version` is missing".into())),
+    }
+}
+
+/// Errors unless `bytes` are the file `name` whose manifest entry is `entry` (size and SHA-256);
+/// `None`: the manifest does not list it.
+pub fn verify_file(name: &str, entry: Option<&FileEntry>, bytes: &[u8]) -> Result<(), ModelError> {
+    let entry = entry.ok_or_else(|| ModelError::UnlistedFile {
+        file: name.to_string(),
+    })?;
+    let got = FileEntry::of(bytes);
+    if got != *entry {
+        return Err(ModelError::Checksum {
+            file: name.to_string(),
+            expected: entry.sha256.clone(),
+            got: got.sha256,
+        });
+    }
+    Ok(())
+}
+
+/// The manifest fields the per-user model ([`crate::UserModel`]) needs: what the wasm crate
+/// reads from `vrf.json`, and what both it and [`Manifest::validate`] check the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserModelSpec {
+    /// Number of basis rewards / bases `K`.
+    pub k: usize,
+    /// Latent dimension `d`.
+    pub d: usize,
+    /// Backbone hidden size `H`.
+    pub hidden: usize,
+    /// Softmax temperature `τ` of the basis weights.
+    pub tau: f32,
+    /// Encoder conventions.
+    pub encoder: EncoderSpec,
+}
+
+impl UserModelSpec {
+    /// Checks the dimensions agree with each other and τ is positive; `origin` names the
+    /// manifest in errors.
     pub fn validate(&self, origin: &str) -> Result<(), ModelError> {
         let bad = |message: String| {
             Err(ModelError::Manifest {
@@ -207,40 +319,10 @@ impl Manifest {
             ));
         }
         if !(self.tau.is_finite() && self.tau > 0.0) {
-            return bad(format!("field `tau` = {} must be positive", self.tau));
-        }
-        if self.text.max_len == 0 {
-            return bad("field `text.max_len` must be at least 1".into());
-        }
-        if self.text.truncation != "left" || self.text.padding != "right" {
             return bad(format!(
-                "fields `text.truncation`/`text.padding` are {:?}/{:?}; this runtime supports left/right",
-                self.text.truncation, self.text.padding
+                "field `tau` = {} must be positive",
+                crate::error::Float(self.tau)
             ));
-        }
-        for name in self.files.keys() {
-            if name.contains("..") || name.starts_with('/') {
-                return bad(format!("file name {name:?} leaves the model directory"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Errors unless `bytes` are the file `name` the manifest lists (size and SHA-256).
-    pub fn verify(&self, name: &str, bytes: &[u8]) -> Result<(), ModelError> {
-        let entry = self
-            .files
-            .get(name)
-            .ok_or_else(|| ModelError::UnlistedFile {
-                file: name.to_string(),
-            })?;
-        let got = FileEntry::of(bytes);
-        if got != *entry {
-            return Err(ModelError::Checksum {
-                file: name.to_string(),
-                expected: entry.sha256.clone(),
-                got: got.sha256,
-            });
         }
         Ok(())
     }

@@ -2,11 +2,11 @@
 //! `user_model.safetensors`, and a user's running state (pure; shared with the wasm crate).
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::format::{Manifest, Pooling, USER_MODEL_FILE};
+use crate::format::{Manifest, Pooling, UserModelSpec, USER_MODEL_FILE};
 use crate::math::{
     mean_pool, pair_features, personalised_rewards, pog, preference_probability, Bases, Encoder,
     Linear, Mlp, NaturalParams, Posterior, UserPosterior,
@@ -49,29 +49,53 @@ pub struct UserModel {
     hidden: usize,
 }
 
-fn tensor(
-    st: &SafeTensors<'_>,
+/// One tensor as a model file stores it, before any check: the dtype as safetensors names it
+/// (`F32`), the shape, and the little-endian data bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor<'a> {
+    /// Dtype name, e.g. `F32`.
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Data, little-endian.
+    pub data: &'a [u8],
+}
+
+/// The tensor `name` as f32 values, checked against the dtype and the manifest's shape.
+fn tensor<'a>(
+    lookup: &mut impl FnMut(&'static str) -> Result<Option<RawTensor<'a>>, ModelError>,
     name: &'static str,
     shape: &[usize],
 ) -> Result<Vec<f32>, ModelError> {
-    let t = st.tensor(name).map_err(|_| ModelError::MissingTensor {
+    let t = lookup(name)?.ok_or(ModelError::MissingTensor {
         file: USER_MODEL_FILE,
         name,
     })?;
-    if t.dtype() != Dtype::F32 {
+    if t.dtype != "F32" {
         return Err(ModelError::TensorDtype {
             name,
-            dtype: format!("{:?}", t.dtype()),
+            dtype: t.dtype,
         });
     }
-    if t.shape() != shape {
+    if t.shape != shape {
         return Err(ModelError::TensorShape {
             name,
             expected: shape.to_vec(),
-            got: t.shape().to_vec(),
+            got: t.shape,
         });
     }
-    Ok(t.data()
+    // The safetensors crate guarantees this; a caller's own header parser (wasm) may not.
+    let want = shape.iter().product::<usize>() * 4;
+    if t.data.len() != want {
+        return Err(ModelError::Safetensors {
+            file: USER_MODEL_FILE,
+            message: format!(
+                "tensor `{name}` has {} data bytes, its shape needs {want}",
+                t.data.len()
+            ),
+        });
+    }
+    Ok(t.data
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
@@ -139,32 +163,50 @@ impl UserModel {
             file: USER_MODEL_FILE,
             message: e.to_string(),
         })?;
+        Self::from_tensors(&manifest.user_model_spec(), |name| {
+            Ok(st.tensor(name).ok().map(|t| RawTensor {
+                dtype: format!("{:?}", t.dtype()),
+                shape: t.shape().to_vec(),
+                data: t.data(),
+            }))
+        })
+    }
+
+    /// Builds from the manifest's fields and a lookup of the tensors by name (`Ok(None)`: no such
+    /// tensor; `Err`: the file is malformed), checking every tensor's dtype and shape against the
+    /// spec. [`UserModel::from_bytes`] looks tensors up with the safetensors crate; the wasm crate
+    /// with the browser's JSON parser.
+    pub fn from_tensors<'a>(
+        spec: &UserModelSpec,
+        mut lookup: impl FnMut(&'static str) -> Result<Option<RawTensor<'a>>, ModelError>,
+    ) -> Result<Self, ModelError> {
         let (inp, hid, d, k) = (
-            manifest.encoder.input_dim,
-            manifest.encoder.hidden_dim,
-            manifest.d,
-            manifest.k,
+            spec.encoder.input_dim,
+            spec.encoder.hidden_dim,
+            spec.d,
+            spec.k,
         );
+        let l = &mut lookup;
         let l1 = Linear::new(
-            array2(tensor(&st, names::ENC_L1_W, &[hid, inp])?, hid, inp),
-            Array1::from(tensor(&st, names::ENC_L1_B, &[hid])?),
+            array2(tensor(l, names::ENC_L1_W, &[hid, inp])?, hid, inp),
+            Array1::from(tensor(l, names::ENC_L1_B, &[hid])?),
         )?;
         let l2 = Linear::new(
-            array2(tensor(&st, names::ENC_L2_W, &[2 * d, hid])?, 2 * d, hid),
-            Array1::from(tensor(&st, names::ENC_L2_B, &[2 * d])?),
+            array2(tensor(l, names::ENC_L2_W, &[2 * d, hid])?, 2 * d, hid),
+            Array1::from(tensor(l, names::ENC_L2_B, &[2 * d])?),
         )?;
         let encoder = Encoder::new(Mlp::new(l1, l2)?, d)?;
         let bases = Bases::new(
-            array2(tensor(&st, names::BASES_MEANS, &[k, d])?, k, d),
-            array2(tensor(&st, names::BASES_LOG_VAR, &[k, d])?, k, d),
+            array2(tensor(l, names::BASES_MEANS, &[k, d])?, k, d),
+            array2(tensor(l, names::BASES_LOG_VAR, &[k, d])?, k, d),
         )?;
         Self::new(
             encoder,
             bases,
-            manifest.tau,
-            manifest.encoder.pooling,
-            manifest.encoder.dphi,
-            manifest.hidden,
+            spec.tau,
+            spec.encoder.pooling,
+            spec.encoder.dphi,
+            spec.hidden,
         )
     }
 
@@ -341,6 +383,37 @@ impl UserState {
         self.a.len()
     }
 
+    /// Compact JSON, byte for byte what `serde_json::to_string` writes (f32 values in their
+    /// shortest round-tripping form, non-finite ones as `null`), without serde_json: the wasm
+    /// crate's `saveState` uses it so the module carries no JSON serializer.
+    pub fn to_json(&self) -> String {
+        fn floats(out: &mut String, values: &[f32]) {
+            out.push('[');
+            let mut buf = zmij::Buffer::new();
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(if v.is_finite() {
+                    buf.format_finite(*v)
+                } else {
+                    "null"
+                });
+            }
+            out.push(']');
+        }
+        let mut out = format!(
+            r#"{{"pooling":"{}","count":{},"a":"#,
+            self.pooling.as_str(),
+            self.count
+        );
+        floats(&mut out, &self.a);
+        out.push_str(r#","b":"#);
+        floats(&mut out, &self.b);
+        out.push('}');
+        out
+    }
+
     /// Checks a state that came from outside (e.g. restored JSON) is usable in dimension `d`.
     pub fn validate(&self, pooling: Pooling, d: usize) -> Result<(), ModelError> {
         let bad = |message: String| Err(ModelError::StateMismatch { message });
@@ -461,7 +534,8 @@ pub(crate) mod tests {
             .map(|(n, s, b)| {
                 (
                     n.clone(),
-                    safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                        .unwrap(),
                 )
             })
             .collect();
@@ -514,6 +588,29 @@ pub(crate) mod tests {
             assert_close(inc.var.view(), once.var.view(), 1e-5);
             assert_close(inc.weights.view(), once.weights.view(), 1e-5);
         }
+    }
+
+    #[test]
+    fn state_json_is_what_serde_json_writes() {
+        let mut rng = Rng::new(11);
+        let mut a = rng.normal_vec(16, 3.0).to_vec();
+        a.extend([
+            0.0, -0.0, 1.0, 2.5, 1e-7, 1e-6, 3.4e38, 1e13, 1e16, 1e-45, 0.1, 123456.79,
+        ]);
+        let b: Vec<f32> = a.iter().map(|v| v * -7.25).collect();
+        for (pooling, count) in [(Pooling::Pog, 0), (Pooling::Mean, 12345)] {
+            let s = UserState {
+                pooling,
+                count,
+                a: a.clone(),
+                b: b.clone(),
+            };
+            assert_eq!(s.to_json(), serde_json::to_string(&s).unwrap());
+        }
+        let mut s = UserState::empty(Pooling::Pog, 2);
+        s.a[1] = f32::NAN;
+        s.b[0] = f32::NEG_INFINITY;
+        assert_eq!(s.to_json(), serde_json::to_string(&s).unwrap());
     }
 
     #[test]

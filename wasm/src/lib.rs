@@ -4,16 +4,26 @@
 //! feature), so there is a single copy of the formulas: this crate only converts between
 //! JavaScript values and [`vrf_runtime::UserModel`] / [`vrf_runtime::UserState`], and turns every
 //! refusal into a JS `Error` whose message says what is wrong.
+//!
+//! JSON (the manifest, the safetensors header, the saved state) is read with the JavaScript
+//! engine's own parser ([`json`]) into the runtime's plain types, which the runtime then checks
+//! exactly as on its native path ([`check_version`], [`UserModelSpec::validate`],
+//! [`verify_file`], [`UserModel::from_tensors`], [`UserState::validate`]): the module carries no
+//! JSON parser of its own.
 
 use ndarray::{ArrayView1, ArrayView2};
-use vrf_runtime::format::Manifest;
-use vrf_runtime::user_model::{UserModel, UserState};
-use vrf_runtime::UserPosterior;
+use vrf_runtime::format::{
+    check_version, verify_file, EncoderSpec, FileEntry, Pooling, UserModelSpec, MANIFEST_FILE,
+    USER_MODEL_FILE,
+};
+use vrf_runtime::user_model::{RawTensor, UserModel, UserState};
+use vrf_runtime::{ModelError, UserPosterior};
 use wasm_bindgen::prelude::*;
 
 pub use vrf_runtime::math;
 
 pub mod fixture;
+mod json;
 
 /// A JS `Error` whose message is `vrf: <what>: <why>`.
 fn js_error(what: &str, why: impl std::fmt::Display) -> JsError {
@@ -119,10 +129,10 @@ impl VrfUser {
         #[wasm_bindgen(js_name = manifestJson)] manifest_json: &str,
         #[wasm_bindgen(js_name = userModel)] user_model: &[u8],
     ) -> Result<VrfUser, JsError> {
-        let manifest = Manifest::from_json(manifest_json.as_bytes(), "vrf.json")
-            .map_err(|e| js_error("manifest", e))?;
-        let model =
-            UserModel::from_bytes(&manifest, user_model).map_err(|e| js_error("user model", e))?;
+        let (spec, entry) = read_manifest(manifest_json).map_err(|e| js_error("manifest", e))?;
+        let model = verify_file(USER_MODEL_FILE, entry.as_ref(), user_model)
+            .and_then(|()| read_user_model(&spec, user_model))
+            .map_err(|e| js_error("user model", e))?;
         let state = model.new_state();
         Ok(VrfUser { model, state })
     }
@@ -273,14 +283,14 @@ impl VrfUser {
     /// The user's state (pooling, count and natural parameters) as JSON, e.g. for local storage.
     #[wasm_bindgen(js_name = saveState)]
     pub fn save_state(&self) -> String {
-        serde_json::to_string(&self.state).expect("a user state always serialises")
+        self.state.to_json()
     }
 
     /// Replaces the state by one from `saveState`; throws (keeping the current state) if the
     /// JSON is malformed or does not fit this model.
     #[wasm_bindgen(js_name = loadState)]
     pub fn load_state(&mut self, json: &str) -> Result<(), JsError> {
-        let state: UserState = serde_json::from_slice(json.as_bytes())
+        let state = read_state(json)
             .map_err(|e| js_error("loadState", format!("malformed state JSON: {e}")))?;
         state
             .validate(self.model.pooling(), self.model.d())
@@ -301,4 +311,107 @@ impl VrfUser {
             .state_posterior(&self.state)
             .map_err(|e| js_error(what, e))
     }
+}
+
+/// The fields of `vrf.json` the user model needs, checked as `Manifest::from_json` checks them
+/// (version first), and the manifest's entry for `user_model.safetensors`.
+fn read_manifest(text: &str) -> Result<(UserModelSpec, Option<FileEntry>), ModelError> {
+    let bad = |message: String| ModelError::Manifest {
+        origin: MANIFEST_FILE.to_string(),
+        message,
+    };
+    let m = json::parse(text).map_err(bad)?;
+    check_version(
+        m.opt_string("format").as_deref(),
+        m.opt_uint("format_version").map_err(bad)?,
+        MANIFEST_FILE,
+    )?;
+    let enc = m.obj("encoder").map_err(bad)?;
+    let pooling = enc.string("pooling").map_err(bad)?;
+    let pooling = Pooling::from_name(&pooling).ok_or_else(|| {
+        bad(format!(
+            "field `encoder.pooling` is {pooling:?}, expected \"pog\" or \"mean\""
+        ))
+    })?;
+    let spec = UserModelSpec {
+        k: m.usize("k").map_err(bad)?,
+        d: m.usize("d").map_err(bad)?,
+        hidden: m.usize("hidden").map_err(bad)?,
+        tau: m.number("tau").map_err(bad)? as f32,
+        encoder: EncoderSpec {
+            input_dim: enc.usize("input_dim").map_err(bad)?,
+            hidden_dim: enc.usize("hidden_dim").map_err(bad)?,
+            dphi: enc.boolean("dphi").map_err(bad)?,
+            pooling,
+        },
+    };
+    spec.validate(MANIFEST_FILE)?;
+    let entry = match m
+        .obj("files")
+        .and_then(|f| f.opt_obj(USER_MODEL_FILE))
+        .map_err(bad)?
+    {
+        Some(e) => Some(FileEntry {
+            sha256: e.string("sha256").map_err(bad)?,
+            bytes: e.uint("bytes").map_err(bad)?,
+        }),
+        None => None,
+    };
+    Ok((spec, entry))
+}
+
+/// The user model from `user_model.safetensors` bytes: an 8-byte little-endian header length, a
+/// JSON header (`{name: {dtype, shape, data_offsets: [start, end]}}`, offsets into the data
+/// after the header), then the data; the runtime checks every tensor against the spec.
+fn read_user_model(spec: &UserModelSpec, bytes: &[u8]) -> Result<UserModel, ModelError> {
+    let bad = |message: String| ModelError::Safetensors {
+        file: USER_MODEL_FILE,
+        message,
+    };
+    let (len, rest) = match bytes.split_first_chunk::<8>() {
+        Some((len, rest)) => (u64::from_le_bytes(*len), rest),
+        None => return Err(bad("shorter than the 8-byte header length".into())),
+    };
+    if len > rest.len() as u64 {
+        return Err(bad(format!(
+            "header length {len} exceeds the {} bytes that follow it",
+            rest.len()
+        )));
+    }
+    let (header, data) = rest.split_at(len as usize);
+    let header = std::str::from_utf8(header).map_err(|_| bad("header is not UTF-8".into()))?;
+    let header = json::parse(header).map_err(|e| bad(format!("header: {e}")))?;
+    UserModel::from_tensors(spec, |name| {
+        let Some(t) = header.opt_obj(name).map_err(bad)? else {
+            return Ok(None);
+        };
+        let (start, end) = match t.usizes("data_offsets").map_err(bad)?[..] {
+            [start, end] if start <= end && end <= data.len() => (start, end),
+            _ => {
+                return Err(bad(format!(
+                    "tensor `{name}`: data_offsets are not [start, end] within the {} data bytes",
+                    data.len()
+                )))
+            }
+        };
+        Ok(Some(RawTensor {
+            dtype: t.string("dtype").map_err(bad)?,
+            shape: t.usizes("shape").map_err(bad)?,
+            data: &data[start..end],
+        }))
+    })
+}
+
+/// A state from `saveState`'s JSON (not yet checked against the model).
+fn read_state(text: &str) -> Result<UserState, String> {
+    let s = json::parse(text)?;
+    let pooling = s.string("pooling")?;
+    Ok(UserState {
+        pooling: Pooling::from_name(&pooling).ok_or_else(|| {
+            format!("field `pooling` is {pooling:?}, expected \"pog\" or \"mean\"")
+        })?,
+        count: s.usize("count")?,
+        a: s.floats("a")?,
+        b: s.floats("b")?,
+    })
 }

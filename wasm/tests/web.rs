@@ -4,7 +4,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::Error;
-use vrf_runtime::format::MANIFEST_FILE;
+use vrf_runtime::format::{FileEntry, Manifest, MANIFEST_FILE, USER_MODEL_FILE};
 use vrf_wasm::fixture::{demo_model, synthetic_demo, Expected, Parity};
 use vrf_wasm::{Posterior, VrfUser};
 use wasm_bindgen::{JsCast, JsError, JsValue};
@@ -251,6 +251,65 @@ fn bad_model_files_throw() {
     corrupt[last] ^= 1;
     assert!(throws(VrfUser::new(MANIFEST, &corrupt)).contains("SHA-256 mismatch"));
     assert!(throws(VrfUser::new("not json", MODEL)).contains("manifest"));
+}
+
+/// The fixture's manifest listing `bytes` as the user model (so the checksum passes and the
+/// bytes' own defects are what is reported).
+fn manifest_for(bytes: &[u8]) -> String {
+    let mut m = Manifest::from_json(MANIFEST.as_bytes(), MANIFEST_FILE).unwrap();
+    m.files.insert(USER_MODEL_FILE.into(), FileEntry::of(bytes));
+    m.to_json()
+}
+
+#[wasm_bindgen_test]
+fn malformed_files_read_by_the_js_json_parser_throw() {
+    // The manifest: a missing field, a field of the wrong type.
+    let no_tau = MANIFEST.replace("\"tau\": 1.0,", "");
+    assert_ne!(no_tau, MANIFEST);
+    let m = throws(VrfUser::new(&no_tau, MODEL));
+    assert!(m.contains("manifest") && m.contains("`tau`"), "{m}");
+    let k_text = MANIFEST.replace("\"k\": 8,", "\"k\": \"8\",");
+    assert_ne!(k_text, MANIFEST);
+    assert!(throws(VrfUser::new(&k_text, MODEL)).contains("`k`"));
+
+    // The safetensors bytes: a header length past the end, a header that is not JSON, a tensor
+    // that is not f32, a tensor whose data lies outside the file.
+    let mut long = MODEL.to_vec();
+    long[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let m = throws(VrfUser::new(&manifest_for(&long), &long));
+    assert!(m.contains("header length"), "{m}");
+    let mut garbled = MODEL.to_vec();
+    garbled[8] = b'#';
+    let m = throws(VrfUser::new(&manifest_for(&garbled), &garbled));
+    assert!(m.contains(USER_MODEL_FILE) && m.contains("header"), "{m}");
+    let header_len = u64::from_le_bytes(MODEL[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&MODEL[8..8 + header_len]).unwrap();
+    for (from, to, want) in [
+        ("\"dtype\":\"F32\"", "\"dtype\":\"F16\"", "dtype F16"),
+        ("[0,1024]", "[0,9999999]", "data_offsets"),
+        ("[8,32]", "[8,33]", "shape [8, 33]"),
+    ] {
+        let edited = header.replacen(from, to, 1);
+        assert_ne!(edited, header);
+        let mut bytes = (edited.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(edited.as_bytes());
+        bytes.extend_from_slice(&MODEL[8 + header_len..]);
+        let m = throws(VrfUser::new(&manifest_for(&bytes), &bytes));
+        assert!(m.contains(want), "{from} → {to}: {m}");
+    }
+    // The unedited bytes load through the same path.
+    VrfUser::new(&manifest_for(MODEL), MODEL).unwrap();
+
+    // A saved state with a negative count or a non-numeric entry.
+    let mut u = user();
+    for bad in [
+        r#"{"pooling":"pog","count":-1,"a":[],"b":[]}"#,
+        r#"{"pooling":"pog","count":0,"a":["x"],"b":[0.0]}"#,
+        r#"[1,2]"#,
+    ] {
+        let m = throws(u.load_state(bad));
+        assert!(m.contains("malformed state JSON"), "{bad}: {m}");
+    }
 }
 
 #[wasm_bindgen_test]
