@@ -2,13 +2,21 @@
 
 use std::fmt;
 
-/// An f32 in an error message.
+/// An f32 in an error message: `{}` natively; in wasm32 the shortest round-tripping form from
+/// `zmij` (e.g. `1e-7` instead of `0.0000001`, `2.0` instead of `2`): the same value, without
+/// linking core's float formatting (~20 KB of the module) for error messages alone.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Float(pub f32);
 
 impl fmt::Display for Float {
+    #[cfg(not(target_arch = "wasm32"))]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(zmij::Buffer::new().format(self.0))
     }
 }
 
