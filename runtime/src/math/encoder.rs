@@ -1,6 +1,6 @@
 //! Pair features and the variational encoder (SPEC §2, "Variational encoder").
 
-use ndarray::{concatenate, s, Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use super::check;
 use super::mlp::Mlp;
@@ -36,16 +36,27 @@ pub fn pair_features(
     check::len("e_rejected (columns)", e_chosen.ncols(), e_rejected.ncols())?;
     check::finite("e_chosen", e_chosen)?;
     check::finite("e_rejected", e_rejected)?;
-    let mean = (&e_chosen + &e_rejected) * 0.5;
-    let diff = &e_chosen - &e_rejected;
-    let mut parts = vec![mean.view(), diff.view()];
     if let Some(d) = dphi {
         check::len("dphi (rows)", e_chosen.nrows(), d.nrows())?;
         check::finite("dphi", d)?;
-        parts.push(d);
     }
-    // Shapes were checked above, so concatenation cannot fail.
-    Ok(concatenate(Axis(1), &parts).expect("pair feature parts share their row count"))
+    // [mean | diff | Δφ] row by row (a plain loop, not `concatenate`: ~1.5 KB less wasm).
+    let (m, h) = e_chosen.dim();
+    let k = dphi.map_or(0, |d| d.ncols());
+    let mut out = Array2::zeros((m, 2 * h + k));
+    for (i, mut row) in out.rows_mut().into_iter().enumerate() {
+        for j in 0..h {
+            let (c, r) = (e_chosen[[i, j]], e_rejected[[i, j]]);
+            row[j] = (c + r) * 0.5;
+            row[h + j] = c - r;
+        }
+        if let Some(d) = dphi {
+            for j in 0..k {
+                row[2 * h + j] = d[[i, j]];
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The variational encoder: an MLP `in → hidden → 2d` whose outputs are `[μ ; ℓ]`.
