@@ -243,11 +243,17 @@ pub fn check_version(
         origin: origin.to_string(),
         message,
     };
+    // Quoted by hand, not with `{:?}`: the wasm module then links no string escaping.
     match format {
         Some(FORMAT) => {}
-        other => {
+        Some(other) => {
             return Err(manifest_error(format!(
-                "field `format` is {other:?}, expected {FORMAT:?}"
+                "field `format` is \"{other}\", expected \"{FORMAT}\""
+            )))
+        }
+        None => {
+            return Err(manifest_error(format!(
+                "field `format` is missing or not a string, expected \"{FORMAT}\""
             )))
         }
     }

@@ -330,7 +330,7 @@ fn read_manifest(text: &str) -> Result<(UserModelSpec, Option<FileEntry>), Model
     let pooling = enc.string("pooling").map_err(bad)?;
     let pooling = Pooling::from_name(&pooling).ok_or_else(|| {
         bad(format!(
-            "field `encoder.pooling` is {pooling:?}, expected \"pog\" or \"mean\""
+            "field `encoder.pooling` is \"{pooling}\", expected \"pog\" or \"mean\""
         ))
     })?;
     let spec = UserModelSpec {
@@ -408,7 +408,7 @@ fn read_state(text: &str) -> Result<UserState, String> {
     let pooling = s.string("pooling")?;
     Ok(UserState {
         pooling: Pooling::from_name(&pooling).ok_or_else(|| {
-            format!("field `pooling` is {pooling:?}, expected \"pog\" or \"mean\"")
+            format!("field `pooling` is \"{pooling}\", expected \"pog\" or \"mean\"")
         })?,
         count: s.usize("count")?,
         a: s.floats("a")?,
