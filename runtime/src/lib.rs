@@ -9,6 +9,8 @@
 pub mod backbone;
 pub mod error;
 pub mod format;
+// No file system in the browser.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fsutil;
 pub mod math;
 #[cfg(feature = "onnx")]
