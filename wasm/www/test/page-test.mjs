@@ -11,7 +11,8 @@
 // shrinking, the best candidate listed first.
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, extname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -100,19 +101,31 @@ async function main() {
     throw new Error("page did not become ready");
   };
   try {
-    const caps = await wd("POST", "/session", {
-      capabilities: {
-        alwaysMatch: {
-          "goog:chromeOptions": {
-            binary: CHROMIUM,
-            // Root in CI needs --no-sandbox; the rest keeps a headless run quiet and offline.
-            args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,1000"],
+    // Chromium occasionally exits during start-up on a loaded machine ("session not created");
+    // a fresh profile and another try is what a person would do.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const caps = await wd("POST", "/session", {
+          capabilities: {
+            alwaysMatch: {
+              "goog:chromeOptions": {
+                binary: CHROMIUM,
+                // Root in CI needs --no-sandbox; the rest keeps a headless run quiet and offline.
+                args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,1000",
+                  `--user-data-dir=${mkdtempSync(join(tmpdir(), "vrf-page-test-"))}`],
+              },
+            },
           },
-        },
-      },
-    });
-    session = caps.sessionId;
+        });
+        session = caps.sessionId;
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        console.error(`page test: starting Chromium failed (attempt ${attempt}): ${String(e.message).slice(0, 200)}; retrying`);
+        await sleep(1000 * attempt);
+      }
+    }
     await wd("POST", "/url", { url });
     await waitReady();
 
