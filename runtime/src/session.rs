@@ -76,6 +76,14 @@ impl Reference {
             rejected: rejected.into(),
         }
     }
+
+    /// The two texts the backbone scores: `(prompt, chosen)` then `(prompt, rejected)`.
+    pub fn texts(&self) -> [(&str, &str); 2] {
+        [
+            (self.prompt.as_str(), self.chosen.as_str()),
+            (self.prompt.as_str(), self.rejected.as_str()),
+        ]
+    }
 }
 
 /// Backbone outputs of texts, in input order, and which ones were truncated.
@@ -164,10 +172,13 @@ impl VrfModel {
             manifest.d,
             &dir.join(SEEN_USERS_FILE).display().to_string(),
         )?;
-        let tok_path = dir.join(TOKENIZER_FILE);
-        verified(TOKENIZER_FILE)?;
         let template = TextTemplate::new(manifest.text.template.clone())?;
-        let mut text = TextEncoder::from_file(&tok_path, template, manifest.text.max_len)?;
+        let mut text = TextEncoder::from_bytes(
+            &verified(TOKENIZER_FILE)?,
+            &dir.join(TOKENIZER_FILE),
+            template,
+            manifest.text.max_len,
+        )?;
         text.pad_id = manifest.text.pad_id;
         let backbone = OnnxBackbone::open(
             &dir.join(&manifest.onnx.file),
@@ -253,21 +264,7 @@ impl VrfModel {
 
     /// Hidden states and basis rewards of `(prompt, response)` texts, batched.
     pub fn features(&self, texts: &[(&str, &str)]) -> Result<Features, RuntimeError> {
-        let mut rows = Vec::with_capacity(texts.len());
-        let mut truncated = Vec::new();
-        for (i, (p, r)) in texts.iter().enumerate() {
-            let mut ids = self.text.encode(p, r)?;
-            if ids.is_empty() {
-                return Err(RuntimeError::Input(format!(
-                    "text {i} encodes to zero tokens"
-                )));
-            }
-            if ids.len() > self.text.max_len {
-                ids.drain(..ids.len() - self.text.max_len);
-                truncated.push(i);
-            }
-            rows.push(ids);
-        }
+        let (rows, truncated) = self.text.encode_rows(texts)?;
         let out = self.features_from_ids(&rows)?;
         Ok(Features {
             hidden: out.hidden,
@@ -281,15 +278,7 @@ impl VrfModel {
         &self,
         refs: &[Reference],
     ) -> Result<(Array2<f32>, Vec<usize>), RuntimeError> {
-        let texts: Vec<(&str, &str)> = refs
-            .iter()
-            .flat_map(|r| {
-                [
-                    (r.prompt.as_str(), r.chosen.as_str()),
-                    (r.prompt.as_str(), r.rejected.as_str()),
-                ]
-            })
-            .collect();
+        let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
         let f = self.features(&texts)?;
         let m = refs.len();
         let even = |a: &Array2<f32>, o: usize| a.slice(s![o..;2, ..]).to_owned();

@@ -230,7 +230,17 @@ impl TextEncoder {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| TokenizeError::Load {
+        Self::from_bytes(&bytes, path, template, max_len)
+    }
+
+    /// Parses `tokenizer.json` bytes already read from `path` (named in errors).
+    pub fn from_bytes(
+        bytes: &[u8],
+        path: &Path,
+        template: TextTemplate,
+        max_len: usize,
+    ) -> Result<Self, TokenizeError> {
+        let tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| TokenizeError::Load {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -266,10 +276,13 @@ impl TextEncoder {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Encodes `(prompt, response)` pairs: left-truncated to `max_len`, right-padded with `pad_id`.
-    pub fn encode_batch(&self, pairs: &[(&str, &str)]) -> Result<EncodedBatch, TokenizeError> {
+    /// Token ids of each `(prompt, response)`, left-truncated to `max_len`, unpadded, with the
+    /// indices of the truncated rows.
+    pub fn encode_rows(
+        &self,
+        pairs: &[(&str, &str)],
+    ) -> Result<(Vec<Vec<u32>>, Vec<usize>), TokenizeError> {
         let mut rows = Vec::with_capacity(pairs.len());
-        let mut truncated = 0;
         let mut truncated_rows = Vec::new();
         for (i, (p, r)) in pairs.iter().enumerate() {
             let mut ids = self.encode(p, r)?;
@@ -278,11 +291,17 @@ impl TextEncoder {
             }
             if ids.len() > self.max_len {
                 ids.drain(..ids.len() - self.max_len);
-                truncated += 1;
                 truncated_rows.push(i);
             }
             rows.push(ids);
         }
+        Ok((rows, truncated_rows))
+    }
+
+    /// Encodes `(prompt, response)` pairs: left-truncated to `max_len`, right-padded with `pad_id`.
+    pub fn encode_batch(&self, pairs: &[(&str, &str)]) -> Result<EncodedBatch, TokenizeError> {
+        let (rows, truncated_rows) = self.encode_rows(pairs)?;
+        let truncated = truncated_rows.len();
         let batch = rows.len();
         let seq_len = rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; batch * seq_len];

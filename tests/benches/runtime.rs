@@ -10,16 +10,17 @@
 //! cargo bench -p vrf-tests --bench runtime -- --run runs/vrf-seed0 # a trained run
 //! ```
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use vrf_runtime::{RuntimeOptions, VrfModel};
-use vrf_trainer::config::RunConfig;
 use vrf_trainer::data::Dataset;
 use vrf_trainer::export::{export, load_trained, ExportOptions};
 use vrf_trainer::run::{fit_run, FitOptions};
-use vrf_trainer::synth::{generate, SynthConfig};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -63,27 +64,12 @@ fn main() -> anyhow::Result<()> {
             }
         });
     let tmp = tempfile::tempdir()?;
-    let synth = SynthConfig {
-        seen_users: 12,
-        unseen_users: 4,
-        train_prompts: 24,
-        eval_prompts: 8,
-        ref_per_user: 5,
-        target_per_user: 10,
-        seen_eval_per_user: 4,
-        unseen_eval_per_user: 4,
-        ..SynthConfig::default()
-    };
-    let data_path = tmp.path().join("data.jsonl");
-    generate(&synth)?.write(&data_path)?;
+    let data_path = common::small_benchmark(tmp.path())?;
     let run = match run_arg {
         Some(r) => r,
         None => {
             eprintln!("no --run given: fitting a small model (default architecture, few steps) to benchmark");
-            let mut cfg = RunConfig::default();
-            cfg.train.epochs = 1;
-            cfg.train.s2_epochs = 1;
-            cfg.train.checkpoint_every = 0;
+            let cfg = common::short_fit();
             let run = tmp.path().join("run");
             fit_run(
                 &run,

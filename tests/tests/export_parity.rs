@@ -4,6 +4,8 @@
 //! Set `VRF_PARITY_MODEL_OUT=DIR` to keep a copy of the exported model directory (the test
 //! script checks it with the ONNX checker and the wasm parity test reuses it).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -11,11 +13,9 @@ use candle_core::{Device, Tensor};
 use ndarray::{Array1, Array2, ArrayView2};
 use vrf_runtime::format::{MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE};
 use vrf_runtime::{ModelError, Reference, RuntimeError, RuntimeOptions, VrfModel};
-use vrf_trainer::config::RunConfig;
 use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, load_trained, ExportOptions, Trained};
 use vrf_trainer::run::{fit_run, FitOptions, Posteriors};
-use vrf_trainer::synth::{generate, SynthConfig};
 
 struct Fixture {
     run: PathBuf,
@@ -28,22 +28,8 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();
-        let synth = SynthConfig {
-            seen_users: 12,
-            unseen_users: 6,
-            train_prompts: 24,
-            eval_prompts: 8,
-            ref_per_user: 5,
-            target_per_user: 10,
-            seen_eval_per_user: 4,
-            unseen_eval_per_user: 4,
-            ..SynthConfig::default()
-        };
-        let data = root.join("data.jsonl");
-        generate(&synth).unwrap().write(&data).unwrap();
-        let mut cfg = RunConfig::default();
-        cfg.train.epochs = 1;
-        cfg.train.s2_epochs = 2;
+        let data = common::small_benchmark(&root).unwrap();
+        let mut cfg = common::short_fit();
         // Short enough that some synthetic texts are truncated (the runtime must do the same).
         cfg.train.max_len = 48;
         cfg.train.checkpoint_every = 0;
@@ -234,15 +220,7 @@ fn unseen_user_posteriors_and_scores_match_the_trainer() {
         let refs = refs_of(&f.data, id);
         assert!(!refs.is_empty());
         // Trainer: candle embeddings → ref_features → PoG → W₂ softmax.
-        let texts: Vec<(&str, &str)> = refs
-            .iter()
-            .flat_map(|r| {
-                [
-                    (r.prompt.as_str(), r.chosen.as_str()),
-                    (r.prompt.as_str(), r.rejected.as_str()),
-                ]
-            })
-            .collect();
+        let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
         let b = t.encoder.encode_batch(&texts).unwrap();
         let ids = Tensor::from_vec(b.ids.clone(), (b.batch, b.seq_len), &Device::Cpu).unwrap();
         let e = t.model.embed(&ids, &b.lengths).unwrap();

@@ -72,25 +72,21 @@ enum Cmd {
         seen: Option<String>,
     },
     /// Personalised scores of candidates: input lines {"prompt", "responses": [..]}.
-    Score {
-        #[command(flatten)]
-        m: ModelArgs,
-        #[command(flatten)]
-        who: UserArgs,
-        /// JSONL input (`-` for stdin).
-        #[arg(long, default_value = "-")]
-        input: PathBuf,
-    },
+    Score(CandidateArgs),
     /// Candidates sorted best first: input lines {"prompt", "responses": [..]}.
-    Rank {
-        #[command(flatten)]
-        m: ModelArgs,
-        #[command(flatten)]
-        who: UserArgs,
-        /// JSONL input (`-` for stdin).
-        #[arg(long, default_value = "-")]
-        input: PathBuf,
-    },
+    Rank(CandidateArgs),
+}
+
+/// What `score` and `rank` take.
+#[derive(Args)]
+struct CandidateArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    #[command(flatten)]
+    who: UserArgs,
+    /// JSONL input (`-` for stdin).
+    #[arg(long, default_value = "-")]
+    input: PathBuf,
 }
 
 #[derive(Args)]
@@ -346,20 +342,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             emit(&mut out, &u)?;
         }
-        Cmd::Score { m, who, input } => score(&m, &who, &input, false, &mut out)?,
-        Cmd::Rank { m, who, input } => score(&m, &who, &input, true, &mut out)?,
+        Cmd::Score(a) => score(&a, false, &mut out)?,
+        Cmd::Rank(a) => score(&a, true, &mut out)?,
     }
     out.flush()?;
     Ok(())
 }
 
-fn score(
-    m: &ModelArgs,
-    who: &UserArgs,
-    input: &Path,
-    rank: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
+fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let (m, who, input) = (&a.m, &a.who, a.input.as_path());
     let model = load(m)?;
     let w = weights_of(&model, who)?;
     let lines: Vec<CandidatesLine> = read_jsonl(input)?;

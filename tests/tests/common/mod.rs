@@ -1,0 +1,34 @@
+//! What the parity test and the runtime benchmark share: a small synthetic benchmark and a short
+//! fit of the default (staged) configuration.
+
+use std::path::{Path, PathBuf};
+
+use vrf_trainer::config::RunConfig;
+use vrf_trainer::synth::{generate, SynthConfig};
+
+/// Writes a small synthetic benchmark (12 seen, 6 unseen users) to `dir/data.jsonl`.
+pub fn small_benchmark(dir: &Path) -> anyhow::Result<PathBuf> {
+    let synth = SynthConfig {
+        seen_users: 12,
+        unseen_users: 6,
+        train_prompts: 24,
+        eval_prompts: 8,
+        ref_per_user: 5,
+        target_per_user: 10,
+        seen_eval_per_user: 4,
+        unseen_eval_per_user: 4,
+        ..SynthConfig::default()
+    };
+    let data = dir.join("data.jsonl");
+    generate(&synth)?.write(&data)?;
+    Ok(data)
+}
+
+/// The default configuration, shortened to one epoch of stage 1 and two of stage 2.
+pub fn short_fit() -> RunConfig {
+    let mut cfg = RunConfig::default();
+    cfg.train.epochs = 1;
+    cfg.train.s2_epochs = 2;
+    cfg.train.checkpoint_every = 0;
+    cfg
+}
