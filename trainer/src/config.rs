@@ -67,15 +67,9 @@ pub enum Prior {
     StdNormal,
 }
 
-/// How per-pair Gaussians are combined into a user posterior (ablation (e)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooling {
-    /// Product of Gaussians (Eq. 5).
-    Pog,
-    /// Mean of means and of variances (ablation (e)).
-    Mean,
-}
+/// How per-pair Gaussians are combined into a user posterior (ablation (e)); one definition,
+/// the runtime's, so the exported manifest and the trainer's config cannot disagree.
+pub use vrf_runtime::format::Pooling;
 
 /// Initialisation of the basis means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

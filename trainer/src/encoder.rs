@@ -65,7 +65,9 @@ impl Encoder {
             (mu * self.mu_scale)?
         };
         let l = out.narrow(D::Minus1, self.d, self.d)?;
-        let l = ((l / 10.0)?.tanh()? * 10.0)?;
+        // The runtime's bound, so trainer and export agree on ℓ's range.
+        let b = f64::from(vrf_runtime::math::LOGVAR_BOUND);
+        let l = ((l / b)?.tanh()? * b)?;
         Ok((mu, l))
     }
 }

@@ -22,7 +22,7 @@ use vrf_runtime::format::{
 use vrf_runtime::user_model::names;
 
 use crate::checkpoint::{load_checkpoint, read_json, TrainState};
-use crate::config::{Method, Pooling, RunConfig};
+use crate::config::{Method, RunConfig};
 use crate::data::write_atomic;
 use crate::model::{onnx_names, prefix, RewardModel};
 use crate::onnx::{externalize, OPSET};
@@ -247,13 +247,6 @@ pub fn self_check(
     Ok(out)
 }
 
-fn to_config_pooling(p: Pooling) -> format::Pooling {
-    match p {
-        Pooling::Pog => format::Pooling::Pog,
-        Pooling::Mean => format::Pooling::Mean,
-    }
-}
-
 /// Exports run `run` to `out` (see the module docs); the directory appears whole or not at all.
 pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let dev = Device::Cpu;
@@ -385,7 +378,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Ex
             input_dim: 2 * h + if t.cfg.model.enc_phi { k } else { 0 },
             hidden_dim: h,
             dphi: t.cfg.model.enc_phi,
-            pooling: to_config_pooling(t.cfg.model.pooling),
+            pooling: t.cfg.model.pooling,
         },
         text: TextSpec {
             template: t.encoder.template.as_str().to_string(),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod corpus;
 pub mod data;
 pub mod encoder;
+pub mod error;
 pub mod eval;
 pub mod experiment;
 pub mod export;

@@ -199,7 +199,7 @@ struct Overrides {
     #[arg(long, value_enum)]
     prior: Option<Prior>,
     /// pog or mean (ablation e).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = parse_pooling)]
     pooling: Option<Pooling>,
     /// end-to-end or staged.
     #[arg(long, value_enum)]
@@ -475,6 +475,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--pooling` takes the manifest's names (`pog`, `mean`).
+fn parse_pooling(s: &str) -> Result<Pooling, String> {
+    Pooling::from_name(s).ok_or_else(|| format!("unknown pooling {s:?}: expected pog or mean"))
 }
 
 fn main() -> std::process::ExitCode {

@@ -452,9 +452,6 @@ pub fn synthetic_demo(manifest: &Manifest, bytes: &[u8], seed: u64) -> Result<De
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
+/// The runtime's atomic write (temporary file, fsync, rename), for the example programs.
+#[cfg(not(target_arch = "wasm32"))]
+pub use vrf_runtime::fsutil::write_atomic;
