@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Fetches the ONNX Runtime shared library (CPU) from PyPI into .onnxruntime/ (git-ignored).
 # Idempotent: does nothing when the library is already there. Prints the library path.
-#   ORT_VERSION   wheel version (default 1.31.1; the runtime needs >= 1.31)
+# The library lands in .onnxruntime/<version>/ and .onnxruntime/libonnxruntime.so links to it (the
+# path .cargo/config.toml names, so the version is written only in scripts/versions.sh).
+#   ORT_VERSION   wheel version (default: scripts/versions.sh; the runtime needs >= 1.31)
 #   ORT_DYLIB_PATH  if set to an existing file, that library is used and nothing is fetched
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version="${ORT_VERSION:-1.31.1}"
+source scripts/versions.sh
+version="${ORT_VERSION}"
 if [[ -n "${ORT_DYLIB_PATH:-}" && -f "${ORT_DYLIB_PATH}" ]]; then
   echo "${ORT_DYLIB_PATH}"
   exit 0
@@ -29,5 +32,11 @@ with zipfile.ZipFile(whl) as z:
     os.replace(tmp, out)
 PY
   rm -rf "${dir}/wheel"
+fi
+# Point the version-free path at this version (atomically: a new link, then a rename).
+link=".onnxruntime/libonnxruntime.so"
+if [[ "$(readlink "${link}" 2>/dev/null)" != "${version}/libonnxruntime.so.${version}" ]]; then
+  ln -sfn "${version}/libonnxruntime.so.${version}" "${link}.tmp"
+  mv -Tf "${link}.tmp" "${link}"
 fi
 echo "$(pwd)/${lib}"

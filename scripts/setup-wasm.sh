@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WASM_BINDGEN_VERSION="$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml)"
-BINARYEN_VERSION=132
+source scripts/versions.sh
 # wasm-opt lives in a tools folder outside the repository; scripts/build-wasm.sh looks there.
 TOOLS="${VRF_WASM_TOOLS:-$HOME/.cache/vrf-wasm-tools}"
 

@@ -5,6 +5,7 @@
 #   VRF_SETUP_PYTHON=0  skip the Python venv (only the test script needs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/versions.sh
 
 apt_install() {
   local sudo=""
@@ -26,12 +27,16 @@ echo "setup: ONNX Runtime library: ${ORT_LIB}" >&2
 
 if [ "${VRF_SETUP_PYTHON:-1}" = "1" ]; then
   py=.onnxruntime/pyenv/bin/python
-  if ! { [ -x "$py" ] && "$py" -c "import onnx, onnxruntime, numpy" 2>/dev/null; }; then
+  pins=("onnx==${ONNX_PY_VERSION}" "onnxruntime==${ORT_VERSION}" "numpy==${NUMPY_VERSION}"
+    "protobuf==${PROTOBUF_PY_VERSION}" "ml_dtypes==${ML_DTYPES_VERSION}")
+  want="$(printf '%s\n' "${pins[@]}")"
+  if ! { [ -x "$py" ] && [ "$(cat .onnxruntime/pyenv/pins.txt 2>/dev/null)" = "$want" ] &&
+    "$py" -c "import onnx, onnxruntime, numpy" 2>/dev/null; }; then
     echo "setup: creating .onnxruntime/pyenv with onnx + onnxruntime (reference checker)" >&2
     if ! python3 -m venv --help >/dev/null 2>&1; then apt_install python3-venv; fi
     rm -rf .onnxruntime/pyenv
     python3 -m venv .onnxruntime/pyenv
-    "$py" -m pip install --quiet --upgrade pip >&2
-    "$py" -m pip install --quiet onnx "onnxruntime==${ORT_VERSION:-1.31.1}" numpy >&2
+    "$py" -m pip install --quiet "${pins[@]}" >&2
+    echo "$want" > .onnxruntime/pyenv/pins.txt
   fi
 fi

@@ -17,6 +17,13 @@ fi
 # protoc, the ONNX Runtime library and the reference ONNX checker (idempotent).
 bash scripts/setup.sh
 
+# The lint gate: formatting, and clippy with warnings as errors on every target (the wasm
+# crate also for wasm32, where its bindings are compiled).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p vrf-wasm --target wasm32-unknown-unknown --locked -- -D warnings
+echo "lint: cargo fmt and clippy -D warnings clean"
+
 # The export parity test keeps its model directory here for the checks below.
 export VRF_PARITY_MODEL_OUT="$PWD/target/parity-model"
 rm -rf "$VRF_PARITY_MODEL_OUT"

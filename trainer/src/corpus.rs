@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Result, Tensor};
 
-use crate::data::{Dataset, TextIndex};
+use crate::data::{DataError, Dataset, TextIndex};
+use crate::error::TrainError;
 use crate::model::RewardModel;
 use crate::tokenize::{TextEncoder, TokenizeError};
 
@@ -24,17 +25,24 @@ pub struct Corpus {
 }
 
 impl Corpus {
-    /// Tokenises every unique text of `ds` with `enc`.
-    pub fn build(ds: &Dataset, enc: &TextEncoder) -> std::result::Result<Self, TokenizeError> {
+    /// Tokenises every unique text of `ds` with `enc`; a text that tokenises to nothing is an
+    /// error naming a triplet (file line and user) that uses it.
+    pub fn build(ds: &Dataset, enc: &TextEncoder) -> std::result::Result<Self, TrainError> {
+        const CHUNK: usize = 512;
         let index = ds.texts();
         let mut tokens = Vec::with_capacity(index.texts.len());
         let mut truncated = 0;
-        for chunk in index.texts.chunks(512) {
+        for (c, chunk) in index.texts.chunks(CHUNK).enumerate() {
             let pairs: Vec<(&str, &str)> = chunk
                 .iter()
                 .map(|(p, r)| (p.as_str(), r.as_str()))
                 .collect();
-            let b = enc.encode_batch(&pairs)?;
+            let b = match enc.encode_batch(&pairs) {
+                Err(TokenizeError::EmptySequence(row)) => {
+                    return Err(empty_text(ds, &index, c * CHUNK + row).into())
+                }
+                r => r?,
+            };
             truncated += b.truncated;
             for (row, &len) in b.lengths.iter().enumerate() {
                 tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
@@ -81,6 +89,30 @@ impl Corpus {
         }
         let inv = Tensor::from_vec(inverse, texts.len(), &model.device)?;
         sorted.index_select(&inv, 0)
+    }
+}
+
+/// The error for unique text `text`, which tokenises to nothing: names a triplet using it.
+fn empty_text(ds: &Dataset, index: &TextIndex, text: usize) -> DataError {
+    let chosen = index.chosen_text.iter().position(|&t| t == text);
+    let (i, field) = match chosen {
+        Some(i) => (i, "chosen"),
+        None => (
+            index
+                .rejected_text
+                .iter()
+                .position(|&t| t == text)
+                .unwrap_or(0),
+            "rejected",
+        ),
+    };
+    DataError::EmptyText {
+        place: ds.place(i),
+        user: ds
+            .triplets
+            .get(i)
+            .map_or_else(String::new, |t| t.user.clone()),
+        field,
     }
 }
 

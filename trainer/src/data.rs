@@ -53,10 +53,50 @@ pub enum DataError {
         /// The offending user ids, sorted.
         users: Vec<String>,
     },
+    /// Every triplet has `chosen == rejected`, so there is no preference to learn from.
+    #[error("{origin}: all {count} triplets have chosen == rejected; there is no preference to learn from")]
+    AllIdentical {
+        /// The file (or "the dataset").
+        origin: String,
+        /// How many triplets there were.
+        count: usize,
+    },
+    /// Training needs at least one seen user (a user with `target` rows).
+    #[error("{origin}: no seen users: all {users} users lack `target` triplets, so there is nothing to train on (mark some users' training pairs \"split\": \"target\")")]
+    NoSeenUsers {
+        /// The file (or "the dataset").
+        origin: String,
+        /// How many (unseen) users there are.
+        users: usize,
+    },
+    /// A prompt + response renders to a text that tokenises to no tokens at all.
+    #[error("{place} (user {user}): the {field} response with its prompt tokenises to nothing; remove the triplet or give it text")]
+    EmptyText {
+        /// Where the triplet is (`FILE: line N` or `triplet N`).
+        place: String,
+        /// The triplet's user.
+        user: String,
+        /// `chosen` or `rejected`.
+        field: &'static str,
+    },
     /// Serialising a triplet failed.
     #[error("serialising triplets: {0}")]
     Serialize(#[from] serde_json::Error),
 }
+
+/// A triplet left out of a [`Dataset`], and why (a counted warning, not an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where it was (`FILE: line N` or `triplet N`).
+    pub place: String,
+    /// Its user.
+    pub user: String,
+    /// Why it was left out.
+    pub reason: &'static str,
+}
+
+/// Why [`Dataset`] drops a triplet whose chosen and rejected responses are the same text.
+pub const IDENTICAL_PAIR: &str = "chosen == rejected (no preference)";
 
 fn preview(users: &[String]) -> String {
     const SHOW: usize = 5;
@@ -70,6 +110,19 @@ fn preview(users: &[String]) -> String {
         s.push_str(&format!(", … ({} more)", users.len() - SHOW));
     }
     s
+}
+
+/// The file a dataset came from, or "the dataset", for messages.
+fn origin_of(source: Option<&Path>) -> String {
+    source.map_or_else(|| "the dataset".to_string(), |p| p.display().to_string())
+}
+
+/// Where triplet `i` is: `FILE: line N` when read from a file, else `triplet N`.
+fn place_of(source: Option<&Path>, lines: &[usize], i: usize) -> String {
+    match (source, lines.get(i)) {
+        (Some(p), Some(l)) => format!("{}: line {l}", p.display()),
+        _ => format!("triplet {i}"),
+    }
 }
 
 /// Which role a triplet plays for its user (SPEC §1, §5).
@@ -131,6 +184,14 @@ pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Triplet>, DataError> {
 
 /// Parses JSONL text; `path` is only used in error messages.
 pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Triplet>, DataError> {
+    Ok(parse_numbered(text, path)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect())
+}
+
+/// Parses JSONL text into `(1-based line, triplet)`.
+fn parse_numbered(text: &str, path: &Path) -> Result<Vec<(usize, Triplet)>, DataError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -146,7 +207,7 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Triplet>, DataError> {
         if t.user.trim().is_empty() {
             return Err(malformed("empty `user`".into()));
         }
-        out.push(t);
+        out.push((i + 1, t));
     }
     if out.is_empty() {
         return Err(DataError::EmptyFile {
@@ -292,14 +353,55 @@ pub struct Dataset {
     pub seen: Vec<usize>,
     /// Indices into `users` of unseen users (no target rows), ascending.
     pub unseen: Vec<usize>,
+    /// Where the data came from (the file), for messages; `None` when built in memory.
+    pub source: Option<PathBuf>,
+    /// `lines[i]` is triplet i's 1-based line in `source` (empty when built in memory).
+    pub lines: Vec<usize>,
+    /// Triplets left out, with the reason (e.g. chosen == rejected), in input order.
+    pub skipped: Vec<Skipped>,
 }
 
 impl Dataset {
-    /// Groups and validates triplets: users must be non-empty ids and each needs a `ref` row.
+    /// Groups and validates triplets: users must be non-empty ids and each needs a `ref` row;
+    /// triplets with `chosen == rejected` are left out and listed in [`Dataset::skipped`].
     pub fn from_triplets(triplets: Vec<Triplet>) -> Result<Self, DataError> {
+        Self::build(triplets, None, Vec::new())
+    }
+
+    /// [`Dataset::from_triplets`] for triplets read from `source`, `lines[i]` being triplet i's line.
+    fn build(
+        triplets: Vec<Triplet>,
+        source: Option<PathBuf>,
+        lines: Vec<usize>,
+    ) -> Result<Self, DataError> {
         if triplets.is_empty() {
             return Err(DataError::NoTriplets);
         }
+        let origin = origin_of(source.as_deref());
+        let place = |i: usize| place_of(source.as_deref(), &lines, i);
+        let count = triplets.len();
+        let mut skipped = Vec::new();
+        let mut kept = Vec::with_capacity(count);
+        let mut kept_lines = Vec::with_capacity(lines.len());
+        for (i, t) in triplets.into_iter().enumerate() {
+            if t.chosen == t.rejected {
+                skipped.push(Skipped {
+                    place: place(i),
+                    user: t.user.clone(),
+                    reason: IDENTICAL_PAIR,
+                });
+                continue;
+            }
+            if let Some(&l) = lines.get(i) {
+                kept_lines.push(l);
+            }
+            kept.push(t);
+        }
+        if kept.is_empty() {
+            return Err(DataError::AllIdentical { origin, count });
+        }
+        let triplets = kept;
+        let lines = kept_lines;
         let mut by_user: BTreeMap<&str, UserData> = BTreeMap::new();
         for (i, t) in triplets.iter().enumerate() {
             if t.user.trim().is_empty() {
@@ -343,12 +445,75 @@ impl Dataset {
             triplet_user,
             seen,
             unseen,
+            source,
+            lines,
+            skipped,
         })
     }
 
-    /// Reads and validates a JSONL file.
+    /// Reads and validates a JSONL file; messages name its lines.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DataError> {
-        Self::from_triplets(read_jsonl(path)?)
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let numbered = parse_numbered(text.strip_prefix('\u{feff}').unwrap_or(&text), path)?;
+        let (lines, triplets) = numbered.into_iter().unzip();
+        Self::build(triplets, Some(path.to_path_buf()), lines)
+    }
+
+    /// Where triplet `i` is: `FILE: line N` when read from a file, else `triplet N`.
+    pub fn place(&self, i: usize) -> String {
+        place_of(self.source.as_deref(), &self.lines, i)
+    }
+
+    /// Checks that the dataset can be trained on: an error without seen users; warnings (to
+    /// print) for what will be missing from the report, e.g. no unseen users.
+    pub fn check_trainable(&self) -> Result<Vec<String>, DataError> {
+        let origin = origin_of(self.source.as_deref());
+        if self.seen.is_empty() {
+            return Err(DataError::NoSeenUsers {
+                origin,
+                users: self.users.len(),
+            });
+        }
+        let mut warnings = Vec::new();
+        if self.unseen.is_empty() {
+            warnings.push(format!(
+                "{origin}: no unseen users (every user has `target` rows): unseen-user accuracy cannot be measured"
+            ));
+        }
+        let no_eval: Vec<&str> = self
+            .users
+            .iter()
+            .filter(|u| u.evals.is_empty())
+            .map(|u| u.id.as_str())
+            .collect();
+        if !no_eval.is_empty() {
+            let ids: Vec<String> = no_eval.iter().map(|s| s.to_string()).collect();
+            warnings.push(format!(
+                "{origin}: {} user(s) have no `eval` triplets and are left out of the accuracy: {}",
+                ids.len(),
+                preview(&ids)
+            ));
+        }
+        if !self.skipped.is_empty() {
+            let first: Vec<String> = self
+                .skipped
+                .iter()
+                .take(5)
+                .map(|s| format!("{} (user {})", s.place, s.user))
+                .collect();
+            warnings.push(format!(
+                "skipped {} triplet(s) with {}: {}{}",
+                self.skipped.len(),
+                IDENTICAL_PAIR,
+                first.join(", "),
+                if self.skipped.len() > 5 { ", …" } else { "" }
+            ));
+        }
+        Ok(warnings)
     }
 
     /// Index into `users` of a user id.

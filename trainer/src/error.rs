@@ -29,6 +29,9 @@ pub enum TrainError {
     /// The synthetic benchmark could not be generated.
     #[error(transparent)]
     Synth(#[from] SynthError),
+    /// Tokenising texts (or training the tokenizer) failed.
+    #[error(transparent)]
+    Tokenize(#[from] vrf_runtime::text::TokenizeError),
     /// An exported model failed validation in the runtime's model format.
     #[error(transparent)]
     Model(#[from] vrf_runtime::ModelError),
@@ -44,7 +47,9 @@ pub enum TrainError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The loss became NaN or infinite.
-    #[error("stage {stage} step {step}: loss is {loss}; lower the learning rate or enable clipping")]
+    #[error(
+        "stage {stage} step {step}: loss is {loss}; lower the learning rate or enable clipping"
+    )]
     NonFinite {
         /// The training stage.
         stage: String,

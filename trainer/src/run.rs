@@ -176,6 +176,9 @@ pub fn fit_run(
     )?;
     let t0 = std::time::Instant::now();
     let p = prepare(dir, &cfg, data, dev)?;
+    for w in p.ds.check_trainable()? {
+        eprintln!("warning: {w}");
+    }
     if opts.progress {
         eprintln!(
             "prepared {} in {:.1} s: {}; {} unique texts ({} truncated to {} tokens)",

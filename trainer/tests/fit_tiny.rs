@@ -417,8 +417,9 @@ fn hf_directory_backbone_fits() {
     let mut tok = Tokenizer::new(model);
     tok.with_pre_tokenizer(Some(Whitespace {}));
     tok.add_special_tokens(
-        &["<|endoftext|>", "<|im_start|>", "<|im_end|>"].map(|t| AddedToken::from(t, true)),
-    );
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"].map(|t| AddedToken::from(t, true)),
+    )
+    .unwrap();
     assert!(
         tok.get_vocab_size(true) <= 128,
         "{}",
