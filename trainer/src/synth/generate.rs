@@ -71,6 +71,8 @@ pub(super) fn rng_for(seed: u64, tag: u64) -> ChaCha8Rng {
 
 const TAG_PROMPTS: u64 = 1;
 const TAG_USERS: u64 = 2;
+/// Only read in [`super::PairMode::Random`], so best-worst output is what it was before pair modes.
+const TAG_PAIRS: u64 = 3;
 const TAG_RESPONSES: u64 = 1 << 32;
 
 fn user_id(prefix: char, i: usize, n: usize) -> String {
@@ -124,6 +126,7 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, SynthError> {
     }
     // Users.
     let mut rng = rng_for(cfg.seed, TAG_USERS);
+    let mut pair_rng = rng_for(cfg.seed, TAG_PAIRS);
     let dirichlet = Dirichlet::new([cfg.alpha; N_SCORERS])
         .map_err(|e| SynthError::Config(format!("Dirichlet: {e}")))?;
     let n_seen = cfg.seen_users;
@@ -165,10 +168,13 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, SynthError> {
             .chain(eval.iter().map(|&p| (eval_pool[p], Split::Eval)));
         for (p, split) in rows {
             let pr = &prompts[p];
-            let (c, r) = best_and_worst(&pr.scores, &w).ok_or_else(|| SynthError::Degenerate {
-                user: id.clone(),
-                prompt: pr.text.clone(),
-            })?;
+            let (c, r) = cfg
+                .pairs
+                .pick(&pr.scores, &w, &mut pair_rng)
+                .ok_or_else(|| SynthError::Degenerate {
+                    user: id.clone(),
+                    prompt: pr.text.clone(),
+                })?;
             triplets.push(Triplet {
                 user: id.clone(),
                 prompt: pr.text.clone(),
@@ -190,23 +196,6 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, SynthError> {
 
 pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Indices of the highest- and lowest-scoring responses under weights `w` (first on ties);
-/// `None` when all tie.
-fn best_and_worst(scores: &[[f64; N_SCORERS]], w: &[f64]) -> Option<(usize, usize)> {
-    let comp: Vec<f64> = scores.iter().map(|s| dot(s, w)).collect();
-    let mut hi = 0;
-    let mut lo = 0;
-    for (i, &c) in comp.iter().enumerate() {
-        if c > comp[hi] {
-            hi = i;
-        }
-        if c < comp[lo] {
-            lo = i;
-        }
-    }
-    (comp[hi] > comp[lo]).then_some((hi, lo))
 }
 
 #[cfg(test)]

@@ -7,21 +7,23 @@
 //! **text** (never the latent levels): scorer j is the z-normalised measure of style j plus
 //! `quality_weight` × the z-normalised quality measure, so scorers correlate as reward models do.
 //! Users are Dirichlet(α·1) mixtures of the scorers; each user's pair on a prompt is the
-//! highest- vs the lowest-scoring response.
+//! highest- vs the lowest-scoring response ([`PairMode::BestWorst`]), or, in the harder
+//! [`PairMode::Random`], two random responses of different scores, the higher one chosen.
 //!
 //! Style levels are drawn independently per response and each measure reads markers that only its
 //! own style writes, so the ten measures are (nearly) independent.
 //!
 //! Files by concept: `words` (word banks and templates), `render` (styles and response
 //! rendering), `scorers` (the ten measures, quality, [`ScorerStats`]), `generate` (prompt pool,
-//! users, pairs, [`Synthetic`]), `io` (JSONL and the [`meta_path`] side-file), `sanity`
-//! ([`SanityReport`]).
+//! users, [`Synthetic`]), `pairs` ([`PairMode`]: which two responses form a pair), `io` (JSONL
+//! and the [`meta_path`] side-file), `sanity` ([`SanityReport`]).
 
 use crate::data::DataError;
 use serde::{Deserialize, Serialize};
 
 mod generate;
 mod io;
+mod pairs;
 mod render;
 mod sanity;
 mod scorers;
@@ -29,6 +31,7 @@ mod words;
 
 pub use generate::{generate, SynthPrompt, Synthetic};
 pub use io::{meta_path, SynthMeta};
+pub use pairs::PairMode;
 pub use sanity::SanityReport;
 pub use scorers::{quality, scorers, ScorerStats, N_SCORERS, SCORER_NAMES};
 
@@ -81,6 +84,8 @@ pub struct SynthConfig {
     pub seen_eval_per_user: usize,
     /// Eval triplets per unseen user.
     pub unseen_eval_per_user: usize,
+    /// How each user's pair on a prompt is drawn (best-worst by default; absent in old files).
+    pub pairs: PairMode,
 }
 
 impl Default for SynthConfig {
@@ -98,6 +103,7 @@ impl Default for SynthConfig {
             target_per_user: 36,
             seen_eval_per_user: 45,
             unseen_eval_per_user: 9,
+            pairs: PairMode::BestWorst,
         }
     }
 }
