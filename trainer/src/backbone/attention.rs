@@ -23,14 +23,23 @@ pub(crate) struct LayerInputs<T> {
 /// Grouped-query self-attention with per-head q/k RmsNorm (Qwen3), weights `[out, in]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
+    /// Query projection `[heads·head_dim, H]`.
     pub(crate) q_proj: Tensor,
+    /// Key projection `[kv_heads·head_dim, H]`.
     pub(crate) k_proj: Tensor,
+    /// Value projection `[kv_heads·head_dim, H]`.
     pub(crate) v_proj: Tensor,
+    /// Output projection `[H, heads·head_dim]`.
     pub(crate) o_proj: Tensor,
+    /// Per-head norm of the queries (before rope).
     pub(crate) q_norm: RmsNorm,
+    /// Per-head norm of the keys (before rope).
     pub(crate) k_norm: RmsNorm,
+    /// Query heads.
     pub(crate) num_heads: usize,
+    /// Key/value heads (each serves `num_heads / num_kv_heads` query heads).
     pub(crate) num_kv_heads: usize,
+    /// Width of one head.
     pub(crate) head_dim: usize,
 }
 

@@ -12,9 +12,13 @@ use crate::onnx::OnnxGraph;
 /// One pre-norm decoder layer: `h = x + attn(norm(x))`, `y = h + mlp(norm(h))`.
 #[derive(Debug, Clone)]
 pub(crate) struct DecoderLayer {
+    /// Norm before attention.
     pub(crate) input_layernorm: RmsNorm,
+    /// Self-attention.
     pub(crate) self_attn: Attention,
+    /// Norm before the MLP.
     pub(crate) post_attention_layernorm: RmsNorm,
+    /// Feed-forward block.
     pub(crate) mlp: Mlp,
 }
 

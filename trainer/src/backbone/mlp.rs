@@ -10,8 +10,11 @@ use crate::onnx::OnnxGraph;
 /// The SwiGLU feed-forward block: `down(silu(gate(x)) · up(x))`.
 #[derive(Debug, Clone)]
 pub(crate) struct Mlp {
+    /// Gate projection `[I, H]` (through SiLU).
     pub(crate) gate_proj: Tensor,
+    /// Up projection `[I, H]`.
     pub(crate) up_proj: Tensor,
+    /// Down projection `[H, I]`.
     pub(crate) down_proj: Tensor,
 }
 
