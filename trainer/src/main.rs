@@ -13,7 +13,7 @@ use vrf_trainer::eval::format_report;
 use vrf_trainer::experiment::{self, run_rows, Plan, Variant};
 use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::run::{device, eval_run};
-use vrf_trainer::synth::{generate, SynthConfig};
+use vrf_trainer::synth::{generate, PairMode, SynthConfig};
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
 // each time (page faults dominate small models), mimalloc keeps them.
@@ -98,6 +98,10 @@ struct SynthArgs {
     /// Prompts in the eval pool (eval rows only).
     #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
     eval_prompts: usize,
+    /// Pairs: best-worst (highest vs lowest of each prompt's responses) or random (two random
+    /// responses of different scores, the higher chosen: a harder benchmark).
+    #[arg(long, value_enum, default_value = "best-worst")]
+    pairs: PairMode,
 }
 
 #[derive(Args)]
@@ -155,6 +159,14 @@ struct FitArgs {
     /// Synthetic data: eval prompts.
     #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
     eval_prompts: usize,
+    /// Synthetic data: best-worst or random pairs; random data and runs go to OUT/random-pairs.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "best-worst",
+        conflicts_with = "data"
+    )]
+    pairs: PairMode,
     #[command(flatten)]
     hp: Overrides,
 }
@@ -297,6 +309,7 @@ fn synth(a: &SynthArgs) -> anyhow::Result<()> {
         seed: a.seed,
         train_prompts: a.train_prompts,
         eval_prompts: a.eval_prompts,
+        pairs: a.pairs,
         ..Default::default()
     };
     let s = generate(&cfg)?;
@@ -328,13 +341,23 @@ fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
     Ok(cfg)
 }
 
-/// The data file: `--data`, or the synthetic benchmark generated into OUT once.
+/// Where fit writes: OUT, or OUT/random-pairs for the random-pair benchmark, so its data and
+/// runs never mix with the default benchmark's.
+fn fit_out(a: &FitArgs) -> PathBuf {
+    match a.pairs {
+        PairMode::BestWorst => a.out.clone(),
+        PairMode::Random => a.out.join("random-pairs"),
+    }
+}
+
+/// The data file: `--data`, or the synthetic benchmark generated into [`fit_out`] once.
 fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let out = fit_out(a);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     match &a.data {
         Some(p) => Ok(p.clone()),
         None => {
-            let p = a.out.join("data.jsonl");
+            let p = out.join("data.jsonl");
             if !p.exists() {
                 synth(&SynthArgs {
                     out: p.clone(),
@@ -344,6 +367,7 @@ fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
                     seed: a.data_seed,
                     train_prompts: a.train_prompts,
                     eval_prompts: a.eval_prompts,
+                    pairs: a.pairs,
                 })?;
             }
             Ok(p)
@@ -354,7 +378,7 @@ fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
 fn plan(a: &FitArgs, cfg: &RunConfig) -> anyhow::Result<Plan> {
     let seeds = a.seeds.clone().unwrap_or_else(|| vec![cfg.train.seed]);
     Ok(Plan {
-        out: a.out.clone(),
+        out: fit_out(a),
         data: data_path(a)?,
         seeds,
         resume: a.resume || a.shard.is_some(),
