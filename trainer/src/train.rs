@@ -1,8 +1,9 @@
 //! Training loops: end-to-end VRF (SPEC §3), the staged fit (SPEC §3b) and the BT baseline.
 //!
 //! Every batch is a deterministic function of (seed, stage, step), so a run resumed from a
-//! checkpoint continues exactly where it stopped. A stage's steps are in [`step`], stage 2 (no
-//! gradient through the backbone) in [`stage2`], the reference-state cache in [`refcache`].
+//! checkpoint continues exactly where it stopped. The stage type and a fit's outcome are in
+//! `train/stage.rs`, one gradient step in `train/step.rs`, stage 2 (frozen backbone) in
+//! `train/stage2.rs`, the reference-state cache in `train/refcache.rs`.
 
 mod refcache;
 mod stage;
