@@ -52,7 +52,7 @@ pub enum TrainError {
     )]
     NonFinite {
         /// The training stage.
-        stage: String,
+        stage: crate::train::Stage,
         /// The global step.
         step: usize,
         /// The offending loss value.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::Method;
 use crate::corpus::{dedup, rows, Corpus};
 use crate::data::Dataset;
+use crate::encoder::segments;
+use crate::error::Result;
 use crate::loss;
+use crate::metrics::{mean_offdiag_corr, pairwise_accuracy};
 use crate::model::RewardModel;
-use crate::train::mean_offdiag_corr;
 
 /// Numbers of the collapse diagnostics (VRF only).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -88,26 +90,41 @@ pub struct UserPosterior {
     pub uncertainty: f32,
 }
 
-/// Frozen features of the texts evaluation needs.
-struct Features {
+/// The chosen and rejected text ids of `triplets`, interleaved `[c₀, r₀, c₁, r₁, …]`.
+pub(crate) fn pair_texts(corpus: &Corpus, triplets: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let idx = &corpus.index;
+    triplets
+        .into_iter()
+        .flat_map(|i| [idx.chosen_text[i], idx.rejected_text[i]])
+        .collect()
+}
+
+/// Frozen features of a set of texts (backbone states and basis rewards), by text id: what
+/// evaluation and stage 2 (frozen backbone) compute posteriors and accuracies from.
+pub(crate) struct Features {
     pos: HashMap<usize, u32>,
     e: Tensor,
     phi: Tensor,
 }
 
-/// Fraction of pairs with μ_Δ > 0 (the chosen response scores higher); NaN for no pairs.
-pub fn pairwise_accuracy(mu_d: &Tensor) -> Result<f64> {
-    if mu_d.elem_count() == 0 {
-        return Ok(f64::NAN);
-    }
-    Ok(mu_d
-        .gt(0.0)?
-        .to_dtype(DType::F32)?
-        .mean_all()?
-        .to_scalar::<f32>()? as f64)
-}
-
 impl Features {
+    /// Embeds the chosen and rejected texts of `triplets`, each unique text once.
+    pub(crate) fn embed(
+        model: &RewardModel,
+        corpus: &Corpus,
+        triplets: impl IntoIterator<Item = usize>,
+    ) -> Result<Self> {
+        let (uniq, _) = dedup(&pair_texts(corpus, triplets));
+        let e = corpus.embed(model, &uniq, model.cfg.train.eval_batch)?;
+        let phi = model.phi(&e)?.detach();
+        let pos = uniq
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, i as u32))
+            .collect();
+        Ok(Self { pos, e, phi })
+    }
+
     fn pair_rows(&self, corpus: &Corpus, tr: &[usize]) -> (Vec<u32>, Vec<u32>) {
         let idx = &corpus.index;
         (
@@ -120,41 +137,54 @@ impl Features {
 
     fn delta(&self, corpus: &Corpus, tr: &[usize]) -> Result<Tensor> {
         let (c, r) = self.pair_rows(corpus, tr);
-        rows(&self.phi, &c)? - rows(&self.phi, &r)?
+        Ok((rows(&self.phi, &c)? - rows(&self.phi, &r)?)?)
     }
 }
 
+/// The triplets of each user, flattened, with each triplet's user (position in `per_user`).
+fn flatten_users(per_user: &[Vec<usize>]) -> (Vec<usize>, Vec<usize>) {
+    let tr = per_user.concat();
+    let lens: Vec<usize> = per_user.iter().map(Vec::len).collect();
+    (tr, segments(&lens))
+}
+
+/// Posterior `(μ, σ²)` of a group of users from the given reference triplets per user.
+pub(crate) fn user_posterior(
+    model: &RewardModel,
+    f: &Features,
+    corpus: &Corpus,
+    refs: &[Vec<usize>],
+) -> Result<(Tensor, Tensor)> {
+    let (tr, seg) = flatten_users(refs);
+    let (c, r) = f.pair_rows(corpus, &tr);
+    let feats = model.ref_features(&rows(&f.e, &c)?, &rows(&f.e, &r)?)?;
+    Ok(model.posterior(&feats, &seg, refs.len())?)
+}
+
 /// Posterior `(μ, σ², w)` of a group of users from the given reference triplets per user.
-fn posteriors(
+pub(crate) fn posteriors(
     model: &RewardModel,
     f: &Features,
     corpus: &Corpus,
     refs: &[Vec<usize>],
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let tr: Vec<usize> = refs.iter().flatten().copied().collect();
-    let seg: Vec<usize> = refs
-        .iter()
-        .enumerate()
-        .flat_map(|(u, r)| std::iter::repeat_n(u, r.len()))
-        .collect();
-    let (c, r) = f.pair_rows(corpus, &tr);
-    let feats = model.ref_features(&rows(&f.e, &c)?, &rows(&f.e, &r)?)?;
-    let (mu, var) = model.posterior(&feats, &seg, refs.len())?;
+    let (mu, var) = user_posterior(model, f, corpus, refs)?;
     let w = model.bases()?.weights(&mu, &var)?;
     Ok((mu, var, w))
 }
 
 /// Accuracy of users' weights `w` `[U, K]` on their eval triplets.
-fn group_accuracy(f: &Features, corpus: &Corpus, evals: &[Vec<usize>], w: &Tensor) -> Result<f64> {
-    let tr: Vec<usize> = evals.iter().flatten().copied().collect();
-    let seg: Vec<u32> = evals
-        .iter()
-        .enumerate()
-        .flat_map(|(u, r)| std::iter::repeat_n(u as u32, r.len()))
-        .collect();
+pub(crate) fn group_accuracy(
+    f: &Features,
+    corpus: &Corpus,
+    evals: &[Vec<usize>],
+    w: &Tensor,
+) -> Result<f64> {
+    let (tr, seg) = flatten_users(evals);
+    let seg: Vec<u32> = seg.into_iter().map(|u| u as u32).collect();
     let delta = f.delta(corpus, &tr)?;
     let (mu_d, _) = loss::moments(&rows(w, &seg)?, &delta)?;
-    pairwise_accuracy(&mu_d)
+    Ok(pairwise_accuracy(&mu_d)?)
 }
 
 /// Evaluates `model` per SPEC §5; returns the report and the seen users' posteriors.
@@ -164,23 +194,13 @@ pub fn evaluate(
     corpus: &Corpus,
 ) -> Result<(EvalReport, Vec<UserPosterior>)> {
     let cfg = &model.cfg;
-    let idx = &corpus.index;
-    let mut need = Vec::new();
-    for u in &ds.users {
-        for &i in u.refs.iter().chain(u.evals.iter()) {
-            need.push(idx.chosen_text[i]);
-            need.push(idx.rejected_text[i]);
-        }
-    }
-    let (uniq, _) = dedup(&need);
-    let e = corpus.embed(model, &uniq, cfg.train.eval_batch)?;
-    let phi = model.phi(&e)?.detach();
-    let pos = uniq
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| (t, i as u32))
-        .collect();
-    let f = Features { pos, e, phi };
+    let f = Features::embed(
+        model,
+        corpus,
+        ds.users
+            .iter()
+            .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied()),
+    )?;
 
     let evals_of =
         |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].evals.clone()).collect() };
@@ -206,7 +226,9 @@ pub fn evaluate(
         Method::Bt => {
             let acc = |g: &[usize]| -> Result<f64> {
                 let tr: Vec<usize> = evals_of(g).into_iter().flatten().collect();
-                pairwise_accuracy(&f.delta(corpus, &tr)?.squeeze(D::Minus1)?)
+                Ok(pairwise_accuracy(
+                    &f.delta(corpus, &tr)?.squeeze(D::Minus1)?,
+                )?)
             };
             report.seen_accuracy = acc(&ds.seen)?;
             report.unseen_accuracy = acc(&ds.unseen)?;
@@ -274,14 +296,14 @@ pub fn evaluate(
                 _ => None,
             };
             // Correlation over eval responses only.
-            let mut eval_texts = Vec::new();
-            for u in &ds.users {
-                for &i in &u.evals {
-                    eval_texts.push(f.pos[&idx.chosen_text[i]]);
-                    eval_texts.push(f.pos[&idx.rejected_text[i]]);
-                }
-            }
-            let (eval_rows, _) = dedup(&eval_texts.iter().map(|&x| x as usize).collect::<Vec<_>>());
+            let eval_texts: Vec<usize> = pair_texts(
+                corpus,
+                ds.users.iter().flat_map(|u| u.evals.iter().copied()),
+            )
+            .into_iter()
+            .map(|t| f.pos[&t] as usize)
+            .collect();
+            let (eval_rows, _) = dedup(&eval_texts);
             let eval_rows: Vec<u32> = eval_rows.into_iter().map(|x| x as u32).collect();
             report.collapse = Some(Collapse {
                 seen_uniform_accuracy: uni[0],

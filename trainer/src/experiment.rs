@@ -10,6 +10,7 @@ use crate::checkpoint::write_json;
 use crate::config::{Objective, Pooling, Prior, RunConfig, Schedule};
 use crate::eval::{format_report, EvalReport};
 use crate::run::{fit_run, FitOptions};
+use crate::train::FitOutcome;
 
 /// One row of an experiment: a named configuration fitted with several seeds.
 #[derive(Clone, Debug, Serialize)]
@@ -149,8 +150,13 @@ impl Variant {
 }
 
 /// Fits every variant for every seed into `OUT/ID-seedS` and returns the rows; with `resume`,
-/// finished runs are reused, so parallel invocations over disjoint seeds can be combined.
-pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Result<Vec<Row>> {
+/// finished runs are reused, so parallel invocations over disjoint seeds can be combined. A run
+/// stopped by `train.stop_after_steps` ends the plan there.
+pub fn run_rows(
+    plan: &Plan,
+    variants: &[Variant],
+    dev: &Device,
+) -> anyhow::Result<FitOutcome<Vec<Row>>> {
     let mut rows = Vec::new();
     let mut job = 0usize;
     for v in variants {
@@ -176,7 +182,7 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Resu
                     if plan.verbose {
                         eprintln!("== {name} (seed {seed}) → {}", dir.display());
                     }
-                    let r = fit_run(
+                    let r = match fit_run(
                         &dir,
                         &c,
                         &plan.data,
@@ -185,7 +191,10 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Resu
                             resume: plan.resume,
                             progress: plan.verbose,
                         },
-                    )?;
+                    )? {
+                        FitOutcome::Finished(r) => r,
+                        FitOutcome::Stopped(stop) => return Ok(FitOutcome::Stopped(stop)),
+                    };
                     if plan.verbose {
                         eprint!("{}", format_report(&r));
                     }
@@ -197,7 +206,7 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> anyhow::Resu
         }
         rows.push(row);
     }
-    Ok(rows)
+    Ok(FitOutcome::Finished(rows))
 }
 
 /// Training wall-clock seconds of a run: the last `elapsed_s` in its `metrics.jsonl`.

@@ -1,7 +1,7 @@
 //! vrf-trainer: fit Variational Reward Factorization (VRF) personalised reward models with candle.
 //!
 //! One module per concept: [`backbone`] (Qwen3), [`heads`] (basis rewards), [`encoder`]
-//! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`model`], [`onnx`] (graph builder) and [`export`] (portable model directory),
+//! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`metrics`] (accuracy, basis-reward correlation), [`model`], [`onnx`] (graph builder) and [`export`] (portable model directory),
 //! [`data`] and [`synth`] (JSONL and the embedded benchmark), [`tokenize`], [`corpus`]
 //! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations).
 
@@ -18,6 +18,7 @@ pub mod experiment;
 pub mod export;
 pub mod heads;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod optim;

@@ -40,19 +40,10 @@ pub fn bt_loss(delta: &Tensor) -> Result<Tensor> {
 
 /// Mean squared off-diagonal correlation of the K basis rewards over a batch `phi` `[N, K]`.
 ///
-/// Remedy for heads that collapse onto one reward; 0 when K = 1 or N < 2.
+/// Remedy for heads that collapse onto one reward; 0 when K = 1 or N < 2. The correlation is the
+/// one the collapse diagnostic reports ([`metrics`](crate::metrics)).
 pub fn phi_correlation_penalty(phi: &Tensor) -> Result<Tensor> {
-    let (n, k) = phi.dims2()?;
-    if k < 2 || n < 2 {
-        return Tensor::zeros((), phi.dtype(), phi.device());
-    }
-    let c = phi.broadcast_sub(&phi.mean_keepdim(0)?)?;
-    let norm = (c.sqr()?.sum_keepdim(0)?.sqrt()? + 1e-6)?;
-    let c = c.broadcast_div(&norm)?;
-    let corr = c.t()?.matmul(&c)?; // [K,K], diagonal ≈ 1
-    let eye = Tensor::eye(k, phi.dtype(), phi.device())?;
-    let off = (corr * (eye.neg()? + 1.0)?)?;
-    off.sqr()?.sum_all()? / (k * (k - 1)) as f64
+    crate::metrics::mean_sq_offdiag_corr(phi)
 }
 
 /// Usage balancing: KL(mean batch weights ‖ uniform) = log K + Σ w̄ log w̄ (≥ 0).

@@ -10,10 +10,11 @@ use vrf_trainer::config::{
     BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule,
 };
 use vrf_trainer::eval::format_report;
-use vrf_trainer::experiment::{self, run_rows, Plan, Variant};
+use vrf_trainer::experiment::{self, run_rows, Plan, Row, Variant};
 use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::run::{device, eval_run};
 use vrf_trainer::synth::{generate, PairMode, SynthConfig};
+use vrf_trainer::train::FitOutcome;
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
 // each time (page faults dominate small models), mimalloc keeps them.
@@ -410,7 +411,9 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
         configs.push(Variant::new("bt", c));
     }
     let p = plan(a, &cfg)?;
-    let rows = run_rows(&p, &configs, &dev)?;
+    let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
+        return Ok(());
+    };
     println!("\n{}", experiment::save(&p, "summary", &rows)?);
     println!(
         "({} thread(s); tables in {})",
@@ -418,6 +421,18 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
         p.out.join("summary.md").display()
     );
     Ok(())
+}
+
+/// The rows of a finished plan; for a run stopped as configured (`train.stop_after_steps`), a
+/// notice instead (no evaluation, not an error).
+fn finished_rows(outcome: FitOutcome<Vec<Row>>) -> Option<Vec<Row>> {
+    match outcome {
+        FitOutcome::Finished(rows) => Some(rows),
+        FitOutcome::Stopped(stop) => {
+            eprintln!("{stop}");
+            None
+        }
+    }
 }
 
 fn ablate(a: &FitArgs) -> anyhow::Result<()> {
@@ -436,7 +451,9 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
         });
     }
     let p = plan(a, &cfg)?;
-    let rows = run_rows(&p, &configs, &dev)?;
+    let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
+        return Ok(());
+    };
     println!("\n{}", experiment::save(&p, "ablation", &rows)?);
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::data::Dataset;
 use crate::eval::{evaluate, EvalReport, UserPosterior};
 use crate::model::RewardModel;
 use crate::tokenize::{train_bpe, TextEncoder, TextTemplate, DEFAULT_VOCAB_SIZE};
-use crate::train::{free_logit_count, Trainer};
+use crate::train::{free_logit_count, FitOutcome, Trainer};
 use crate::vars::SeededVarMap;
 
 /// Where a run's data came from; written to `DIR/run.json`.
@@ -143,14 +143,15 @@ pub struct FitOptions {
 }
 
 /// Trains run `dir` on `data` with `cfg`, then evaluates it and writes `eval.json` and
-/// `posteriors.json`. With `resume`, the run's saved config is used and training continues.
+/// `posteriors.json` (not when `train.stop_after_steps` stops it). With `resume`, the run's saved
+/// config is used and training continues.
 pub fn fit_run(
     dir: &Path,
     cfg: &RunConfig,
     data: &Path,
     dev: &Device,
     opts: &FitOptions,
-) -> anyhow::Result<EvalReport> {
+) -> anyhow::Result<FitOutcome<EvalReport>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cfg_path = dir.join("config.json");
     let resume = opts.resume && dir.join("checkpoint").exists();
@@ -198,13 +199,8 @@ pub fn fit_run(
     let mut trainer = Trainer::new(p.model, &p.ds, &p.corpus, dir, ck)?;
     trainer.progress = opts.progress;
     let t1 = std::time::Instant::now();
-    let state = trainer.fit()?;
-    if state.stage != "done" {
-        bail!(
-            "{}: stopped after {} steps as configured (train.stop_after_steps); continue with --resume",
-            dir.display(),
-            state.global_step
-        );
+    if let FitOutcome::Stopped(stop) = trainer.fit()? {
+        return Ok(FitOutcome::Stopped(stop));
     }
     let t2 = std::time::Instant::now();
     let report = finish(dir, &trainer.model, &p.ds, &p.corpus)?;
@@ -215,7 +211,7 @@ pub fn fit_run(
             t2.elapsed().as_secs_f64()
         );
     }
-    Ok(report)
+    Ok(FitOutcome::Finished(report))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -11,6 +11,7 @@ use vrf_trainer::config::{
 use vrf_trainer::data::{write_jsonl, Split, Triplet};
 use vrf_trainer::eval::EvalReport;
 use vrf_trainer::run::{fit_run, FitOptions};
+use vrf_trainer::train::{FitOutcome, Stage};
 
 const TOPICS: [&str; 16] = [
     "bread", "tea", "maps", "cats", "bikes", "rain", "jazz", "chess", "tents", "kites", "soap",
@@ -99,7 +100,7 @@ fn cfg() -> RunConfig {
     c
 }
 
-fn fit(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<EvalReport> {
+fn fit_outcome(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<FitOutcome<EvalReport>> {
     fit_run(
         dir,
         c,
@@ -110,6 +111,13 @@ fn fit(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<EvalReport> {
             progress: false,
         },
     )
+}
+
+fn fit(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<EvalReport> {
+    match fit_outcome(dir, c, data)? {
+        FitOutcome::Finished(r) => Ok(r),
+        FitOutcome::Stopped(stop) => anyhow::bail!("unexpected stop: {stop}"),
+    }
 }
 
 fn metrics(dir: &Path) -> Vec<Value> {
@@ -289,9 +297,18 @@ fn same_seed_same_results_and_resume_continues_exactly() {
     let mut stop = c.clone();
     stop.train.stop_after_steps = 5;
     let dir = tmp.path().join("r");
-    let err = fit(&dir, &stop, &data).unwrap_err().to_string();
-    assert!(err.contains("--resume"), "{err}");
+    match fit_outcome(&dir, &stop, &data).unwrap() {
+        FitOutcome::Stopped(s) => {
+            assert_eq!((s.stage, s.global_step), (Stage::EndToEnd, 5));
+            assert!(s.to_string().contains("--resume"), "{s}");
+        }
+        FitOutcome::Finished(_) => panic!("stop_after_steps must stop the fit"),
+    }
     assert_eq!(metrics(&dir).len(), 5);
+    assert!(
+        !dir.join("eval.json").exists(),
+        "a stopped run is not evaluated"
+    );
     // A new run refuses to overwrite it.
     assert!(fit(&dir, &c, &data)
         .unwrap_err()
@@ -317,7 +334,11 @@ fn same_seed_same_results_and_resume_continues_exactly() {
         },
     )
     .unwrap();
-    assert_eq!(r, a, "resumed run must match the uninterrupted one");
+    assert_eq!(
+        r,
+        FitOutcome::Finished(a),
+        "resumed run must match the uninterrupted one"
+    );
     let la = metrics(&tmp.path().join("a"));
     let lr = metrics(&dir);
     assert_eq!(la.len(), lr.len());

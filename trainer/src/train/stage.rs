@@ -1,0 +1,133 @@
+//! The stages of a fit (SPEC §3, §3b), by the names checkpoints and `metrics.jsonl` use, and how
+//! a fit ends.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Method, RunConfig, Schedule};
+
+/// One stage of a fit; serialised (and written to `state.json` and `metrics.jsonl`) by
+/// [`Stage::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stage {
+    /// The Bradley–Terry baseline: one scalar reward, prompt-grouped steps (`bt`).
+    #[serde(rename = "bt")]
+    Bt,
+    /// End-to-end VRF: backbone, heads, encoder and bases together (`e2e`).
+    #[serde(rename = "e2e")]
+    EndToEnd,
+    /// Staged fit, stage 1: backbone and heads with free per-user logits (`s1`).
+    #[serde(rename = "s1")]
+    Stage1,
+    /// Staged fit, stage 2: the encoder distils the stage-1 weights, backbone frozen (`s2`).
+    #[serde(rename = "s2")]
+    Stage2,
+    /// Staged fit, stage 3 (optional): end-to-end fine-tuning of the distilled model (`s3`).
+    #[serde(rename = "s3")]
+    Stage3,
+}
+
+/// The state's stage name once every stage has finished.
+pub const DONE: &str = "done";
+
+impl Stage {
+    /// Every stage.
+    pub const ALL: [Stage; 5] = [
+        Stage::Bt,
+        Stage::EndToEnd,
+        Stage::Stage1,
+        Stage::Stage2,
+        Stage::Stage3,
+    ];
+
+    /// The on-disk name (`bt`, `e2e`, `s1`, `s2`, `s3`); also the tag of the stage's RNG streams.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Bt => "bt",
+            Stage::EndToEnd => "e2e",
+            Stage::Stage1 => "s1",
+            Stage::Stage2 => "s2",
+            Stage::Stage3 => "s3",
+        }
+    }
+
+    /// The stages a run with `cfg` goes through, in order.
+    pub fn sequence(cfg: &RunConfig) -> Vec<Stage> {
+        match (cfg.method, cfg.train.schedule) {
+            (Method::Bt, _) => vec![Stage::Bt],
+            (Method::Vrf, Schedule::EndToEnd) => vec![Stage::EndToEnd],
+            (Method::Vrf, Schedule::Staged) => {
+                let mut s = vec![Stage::Stage1, Stage::Stage2];
+                if cfg.train.s3_epochs > 0 {
+                    s.push(Stage::Stage3);
+                }
+                s
+            }
+        }
+    }
+
+    /// Whether the stage's steps infer users' weights with the encoder from their reference
+    /// pairs (e2e, s3) rather than take prompt-grouped pairs (bt, s1).
+    pub fn uses_encoder(self) -> bool {
+        matches!(self, Stage::EndToEnd | Stage::Stage3)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a fit ended: every stage finished, or a stop configured by `train.stop_after_steps`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FitOutcome<T> {
+    /// Every stage finished; what the caller produced from the finished fit.
+    Finished(T),
+    /// Stopped on purpose after the configured number of steps; the checkpoint is saved.
+    Stopped(Stop),
+}
+
+/// Where a fit stopped on purpose (`train.stop_after_steps`); `--resume` continues it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stop {
+    /// The run directory.
+    pub run: PathBuf,
+    /// The stage in progress (or just finished) when the fit stopped.
+    pub stage: Stage,
+    /// Steps completed in all stages.
+    pub global_step: usize,
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: stopped after {} steps as configured (train.stop_after_steps, stage {}); resume with --resume",
+            self.run.display(),
+            self.global_step,
+            self.stage
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_on_disk_ones() {
+        let names: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["bt", "e2e", "s1", "s2", "s3"]);
+        for s in Stage::ALL {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+            assert_eq!(
+                serde_json::from_str::<Stage>(&format!("\"{s}\"")).unwrap(),
+                s
+            );
+        }
+        assert!(serde_json::from_str::<Stage>(&format!("\"{DONE}\"")).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Stage 2 of the staged fit (SPEC §3b): backbone and heads frozen, the encoder (and bases) learn
+//! to reproduce each seen user's stage-1 weights from random subsets of its reference pairs.
+
+use candle_core::{Tensor, D};
+use rand::seq::SliceRandom;
+use serde_json::json;
+
+use super::{rng_for, MetricsLog, Stage, Trainer};
+use crate::corpus::rows;
+use crate::error::{Result, TrainError};
+use crate::eval::{group_accuracy, posteriors, user_posterior, Features};
+use crate::loss;
+use crate::model::{prefix, RewardModel};
+use crate::optim::{lr_factor, AdamW, ParamGroup};
+
+/// Named copies of variables (stage 2 keeps its best epoch's encoder and bases).
+type Snapshot = Vec<(String, Tensor)>;
+
+/// A copy of the encoder's and bases' variables.
+fn snapshot(m: &RewardModel) -> candle_core::Result<Snapshot> {
+    m.vars
+        .vars_with_prefix(&[prefix::ENCODER, prefix::BASES])
+        .into_iter()
+        .map(|(n, v)| v.as_tensor().copy().map(|t| (n, t)))
+        .collect()
+}
+
+impl Trainer<'_> {
+    /// Runs stage 2. The stopping epoch is the one with the best accuracy on held-out seen
+    /// users' target pairs; its encoder and bases are kept.
+    pub(super) fn stage2(&mut self) -> Result<()> {
+        let cfg = self.model.cfg.clone();
+        let t = &cfg.train;
+        let free = self
+            .model
+            .free_logits
+            .clone()
+            .ok_or_else(|| TrainError::Other("stage 2 needs stage-1 free logits".into()))?;
+        let w_free = candle_nn::ops::softmax(&free.detach(), D::Minus1)?;
+        let seen = self.ds.seen.clone();
+        let mut ids: Vec<usize> = (0..seen.len()).collect();
+        ids.shuffle(&mut rng_for(t.seed, "holdout", 0));
+        let n_hold = ((seen.len() as f64) * t.holdout_frac).round() as usize;
+        let n_hold = if seen.len() > 1 {
+            n_hold.min(seen.len() - 1)
+        } else {
+            0
+        };
+        let (hold, train_ids) = ids.split_at(n_hold);
+        let (hold, train_ids) = (hold.to_vec(), train_ids.to_vec());
+
+        // Frozen backbone: embed every reference and target text of the seen users once.
+        let f = Features::embed(
+            &self.model,
+            self.corpus,
+            seen.iter().flat_map(|&u| {
+                let ud = &self.ds.users[u];
+                ud.refs.iter().chain(ud.targets.iter()).copied()
+            }),
+        )?;
+
+        if self.state.delta.is_none() {
+            self.state.delta = Some(self.initial_delta()?);
+        }
+        let delta_margin = self.state.delta.unwrap_or(cfg.loss.delta);
+        let groups = vec![ParamGroup {
+            vars: self
+                .model
+                .vars
+                .vars_with_prefix(&[prefix::ENCODER, prefix::BASES]),
+            lr_mult: 1.0,
+        }];
+        let mut opt = AdamW::new(groups, t.weight_decay);
+        let spe = train_ids.len().div_ceil(t.s2_users_per_step).max(1);
+        let total = spe * t.s2_epochs;
+        let bar = self.bar(total as u64, Stage::Stage2);
+        let mut log = MetricsLog::open(&self.run)?;
+        let mut best: Option<(f64, usize, Snapshot)> = None;
+        for epoch in 0..t.s2_epochs {
+            let mut order = train_ids.clone();
+            order.shuffle(&mut rng_for(t.seed, Stage::Stage2.as_str(), epoch as u64));
+            let mut ep_loss = 0.0;
+            for (b, chunk) in order.chunks(t.s2_users_per_step).enumerate() {
+                let step = epoch * spe + b;
+                let mut rng = rng_for(t.seed, "s2-subsets", step as u64);
+                let subsets: Vec<Vec<usize>> = chunk
+                    .iter()
+                    .map(|&si| {
+                        let mut r = self.ds.users[seen[si]].refs.clone();
+                        r.shuffle(&mut rng);
+                        let lo = t.s2_min_refs.min(r.len());
+                        let k = rand::Rng::random_range(&mut rng, lo..=r.len());
+                        r.truncate(k);
+                        r
+                    })
+                    .collect();
+                let (mu, var) = user_posterior(&self.model, &f, self.corpus, &subsets)?;
+                let logw = self.model.bases()?.log_weights(&mu, &var)?;
+                let target = rows(
+                    &w_free,
+                    &chunk.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                )?;
+                // Distillation plus the method's own terms on the encoder and bases: the
+                // diversity hinge and the KL to the prior (so ablations (b)–(d) act here too).
+                let bases = self.model.bases()?;
+                let mut loss = loss::distill_kl(&target, &logw)?;
+                if cfg.loss.lambda_div > 0.0 {
+                    loss = (loss + (bases.diversity_loss(delta_margin)? * cfg.loss.lambda_div)?)?;
+                }
+                if cfg.loss.beta > 0.0 {
+                    let eps = self.noise(step, chunk.len())?;
+                    loss = (loss
+                        + (bases.kl(&mu, &var, &eps, cfg.loss.prior)?.mean_all()?
+                            * cfg.loss.beta)?)?;
+                }
+                let lr = t.s2_lr * lr_factor(step, total, t.warmup);
+                let grads = loss.backward()?;
+                opt.step(&grads, lr, t.grad_clip)?;
+                let lv = loss.to_scalar::<f32>()? as f64;
+                ep_loss += lv / spe as f64;
+                bar.inc(1);
+            }
+            let hold_acc = if hold.is_empty() {
+                f64::NAN
+            } else {
+                let hold_users = hold.iter().map(|&si| &self.ds.users[seen[si]]);
+                let refs: Vec<Vec<usize>> = hold_users.clone().map(|u| u.refs.clone()).collect();
+                let targets: Vec<Vec<usize>> = hold_users.map(|u| u.targets.clone()).collect();
+                let (_, _, w) = posteriors(&self.model, &f, self.corpus, &refs)?;
+                group_accuracy(&f, self.corpus, &targets, &w)?
+            };
+            log.write(
+                &json!({"stage": Stage::Stage2, "epoch": epoch + 1, "loss": ep_loss,
+                              "holdout_acc": hold_acc,
+                              "elapsed_s": self.started.elapsed().as_secs_f64()}),
+            )?;
+            bar.set_message(format!("kl {ep_loss:.4} held-out acc {hold_acc:.3}"));
+            if hold.is_empty() || best.as_ref().is_none_or(|(a, _, _)| hold_acc > *a) {
+                best = Some((hold_acc, epoch + 1, snapshot(&self.model)?));
+            }
+        }
+        bar.finish();
+        if let Some((acc, ep, snap)) = best {
+            for (n, t) in snap {
+                self.model.vars.insert(&n, t)?;
+            }
+            self.state.s2_best_epoch = Some(ep);
+            if self.progress {
+                eprintln!("s2: kept epoch {ep} (held-out seen users' target accuracy {acc:.4})");
+            }
+        }
+        Ok(())
+    }
+}
