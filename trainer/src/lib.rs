@@ -21,6 +21,7 @@ pub mod loss;
 pub mod model;
 pub mod onnx;
 pub mod optim;
+pub mod reference;
 pub mod run;
 pub mod synth;
 pub mod tokenize;
