@@ -268,7 +268,7 @@ pub fn select(grid: &[f64], mut heldout: impl FnMut(f64) -> (f64, f64)) -> Selec
         .collect();
     let mut best = (f64::NAN, f64::INFINITY);
     for &(l, m) in &curve {
-        let better = m < best.1 - 1e-12 || (m <= best.1 + 1e-12 && !(l < best.0));
+        let better = m < best.1 - 1e-12 || (m <= best.1 + 1e-12 && l > best.0);
         if best.0.is_nan() || better {
             best = (l, m);
         }

@@ -31,9 +31,9 @@ pub const TRUE_GLOBAL: &str = "true-global";
 pub const TRUE_MAP_REF: &str = "true-map-ref";
 
 /// Strengths tried, strongest first (fits are warm-started along the path).
-const GRID: [f64; 9] = [1e4, 1e3, 100.0, 30.0, 10.0, 3.0, 1.0, 0.1, 0.01];
+const GRID: [f64; 11] = [1e4, 1e3, 100.0, 30.0, 10.0, 3.0, 1.0, 0.1, 0.01, 1e-3, 1e-4];
 /// Strengths tried for the bag of words (thousands of features: fewer, costlier fits).
-const BOW_GRID: [f64; 5] = [1e3, 300.0, 100.0, 30.0, 10.0];
+const BOW_GRID: [f64; 6] = [1e4, 3e3, 1e3, 300.0, 100.0, 30.0];
 /// Folds of the global rankers' cross-validation (grouped by prompt).
 const GLOBAL_FOLDS: usize = 5;
 /// Folds over a seen user's reference + target pairs.

@@ -135,3 +135,26 @@ fn missing_true_weights_are_an_error() {
     meta.user_weights.pop();
     assert!(rankers(&ds, &meta).is_err());
 }
+
+/// The default benchmark's reference table (`VRF_REF_ALPHA`, `VRF_REF_SEED` override α and the
+/// data seed); slow, so run by hand: `cargo test -p vrf-trainer --lib measure -- --ignored`.
+#[test]
+#[ignore]
+fn measure_default_benchmark() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+    let cfg = SynthConfig {
+        alpha: env("VRF_REF_ALPHA").unwrap_or(0.1),
+        seed: env("VRF_REF_SEED").unwrap_or(0.0) as u64,
+        ..SynthConfig::default()
+    };
+    let t = std::time::Instant::now();
+    let r = report(&generate(&cfg).unwrap());
+    println!(
+        "α = {}, seed {}: {} BoW features, {:.1} s\n{}",
+        cfg.alpha,
+        cfg.seed,
+        r.bow_features,
+        t.elapsed().as_secs_f64(),
+        r.table()
+    );
+}
