@@ -413,6 +413,62 @@ mod tests {
     }
 
     #[test]
+    fn summary_has_reference_rankers_and_headroom_only_on_the_benchmark() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data.jsonl");
+        let synth = crate::synth::generate(&crate::synth::SynthConfig {
+            seen_users: 4,
+            unseen_users: 3,
+            train_prompts: 60,
+            eval_prompts: 50,
+            ..Default::default()
+        })
+        .unwrap();
+        synth.write(&data).unwrap();
+        let run = EvalReport {
+            method: "vrf".into(),
+            seed: 0,
+            seen_accuracy: 0.95,
+            unseen_accuracy: 0.9,
+            overall_accuracy: 0.925,
+            seen_pairs: 0,
+            unseen_pairs: 0,
+            seen_users: 0,
+            unseen_users: 0,
+            collapse: None,
+            few_shot: vec![],
+            truncated_texts: 0,
+        };
+        let rows = vec![Row {
+            name: "VRF".into(),
+            runs: vec![run],
+            seconds: vec![1.0],
+        }];
+        let mut plan = Plan {
+            out: dir.path().join("out"),
+            data: data.clone(),
+            seeds: vec![0],
+            resume: false,
+            verbose: false,
+            shard: None,
+        };
+        let t = save(&plan, "summary", &rows).unwrap();
+        assert!(
+            t.contains("Reference rankers (") && t.contains("Headroom"),
+            "{t}"
+        );
+        let json: serde_json::Value =
+            crate::checkpoint::read_json(&plan.out.join("summary.json")).unwrap();
+        assert!(json["reference"]["rankers"].as_array().unwrap().len() >= 6);
+        assert_eq!(json["headroom"][0][0], "VRF");
+        // Without the side-file (user data) the section is a note.
+        std::fs::remove_file(crate::synth::meta_path(&data)).unwrap();
+        plan.out = dir.path().join("out2");
+        let t = save(&plan, "summary", &rows).unwrap();
+        assert!(t.contains("skipped"), "{t}");
+    }
+
+    #[test]
     fn ablation_suites_have_unique_safe_ids_and_real_changes() {
         for base in [RunConfig::default(), RunConfig::spec_literal()] {
             let v = ablations(&base);
