@@ -44,9 +44,7 @@ pub enum TrainError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The loss became NaN or infinite.
-    #[error(
-        "stage {stage} step {step}: loss is {loss}; lower the learning rate or enable clipping"
-    )]
+    #[error("stage {stage} step {step}: loss is {loss}; lower the learning rate or enable clipping")]
     NonFinite {
         /// The training stage.
         stage: String,
