@@ -43,6 +43,9 @@ pub enum TrainError {
         /// The OS error, already rendered (kept out of `source()` so it is not printed twice).
         message: String,
     },
+    /// A configuration field out of range.
+    #[error(transparent)]
+    ConfigField(#[from] crate::config::ConfigError),
     /// A configuration that cannot be run (names the field and what is wrong).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -70,5 +73,34 @@ impl TrainError {
             path: path.into(),
             message: e.to_string(),
         }
+    }
+}
+
+/// `context` for library code: adds what was being done to an error (or a missing value) as a
+/// [`TrainError::Other`] message, the way `anyhow::Context` does in binaries.
+pub trait Context<T> {
+    /// Fails with `msg: cause` (or `msg` for a missing value).
+    fn context(self, msg: &str) -> Result<T>;
+    /// Like [`Context::context`], the message built only on failure.
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, msg: &str) -> Result<T> {
+        self.map_err(|e| TrainError::Other(format!("{msg}: {e}")))
+    }
+
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| TrainError::Other(format!("{}: {e}", f())))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, msg: &str) -> Result<T> {
+        self.ok_or_else(|| TrainError::Other(msg.to_string()))
+    }
+
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.ok_or_else(|| TrainError::Other(f()))
     }
 }

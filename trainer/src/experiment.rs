@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::checkpoint::write_json;
 use crate::config::{Objective, Pooling, Prior, RunConfig, Schedule};
+use crate::error::Result;
 use crate::eval::{format_report, EvalReport};
+use crate::reference::{self, Headroom, ReferenceReport};
 use crate::run::{fit_run, FitOptions};
 use crate::train::FitOutcome;
 
@@ -152,11 +154,7 @@ impl Variant {
 /// Fits every variant for every seed into `OUT/ID-seedS` and returns the rows; with `resume`,
 /// finished runs are reused, so parallel invocations over disjoint seeds can be combined. A run
 /// stopped by `train.stop_after_steps` ends the plan there.
-pub fn run_rows(
-    plan: &Plan,
-    variants: &[Variant],
-    dev: &Device,
-) -> anyhow::Result<FitOutcome<Vec<Row>>> {
+pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> Result<FitOutcome<Vec<Row>>> {
     let mut rows = Vec::new();
     let mut job = 0usize;
     for v in variants {
@@ -232,10 +230,95 @@ fn finished(dir: &Path, resume: bool) -> Option<(EvalReport, f64)> {
     Some((report, train_seconds(dir)))
 }
 
-/// Writes `rows` as JSON (`NAME.json`) and markdown (`NAME.md`) into the plan's directory.
-pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> anyhow::Result<String> {
-    let t = table(rows);
-    write_json(&plan.out.join(format!("{name}.json")), &rows)?;
+/// What `save` writes as `NAME.json`: the rows, and on the embedded benchmark the reference
+/// rankers and each row's captured headroom.
+#[derive(Serialize)]
+struct Summary<'a> {
+    rows: &'a [Row],
+    reference: Option<&'a ReferenceReport>,
+    headroom: Vec<(String, RowHeadroom)>,
+}
+
+/// A row's headroom over seeds (mean, std): seen and unseen.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RowHeadroom {
+    /// Seen users: mean and sample std over seeds.
+    pub seen: (f64, f64),
+    /// Unseen users: mean and sample std over seeds.
+    pub unseen: (f64, f64),
+}
+
+/// The headroom each run of `row` captures, summarised over seeds.
+pub fn row_headroom(row: &Row, r: &ReferenceReport) -> RowHeadroom {
+    let h: Vec<Headroom> = row
+        .runs
+        .iter()
+        .map(|x| r.headroom(x.seen_accuracy, x.unseen_accuracy))
+        .collect();
+    let ms = |f: fn(&Headroom) -> Option<f64>| {
+        mean_std(
+            &h.iter()
+                .map(|x| f(x).unwrap_or(f64::NAN))
+                .collect::<Vec<_>>(),
+        )
+    };
+    RowHeadroom {
+        seen: ms(|x| x.seen),
+        unseen: ms(|x| x.unseen),
+    }
+}
+
+/// The reference rankers and headroom as markdown, or a note why there are none.
+fn reference_section(rows: &[Row], reference: Option<&ReferenceReport>) -> String {
+    let Some(r) = reference else {
+        return "\nReference rankers: skipped (the data has no `*.synth_meta.json` side-file, so \
+                its true scorers are unknown).\n"
+            .into();
+    };
+    let mut s = format!(
+        "\nReference rankers (linear logistic on pair differences; strengths by CV on training \
+         rows only; {} seen / {} unseen eval pairs):\n\n{}",
+        r.seen_pairs,
+        r.unseen_pairs,
+        r.table()
+    );
+    s += &format!(
+        "\nHeadroom captured = (method − {}) / ({} − {}):\n\n| run | headroom seen | headroom unseen |\n|---|---|---|\n",
+        reference::TRUE_GLOBAL,
+        reference::TRUE_MAP_REF,
+        reference::TRUE_GLOBAL
+    );
+    for row in rows {
+        let h = row_headroom(row, r);
+        s += &format!(
+            "| {} | {} | {} |\n",
+            row.name,
+            pm(h.seen, 1.0, false),
+            pm(h.unseen, 1.0, false)
+        );
+    }
+    s
+}
+
+/// Writes `rows` as JSON (`NAME.json`) and markdown (`NAME.md`) into the plan's directory, with
+/// the reference rankers and headroom when the data is the generated benchmark.
+pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> Result<String> {
+    let reference = reference::for_data(&plan.data)?;
+    let t = table(rows) + &reference_section(rows, reference.as_ref());
+    let headroom = reference
+        .as_ref()
+        .map(|r| {
+            rows.iter()
+                .map(|row| (row.name.clone(), row_headroom(row, r)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let summary = Summary {
+        rows,
+        reference: reference.as_ref(),
+        headroom,
+    };
+    write_json(&plan.out.join(format!("{name}.json")), &summary)?;
     crate::checkpoint::write_atomic(&plan.out.join(format!("{name}.md")), t.as_bytes())?;
     Ok(t)
 }
@@ -331,6 +414,62 @@ mod tests {
         assert_eq!(mean_std(&[4.0]), (4.0, 0.0));
         assert_eq!(mean_std(&[f64::NAN, 2.0]), (2.0, 0.0));
         assert!(mean_std(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn summary_has_reference_rankers_and_headroom_only_on_the_benchmark() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data.jsonl");
+        let synth = crate::synth::generate(&crate::synth::SynthConfig {
+            seen_users: 4,
+            unseen_users: 3,
+            train_prompts: 60,
+            eval_prompts: 50,
+            ..Default::default()
+        })
+        .unwrap();
+        synth.write(&data).unwrap();
+        let run = EvalReport {
+            method: "vrf".into(),
+            seed: 0,
+            seen_accuracy: 0.95,
+            unseen_accuracy: 0.9,
+            overall_accuracy: 0.925,
+            seen_pairs: 0,
+            unseen_pairs: 0,
+            seen_users: 0,
+            unseen_users: 0,
+            collapse: None,
+            few_shot: vec![],
+            truncated_texts: 0,
+        };
+        let rows = vec![Row {
+            name: "VRF".into(),
+            runs: vec![run],
+            seconds: vec![1.0],
+        }];
+        let mut plan = Plan {
+            out: dir.path().join("out"),
+            data: data.clone(),
+            seeds: vec![0],
+            resume: false,
+            verbose: false,
+            shard: None,
+        };
+        let t = save(&plan, "summary", &rows).unwrap();
+        assert!(
+            t.contains("Reference rankers (") && t.contains("Headroom"),
+            "{t}"
+        );
+        let json: serde_json::Value =
+            crate::checkpoint::read_json(&plan.out.join("summary.json")).unwrap();
+        assert!(json["reference"]["rankers"].as_array().unwrap().len() >= 6);
+        assert_eq!(json["headroom"][0][0], "VRF");
+        // Without the side-file (user data) the section is a note.
+        std::fs::remove_file(crate::synth::meta_path(&data)).unwrap();
+        plan.out = dir.path().join("out2");
+        let t = save(&plan, "summary", &rows).unwrap();
+        assert!(t.contains("skipped"), "{t}");
     }
 
     #[test]

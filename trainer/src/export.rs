@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use crate::error::{Context, Result, TrainError};
 use candle_core::{DType, Device, Tensor};
 use candle_onnx::onnx::ModelProto;
 use prost::Message;
@@ -109,7 +109,7 @@ pub struct Trained {
 }
 
 /// Loads a run's configuration, tokenizer, backbone shape and checkpoint weights (no data needed).
-pub fn load_trained(run: &Path, dev: &Device) -> anyhow::Result<Trained> {
+pub fn load_trained(run: &Path, dev: &Device) -> Result<Trained> {
     let cfg: RunConfig = read_json(&run.join("config.json"))?;
     let bc = read_json(&run.join("backbone_config.json"))?;
     let template = TextTemplate::new(cfg.template.clone())?;
@@ -137,7 +137,7 @@ pub fn load_trained(run: &Path, dev: &Device) -> anyhow::Result<Trained> {
 
 /// The encoder and bases as `user_model.safetensors` tensors; the encoder's μ scale is folded
 /// into the μ rows of its last layer so the runtime needs no extra constant.
-pub fn user_model_tensors(model: &RewardModel) -> anyhow::Result<HashMap<String, Tensor>> {
+pub fn user_model_tensors(model: &RewardModel) -> Result<HashMap<String, Tensor>> {
     let enc = model
         .encoder
         .as_ref()
@@ -203,7 +203,7 @@ pub fn self_check(
     proto: &ModelProto,
     shapes: &[(usize, usize)],
     pad: u32,
-) -> anyhow::Result<Vec<CheckResult>> {
+) -> Result<Vec<CheckResult>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0x5e1f_c4ec);
     let vocab = model.backbone_cfg.vocab_size;
     let mut out = Vec::new();
@@ -248,21 +248,21 @@ pub fn self_check(
 }
 
 /// Exports run `run` to `out` (see the module docs); the directory appears whole or not at all.
-pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
+pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportReport> {
     let dev = Device::Cpu;
     let t = load_trained(run, &dev)?;
     if t.cfg.method != Method::Vrf {
-        bail!(
+        return Err(TrainError::Other(format!(
             "{}: a {:?} run has no encoder or bases; export a VRF run",
             run.display(),
             t.cfg.method
-        );
+        )));
     }
     if out.exists() && !opts.force {
-        bail!(
+        return Err(TrainError::Other(format!(
             "{} already exists; pass --force to replace it",
             out.display()
-        );
+        )));
     }
     let model = &t.model;
     let (h, k, d) = (
@@ -278,10 +278,10 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Ex
         .map(|c| c.hidden_err.max(c.rewards_err))
         .fold(0.0, f32::max);
     if report_err.is_nan() || report_err > opts.tolerance {
-        bail!(
+        return Err(TrainError::Other(format!(
             "export self-check failed: candle-onnx differs from the candle forward by {report_err:.3e} (max abs), above {:.0e}; per shape: {checks:?}",
             opts.tolerance
-        );
+        )));
     }
 
     // Build everything in a sibling temp directory, then rename it into place.
@@ -297,11 +297,11 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Ex
         .to_string();
     let tmp = parent.join(format!(".{leaf}.tmp-{}", std::process::id()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut files = BTreeMap::new();
-    let mut put = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
         write_atomic(tmp.join(name), bytes)
             .with_context(|| format!("writing {}", tmp.join(name).display()))?;
         files.insert(name.to_string(), FileEntry::of(bytes));
@@ -323,7 +323,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Ex
     let tensors = user_model_tensors(model)?;
     let views: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(n, t)| -> anyhow::Result<_> {
+        .map(|(n, t)| -> Result<_> {
             let v = t.flatten_all()?.to_vec1::<f32>()?;
             Ok((
                 n.clone(),
@@ -331,7 +331,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Ex
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             ))
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let st = safetensors::serialize(
         views.iter().map(|(n, s, b)| {
             (
@@ -341,7 +341,8 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Ex
             )
         }),
         None,
-    )?;
+    )
+    .context("serialising user_model.safetensors")?;
     put(USER_MODEL_FILE, &st)?;
 
     let post_path = run.join("posteriors.json");
@@ -412,7 +413,9 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Ex
         ]),
     };
     manifest.validate(MANIFEST_FILE)?;
-    write_atomic(tmp.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
+    let manifest_path = tmp.join(MANIFEST_FILE);
+    write_atomic(&manifest_path, manifest.to_json().as_bytes())
+        .map_err(|e| TrainError::io(&manifest_path, e))?;
 
     if out.exists() {
         std::fs::remove_dir_all(out)

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod optim;
+pub mod reference;
 pub mod run;
 pub mod synth;
 pub mod tokenize;

@@ -74,6 +74,13 @@ enum Cmd {
     },
     /// Write the synthetic PersonalLLM-style benchmark (SPEC §6) as JSONL.
     Synth(SynthArgs),
+    /// Fit the reference rankers (bag of words; true scorers: global, per user, MAP, oracle) on
+    /// a generated benchmark and print their accuracies.
+    Reference {
+        /// Benchmark JSONL (with its `*.synth_meta.json` side-file).
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -461,6 +468,12 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Synth(a) => synth(a),
+        Cmd::Reference { data } => {
+            let r = vrf_trainer::reference::for_data(data)?
+                .with_context(|| format!("{} has no synth meta side-file", data.display()))?;
+            print!("{}", r.table());
+            Ok(())
+        }
         Cmd::Fit(a) => fit(a),
         Cmd::Ablate(a) => ablate(a),
         Cmd::Export {

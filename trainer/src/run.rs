@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +14,7 @@ use crate::checkpoint::{load_checkpoint, read_json, write_json};
 use crate::config::{BackboneSource, RunConfig};
 use crate::corpus::Corpus;
 use crate::data::Dataset;
+use crate::error::{Result, TrainError};
 use crate::eval::{evaluate, EvalReport, UserPosterior};
 use crate::model::RewardModel;
 use crate::tokenize::{train_bpe, TextEncoder, TextTemplate, DEFAULT_VOCAB_SIZE};
@@ -40,24 +40,28 @@ pub struct Posteriors {
 }
 
 /// Picks the compute device; `cuda` needs the `cuda` feature.
-pub fn device(name: &str) -> anyhow::Result<Device> {
+pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
             #[cfg(feature = "cuda")]
             {
-                Device::new_cuda(0).context("opening CUDA device 0")
+                Device::new_cuda(0)
+                    .map_err(|e| TrainError::Other(format!("opening CUDA device 0: {e}")))
             }
             #[cfg(not(feature = "cuda"))]
             {
-                bail!(
+                Err(TrainError::Config(
                     "this vrf-trainer was built without CUDA support; rebuild with \
                      `cargo build --release -p vrf-trainer --features cuda` (needs the CUDA toolkit with nvcc) \
                      or use --device cpu"
-                )
+                        .into(),
+                ))
             }
         }
-        other => bail!("unknown device {other:?}: use cpu or cuda"),
+        other => Err(TrainError::Config(format!(
+            "unknown device {other:?}: use cpu or cuda"
+        ))),
     }
 }
 
@@ -74,9 +78,9 @@ pub struct Prepared {
 }
 
 /// Loads (or, for a new run, creates) the tokenizer, backbone and model of run `dir`.
-pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> anyhow::Result<Prepared> {
+pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> Result<Prepared> {
     cfg.validate()?;
-    let ds = Dataset::load(data).with_context(|| format!("loading data {}", data.display()))?;
+    let ds = Dataset::load(data)?;
     let template = TextTemplate::new(cfg.template.clone())?;
     let tok_path = dir.join("tokenizer.json");
     let vars = SeededVarMap::new(cfg.train.seed);
@@ -85,8 +89,7 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> anyhow
             let p = Path::new(path);
             let enc =
                 TextEncoder::from_file(p.join("tokenizer.json"), template, cfg.train.max_len)?;
-            let bc = load_hf_dir(p, &vars, dev)
-                .with_context(|| format!("loading backbone from {}", p.display()))?;
+            let bc = load_hf_dir(p, &vars, dev)?;
             if !tok_path.exists() {
                 enc.save(&tok_path)?;
             }
@@ -117,11 +120,11 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> anyhow
         }
     };
     if backbone_cfg.vocab_size < encoder.vocab_size() {
-        bail!(
+        return Err(TrainError::Config(format!(
             "tokenizer has {} tokens but the backbone's vocab_size is {}",
             encoder.vocab_size(),
             backbone_cfg.vocab_size
-        );
+        )));
     }
     write_json(&dir.join("backbone_config.json"), &backbone_cfg)?;
     let corpus = Corpus::build(&ds, &encoder)?;
@@ -151,18 +154,18 @@ pub fn fit_run(
     data: &Path,
     dev: &Device,
     opts: &FitOptions,
-) -> anyhow::Result<FitOutcome<EvalReport>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+) -> Result<FitOutcome<EvalReport>> {
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let cfg_path = dir.join("config.json");
     let resume = opts.resume && dir.join("checkpoint").exists();
     let cfg = if resume {
         read_json::<RunConfig>(&cfg_path)?
     } else {
         if dir.join("checkpoint").exists() {
-            bail!(
+            return Err(TrainError::Config(format!(
                 "{} already holds a run; use --resume to continue it or choose another --out",
                 dir.display()
-            );
+            )));
         }
         // A new run: forget metrics of an earlier, abandoned attempt.
         let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
@@ -219,12 +222,7 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Evaluates a trained model and writes `eval.json` and `posteriors.json`.
-fn finish(
-    dir: &Path,
-    model: &RewardModel,
-    ds: &Dataset,
-    corpus: &Corpus,
-) -> anyhow::Result<EvalReport> {
+fn finish(dir: &Path, model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<EvalReport> {
     let (report, users) = evaluate(model, ds, corpus)?;
     write_json(&dir.join("eval.json"), &report)?;
     if !users.is_empty() {
@@ -241,15 +239,16 @@ fn finish(
 }
 
 /// Re-evaluates a finished run directory (`vrf-trainer eval --run DIR`).
-pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> anyhow::Result<EvalReport> {
+pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> Result<EvalReport> {
     let cfg: RunConfig = read_json(&dir.join("config.json"))?;
     let data = match data {
         Some(d) => d.to_path_buf(),
         None => read_json::<RunInfo>(&dir.join("run.json"))?.data,
     };
     let p = prepare(dir, &cfg, &data, dev)?;
-    let ck = load_checkpoint(dir, dev)?
-        .with_context(|| format!("{}: no checkpoint to evaluate", dir.display()))?;
+    let ck = load_checkpoint(dir, dev)?.ok_or_else(|| {
+        TrainError::Other(format!("{}: no checkpoint to evaluate", dir.display()))
+    })?;
     for (name, t) in &ck.weights {
         p.model.vars.insert(name, t.clone())?;
     }

@@ -8,6 +8,7 @@ use candle_core::Device;
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::data::{Dataset, Split, Triplet};
 use vrf_trainer::run::{fit_run, FitOptions};
+use vrf_trainer::train::FitOutcome;
 
 fn row(user: &str, topic: usize, chosen: &str, rejected: &str, split: Split) -> Triplet {
     Triplet {
@@ -63,13 +64,10 @@ fn fit(dir: &Path, data: &Path) -> anyhow::Result<vrf_trainer::eval::EvalReport>
         resume: false,
         progress: false,
     };
-    Ok(fit_run(
-        &dir.join("run"),
-        &tiny_cfg(),
-        data,
-        &Device::Cpu,
-        &opts,
-    )?)
+    match fit_run(&dir.join("run"), &tiny_cfg(), data, &Device::Cpu, &opts)? {
+        FitOutcome::Finished(r) => Ok(r),
+        FitOutcome::Stopped(s) => anyhow::bail!("unexpected stop: {s}"),
+    }
 }
 
 /// The message of a failed fit, with its whole cause chain.

@@ -101,7 +101,7 @@ fn cfg() -> RunConfig {
 }
 
 fn fit_outcome(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<FitOutcome<EvalReport>> {
-    fit_run(
+    Ok(fit_run(
         dir,
         c,
         data,
@@ -110,7 +110,7 @@ fn fit_outcome(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<FitOutc
             resume: false,
             progress: false,
         },
-    )
+    )?)
 }
 
 fn fit(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<EvalReport> {
