@@ -5,6 +5,8 @@
 //! [`data`] and [`synth`] (JSONL and the embedded benchmark), [`tokenize`], [`corpus`]
 //! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations).
 
+#![warn(missing_docs)]
+
 pub mod backbone;
 pub mod bases;
 pub mod checkpoint;
