@@ -34,6 +34,12 @@ if $vrf user --model "$model" --refs /dev/null 2> "$tmp/err"; then
   echo "cli-smoke: an empty reference set must fail" >&2; exit 1
 fi
 grep -q "no reference triplets" "$tmp/err"
+# A missing model directory names the file and prints the OS error once.
+if $vrf user --model "$tmp/no-such-model" --seen x 2> "$tmp/err"; then
+  echo "cli-smoke: a missing model directory must fail" >&2; exit 1
+fi
+grep -q "vrf.json" "$tmp/err"
+test "$(grep -o "os error 2" "$tmp/err" | wc -l)" -eq 1
 python3 - "$tmp" "$model/vrf.json" <<'PY'
 import json, sys
 t = sys.argv[1]
@@ -48,5 +54,5 @@ s = json.loads(open(f"{t}/scores.json").read())
 assert len(s["scores"]) == 3 and s["scores"][s["best"]] == max(s["scores"]), s
 r = json.loads(open(f"{t}/rank.json").read())["ranking"]
 assert [x["score"] for x in r] == sorted((x["score"] for x in r), reverse=True), r
-print("cli-smoke: vrf features/user/score/rank ok; empty reference set rejected")
+print("cli-smoke: vrf features/user/score/rank ok; empty reference set and missing model rejected")
 PY

@@ -17,10 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One model per process; `VrfModel` is Send + Sync, so request handlers can share an Arc.
     let model = Arc::new(VrfModel::load(
         &dir,
-        &RuntimeOptions {
-            threads: 1,
-            ..RuntimeOptions::default()
-        },
+        &RuntimeOptions::new().with_threads(1),
     )?);
 
     // A new user, described by a few of their preferences: one forward pass gives a posterior.
@@ -41,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "Be yourself.",
         ),
     ];
-    let user = model.user(&refs)?;
+    let user = model.posterior(&refs)?;
     println!(
         "weights over {} bases: {:.3}",
         user.weights.len(),
@@ -59,22 +56,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Sleep is important.",
         "Try counting sheep!",
     ];
-    let scored = model.best_of_n(&user.weights, prompt, &candidates)?;
+    let scored = model.score(&user, prompt, &candidates)?;
     for (c, s) in candidates.iter().zip(scored.scores.iter()) {
         println!("{s:>8.3}  {c}");
     }
-    println!("best: {:?}", candidates[scored.best]);
-    let p = model.preference_probability(&user.weights, prompt, candidates[0], candidates[1])?;
+    println!("best: {:?}", candidates[scored.best()]);
+    let p = model.preference_probability(&user, prompt, candidates[0], candidates[1])?;
     println!("P(first ≻ second) = {p:.3}");
 
     // The same user, updated one observation at a time (e.g. as feedback arrives).
-    let mut state = model.new_user();
+    let mut state = model.new_state();
     for r in &refs {
         model.observe(&mut state, std::slice::from_ref(r))?;
         println!(
             "after {} preference(s): uncertainty {:.4}",
             state.count,
-            model.state_posterior(&state)?.uncertainty
+            model.posterior_of(&state)?.uncertainty
         );
     }
     Ok(())

@@ -155,12 +155,14 @@ pub enum ModelError {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// A file of the model directory could not be read.
-    #[error("{}: {source}", path.display())]
+    // The message prints the I/O error, so it is not also the error's `source()`: a caller
+    // printing the chain (anyhow's `{:#}`) would show it twice.
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: std::path::PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The model directory is inconsistent (manifest, checksums, tensors).
     #[error(transparent)]

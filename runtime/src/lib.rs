@@ -1,5 +1,10 @@
 //! Serve VRF personalised reward models.
 //!
+//! [`VrfModel::load`] opens a model directory written by `vrf-trainer export`; a user's
+//! [`UserPosterior`] comes from their reference preferences ([`VrfModel::posterior`]), an
+//! incremental [`UserState`] ([`VrfModel::posterior_of`]) or the seen-user cache
+//! ([`VrfModel::seen_posterior`]), and scores candidates ([`VrfModel::score`]).
+//!
 //! [`math`] is the per-user math in pure `ndarray` (SPEC §2–4): from a user's reference pair
 //! features to their posterior, basis weights and personalised rewards. It has no I/O and no
 //! threads, so it builds for `wasm32-unknown-unknown` with `default-features = false`.
@@ -19,17 +24,16 @@ pub mod session;
 pub mod text;
 pub mod user_model;
 
+// The serving types; the math stays under [`math`].
 #[cfg(feature = "onnx")]
-pub use backbone::{BackboneOutput, ExecutionProvider, OnnxBackbone};
+pub use backbone::ExecutionProvider;
 #[cfg(feature = "onnx")]
 pub use error::RuntimeError;
 pub use error::{MathError, MathResult, ModelError};
-pub use format::{Manifest, Pooling, SeenUser, SeenUsers};
-pub use math::{
-    infer_user, mean_pool, moments, pair_feature, pair_features, personalised_rewards, pog,
-    preference_probability, va_loss, Bases, Encoder, Linear, Mlp, NaturalParams, Posterior,
-    UserPosterior, DEFAULT_TAU,
-};
+pub use format::{Manifest, Pooling};
+pub use math::UserPosterior;
 #[cfg(feature = "onnx")]
-pub use session::{Features, Reference, RuntimeOptions, Scores, VrfModel};
+pub use session::{Features, PairFeatures, Reference, RuntimeOptions, Scores, VrfModel};
+#[cfg(feature = "text")]
+pub use text::TokenizeError;
 pub use user_model::{UserModel, UserState};

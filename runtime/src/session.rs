@@ -4,40 +4,50 @@
 //! ```no_run
 //! use vrf_runtime::{Reference, RuntimeOptions, VrfModel};
 //! # fn main() -> Result<(), vrf_runtime::RuntimeError> {
-//! let model = VrfModel::load("models/demo", &RuntimeOptions::default())?;
-//! let user = model.user(&[Reference::new("Explain rust.", "Ownership means…", "Rust is a game.")])?;
-//! let best = model.best_of_n(&user.weights, "Explain rust.", &["short answer", "long answer"])?;
-//! println!("best = {}, uncertainty = {}", best.best, user.uncertainty);
+//! let model = VrfModel::load("models/demo", &RuntimeOptions::new().with_threads(2))?;
+//! let user = model.posterior(&[Reference::new("Explain rust.", "Ownership means…", "Rust is a game.")])?;
+//! let scores = model.score(&user, "Explain rust.", &["short answer", "long answer"])?;
+//! println!("best = {}, uncertainty = {}", scores.best(), user.uncertainty);
 //! # Ok(()) }
 //! ```
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{s, Array1, Array2, ArrayView1, Axis};
+use ndarray::{s, Array1, Array2};
 
 use crate::backbone::{BackboneOutput, ExecutionProvider, OnnxBackbone};
 use crate::error::RuntimeError;
 use crate::format::{
     Manifest, SeenUsers, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
 };
-use crate::math::{Posterior, UserPosterior};
+use crate::math::{argmax, Posterior, UserPosterior};
 use crate::text::{TextEncoder, TextTemplate};
 use crate::user_model::{UserModel, UserState};
 
-/// How to load a model.
+/// How to load a model: build with [`RuntimeOptions::new`] (or `default()`) and the `with_*`
+/// methods.
+///
+/// Defaults: as many ONNX Runtime threads as the machine has cores, the CPU provider, batches
+/// of 16 texts, the ONNX Runtime library from `ORT_DYLIB_PATH`, checksums verified.
+///
+/// ```
+/// use vrf_runtime::{ExecutionProvider, RuntimeOptions};
+/// let opts = RuntimeOptions::new()
+///     .with_threads(2)
+///     .with_provider(ExecutionProvider::Cpu)
+///     .with_batch_size(8);
+/// assert_eq!((opts.threads(), opts.batch_size()), (2, 8));
+/// assert!(opts.verify_checksums());
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RuntimeOptions {
-    /// ONNX Runtime intra-op threads.
-    pub threads: usize,
-    /// Where the backbone runs.
-    pub provider: ExecutionProvider,
-    /// Most texts per backbone call; larger inputs are split into batches of this size.
-    pub batch_size: usize,
-    /// The ONNX Runtime library; `None` uses `ORT_DYLIB_PATH`.
-    pub ort_library: Option<PathBuf>,
-    /// Check every file's SHA-256 against the manifest while loading.
-    pub verify_checksums: bool,
+    threads: usize,
+    provider: ExecutionProvider,
+    batch_size: usize,
+    ort_library: Option<PathBuf>,
+    verify_checksums: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -49,6 +59,68 @@ impl Default for RuntimeOptions {
             ort_library: None,
             verify_checksums: true,
         }
+    }
+}
+
+impl RuntimeOptions {
+    /// The defaults (see the type's documentation).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// ONNX Runtime intra-op threads.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Where the backbone runs (CUDA is an error where unavailable, never a CPU fallback).
+    pub fn with_provider(mut self, provider: ExecutionProvider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Most texts per backbone call (at least 1); larger inputs are split into batches.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// The ONNX Runtime shared library to load instead of `ORT_DYLIB_PATH`'s.
+    pub fn with_ort_library(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ort_library = Some(path.into());
+        self
+    }
+
+    /// Whether to check every file's SHA-256 against the manifest while loading.
+    pub fn with_verify_checksums(mut self, verify: bool) -> Self {
+        self.verify_checksums = verify;
+        self
+    }
+
+    /// ONNX Runtime intra-op threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Where the backbone runs.
+    pub fn provider(&self) -> ExecutionProvider {
+        self.provider
+    }
+
+    /// Most texts per backbone call.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The ONNX Runtime library; `None`: `ORT_DYLIB_PATH`.
+    pub fn ort_library(&self) -> Option<&Path> {
+        self.ort_library.as_deref()
+    }
+
+    /// Whether checksums are verified while loading.
+    pub fn verify_checksums(&self) -> bool {
+        self.verify_checksums
     }
 }
 
@@ -97,17 +169,40 @@ pub struct Features {
     pub truncated: Vec<usize>,
 }
 
-/// Personalised scores of N responses to one prompt.
+/// Pair features of reference triplets, from [`VrfModel::pair_features`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairFeatures {
+    /// One row per reference, `[M, F]`: the encoder's input (SPEC §2).
+    pub features: Array2<f32>,
+    /// Indices of the references with a text longer than `max_len` (truncated from the left, as
+    /// in training), ascending.
+    pub truncated: Vec<usize>,
+}
+
+/// Personalised scores of N responses to one prompt, from [`VrfModel::score`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scores {
-    /// `r = φ·w` per response.
+    /// `r = φ·w` per response, in input order.
     pub scores: Array1<f32>,
-    /// Basis rewards `[N, K]`.
+    /// Basis rewards `φ`, `[N, K]`.
     pub rewards: Array2<f32>,
-    /// Index of the highest score (the first one on ties).
-    pub best: usize,
-    /// Responses that were truncated.
+    /// Indices of the responses that were truncated.
     pub truncated: Vec<usize>,
+}
+
+impl Scores {
+    /// Index of the highest score (the first one on ties).
+    pub fn best(&self) -> usize {
+        // Scores of a successful call are finite and non-empty.
+        argmax(&self.scores).unwrap_or(0)
+    }
+
+    /// Response indices from the highest score to the lowest (ties in input order).
+    pub fn ranking(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.scores.len()).collect();
+        order.sort_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
+        order
+    }
 }
 
 /// A loaded model directory. `Send + Sync`: share one behind an `Arc`.
@@ -124,9 +219,9 @@ pub struct VrfModel {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, RuntimeError> {
-    std::fs::read(path).map_err(|source| RuntimeError::Io {
+    std::fs::read(path).map_err(|cause| RuntimeError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -153,7 +248,7 @@ impl VrfModel {
             if !dir.join(name).is_file() {
                 return Err(RuntimeError::Io {
                     path: dir.join(name),
-                    source: std::io::Error::new(
+                    cause: std::io::Error::new(
                         std::io::ErrorKind::NotFound,
                         "listed in vrf.json but missing",
                     ),
@@ -173,21 +268,22 @@ impl VrfModel {
             &dir.join(SEEN_USERS_FILE).display().to_string(),
         )?;
         let template = TextTemplate::new(manifest.text.template.clone())?;
-        let mut text = TextEncoder::from_bytes(
+        // The manifest's pad id: the tokenizer need not name a pad token of its own.
+        let text = TextEncoder::from_bytes_with_pad_id(
             &verified(TOKENIZER_FILE)?,
             &dir.join(TOKENIZER_FILE),
             template,
             manifest.text.max_len,
+            manifest.text.pad_id,
         )?;
-        text.pad_id = manifest.text.pad_id;
         let backbone = OnnxBackbone::open(
             &dir.join(&manifest.onnx.file),
             &manifest.onnx,
             manifest.hidden,
             manifest.k,
-            opts.threads,
-            opts.provider,
-            opts.ort_library.as_deref(),
+            opts.threads(),
+            opts.provider(),
+            opts.ort_library(),
         )?;
         let seen_index = seen
             .users
@@ -274,51 +370,49 @@ impl VrfModel {
     }
 
     /// Pair features `[M, F]` of reference triplets (one backbone pass over all 2M texts).
-    pub fn pair_features(
-        &self,
-        refs: &[Reference],
-    ) -> Result<(Array2<f32>, Vec<usize>), RuntimeError> {
+    pub fn pair_features(&self, refs: &[Reference]) -> Result<PairFeatures, RuntimeError> {
         let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
         let f = self.features(&texts)?;
-        let m = refs.len();
         let even = |a: &Array2<f32>, o: usize| a.slice(s![o..;2, ..]).to_owned();
         let (hc, hr) = (even(&f.hidden, 0), even(&f.hidden, 1));
         let (pc, pr) = (even(&f.rewards, 0), even(&f.rewards, 1));
-        let feats = self
-            .user
-            .pair_features(hc.view(), hr.view(), Some((pc.view(), pr.view())))?;
-        debug_assert_eq!(feats.nrows(), m);
-        let truncated_refs = {
-            let mut t: Vec<usize> = f.truncated.iter().map(|i| i / 2).collect();
-            t.dedup();
-            t
-        };
-        Ok((feats, truncated_refs))
+        let features =
+            self.user
+                .pair_features(hc.view(), hr.view(), Some((pc.view(), pr.view())))?;
+        debug_assert_eq!(features.nrows(), refs.len());
+        // Text 2i is reference i's chosen response, 2i + 1 its rejected one.
+        let mut truncated: Vec<usize> = f.truncated.iter().map(|i| i / 2).collect();
+        truncated.dedup();
+        Ok(PairFeatures {
+            features,
+            truncated,
+        })
     }
 
-    /// An unseen user's posterior, weights and uncertainty from reference triplets, in one pass.
-    pub fn user(&self, refs: &[Reference]) -> Result<UserPosterior, RuntimeError> {
+    /// An unseen user's posterior (mean, variance, basis weights, uncertainty) from their
+    /// reference triplets, in one pass.
+    pub fn posterior(&self, refs: &[Reference]) -> Result<UserPosterior, RuntimeError> {
         if refs.is_empty() {
             return Err(crate::MathError::EmptyReferenceSet.into());
         }
-        let (feats, _) = self.pair_features(refs)?;
-        Ok(self.user.posterior(feats.view())?)
+        let pf = self.pair_features(refs)?;
+        Ok(self.user.posterior(pf.features.view())?)
     }
 
-    /// A fresh incremental user state.
-    pub fn new_user(&self) -> UserState {
+    /// A fresh incremental user state with no observations.
+    pub fn new_state(&self) -> UserState {
         self.user.new_state()
     }
 
     /// Adds reference triplets to a user's state (the one-observation-at-a-time update).
     pub fn observe(&self, state: &mut UserState, refs: &[Reference]) -> Result<(), RuntimeError> {
-        let (feats, _) = self.pair_features(refs)?;
-        Ok(self.user.observe(state, feats.view())?)
+        let pf = self.pair_features(refs)?;
+        Ok(self.user.observe(state, pf.features.view())?)
     }
 
-    /// Posterior, weights and uncertainty of an incremental state.
-    pub fn state_posterior(&self, state: &UserState) -> Result<UserPosterior, RuntimeError> {
-        Ok(self.user.state_posterior(state)?)
+    /// The posterior of an incremental state; an error before its first observation.
+    pub fn posterior_of(&self, state: &UserState) -> Result<UserPosterior, RuntimeError> {
+        Ok(self.user.posterior_of(state)?)
     }
 
     /// Ids of the cached seen users, in training order.
@@ -326,21 +420,22 @@ impl VrfModel {
         self.seen.users.iter().map(|u| u.id.as_str())
     }
 
-    /// A seen user's cached posterior with its weights.
-    pub fn seen_user(&self, id: &str) -> Result<UserPosterior, RuntimeError> {
+    /// A seen (training) user's cached posterior.
+    pub fn seen_posterior(&self, id: &str) -> Result<UserPosterior, RuntimeError> {
         let i = *self
             .seen_index
             .get(id)
             .ok_or_else(|| RuntimeError::UnknownUser(id.to_string()))?;
         let u = &self.seen.users[i];
         let q = Posterior::new(Array1::from(u.mean.clone()), Array1::from(u.var.clone()))?;
-        Ok(self.user.weights_of(&q)?)
+        Ok(self.user.posterior_from_latent(&q)?)
     }
 
-    /// Personalised scores `φ·w` of `responses` to `prompt` under basis weights `w`.
+    /// Personalised scores `φ·w` of `responses` to `prompt` under a user's posterior weights;
+    /// [`Scores::best`] and [`Scores::ranking`] pick from them.
     pub fn score(
         &self,
-        weights: &Array1<f32>,
+        user: &UserPosterior,
         prompt: &str,
         responses: &[&str],
     ) -> Result<Scores, RuntimeError> {
@@ -349,53 +444,27 @@ impl VrfModel {
         }
         let texts: Vec<(&str, &str)> = responses.iter().map(|r| (prompt, *r)).collect();
         let f = self.features(&texts)?;
-        let scores = self.user.score(weights.view(), f.rewards.view())?;
-        let best = argmax(scores.view());
+        let scores = self.user.score(user, f.rewards.view())?;
         Ok(Scores {
             scores,
             rewards: f.rewards,
-            best,
             truncated: f.truncated,
         })
-    }
-
-    /// Best-of-N: the response the user's weights score highest, with all scores.
-    pub fn best_of_n(
-        &self,
-        weights: &Array1<f32>,
-        prompt: &str,
-        responses: &[&str],
-    ) -> Result<Scores, RuntimeError> {
-        self.score(weights, prompt, responses)
     }
 
     /// `P(a ≻ b | prompt)` for a user, with the variance attenuation of SPEC Eq. 8.
     pub fn preference_probability(
         &self,
-        weights: &Array1<f32>,
+        user: &UserPosterior,
         prompt: &str,
         a: &str,
         b: &str,
     ) -> Result<f32, RuntimeError> {
         let f = self.features(&[(prompt, a), (prompt, b)])?;
-        let r = f.rewards.index_axis(Axis(0), 0).to_owned();
         Ok(self
             .user
-            .preference_probability(weights.view(), r.view(), f.rewards.row(1))?)
+            .preference_probability(user, f.rewards.row(0), f.rewards.row(1))?)
     }
-}
-
-fn argmax(v: ArrayView1<'_, f32>) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 /// Prefixes a checksum error's file name with the directory.
@@ -411,5 +480,66 @@ fn with_dir(e: crate::ModelError, dir: &Path) -> crate::ModelError {
             got,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_build_from_defaults() {
+        let d = RuntimeOptions::new();
+        assert!(d.threads() >= 1 && d.batch_size() == 16 && d.verify_checksums());
+        assert_eq!(d.provider(), ExecutionProvider::Cpu);
+        assert!(d.ort_library().is_none());
+        let o = d
+            .with_threads(3)
+            .with_batch_size(2)
+            .with_ort_library("/opt/ort/libonnxruntime.so")
+            .with_verify_checksums(false);
+        assert_eq!((o.threads(), o.batch_size()), (3, 2));
+        assert_eq!(
+            o.ort_library(),
+            Some(Path::new("/opt/ort/libonnxruntime.so"))
+        );
+        assert!(!o.verify_checksums());
+    }
+
+    #[test]
+    fn scores_pick_the_first_best_and_rank_ties_in_input_order() {
+        let s = Scores {
+            scores: Array1::from(vec![0.5, 2.0, -1.0, 2.0]),
+            rewards: Array2::zeros((4, 1)),
+            truncated: vec![],
+        };
+        assert_eq!(s.best(), 1);
+        assert_eq!(s.ranking(), vec![1, 3, 0, 2]);
+    }
+
+    /// The message and every `source()` below it, as anyhow's `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_missing_model_directory_prints_the_os_error_once() {
+        let dir = Path::new("/nonexistent/vrf-model");
+        let e = VrfModel::load(dir, &RuntimeOptions::new()).unwrap_err();
+        let msg = chain(&e);
+        assert!(matches!(e, RuntimeError::Io { .. }), "{msg}");
+        assert!(
+            msg.contains(&dir.join(MANIFEST_FILE).display().to_string()),
+            "{msg}"
+        );
+        assert_eq!(msg.matches("os error 2").count(), 1, "{msg}");
     }
 }

@@ -46,6 +46,14 @@ pub enum TokenizeError {
     /// No pad token could be found.
     #[error("tokenizer has no pad token (tried {0}); configure one that is in its vocabulary")]
     NoPadToken(String),
+    /// A given pad id (e.g. the manifest's `text.pad_id`) is not a token of the tokenizer.
+    #[error("pad id {id} is not in the tokenizer's vocabulary of {vocab_size} tokens")]
+    UnknownPadId {
+        /// The pad id.
+        id: u32,
+        /// Vocabulary size including added tokens.
+        vocab_size: usize,
+    },
     /// `max_len` is zero.
     #[error("max_len must be at least 1")]
     ZeroMaxLen,
@@ -201,16 +209,46 @@ impl fmt::Debug for TextEncoder {
 }
 
 impl TextEncoder {
-    /// Wraps a tokenizer; the pad id comes from its padding settings or a known pad token.
+    /// Wraps a tokenizer; the pad id comes from its padding settings or a known pad token
+    /// ([`PAD_CANDIDATES`]), else [`TokenizeError::NoPadToken`].
     pub fn new(
         tokenizer: Tokenizer,
         template: TextTemplate,
         max_len: usize,
     ) -> Result<Self, TokenizeError> {
+        Self::build(tokenizer, template, max_len, None)
+    }
+
+    /// Wraps a tokenizer that pads with `pad_id` (e.g. an exported model's `text.pad_id`), which
+    /// must be in its vocabulary; the tokenizer itself need not name a pad token.
+    pub fn with_pad_id(
+        tokenizer: Tokenizer,
+        template: TextTemplate,
+        max_len: usize,
+        pad_id: u32,
+    ) -> Result<Self, TokenizeError> {
+        Self::build(tokenizer, template, max_len, Some(pad_id))
+    }
+
+    fn build(
+        tokenizer: Tokenizer,
+        template: TextTemplate,
+        max_len: usize,
+        pad_id: Option<u32>,
+    ) -> Result<Self, TokenizeError> {
         if max_len == 0 {
             return Err(TokenizeError::ZeroMaxLen);
         }
-        let pad_id = resolve_pad_id(&tokenizer)?;
+        let pad_id = match pad_id {
+            Some(id) if tokenizer.id_to_token(id).is_none() => {
+                return Err(TokenizeError::UnknownPadId {
+                    id,
+                    vocab_size: tokenizer.get_vocab_size(true),
+                })
+            }
+            Some(id) => id,
+            None => resolve_pad_id(&tokenizer)?,
+        };
         Ok(Self {
             tokenizer,
             template,
@@ -233,18 +271,26 @@ impl TextEncoder {
         Self::from_bytes(&bytes, path, template, max_len)
     }
 
-    /// Parses `tokenizer.json` bytes already read from `path` (named in errors).
+    /// Parses `tokenizer.json` bytes already read from `path` (named in errors); the pad id as
+    /// in [`TextEncoder::new`].
     pub fn from_bytes(
         bytes: &[u8],
         path: &Path,
         template: TextTemplate,
         max_len: usize,
     ) -> Result<Self, TokenizeError> {
-        let tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| TokenizeError::Load {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::new(tokenizer, template, max_len)
+        Self::new(parse_tokenizer(bytes, path)?, template, max_len)
+    }
+
+    /// As [`TextEncoder::from_bytes`], padding with `pad_id` as in [`TextEncoder::with_pad_id`].
+    pub fn from_bytes_with_pad_id(
+        bytes: &[u8],
+        path: &Path,
+        template: TextTemplate,
+        max_len: usize,
+        pad_id: u32,
+    ) -> Result<Self, TokenizeError> {
+        Self::with_pad_id(parse_tokenizer(bytes, path)?, template, max_len, pad_id)
     }
 
     /// Uses `token` (which must be in the vocabulary) for padding.
@@ -324,6 +370,13 @@ impl TextEncoder {
     }
 }
 
+fn parse_tokenizer(bytes: &[u8], path: &Path) -> Result<Tokenizer, TokenizeError> {
+    Tokenizer::from_bytes(bytes).map_err(|e| TokenizeError::Load {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 fn resolve_pad_id(tokenizer: &Tokenizer) -> Result<u32, TokenizeError> {
     if let Some(p) = tokenizer.get_padding() {
         if let Some(id) = tokenizer.token_to_id(&p.pad_token) {
@@ -347,4 +400,51 @@ pub fn save_tokenizer(tokenizer: &Tokenizer, path: impl AsRef<Path>) -> Result<(
         .to_string(false)
         .map_err(|e| save_err(e.to_string()))?;
     crate::fsutil::write_atomic(path, json.as_bytes()).map_err(|e| save_err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word-level `tokenizer.json` whose vocabulary has none of [`PAD_CANDIDATES`].
+    const NO_PAD_TOKENIZER: &str = r#"{
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1, "world": 2, "|": 3},
+                  "unk_token": "[UNK]"}
+    }"#;
+
+    #[test]
+    fn a_given_pad_id_serves_a_tokenizer_without_pad_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, NO_PAD_TOKENIZER).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let template = || TextTemplate::new("{prompt} | {response}").unwrap();
+
+        let e = TextEncoder::from_bytes(&bytes, &path, template(), 8).unwrap_err();
+        assert!(matches!(e, TokenizeError::NoPadToken(_)), "{e}");
+        assert!(e.to_string().contains("no pad token"), "{e}");
+
+        let enc = TextEncoder::from_bytes_with_pad_id(&bytes, &path, template(), 8, 0).unwrap();
+        assert_eq!(enc.pad_id, 0);
+        let batch = enc
+            .encode_batch(&[("hello", "world"), ("hello", "hello world")])
+            .unwrap();
+        assert_eq!(batch.ids, vec![1, 3, 2, 0, 1, 3, 1, 2]);
+        assert_eq!(batch.mask, vec![1, 1, 1, 0, 1, 1, 1, 1]);
+
+        let e = TextEncoder::from_bytes_with_pad_id(&bytes, &path, template(), 8, 4).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TokenizeError::UnknownPadId {
+                    id: 4,
+                    vocab_size: 4
+                }
+            ),
+            "{e}"
+        );
+    }
 }

@@ -292,11 +292,12 @@ impl UserModel {
             Pooling::Pog => pog(mu.view(), logvar.view())?,
             Pooling::Mean => mean_pool(mu.view(), logvar.view())?,
         };
-        self.weights_of(&q)
+        self.posterior_from_latent(&q)
     }
 
-    /// Weights and uncertainty of a given posterior (e.g. a cached seen user).
-    pub fn weights_of(&self, q: &Posterior) -> Result<UserPosterior, ModelError> {
+    /// A user's posterior with its basis weights and uncertainty, from their latent Gaussian
+    /// (e.g. a seen user's cached one).
+    pub fn posterior_from_latent(&self, q: &Posterior) -> Result<UserPosterior, ModelError> {
         Ok(UserPosterior::from_posterior(q, &self.bases, self.tau)?)
     }
 
@@ -326,30 +327,33 @@ impl UserModel {
         state.observe_encoded(mu.view(), logvar.view())
     }
 
-    /// Posterior, weights and uncertainty of a user's state.
-    pub fn state_posterior(&self, state: &UserState) -> Result<UserPosterior, ModelError> {
-        self.weights_of(&state.posterior()?)
+    /// The posterior (mean, variance, weights, uncertainty) of a user's state; an error before
+    /// its first observation.
+    pub fn posterior_of(&self, state: &UserState) -> Result<UserPosterior, ModelError> {
+        self.posterior_from_latent(&state.posterior()?)
     }
 
-    /// Personalised rewards `φ·w` of candidates with basis rewards `[N, K]`.
+    /// Personalised rewards `φ·w` under a user's weights of candidates with basis rewards
+    /// `[N, K]`.
     pub fn score(
         &self,
-        weights: ArrayView1<'_, f32>,
+        user: &UserPosterior,
         rewards: ArrayView2<'_, f32>,
     ) -> Result<Array1<f32>, ModelError> {
-        Ok(personalised_rewards(weights, rewards)?)
+        Ok(personalised_rewards(user.weights.view(), rewards)?)
     }
 
-    /// `P(a ≻ b)` under the user's weights, with the variance attenuation of SPEC Eq. 8.
+    /// `P(a ≻ b)` for a user from the two responses' basis rewards `[K]`, with the variance
+    /// attenuation of SPEC Eq. 8.
     pub fn preference_probability(
         &self,
-        weights: ArrayView1<'_, f32>,
+        user: &UserPosterior,
         rewards_a: ArrayView1<'_, f32>,
         rewards_b: ArrayView1<'_, f32>,
     ) -> Result<f32, ModelError> {
         crate::math::check_len("rewards_b (K)", rewards_a.len(), rewards_b.len())?;
         let delta = &rewards_a - &rewards_b;
-        Ok(preference_probability(weights, delta.view())?)
+        Ok(preference_probability(user.weights.view(), delta.view())?)
     }
 }
 
@@ -576,14 +580,14 @@ pub(crate) mod tests {
             m.pooling = pooling;
             let once = m.posterior(f.view()).unwrap();
             let mut s = m.new_state();
-            assert!(m.state_posterior(&s).is_err());
+            assert!(m.posterior_of(&s).is_err());
             for row in f.rows() {
                 m.observe(&mut s, row.insert_axis(Axis(0))).unwrap();
             }
             let json = serde_json::to_string(&s).unwrap();
             let s: UserState = serde_json::from_str(&json).unwrap();
             s.validate(pooling, m.d()).unwrap();
-            let inc = m.state_posterior(&s).unwrap();
+            let inc = m.posterior_of(&s).unwrap();
             assert_close(inc.mean.view(), once.mean.view(), 1e-5);
             assert_close(inc.var.view(), once.var.view(), 1e-5);
             assert_close(inc.weights.view(), once.weights.view(), 1e-5);

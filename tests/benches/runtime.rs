@@ -102,11 +102,7 @@ fn main() -> anyhow::Result<()> {
     // 1. User posterior from N = 10 pair features.
     let rt = VrfModel::load(
         &model_dir,
-        &RuntimeOptions {
-            threads: 1,
-            batch_size: 32,
-            ..RuntimeOptions::default()
-        },
+        &RuntimeOptions::new().with_threads(1).with_batch_size(32),
     )?;
     let um = rt.user_model();
     let feats = ndarray::Array2::from_shape_fn((10, um.feature_dim()), |(i, j)| {
@@ -155,11 +151,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|");
     let rt2 = VrfModel::load(
         &model_dir,
-        &RuntimeOptions {
-            threads: 2,
-            batch_size: 32,
-            ..RuntimeOptions::default()
-        },
+        &RuntimeOptions::new().with_threads(2).with_batch_size(32),
     )?;
     for pairs in [1usize, 16] {
         let calls: Vec<Vec<(&str, &str)>> = texts

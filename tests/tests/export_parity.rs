@@ -11,8 +11,11 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use ndarray::{Array1, Array2, ArrayView2};
-use vrf_runtime::format::{MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE};
-use vrf_runtime::{ModelError, Reference, RuntimeError, RuntimeOptions, VrfModel};
+use vrf_runtime::format::{FileEntry, MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE};
+use vrf_runtime::text::PAD_CANDIDATES;
+use vrf_runtime::{
+    ExecutionProvider, ModelError, Reference, RuntimeError, RuntimeOptions, UserPosterior, VrfModel,
+};
 use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, load_trained, ExportOptions, Trained};
 use vrf_trainer::run::{fit_run, FitOptions, Posteriors};
@@ -69,11 +72,7 @@ fn fixture() -> &'static Fixture {
 fn runtime(dir: &Path) -> Result<VrfModel, RuntimeError> {
     VrfModel::load(
         dir,
-        &RuntimeOptions {
-            threads: 1,
-            batch_size: 4,
-            ..RuntimeOptions::default()
-        },
+        &RuntimeOptions::new().with_threads(1).with_batch_size(4),
     )
 }
 
@@ -241,7 +240,7 @@ fn unseen_user_posteriors_and_scores_match_the_trainer() {
         let (mu, var) = t.model.posterior(&feats, &vec![0; m], 1).unwrap();
         let w = t.model.bases().unwrap().weights(&mu, &var).unwrap();
 
-        let user = rt.user(&refs).unwrap();
+        let user = rt.posterior(&refs).unwrap();
         let row = |a: &Array1<f32>| a.view().insert_axis(ndarray::Axis(0)).to_owned();
         let (em, ev, ew) = (
             max_err(row(&user.mean).view(), to_array(&mu).view()),
@@ -255,11 +254,11 @@ fn unseen_user_posteriors_and_scores_match_the_trainer() {
         );
 
         // The one-at-a-time update reaches the same posterior.
-        let mut state = rt.new_user();
+        let mut state = rt.new_state();
         for r in &refs {
             rt.observe(&mut state, std::slice::from_ref(r)).unwrap();
         }
-        let inc = rt.state_posterior(&state).unwrap();
+        let inc = rt.posterior_of(&state).unwrap();
         assert!(max_err(row(&inc.weights).view(), row(&user.weights).view()) <= 1e-5);
 
         // Personalised scores of candidates: candle φ·w against the runtime.
@@ -273,19 +272,24 @@ fn unseen_user_posteriors_and_scores_match_the_trainer() {
         let pairs: Vec<(&str, &str)> = cands.iter().map(|c| (prompt.as_str(), *c)).collect();
         let (_, phi, _) = candle_features(&t, &pairs);
         let want = phi.dot(&to_array(&w).row(0));
-        let got = rt.score(&user.weights, prompt, &cands).unwrap();
+        let got = rt.score(&user, prompt, &cands).unwrap();
         let es = max_err(
             got.scores.view().insert_axis(ndarray::Axis(0)),
             want.view().insert_axis(ndarray::Axis(0)),
         );
         assert!(es <= 1e-4, "{id}: scores {es}");
-        let best = rt.best_of_n(&user.weights, prompt, &cands).unwrap().best;
+        let best = got.best();
         assert_eq!(
             got.scores[best],
             got.scores.iter().copied().fold(f32::MIN, f32::max)
         );
+        let ranking = got.ranking();
+        assert_eq!(ranking[0], best);
+        assert!(ranking
+            .windows(2)
+            .all(|w| got.scores[w[0]] >= got.scores[w[1]]));
         let p = rt
-            .preference_probability(&user.weights, prompt, cands[0], cands[1])
+            .preference_probability(&user, prompt, cands[0], cands[1])
             .unwrap();
         assert!((0.0..=1.0).contains(&p));
         assert_eq!(p > 0.5, got.scores[0] > got.scores[1]);
@@ -302,7 +306,7 @@ fn cached_seen_users_match_the_trainer() {
     assert_eq!(rt.seen_user_ids().count(), cached.users.len());
     assert!(!cached.users.is_empty());
     for u in &cached.users {
-        let got = rt.seen_user(&u.id).unwrap();
+        let got = rt.seen_posterior(&u.id).unwrap();
         assert_eq!(got.mean.to_vec(), u.mean);
         assert_eq!(got.var.to_vec(), u.var);
         let ew = got
@@ -315,7 +319,7 @@ fn cached_seen_users_match_the_trainer() {
         assert!((got.uncertainty - u.uncertainty).abs() <= 1e-5 * u.uncertainty.max(1.0));
     }
     assert!(matches!(
-        rt.seen_user("nobody").unwrap_err(),
+        rt.seen_posterior("nobody").unwrap_err(),
         RuntimeError::UnknownUser(_)
     ));
 }
@@ -384,15 +388,68 @@ fn broken_model_directories_and_inputs_give_clear_errors() {
     // Bad requests on a good model.
     let rt = runtime(&fixture().model_dir).unwrap();
     assert!(matches!(
-        rt.user(&[]).unwrap_err(),
+        rt.posterior(&[]).unwrap_err(),
         RuntimeError::Model(ModelError::Math(vrf_runtime::MathError::EmptyReferenceSet))
     ));
-    let short = Array1::from(vec![0.5f32, 0.5]);
+    let user_with = |weights: Vec<f32>| UserPosterior {
+        mean: Array1::zeros(2),
+        var: Array1::ones(2),
+        weights: Array1::from(weights),
+        uncertainty: 1.0,
+    };
+    let short = user_with(vec![0.5f32, 0.5]);
     let e = rt.score(&short, "p", &["a", "b"]).unwrap_err().to_string();
     assert!(e.contains("dimension mismatch"), "{e}");
-    assert!(rt
-        .score(&Array1::from(vec![1.0 / 8.0; 8]), "p", &[])
-        .is_err());
+    assert!(rt.score(&user_with(vec![1.0 / 8.0; 8]), "p", &[]).is_err());
+}
+
+/// The trained tokenizer pads with `<|endoftext|>`; renamed, it has none of the known pad
+/// tokens, and the model still loads and runs with the manifest's `pad_id`.
+#[test]
+fn a_tokenizer_without_a_known_pad_token_uses_the_manifest_pad_id() {
+    let d = copy_model("nopad");
+    let mut tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join(TOKENIZER_FILE)).unwrap()).unwrap();
+    let renamed = |name: &str| format!("<|vrf-test-{}|>", name.trim_matches(['<', '>', '|']));
+    let mut n = 0;
+    for t in tok["added_tokens"].as_array_mut().unwrap() {
+        let name = t["content"].as_str().unwrap().to_string();
+        if PAD_CANDIDATES.contains(&name.as_str()) {
+            t["content"] = renamed(&name).into();
+            n += 1;
+        }
+    }
+    let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
+    for name in PAD_CANDIDATES {
+        if let Some(id) = vocab.remove(name) {
+            vocab.insert(renamed(name), id);
+        }
+    }
+    assert!(
+        n > 0,
+        "the trained tokenizer has a known pad token to rename"
+    );
+    tok["padding"] = serde_json::Value::Null;
+    let bytes = tok.to_string().into_bytes();
+    std::fs::write(d.join(TOKENIZER_FILE), &bytes).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join(MANIFEST_FILE)).unwrap()).unwrap();
+    m["files"][TOKENIZER_FILE] = serde_json::to_value(FileEntry::of(&bytes)).unwrap();
+    std::fs::write(d.join(MANIFEST_FILE), m.to_string()).unwrap();
+
+    let (good, nopad) = (runtime(&fixture().model_dir).unwrap(), runtime(&d).unwrap());
+    assert_eq!(nopad.text_encoder().pad_id, good.manifest().text.pad_id);
+    // Rows of different lengths, so one of them is padded.
+    let texts = [
+        ("What is rust?", "A language."),
+        ("Hi", "Hello there, friend."),
+    ];
+    let (a, b) = (
+        good.features(&texts).unwrap(),
+        nopad.features(&texts).unwrap(),
+    );
+    assert_eq!(a.hidden, b.hidden);
+    assert_eq!(a.rewards, b.rewards);
 }
 
 #[test]
@@ -416,10 +473,7 @@ fn one_model_serves_several_threads_and_cuda_is_never_a_silent_fallback() {
         assert_eq!(h.join().unwrap(), want);
     }
     // This build has no `cuda` feature (or, with it, a CPU-only ONNX Runtime): CUDA is an error.
-    let cuda = RuntimeOptions {
-        provider: vrf_runtime::ExecutionProvider::Cuda { device_id: 0 },
-        ..RuntimeOptions::default()
-    };
+    let cuda = RuntimeOptions::new().with_provider(ExecutionProvider::Cuda { device_id: 0 });
     let e = VrfModel::load(&f.model_dir, &cuda).unwrap_err();
     assert!(matches!(e, RuntimeError::Cuda(_)), "{e}");
 }

@@ -6,6 +6,7 @@
 //!
 //! `QW=<f64>` overrides the quality weight of the three α runs.
 
+use vrf_runtime::math::argmax;
 use vrf_trainer::synth::{self, SynthConfig, N_SCORERS, SCORER_NAMES};
 use vrf_trainer::tokenize::{train_bpe, TextEncoder, TextTemplate, DEFAULT_VOCAB_SIZE};
 
@@ -48,14 +49,7 @@ fn main() -> anyhow::Result<()> {
     let dominant: std::collections::BTreeMap<&str, usize> = s
         .user_weights
         .iter()
-        .map(|(u, w)| {
-            (
-                u.as_str(),
-                (0..N_SCORERS)
-                    .max_by(|&a, &b| w[a].total_cmp(&w[b]))
-                    .unwrap_or(0),
-            )
-        })
+        .map(|(u, w)| (u.as_str(), argmax(w).unwrap_or(0)))
         .collect();
     for t in s
         .triplets

@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     model.observe(&mut state, pairs)?;
     let posterior = median_us(|| {
         for _ in 0..ITERS {
-            std::hint::black_box(model.state_posterior(&state).unwrap());
+            std::hint::black_box(model.posterior_of(&state).unwrap());
         }
         ITERS
     });

@@ -17,10 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (manifest, bytes) = demo_model();
     let demo = synthetic_demo(&manifest, &bytes, 11)?;
     std::fs::create_dir_all(&out)?;
-    write_atomic(&out.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
-    write_atomic(&out.join(USER_MODEL_FILE), &bytes)?;
+    write_atomic(out.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
+    write_atomic(out.join(USER_MODEL_FILE), &bytes)?;
     write_atomic(
-        &out.join("demo.json"),
+        out.join("demo.json"),
         serde_json::to_string(&demo)?.as_bytes(),
     )?;
     println!("wrote {}", out.display());

@@ -46,10 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = Manifest::from_json(&manifest_json, MANIFEST_FILE)?;
     let p = parity(&manifest, &bytes, 10, 6, seed + 1)?;
     std::fs::create_dir_all(&out)?;
-    write_atomic(&out.join(MANIFEST_FILE), &manifest_json)?;
-    write_atomic(&out.join(USER_MODEL_FILE), &bytes)?;
+    write_atomic(out.join(MANIFEST_FILE), &manifest_json)?;
+    write_atomic(out.join(USER_MODEL_FILE), &bytes)?;
     write_atomic(
-        &out.join("parity.json"),
+        out.join("parity.json"),
         serde_json::to_string(&p)?.as_bytes(),
     )?;
     println!("wrote {}", out.display());

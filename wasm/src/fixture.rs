@@ -281,7 +281,7 @@ pub fn parity(
     let mut steps = Vec::with_capacity(m);
     for row in view(&features, f).rows() {
         model.observe(&mut state, row.insert_axis(Axis(0)))?;
-        steps.push(Expected::of(&model.state_posterior(&state)?, state.count));
+        steps.push(Expected::of(&model.posterior_of(&state)?, state.count));
     }
     let h_chosen = rng.normal_vec(m * h, 1.0);
     let h_rejected = rng.normal_vec(m * h, 1.0);
@@ -296,16 +296,13 @@ pub fn parity(
     )?;
     let mut second = model.new_state();
     model.observe(&mut second, pf.view())?;
-    let hidden_posterior = Expected::of(&model.state_posterior(&second)?, second.count);
+    let hidden_posterior = Expected::of(&model.posterior_of(&second)?, second.count);
     let candidates = rng.normal_vec(n * k, 1.0);
-    let w = model.state_posterior(&state)?.weights;
-    let scores = model.score(w.view(), view(&candidates, k))?.to_vec();
-    let best = scores
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, s)| if *s > scores[b] { i } else { b });
+    let user = model.posterior_of(&state)?;
+    let scores = model.score(&user, view(&candidates, k))?.to_vec();
+    let best = vrf_runtime::math::argmax(&scores).unwrap_or(0);
     let preference_0_over_1 = model.preference_probability(
-        w.view(),
+        &user,
         ndarray::ArrayView1::from(&candidates[..k]),
         ndarray::ArrayView1::from(&candidates[k..2 * k]),
     )?;

@@ -10,6 +10,7 @@
 //! exactly as on its native path ([`check_version`], [`UserModelSpec::validate`],
 //! [`verify_file`], [`UserModel::from_tensors`], [`UserState::validate`]): the module carries no
 //! JSON parser of its own.
+#![warn(missing_docs)]
 
 use ndarray::{ArrayView1, ArrayView2};
 use vrf_runtime::format::{
@@ -239,17 +240,14 @@ impl VrfUser {
     /// and the index of the best; throws before the first observation.
     pub fn score(&self, rewards: &[f32]) -> Result<Scores, JsError> {
         let phi = rows("score", "rewards", rewards, self.model.k())?;
-        let w = self.user_posterior("score")?.weights;
+        let user = self.user_posterior("score")?;
         let scores = self
             .model
-            .score(w.view(), phi)
+            .score(&user, phi)
             .map_err(|e| js_error("score", e))?
             .to_vec();
-        // Scores are finite (inputs were checked), so the comparison is total.
-        let best = scores
-            .iter()
-            .enumerate()
-            .fold(0, |b, (i, s)| if *s > scores[b] { i } else { b });
+        // `rows` refused an empty batch and the math non-finite rewards.
+        let best = math::argmax(&scores).unwrap_or(0);
         Ok(Scores { scores, best })
     }
 
@@ -270,10 +268,10 @@ impl VrfUser {
                 ));
             }
         }
-        let w = self.user_posterior(WHAT)?.weights;
+        let user = self.user_posterior(WHAT)?;
         self.model
             .preference_probability(
-                w.view(),
+                &user,
                 ArrayView1::from(rewards_a),
                 ArrayView1::from(rewards_b),
             )
@@ -308,7 +306,7 @@ impl VrfUser {
 impl VrfUser {
     fn user_posterior(&self, what: &str) -> Result<UserPosterior, JsError> {
         self.model
-            .state_posterior(&self.state)
+            .posterior_of(&self.state)
             .map_err(|e| js_error(what, e))
     }
 }

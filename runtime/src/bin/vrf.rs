@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use vrf_runtime::{ExecutionProvider, Reference, RuntimeOptions, UserPosterior, VrfModel};
 
@@ -190,13 +189,13 @@ impl UserJson {
 }
 
 fn load(m: &ModelArgs) -> anyhow::Result<VrfModel> {
-    let opts = RuntimeOptions {
-        threads: m.threads,
-        provider: m.provider,
-        batch_size: m.batch_size,
-        ort_library: m.ort_lib.clone(),
-        verify_checksums: true,
-    };
+    let mut opts = RuntimeOptions::new()
+        .with_threads(m.threads)
+        .with_provider(m.provider)
+        .with_batch_size(m.batch_size);
+    if let Some(lib) = &m.ort_lib {
+        opts = opts.with_ort_library(lib);
+    }
     VrfModel::load(&m.model, &opts).with_context(|| format!("loading model {}", m.model.display()))
 }
 
@@ -245,7 +244,8 @@ fn references(path: &Path) -> anyhow::Result<Vec<Reference>> {
         .collect())
 }
 
-fn weights_of(model: &VrfModel, who: &UserArgs) -> anyhow::Result<Array1<f32>> {
+/// The user `score` and `rank` serve: a `vrf user` JSON file or a seen user.
+fn posterior_of(model: &VrfModel, who: &UserArgs) -> anyhow::Result<UserPosterior> {
     match (&who.user, &who.seen) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
@@ -260,9 +260,14 @@ fn weights_of(model: &VrfModel, who: &UserArgs) -> anyhow::Result<Array1<f32>> {
                     u.weights.len()
                 );
             }
-            Ok(Array1::from(u.weights))
+            Ok(UserPosterior {
+                mean: u.mean.into(),
+                var: u.var.into(),
+                weights: u.weights.into(),
+                uncertainty: u.uncertainty,
+            })
         }
-        (None, Some(id)) => Ok(model.seen_user(id)?.weights),
+        (None, Some(id)) => Ok(model.seen_posterior(id)?),
         (None, None) => bail!("pass --user FILE or --seen ID"),
     }
 }
@@ -307,8 +312,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::PairFeatures { m, refs: path } => {
             let model = load(&m)?;
             let refs = references(&path)?;
-            let (feats, truncated) = model.pair_features(&refs)?;
-            for row in feats.rows() {
+            let pf = model.pair_features(&refs)?;
+            for row in pf.features.rows() {
                 emit(
                     &mut out,
                     &PairFeatureOut {
@@ -318,7 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             warn_truncated(
                 &format!("{} (reference indices from 0)", path.display()),
-                &truncated,
+                &pf.truncated,
                 model.manifest().text.max_len,
             );
         }
@@ -326,16 +331,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let model = load(&m)?;
             let u = match (refs, seen) {
                 (_, Some(id)) => {
-                    let mut u = UserJson::new(model.seen_user(&id)?);
+                    let mut u = UserJson::new(model.seen_posterior(&id)?);
                     u.seen_id = Some(id);
                     u
                 }
                 (Some(path), None) => {
                     let refs = references(&path)?;
-                    let (feats, truncated) = model.pair_features(&refs)?;
-                    let mut u = UserJson::new(model.user_model().posterior(feats.view())?);
+                    let pf = model.pair_features(&refs)?;
+                    let mut u = UserJson::new(model.user_model().posterior(pf.features.view())?);
                     u.references = Some(refs.len());
-                    u.truncated_references = truncated;
+                    u.truncated_references = pf.truncated;
                     u
                 }
                 (None, None) => bail!("pass --refs FILE (reference triplets) or --seen ID"),
@@ -352,12 +357,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let (m, who, input) = (&a.m, &a.who, a.input.as_path());
     let model = load(m)?;
-    let w = weights_of(&model, who)?;
+    let user = posterior_of(&model, who)?;
     let lines: Vec<CandidatesLine> = read_jsonl(input)?;
     for (i, l) in lines.iter().enumerate() {
         let responses: Vec<&str> = l.responses.iter().map(String::as_str).collect();
         let s = model
-            .score(&w, &l.prompt, &responses)
+            .score(&user, &l.prompt, &responses)
             .with_context(|| format!("{}:{}", input.display(), i + 1))?;
         warn_truncated(
             &format!("{}:{} (response indices from 0)", input.display(), i + 1),
@@ -365,11 +370,10 @@ fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<
             model.manifest().text.max_len,
         );
         if rank {
-            let mut order: Vec<usize> = (0..responses.len()).collect();
-            order.sort_by(|&a, &b| s.scores[b].total_cmp(&s.scores[a]));
-            let ranking: Vec<_> = order
-                .iter()
-                .map(|&j| Ranked {
+            let ranking: Vec<_> = s
+                .ranking()
+                .into_iter()
+                .map(|j| Ranked {
                     index: j,
                     score: s.scores[j],
                     response: responses[j],
@@ -382,7 +386,7 @@ fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<
                 out,
                 &ScoreOut {
                     scores: s.scores.to_vec(),
-                    best: s.best,
+                    best: s.best(),
                     rewards,
                 },
             )?;

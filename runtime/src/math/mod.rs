@@ -9,6 +9,7 @@ mod encoder;
 mod mlp;
 mod posterior;
 mod reward;
+mod select;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod user;
@@ -21,6 +22,7 @@ pub use reward::{
     mackay_z, moments, personalised_rewards, preference_probability,
     preference_probability_from_moments, sigmoid, softplus, va_loss, va_loss_from_moments,
 };
+pub use select::argmax;
 pub use user::{infer_user, UserPosterior};
 
 pub(crate) use check::len as check_len;
