@@ -36,7 +36,7 @@ pub enum MathError {
         /// The length it was given.
         got: usize,
     },
-    /// A user posterior was asked for with no reference pairs (SPEC §4: no silent made-up answer).
+    /// A user posterior was asked for with no reference pairs (docs/METHOD.md §4: no silent made-up answer).
     #[error("empty reference set: a user posterior needs at least one reference pair")]
     EmptyReferenceSet,
     /// An input that must have at least one element has none.

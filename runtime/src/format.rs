@@ -37,7 +37,7 @@ pub const SEEN_USERS_FILE: &str = "seen_users.json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
-    /// Product of Gaussians (SPEC Eq. 5), the method's default.
+    /// Product of Gaussians (docs/METHOD.md Eq. 5), the method's default.
     Pog,
     /// Mean of μ_i and of σ_i² (ablation e).
     Mean,

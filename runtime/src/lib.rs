@@ -5,7 +5,7 @@
 //! incremental [`UserState`] ([`VrfModel::posterior_of`]) or the seen-user cache
 //! ([`VrfModel::seen_posterior`]), and scores candidates ([`VrfModel::score`]).
 //!
-//! [`math`] is the per-user math in pure `ndarray` (SPEC §2–4): from a user's reference pair
+//! [`math`] is the per-user math in pure `ndarray` (docs/METHOD.md §2–4): from a user's reference pair
 //! features to their posterior, basis weights and personalised rewards. It has no I/O and no
 //! threads, so it builds for `wasm32-unknown-unknown` with `default-features = false`.
 #![warn(missing_docs)]

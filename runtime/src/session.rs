@@ -172,7 +172,7 @@ pub struct Features {
 /// Pair features of reference triplets, from [`VrfModel::pair_features`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairFeatures {
-    /// One row per reference, `[M, F]`: the encoder's input (SPEC §2).
+    /// One row per reference, `[M, F]`: the encoder's input (docs/METHOD.md §2).
     pub features: Array2<f32>,
     /// Indices of the references with a text longer than `max_len` (truncated from the left, as
     /// in training), ascending.
@@ -452,7 +452,7 @@ impl VrfModel {
         })
     }
 
-    /// `P(a ≻ b | prompt)` for a user, with the variance attenuation of SPEC Eq. 8.
+    /// `P(a ≻ b | prompt)` for a user, with the variance attenuation of docs/METHOD.md Eq. 8.
     pub fn preference_probability(
         &self,
         user: &UserPosterior,

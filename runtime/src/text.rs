@@ -1,4 +1,4 @@
-//! The text template applied to `(prompt, response)` and the tokenizer that encodes it (SPEC §2),
+//! The text template applied to `(prompt, response)` and the tokenizer that encodes it (docs/METHOD.md §2),
 //! shared by the trainer and the runtime so both tokenise exactly alike.
 //!
 //! Sequences are right-padded; over-long ones are truncated from the left so that the end of the

@@ -344,7 +344,7 @@ impl UserModel {
     }
 
     /// `P(a ≻ b)` for a user from the two responses' basis rewards `[K]`, with the variance
-    /// attenuation of SPEC Eq. 8.
+    /// attenuation of docs/METHOD.md Eq. 8.
     pub fn preference_probability(
         &self,
         user: &UserPosterior,

@@ -1,4 +1,4 @@
-//! Prints the sanity numbers of the synthetic benchmark (SPEC §6): accuracy of global rankers vs
+//! Prints the sanity numbers of the synthetic benchmark (docs/METHOD.md §6): accuracy of global rankers vs
 //! the oracle personalised ranker with perfect scorer features, scorer correlations, and text
 //! lengths in words and in tokens of a BPE tokenizer trained on the corpus.
 //!

@@ -1,5 +1,5 @@
 //! Probabilistic preference bases b_k = N(m_k, diag(s_k²)), their W₂² to user posteriors, the
-//! softmax weights, the diversity hinge and the KL to the prior (SPEC §2–3).
+//! softmax weights, the diversity hinge and the KL to the prior (docs/METHOD.md §2–3).
 
 use std::f64::consts::{E, PI};
 

@@ -1,6 +1,6 @@
-//! Every knob of a run, with the SPEC §2–3 defaults, serialised with the run.
+//! Every knob of a run, with the docs/METHOD.md §2–3 defaults, serialised with the run.
 //!
-//! The five ablations of the paper (SPEC §3) and the collapse remedies (SPEC §3b) are all
+//! The five ablations of the paper (docs/METHOD.md §3) and the collapse remedies (docs/METHOD.md §3b) are all
 //! switches here; the CLI only overrides fields of [`RunConfig`].
 
 use serde::{Deserialize, Serialize};
@@ -29,9 +29,9 @@ impl Method {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Schedule {
-    /// SPEC §3 as written: encoder → PoG → W₂ → softmax trained end to end with L_VA + L_div + KL.
+    /// docs/METHOD.md §3 as written: encoder → PoG → W₂ → softmax trained end to end with L_VA + L_div + KL.
     EndToEnd,
-    /// SPEC §3b remedy: (1) free per-user weights specialise the bases, (2) the encoder is
+    /// docs/METHOD.md §3b remedy: (1) free per-user weights specialise the bases, (2) the encoder is
     /// distilled to those weights by KL on random reference subsets, (3) optional end to end.
     Staged,
 }
@@ -61,7 +61,7 @@ pub enum Objective {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Prior {
-    /// Mixture of the K Gaussian bases (SPEC §3).
+    /// Mixture of the K Gaussian bases (docs/METHOD.md §3).
     Mog,
     /// Standard normal N(0, I) (ablation (d)).
     StdNormal,
@@ -77,7 +77,7 @@ pub use vrf_runtime::format::Pooling;
 pub enum BaseInit {
     /// m_k ~ N(0, I), log s_k² = 0.
     Randn,
-    /// m_k = r·e_(k mod d) (orthogonal, pairwise W₂² = 2r²), log s_k² = 0 (SPEC §3b remedy).
+    /// m_k = r·e_(k mod d) (orthogonal, pairwise W₂² = 2r²), log s_k² = 0 (docs/METHOD.md §3b remedy).
     Orthogonal,
 }
 
@@ -91,7 +91,7 @@ pub struct ModelConfig {
     pub d: usize,
     /// Softmax temperature on −W₂²/d.
     pub tau: f64,
-    /// Append the reference pair's detached Δφ to the encoder's pair feature (SPEC §2 extension).
+    /// Append the reference pair's detached Δφ to the encoder's pair feature (docs/METHOD.md §2 extension).
     pub enc_phi: bool,
     /// Ablation (e): product of Gaussians or mean pooling.
     pub pooling: Pooling,
@@ -118,7 +118,7 @@ impl Default for ModelConfig {
     }
 }
 
-/// Loss terms and their weights (SPEC §3) plus the §3b remedy switches.
+/// Loss terms and their weights (docs/METHOD.md §3) plus the §3b remedy switches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
@@ -322,7 +322,7 @@ fn positive(x: f64) -> bool {
 }
 
 impl RunConfig {
-    /// SPEC §2–3 taken literally: end-to-end fit, no remedies (it collapses, SPEC §3b).
+    /// docs/METHOD.md §2–3 taken literally: end-to-end fit, no remedies (it collapses, docs/METHOD.md §3b).
     pub fn spec_literal() -> Self {
         let mut c = Self::default();
         c.model.enc_phi = false;
@@ -426,7 +426,7 @@ mod tests {
         let s = RunConfig::spec_literal();
         assert_eq!(s.train.schedule, Schedule::EndToEnd);
         assert!(!s.model.enc_phi && s.loss.lambda_phi == 0.0 && s.train.latent_lr_mult == 1.0);
-        // SPEC §2–3 defaults are shared.
+        // docs/METHOD.md §2–3 defaults are shared.
         assert_eq!(
             (
                 s.model.k,

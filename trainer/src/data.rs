@@ -1,4 +1,4 @@
-//! Preference triplets in the JSONL format of SPEC §7, grouped by user.
+//! Preference triplets in the JSONL format of docs/METHOD.md §7, grouped by user.
 //!
 //! One triplet per line:
 //! `{"user": "u0042", "prompt": "...", "chosen": "...", "rejected": "...", "split": "ref"}`.
@@ -125,7 +125,7 @@ fn place_of(source: Option<&Path>, lines: &[usize], i: usize) -> String {
     }
 }
 
-/// Which role a triplet plays for its user (SPEC §1, §5).
+/// Which role a triplet plays for its user (docs/METHOD.md §1, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {

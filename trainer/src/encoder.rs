@@ -1,4 +1,4 @@
-//! Variational encoder and the pooling of per-pair Gaussians into a user posterior (SPEC §2).
+//! Variational encoder and the pooling of per-pair Gaussians into a user posterior (docs/METHOD.md §2).
 //!
 //! The encoder's inputs are detached backbone features, so it never sends gradient into the
 //! backbone. Pooling is written with a [users × pairs] assignment matrix so that a whole batch of

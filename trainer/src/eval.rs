@@ -1,4 +1,4 @@
-//! Evaluation (SPEC §5) and the collapse diagnostics (SPEC §3b).
+//! Evaluation (docs/METHOD.md §5) and the collapse diagnostics (docs/METHOD.md §3b).
 //!
 //! Seen users are scored with the posterior from their reference set (the one cached for
 //! export), unseen users with the posterior from theirs, both in one encoder pass.
@@ -187,7 +187,7 @@ pub(crate) fn group_accuracy(
     Ok(pairwise_accuracy(&mu_d)?)
 }
 
-/// Evaluates `model` per SPEC §5; returns the report and the seen users' posteriors.
+/// Evaluates `model` per docs/METHOD.md §5; returns the report and the seen users' posteriors.
 pub fn evaluate(
     model: &RewardModel,
     ds: &Dataset,

@@ -1,5 +1,5 @@
-//! Experiments over several runs: methods × seeds (mean ± std, SPEC §5) and the ablation suite
-//! (the paper's five ablations and the collapse remedies, SPEC §3 and §3b), as tables.
+//! Experiments over several runs: methods × seeds (mean ± std, docs/METHOD.md §5) and the ablation suite
+//! (the paper's five ablations and the collapse remedies, docs/METHOD.md §3 and §3b), as tables.
 
 use std::path::{Path, PathBuf};
 
@@ -323,7 +323,7 @@ pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> Result<String> {
     Ok(t)
 }
 
-/// Copies the fields that tell the staged defaults from SPEC §2–3 as written (schedule, latent
+/// Copies the fields that tell the staged defaults from docs/METHOD.md §2–3 as written (schedule, latent
 /// learning-rate multiplier, λ_φ, Δφ encoder input) from `from` into `c`.
 fn take_schedule(c: &mut RunConfig, from: &RunConfig) {
     c.train.schedule = from.train.schedule;
@@ -365,7 +365,7 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
     if base.train.schedule == Schedule::Staged {
         add(
             "spec-literal",
-            "SPEC §2–3 as written: end to end, no remedies",
+            "§2–3 as written: end to end, no remedies",
             &|c| take_schedule(c, &RunConfig::spec_literal()),
         );
         add("no-lambda-phi", "remedy off: no λ_φ in stage 1", &|c| {

@@ -1,4 +1,4 @@
-//! Basis-reward heads: φ(x, y) = W₂·gelu(W₁·e + b₁) + b₂ ∈ R^K (SPEC §2).
+//! Basis-reward heads: φ(x, y) = W₂·gelu(W₁·e + b₁) + b₂ ∈ R^K (docs/METHOD.md §2).
 //!
 //! The BT baseline uses the same module with K = 1.
 

@@ -1,4 +1,4 @@
-//! Loss terms on basis-reward differences (SPEC §3) and the collapse remedies (SPEC §3b).
+//! Loss terms on basis-reward differences (docs/METHOD.md §3) and the collapse remedies (docs/METHOD.md §3b).
 
 use std::f64::consts::PI;
 

@@ -36,7 +36,7 @@ struct Cli {
 enum Cmd {
     /// Fit a model (default: VRF and the BT baseline on the embedded synthetic benchmark).
     Fit(Box<FitArgs>),
-    /// Fit the ablation suite (SPEC §3 ablations (a)–(e) and the §3b remedies) and print a table.
+    /// Fit the ablation suite (docs/METHOD.md §3 ablations (a)–(e) and the §3b remedies) and print a table.
     Ablate(Box<FitArgs>),
     /// Export a trained VRF run to a portable model directory (ONNX backbone + heads, tokenizer,
     /// encoder and bases, cached seen users, vrf.json manifest), checked against candle.
@@ -72,7 +72,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
-    /// Write the synthetic PersonalLLM-style benchmark (SPEC §6) as JSONL.
+    /// Write the synthetic PersonalLLM-style benchmark (docs/METHOD.md §6) as JSONL.
     Synth(SynthArgs),
     /// Fit the reference rankers (bag of words; true scorers: global, per user, MAP, oracle) on
     /// a generated benchmark and print their accuracies.
@@ -114,7 +114,7 @@ struct SynthArgs {
 
 #[derive(Args)]
 struct FitArgs {
-    /// Training/eval JSONL (SPEC §7); default: the synthetic benchmark, generated into OUT.
+    /// Training/eval JSONL (docs/METHOD.md §7); default: the synthetic benchmark, generated into OUT.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Output directory (one sub-directory per method).
@@ -135,7 +135,7 @@ struct FitArgs {
     /// cpu or cuda (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Training seed(s), comma-separated; several give mean ± std (SPEC §5). Default: the
+    /// Training seed(s), comma-separated; several give mean ± std (docs/METHOD.md §5). Default: the
     /// config's seed (0).
     #[arg(long, alias = "seed", value_delimiter = ',')]
     seeds: Option<Vec<u64>>,

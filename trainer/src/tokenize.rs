@@ -1,4 +1,4 @@
-//! The text template applied to `(prompt, response)` and the tokenizer that encodes it (SPEC §2).
+//! The text template applied to `(prompt, response)` and the tokenizer that encodes it (docs/METHOD.md §2).
 //!
 //! Sequences are right-padded; over-long ones are truncated from the left so that the end of the
 //! response (where the reward is read) survives.

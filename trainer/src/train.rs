@@ -1,4 +1,4 @@
-//! Training loops: end-to-end VRF (SPEC §3), the staged fit (SPEC §3b) and the BT baseline.
+//! Training loops: end-to-end VRF (docs/METHOD.md §3), the staged fit (docs/METHOD.md §3b) and the BT baseline.
 //!
 //! Every batch is a deterministic function of (seed, stage, step), so a run resumed from a
 //! checkpoint continues exactly where it stopped. The stage type and a fit's outcome are in
@@ -272,7 +272,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Training triplets by prompt: every seen user's target pairs, plus reference pairs for BT
-    /// (baselines also train on R_u, SPEC §5) and, where configured, for stage 1.
+    /// (baselines also train on R_u, docs/METHOD.md §5) and, where configured, for stage 1.
     fn prompt_groups(&self, stage: Stage) -> Vec<Vec<usize>> {
         let use_ref =
             stage == Stage::Bt || (stage == Stage::Stage1 && self.model.cfg.train.s1_use_ref);

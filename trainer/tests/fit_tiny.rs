@@ -84,7 +84,7 @@ fn tiny_data(dir: &Path, mixed: bool, eval_on_train: bool) -> PathBuf {
     p
 }
 
-/// SPEC §2–3 as written (end to end), small; the staged default is its own variant below.
+/// docs/METHOD.md §2–3 as written (end to end), small; the staged default is its own variant below.
 fn cfg() -> RunConfig {
     let mut c = RunConfig::spec_literal();
     c.model.k = 3;

@@ -1,4 +1,4 @@
-//! Checks of the candle objective against closed forms and finite differences (SPEC §3, §8).
+//! Checks of the candle objective against closed forms and finite differences (docs/METHOD.md §3, §8).
 
 use std::f64::consts::PI;
 
@@ -63,7 +63,7 @@ fn va_loss_gradient_matches_finite_differences() -> Result<()> {
 
 #[test]
 fn va_loss_closed_form_derivatives_and_attenuation() -> Result<()> {
-    // SPEC §8: ∂L/∂μ_Δ = −(1−σ(z))κ, ∂L/∂σ_Δ² = (1−σ(z))·μ_Δ·(π/16)·κ³, both → 0 as σ_Δ² → ∞.
+    // docs/METHOD.md §8: ∂L/∂μ_Δ = −(1−σ(z))κ, ∂L/∂σ_Δ² = (1−σ(z))·μ_Δ·(π/16)·κ³, both → 0 as σ_Δ² → ∞.
     let dev = Device::Cpu;
     for (mu0, var0) in [(1.3f32, 0.5f32), (-0.7, 2.0), (2.0, 50.0), (-2.0, 1e4)] {
         let mu = Var::new(&[mu0], &dev)?;
@@ -218,7 +218,7 @@ fn w2_and_weights_match_definitions() -> Result<()> {
 
 #[test]
 fn pog_closed_form_and_mean_pooling() -> Result<()> {
-    // SPEC §8: PoG of N([1,0],[1,4]) and N([3,2],[1,1]) = N([2,1.6],[0.5,0.8]).
+    // docs/METHOD.md §8: PoG of N([1,0],[1,4]) and N([3,2],[1,1]) = N([2,1.6],[0.5,0.8]).
     let dev = Device::Cpu;
     let mu = Tensor::new(&[[1f32, 0.0], [3.0, 2.0]], &dev)?;
     let lv = Tensor::new(&[[1f32, 4.0], [1.0, 1.0]], &dev)?.log()?;

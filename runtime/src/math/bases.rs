@@ -1,5 +1,5 @@
 //! Probabilistic preference bases, their W₂ distance to a user posterior and the resulting
-//! weights (SPEC Eq. 6).
+//! weights (docs/METHOD.md Eq. 6).
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 

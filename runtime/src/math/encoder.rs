@@ -1,4 +1,4 @@
-//! Pair features and the variational encoder (SPEC §2, "Variational encoder").
+//! Pair features and the variational encoder (docs/METHOD.md §2, "Variational encoder").
 
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
 

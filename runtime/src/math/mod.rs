@@ -1,4 +1,4 @@
-//! Per-user math of VRF in pure `ndarray` (SPEC §2–4): encoder MLP, product of Gaussians,
+//! Per-user math of VRF in pure `ndarray` (docs/METHOD.md §2–4): encoder MLP, product of Gaussians,
 //! W₂ weights over the preference bases, personalised rewards and the variance-attenuated
 //! Bradley–Terry quantities. Inputs and outputs are `f32`; reductions prone to cancellation or
 //! overflow run in `f64` internally.

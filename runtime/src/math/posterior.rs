@@ -1,4 +1,4 @@
-//! A user's Gaussian posterior: product of Gaussians in natural parameters (SPEC Eq. 5) and the
+//! A user's Gaussian posterior: product of Gaussians in natural parameters (docs/METHOD.md Eq. 5) and the
 //! mean-pooling ablation.
 
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis};
@@ -54,7 +54,7 @@ impl Posterior {
         self.var.mapv(f32::sqrt)
     }
 
-    /// User uncertainty (SPEC §4): the mean over dimensions of `σ_u²`.
+    /// User uncertainty (docs/METHOD.md §4): the mean over dimensions of `σ_u²`.
     pub fn uncertainty(&self) -> f32 {
         (self.var.iter().map(|&v| f64::from(v)).sum::<f64>() / self.d() as f64) as f32
     }
@@ -154,7 +154,7 @@ impl NaturalParams {
     }
 }
 
-/// Product of Gaussians of a user's reference observations `μ [M, d]`, `ℓ [M, d]` (SPEC Eq. 5).
+/// Product of Gaussians of a user's reference observations `μ [M, d]`, `ℓ [M, d]` (docs/METHOD.md Eq. 5).
 pub fn pog(mu: ArrayView2<'_, f32>, logvar: ArrayView2<'_, f32>) -> MathResult<Posterior> {
     let mut params = NaturalParams::empty(mu.ncols());
     params.observe_batch(mu, logvar)?;
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn spec_closed_form_product_of_gaussians() {
-        // SPEC §8: N([1,0], [1,4]) × N([3,2], [1,1]) = N([2, 1.6], [0.5, 0.8]).
+        // docs/METHOD.md §8: N([1,0], [1,4]) × N([3,2], [1,1]) = N([2, 1.6], [0.5, 0.8]).
         let mu = array![[1.0, 0.0], [3.0, 2.0]];
         let logvar = ln(array![[1.0, 4.0], [1.0, 1.0]]);
         let p = pog(mu.view(), logvar.view()).unwrap();

@@ -1,5 +1,5 @@
-//! Personalised rewards, moment matching over the bases (SPEC Eq. 7) and the
-//! variance-attenuated Bradley–Terry probability and loss (SPEC Eq. 8, MacKay's approximation).
+//! Personalised rewards, moment matching over the bases (docs/METHOD.md Eq. 7) and the
+//! variance-attenuated Bradley–Terry probability and loss (docs/METHOD.md Eq. 8, MacKay's approximation).
 
 use ndarray::{Array1, ArrayView1, ArrayView2};
 
@@ -24,7 +24,7 @@ pub fn softplus(x: f32) -> f32 {
     x.max(0.0) + libm::log1pf(libm::expf(-x.abs()))
 }
 
-/// Personalised rewards `r = φ·w` for basis rewards `phi [N, K]` and weights `w [K]` (SPEC Eq. 3).
+/// Personalised rewards `r = φ·w` for basis rewards `phi [N, K]` and weights `w [K]` (docs/METHOD.md Eq. 3).
 pub fn personalised_rewards(
     w: ArrayView1<'_, f32>,
     phi: ArrayView2<'_, f32>,
@@ -46,7 +46,7 @@ pub fn personalised_rewards(
 }
 
 /// Moments `(μ_Δ, σ_Δ²)` of the basis-reward differences `delta [K]` under weights `w [K]`
-/// (SPEC Eq. 7): `μ_Δ = Σ w_k Δ_k`, `σ_Δ² = Σ w_k (Δ_k − μ_Δ)²`.
+/// (docs/METHOD.md Eq. 7): `μ_Δ = Σ w_k Δ_k`, `σ_Δ² = Σ w_k (Δ_k − μ_Δ)²`.
 pub fn moments(w: ArrayView1<'_, f32>, delta: ArrayView1<'_, f32>) -> MathResult<(f32, f32)> {
     check_weights(w)?;
     check::len("delta", w.len(), delta.len())?;
@@ -79,7 +79,7 @@ pub fn mackay_z(mu_delta: f32, var_delta: f32) -> MathResult<f32> {
     Ok((f64::from(mu_delta) * kappa) as f32)
 }
 
-/// Preference probability `sigmoid(z)` from the moments (SPEC §4).
+/// Preference probability `sigmoid(z)` from the moments (docs/METHOD.md §4).
 pub fn preference_probability_from_moments(mu_delta: f32, var_delta: f32) -> MathResult<f32> {
     Ok(sigmoid(mackay_z(mu_delta, var_delta)?))
 }
@@ -94,7 +94,7 @@ pub fn preference_probability(
     preference_probability_from_moments(mu, var)
 }
 
-/// Variance-attenuated BT loss `−log sigmoid(z) = softplus(−z)` from the moments (SPEC Eq. 8).
+/// Variance-attenuated BT loss `−log sigmoid(z) = softplus(−z)` from the moments (docs/METHOD.md Eq. 8).
 pub fn va_loss_from_moments(mu_delta: f32, var_delta: f32) -> MathResult<f32> {
     Ok(softplus(-mackay_z(mu_delta, var_delta)?))
 }
@@ -246,7 +246,7 @@ mod tests {
                 worst_wide = worst_wide.max(err);
             }
         }
-        // SPEC §8's bound holds for |μ_Δ| ≤ 4 (max ≈ 0.0086 at μ = ±4, σ² ≈ 4); the gap grows
+        // docs/METHOD.md §8's bound holds for |μ_Δ| ≤ 4 (max ≈ 0.0086 at μ = ±4, σ² ≈ 4); the gap grows
         // with |μ_Δ| (≈ 0.013 at |μ| = 6, ≈ 0.015 at |μ| = 8), so the grid is stated here.
         assert!(
             worst.0 < 0.011,
@@ -268,7 +268,7 @@ mod tests {
         (dmu, dvar)
     }
 
-    /// SPEC §8's closed forms: ∂L/∂μ_Δ = −(1−σ(z))κ, ∂L/∂σ_Δ² = (1−σ(z))·μ_Δ·(π/16)·κ³.
+    /// docs/METHOD.md §8's closed forms: ∂L/∂μ_Δ = −(1−σ(z))κ, ∂L/∂σ_Δ² = (1−σ(z))·μ_Δ·(π/16)·κ³.
     fn closed_form_grads(mu: f64, var: f64) -> (f64, f64) {
         let kappa = (1.0 + PI * var / 8.0).powf(-0.5);
         let one_minus_sig = 1.0 / (1.0 + (mu * kappa).exp());

@@ -1,4 +1,4 @@
-//! One call from a user's reference pairs to their posterior and basis weights (SPEC §4).
+//! One call from a user's reference pairs to their posterior and basis weights (docs/METHOD.md §4).
 
 use ndarray::{Array1, ArrayView2};
 
@@ -17,7 +17,7 @@ pub struct UserPosterior {
     pub var: Array1<f32>,
     /// Basis weights `w_u`, `[K]`, summing to 1.
     pub weights: Array1<f32>,
-    /// Mean of `σ_u²` over dimensions (SPEC §4).
+    /// Mean of `σ_u²` over dimensions (docs/METHOD.md §4).
     pub uncertainty: f32,
 }
 

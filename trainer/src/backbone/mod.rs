@@ -1,4 +1,4 @@
-//! The project's own trainable Qwen3 decoder (SPEC §2, Backbone / Formatting and pooling).
+//! The project's own trainable Qwen3 decoder (docs/METHOD.md §2, Backbone / Formatting and pooling).
 //!
 //! `candle_transformers::models::qwen3` cannot be trained (fused RmsNorm/rope/softmax without
 //! backward, stateful KV cache), so this module re-implements the architecture from

@@ -1,6 +1,6 @@
 //! Reference rankers: linear logistic models on pair-difference features, fitted on the
-//! training rows only and scored on the eval rows like the learned methods (SPEC §5), that give
-//! the embedded benchmark (SPEC §6) its floors and ceilings. The true-feature rankers read the
+//! training rows only and scored on the eval rows like the learned methods (docs/METHOD.md §5), that give
+//! the embedded benchmark (docs/METHOD.md §6) its floors and ceilings. The true-feature rankers read the
 //! generator's own scorers (from the `*.synth_meta.json` side-file); every strength is chosen by
 //! cross-validation on training rows, never on eval rows.
 //!

@@ -1,4 +1,4 @@
-//! The embedded synthetic PersonalLLM benchmark (SPEC §6).
+//! The embedded synthetic PersonalLLM benchmark (docs/METHOD.md §6).
 //!
 //! Prompts come from templates (topic × question kind × context) and are split into a train pool
 //! and an eval pool. Each prompt gets [`SynthConfig::responses_per_prompt`] responses rendered
@@ -56,7 +56,7 @@ pub enum SynthError {
     Data(#[from] DataError),
 }
 
-/// Generator settings (SPEC §6; per-user sizes follow the paper's Table 3 for PersonalLLM).
+/// Generator settings (docs/METHOD.md §6; per-user sizes follow the paper's Table 3 for PersonalLLM).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SynthConfig {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum PairMode {
-    /// The highest- vs the lowest-scoring response (SPEC §6): the widest margin per prompt.
+    /// The highest- vs the lowest-scoring response (docs/METHOD.md §6): the widest margin per prompt.
     #[default]
     BestWorst,
     /// Two distinct responses drawn at random among the pairs whose composite scores differ,

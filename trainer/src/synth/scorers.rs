@@ -124,7 +124,7 @@ fn is_summary(sentence: &str) -> bool {
     SUMMARY_PREFIXES.iter().any(|p| l.starts_with(p))
 }
 
-/// Raw measures of the ten styles, read from the response text (SPEC §6), in [`SCORER_NAMES`] order:
+/// Raw measures of the ten styles, read from the response text (docs/METHOD.md §6), in [`SCORER_NAMES`] order:
 ///
 /// 0. **length** — number of *body* sentences: sentences that are not a question (ending '?'),
 ///    an exclamation (ending '!'), a summary line, a warm courtesy (holds a warmth word) or an

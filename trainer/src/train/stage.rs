@@ -1,4 +1,4 @@
-//! The stages of a fit (SPEC §3, §3b), by the names checkpoints and `metrics.jsonl` use, and how
+//! The stages of a fit (docs/METHOD.md §3, §3b), by the names checkpoints and `metrics.jsonl` use, and how
 //! a fit ends.
 
 use std::fmt;

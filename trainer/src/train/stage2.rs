@@ -1,4 +1,4 @@
-//! Stage 2 of the staged fit (SPEC §3b): backbone and heads frozen, the encoder (and bases) learn
+//! Stage 2 of the staged fit (docs/METHOD.md §3b): backbone and heads frozen, the encoder (and bases) learn
 //! to reproduce each seen user's stage-1 weights from random subsets of its reference pairs.
 
 use candle_core::{Tensor, D};

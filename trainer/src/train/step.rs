@@ -211,7 +211,7 @@ impl Trainer<'_> {
         }
     }
 
-    /// End-to-end step (SPEC §3): encoder posterior from each user's reference pairs, L_VA on
+    /// End-to-end step (docs/METHOD.md §3): encoder posterior from each user's reference pairs, L_VA on
     /// the target pairs, L_div, KL and the remedies.
     pub(super) fn vrf_step(
         &mut self,
