@@ -225,3 +225,32 @@ fn the_binary_names_the_problem_once_without_a_backtrace() {
         "{err}"
     );
 }
+
+#[test]
+fn a_configured_stop_is_not_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write(tmp.path(), "d.jsonl", &rows(3, 1));
+    let mut c = tiny_cfg();
+    c.train.stop_after_steps = 2;
+    let cfg = tmp.path().join("cfg.json");
+    std::fs::write(&cfg, serde_json::to_vec(&c).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "fit",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--baseline",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (ok, err) = trainer(&args);
+    assert!(ok, "a configured stop must exit 0: {err}");
+    assert!(
+        err.contains("stopped after 2 steps") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(!err.contains("error"), "{err}");
+}
