@@ -21,7 +21,7 @@ bash scripts/setup.sh
 # crate also for wasm32, where its bindings are compiled).
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p vrf-wasm --target wasm32-unknown-unknown --locked -- -D warnings
+cargo clippy -p vrf-wasm --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 echo "lint: cargo fmt and clippy -D warnings clean"
 
 # The export parity test keeps its model directory here for the checks below.

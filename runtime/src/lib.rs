@@ -14,8 +14,8 @@
 pub mod backbone;
 pub mod error;
 pub mod format;
-// No file system in the browser.
-#[cfg(not(target_arch = "wasm32"))]
+// Builds for wasm32 too (std::fs there fails at run time), so native tools compiled for every
+// target, like the wasm crate's fixture writers, share the one atomic write.
 pub mod fsutil;
 pub mod math;
 #[cfg(feature = "onnx")]

@@ -450,5 +450,4 @@ pub fn synthetic_demo(manifest: &Manifest, bytes: &[u8], seed: u64) -> Result<De
 }
 
 /// The runtime's atomic write (temporary file, fsync, rename), for the example programs.
-#[cfg(not(target_arch = "wasm32"))]
 pub use vrf_runtime::fsutil::write_atomic;
