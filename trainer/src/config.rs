@@ -199,6 +199,9 @@ pub struct TrainConfig {
     pub prompts_per_step: usize,
     /// Stage 1: also apply the loss to the users' reference pairs.
     pub s1_use_ref: bool,
+    /// Epochs of self-supervised pretraining of the backbone (next-token prediction through the
+    /// tied embeddings on the training prompts' texts) before the reward stages; 0: none.
+    pub lm_epochs: usize,
     /// Stage 2 epochs of encoder distillation (frozen backbone and heads).
     pub s2_epochs: usize,
     /// Stage 2 learning rate.
@@ -242,6 +245,7 @@ impl Default for TrainConfig {
             targets_per_user: 8,
             prompts_per_step: 4,
             s1_use_ref: true,
+            lm_epochs: 0,
             s2_epochs: 100,
             s2_lr: 1e-2,
             s2_users_per_step: 32,

@@ -245,6 +245,9 @@ struct Overrides {
     /// randn or orthogonal basis means.
     #[arg(long, value_enum)]
     base_init: Option<BaseInit>,
+    /// Epochs of causal-LM pretraining of the backbone on the training texts (0: none).
+    #[arg(long)]
+    lm_epochs: Option<usize>,
     /// Stage-2 epochs (staged fit).
     #[arg(long)]
     s2_epochs: Option<usize>,
@@ -295,6 +298,7 @@ impl Overrides {
         set!(self.lambda_bal, c.loss.lambda_bal);
         set!(self.lambda_ent, c.loss.lambda_ent);
         set!(self.base_init, c.model.base_init);
+        set!(self.lm_epochs, c.train.lm_epochs);
         set!(self.s2_epochs, c.train.s2_epochs);
         set!(self.s3_epochs, c.train.s3_epochs);
         set!(self.batching, c.train.batching);

@@ -3,8 +3,10 @@
 //! Every batch is a deterministic function of (seed, stage, step), so a run resumed from a
 //! checkpoint continues exactly where it stopped. The stage type and a fit's outcome are in
 //! `train/stage.rs`, one gradient step in `train/step.rs`, stage 2 (frozen backbone) in
-//! `train/stage2.rs`, the reference-state cache in `train/refcache.rs`.
+//! `train/stage2.rs`, the reference-state cache in `train/refcache.rs`, the optional causal-LM
+//! pretraining step in `train/pretrain.rs`.
 
+mod pretrain;
 mod refcache;
 mod stage;
 mod stage2;
@@ -213,7 +215,13 @@ impl<'a> Trainer<'a> {
             // Stage 3 fine-tunes a distilled encoder: the boost meant for fresh latents would
             // undo stage 2, so everything trains at the base rate.
             Stage::Stage3 => (v.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), 1.0),
-            Stage::Bt | Stage::Stage2 => (vec![], 1.0),
+            Stage::Bt | Stage::Stage2 | Stage::Pretrain => (vec![], 1.0),
+        };
+        // Pretraining touches the backbone only (the heads get no gradient there).
+        let main = if stage == Stage::Pretrain {
+            v.vars_with_prefix(&[prefix::BACKBONE])
+        } else {
+            main
         };
         vec![
             ParamGroup {
@@ -267,6 +275,7 @@ impl<'a> Trainer<'a> {
         match stage {
             Stage::Stage2 => 0,
             Stage::Stage3 => self.steps_per_epoch(stage) * self.model.cfg.train.s3_epochs,
+            Stage::Pretrain => self.steps_per_epoch(stage) * self.model.cfg.train.lm_epochs,
             _ => self.steps_per_epoch(stage) * self.model.cfg.train.epochs,
         }
     }
@@ -274,8 +283,8 @@ impl<'a> Trainer<'a> {
     /// Training triplets by prompt: every seen user's target pairs, plus reference pairs for BT
     /// (baselines also train on R_u, docs/METHOD.md §5) and, where configured, for stage 1.
     fn prompt_groups(&self, stage: Stage) -> Vec<Vec<usize>> {
-        let use_ref =
-            stage == Stage::Bt || (stage == Stage::Stage1 && self.model.cfg.train.s1_use_ref);
+        let use_ref = matches!(stage, Stage::Bt | Stage::Pretrain)
+            || (stage == Stage::Stage1 && self.model.cfg.train.s1_use_ref);
         let splits: &[Split] = if use_ref {
             &[Split::Ref, Split::Target]
         } else {
@@ -328,6 +337,8 @@ impl<'a> Trainer<'a> {
             let out = if stage.uses_encoder() {
                 let (users, targets) = self.e2e_batch(stage, &groups, epoch, within, step);
                 self.vrf_step(&users, &targets, step, total)?
+            } else if stage == Stage::Pretrain {
+                self.lm_step(&groups, epoch, within)?
             } else {
                 self.prompt_step(stage, &groups, epoch, within)?
             };

@@ -346,6 +346,54 @@ fn same_seed_same_results_and_resume_continues_exactly() {
     assert_eq!(post("a"), post("r"));
 }
 
+/// `train.lm_epochs`: a next-token pretraining stage runs first (backbone only), lowers its own
+/// loss, is resumable like any stage, and the reward stages follow.
+#[test]
+fn lm_pretraining_runs_first_and_lowers_next_token_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    let mut c = cfg();
+    c.train.lm_epochs = 6;
+    c.train.epochs = 1;
+    let dir = tmp.path().join("lm");
+    let full = fit(&dir, &c, &data).unwrap();
+    let m = metrics(&dir);
+    let lm: Vec<&Value> = m.iter().filter(|r| r["stage"] == "lm").collect();
+    assert!(
+        !lm.is_empty() && m[0]["stage"] == "lm",
+        "the lm stage comes first"
+    );
+    assert!(
+        m.iter().any(|r| r["stage"] == "e2e"),
+        "the reward stage follows"
+    );
+    let first = f(lm[0], "lm_loss");
+    let last = f(lm[lm.len() - 1], "lm_loss");
+    assert!(last < 0.8 * first, "next-token loss {first} → {last}");
+    // Interrupted inside the lm stage, then resumed: the same result as without the stop.
+    let mut stop = c.clone();
+    stop.train.stop_after_steps = 3;
+    let r = tmp.path().join("lm-r");
+    match fit_outcome(&r, &stop, &data).unwrap() {
+        FitOutcome::Stopped(s) => assert_eq!(s.stage, Stage::Pretrain),
+        FitOutcome::Finished(_) => panic!("stop_after_steps must stop the fit"),
+    }
+    let mut saved: RunConfig =
+        serde_json::from_str(&std::fs::read_to_string(r.join("config.json")).unwrap()).unwrap();
+    saved.train.stop_after_steps = 0;
+    std::fs::write(
+        r.join("config.json"),
+        serde_json::to_string(&saved).unwrap(),
+    )
+    .unwrap();
+    let opts = FitOptions {
+        resume: true,
+        progress: false,
+    };
+    let resumed = fit_run(&r, &c, &data, &Device::Cpu, &opts).unwrap();
+    assert_eq!(resumed, FitOutcome::Finished(full));
+}
+
 #[test]
 fn bad_data_is_reported_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -154,6 +154,12 @@ impl Qwen3 {
         self.norm.forward(&x)
     }
 
+    /// Next-token logits `[N, V]` for hidden states `[N, H]`, through the tied input embeddings
+    /// (the Qwen3 LM head when `tie_word_embeddings`; the self-supervised pretraining head here).
+    pub fn lm_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        hidden.matmul(&self.embed_tokens.t()?)
+    }
+
     /// Last-real-token pooling `[B, H]`: row `b` is the hidden state at `lengths[b] − 1`
     /// (lengths derived from the attention mask, `sum(mask)`).
     pub fn pooled(&self, input_ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {

@@ -12,6 +12,10 @@ use crate::config::{Method, RunConfig, Schedule};
 /// [`Stage::as_str`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Stage {
+    /// Self-supervised pretraining of the backbone: next-token prediction on the training
+    /// texts, before any reward stage (`lm`; only with `train.lm_epochs > 0`).
+    #[serde(rename = "lm")]
+    Pretrain,
     /// The Bradley–Terry baseline: one scalar reward, prompt-grouped steps (`bt`).
     #[serde(rename = "bt")]
     Bt,
@@ -34,7 +38,8 @@ pub const DONE: &str = "done";
 
 impl Stage {
     /// Every stage.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
+        Stage::Pretrain,
         Stage::Bt,
         Stage::EndToEnd,
         Stage::Stage1,
@@ -45,6 +50,7 @@ impl Stage {
     /// The on-disk name (`bt`, `e2e`, `s1`, `s2`, `s3`); also the tag of the stage's RNG streams.
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Pretrain => "lm",
             Stage::Bt => "bt",
             Stage::EndToEnd => "e2e",
             Stage::Stage1 => "s1",
@@ -55,17 +61,21 @@ impl Stage {
 
     /// The stages a run with `cfg` goes through, in order.
     pub fn sequence(cfg: &RunConfig) -> Vec<Stage> {
+        let mut s = Vec::new();
+        if cfg.train.lm_epochs > 0 {
+            s.push(Stage::Pretrain);
+        }
         match (cfg.method, cfg.train.schedule) {
-            (Method::Bt, _) => vec![Stage::Bt],
-            (Method::Vrf, Schedule::EndToEnd) => vec![Stage::EndToEnd],
+            (Method::Bt, _) => s.push(Stage::Bt),
+            (Method::Vrf, Schedule::EndToEnd) => s.push(Stage::EndToEnd),
             (Method::Vrf, Schedule::Staged) => {
-                let mut s = vec![Stage::Stage1, Stage::Stage2];
+                s.extend([Stage::Stage1, Stage::Stage2]);
                 if cfg.train.s3_epochs > 0 {
                     s.push(Stage::Stage3);
                 }
-                s
             }
         }
+        s
     }
 
     /// Whether the stage's steps infer users' weights with the encoder from their reference
@@ -120,7 +130,7 @@ mod tests {
     #[test]
     fn names_are_the_on_disk_ones() {
         let names: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, ["bt", "e2e", "s1", "s2", "s3"]);
+        assert_eq!(names, ["lm", "bt", "e2e", "s1", "s2", "s3"]);
         for s in Stage::ALL {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
             assert_eq!(

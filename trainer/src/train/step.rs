@@ -57,7 +57,7 @@ impl Trainer<'_> {
     }
 
     /// The triplets on the prompts of step `within` of `epoch` (prompts shuffled per epoch).
-    fn prompt_batch(
+    pub(super) fn prompt_batch(
         &self,
         stage: Stage,
         groups: &[Vec<usize>],
