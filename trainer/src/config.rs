@@ -202,6 +202,9 @@ pub struct TrainConfig {
     /// Epochs of self-supervised pretraining of the backbone (next-token prediction through the
     /// tied embeddings on the training prompts' texts) before the reward stages; 0: none.
     pub lm_epochs: usize,
+    /// Staged fit: epochs of a stage `s1h` after stage 1 that trains only the basis heads and the
+    /// free user logits on frozen (cached) backbone states; 0: none.
+    pub s1_head_epochs: usize,
     /// Stage 2 epochs of encoder distillation (frozen backbone and heads).
     pub s2_epochs: usize,
     /// Stage 2 learning rate.
@@ -246,6 +249,7 @@ impl Default for TrainConfig {
             prompts_per_step: 4,
             s1_use_ref: true,
             lm_epochs: 0,
+            s1_head_epochs: 0,
             s2_epochs: 100,
             s2_lr: 1e-2,
             s2_users_per_step: 32,

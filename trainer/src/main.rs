@@ -248,6 +248,9 @@ struct Overrides {
     /// Epochs of causal-LM pretraining of the backbone on the training texts (0: none).
     #[arg(long)]
     lm_epochs: Option<usize>,
+    /// Epochs of heads + free user logits on the frozen backbone after stage 1 (0: none).
+    #[arg(long)]
+    s1_head_epochs: Option<usize>,
     /// Stage-2 epochs (staged fit).
     #[arg(long)]
     s2_epochs: Option<usize>,
@@ -299,6 +302,7 @@ impl Overrides {
         set!(self.lambda_ent, c.loss.lambda_ent);
         set!(self.base_init, c.model.base_init);
         set!(self.lm_epochs, c.train.lm_epochs);
+        set!(self.s1_head_epochs, c.train.s1_head_epochs);
         set!(self.s2_epochs, c.train.s2_epochs);
         set!(self.s3_epochs, c.train.s3_epochs);
         set!(self.batching, c.train.batching);

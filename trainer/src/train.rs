@@ -110,6 +110,8 @@ pub struct Trainer<'a> {
     state: TrainState,
     resume_optim: Option<Resume>,
     ref_cache: Option<RefCache>,
+    /// Frozen backbone states of the training texts (stage `s1h`).
+    frozen: Option<RefCache>,
     /// Show a progress bar (off in tests).
     pub progress: bool,
     started: Instant,
@@ -141,6 +143,7 @@ impl<'a> Trainer<'a> {
             state,
             resume_optim,
             ref_cache: None,
+            frozen: None,
             progress: true,
             started: Instant::now(),
         })
@@ -169,6 +172,7 @@ impl<'a> Trainer<'a> {
             self.state.finished.push(stage.as_str().to_string());
             self.state.step = 0;
             self.ref_cache = None;
+            self.frozen = None;
             self.save_stage_end()?;
             if self.stopped() {
                 return Ok(FitOutcome::Stopped(self.stop(stage)));
@@ -210,18 +214,19 @@ impl<'a> Trainer<'a> {
         let mult = self.model.cfg.train.latent_lr_mult;
         let main = v.vars_with_prefix(&[prefix::BACKBONE, prefix::HEADS]);
         let (latent, mult) = match stage {
-            Stage::Stage1 => (v.vars_with_prefix(&[prefix::FREE]), mult),
+            Stage::Stage1 | Stage::Stage1Heads => (v.vars_with_prefix(&[prefix::FREE]), mult),
             Stage::EndToEnd => (v.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), mult),
             // Stage 3 fine-tunes a distilled encoder: the boost meant for fresh latents would
             // undo stage 2, so everything trains at the base rate.
             Stage::Stage3 => (v.vars_with_prefix(&[prefix::ENCODER, prefix::BASES]), 1.0),
             Stage::Bt | Stage::Stage2 | Stage::Pretrain => (vec![], 1.0),
         };
-        // Pretraining touches the backbone only (the heads get no gradient there).
-        let main = if stage == Stage::Pretrain {
-            v.vars_with_prefix(&[prefix::BACKBONE])
-        } else {
-            main
+        // Pretraining touches the backbone only (the heads get no gradient there); `s1h` the
+        // heads only (the backbone is frozen, its states cached).
+        let main = match stage {
+            Stage::Pretrain => v.vars_with_prefix(&[prefix::BACKBONE]),
+            Stage::Stage1Heads => v.vars_with_prefix(&[prefix::HEADS]),
+            _ => main,
         };
         vec![
             ParamGroup {
@@ -276,6 +281,7 @@ impl<'a> Trainer<'a> {
             Stage::Stage2 => 0,
             Stage::Stage3 => self.steps_per_epoch(stage) * self.model.cfg.train.s3_epochs,
             Stage::Pretrain => self.steps_per_epoch(stage) * self.model.cfg.train.lm_epochs,
+            Stage::Stage1Heads => self.steps_per_epoch(stage) * self.model.cfg.train.s1_head_epochs,
             _ => self.steps_per_epoch(stage) * self.model.cfg.train.epochs,
         }
     }
@@ -284,7 +290,8 @@ impl<'a> Trainer<'a> {
     /// (baselines also train on R_u, docs/METHOD.md §5) and, where configured, for stage 1.
     fn prompt_groups(&self, stage: Stage) -> Vec<Vec<usize>> {
         let use_ref = matches!(stage, Stage::Bt | Stage::Pretrain)
-            || (stage == Stage::Stage1 && self.model.cfg.train.s1_use_ref);
+            || (matches!(stage, Stage::Stage1 | Stage::Stage1Heads)
+                && self.model.cfg.train.s1_use_ref);
         let splits: &[Split] = if use_ref {
             &[Split::Ref, Split::Target]
         } else {
@@ -319,6 +326,12 @@ impl<'a> Trainer<'a> {
             self.state.delta = Some(self.initial_delta()?);
         }
         let groups = self.prompt_groups(stage);
+        if stage == Stage::Stage1Heads {
+            // The backbone is frozen here: embed every training text once.
+            let (uniq, _) = dedup(&pair_texts(self.corpus, groups.iter().flatten().copied()));
+            let e = self.corpus.embed(&self.model, &uniq, t.eval_batch)?;
+            self.frozen = Some(RefCache::new(&uniq, &e)?);
+        }
         if stage.uses_encoder() && t.batching == Batching::Prompts {
             // A resumed run continues with the cache it had, so it matches an uninterrupted run.
             self.ref_cache = Some(match saved_cache {

@@ -214,6 +214,8 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
                     schedule: d.train.schedule,
                     latent_lr_mult: d.train.latent_lr_mult,
                     s3_epochs: 1,
+                    // The optional head-only stage on frozen backbone states, too.
+                    s1_head_epochs: 2,
                     ..small
                 },
                 ..d
@@ -271,6 +273,9 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
                 assert!(grad.iter().any(|v| v["stage"] == "s1"));
                 let stages: Vec<&str> = m.iter().map(|v| v["stage"].as_str().unwrap()).collect();
                 assert!(stages.contains(&"s1") && stages.contains(&"s2") && stages.contains(&"s3"));
+                // s1h runs between s1 and s2, with the stage-1 loss terms (checked above).
+                let at = |st: &str| stages.iter().position(|s| *s == st).unwrap();
+                assert!(at("s1") < at("s1h") && at("s1h") < at("s2"), "{stages:?}");
                 assert!(m.iter().any(|v| v.get("holdout_acc").is_some()));
             }
             _ => {}

@@ -25,6 +25,10 @@ pub enum Stage {
     /// Staged fit, stage 1: backbone and heads with free per-user logits (`s1`).
     #[serde(rename = "s1")]
     Stage1,
+    /// Staged fit, after stage 1 (optional): heads and free logits only, on frozen backbone
+    /// states (`s1h`; only with `train.s1_head_epochs > 0`).
+    #[serde(rename = "s1h")]
+    Stage1Heads,
     /// Staged fit, stage 2: the encoder distils the stage-1 weights, backbone frozen (`s2`).
     #[serde(rename = "s2")]
     Stage2,
@@ -38,11 +42,12 @@ pub const DONE: &str = "done";
 
 impl Stage {
     /// Every stage.
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Pretrain,
         Stage::Bt,
         Stage::EndToEnd,
         Stage::Stage1,
+        Stage::Stage1Heads,
         Stage::Stage2,
         Stage::Stage3,
     ];
@@ -54,6 +59,7 @@ impl Stage {
             Stage::Bt => "bt",
             Stage::EndToEnd => "e2e",
             Stage::Stage1 => "s1",
+            Stage::Stage1Heads => "s1h",
             Stage::Stage2 => "s2",
             Stage::Stage3 => "s3",
         }
@@ -69,7 +75,11 @@ impl Stage {
             (Method::Bt, _) => s.push(Stage::Bt),
             (Method::Vrf, Schedule::EndToEnd) => s.push(Stage::EndToEnd),
             (Method::Vrf, Schedule::Staged) => {
-                s.extend([Stage::Stage1, Stage::Stage2]);
+                s.push(Stage::Stage1);
+                if cfg.train.s1_head_epochs > 0 {
+                    s.push(Stage::Stage1Heads);
+                }
+                s.push(Stage::Stage2);
                 if cfg.train.s3_epochs > 0 {
                     s.push(Stage::Stage3);
                 }
@@ -130,7 +140,7 @@ mod tests {
     #[test]
     fn names_are_the_on_disk_ones() {
         let names: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, ["lm", "bt", "e2e", "s1", "s2", "s3"]);
+        assert_eq!(names, ["lm", "bt", "e2e", "s1", "s1h", "s2", "s3"]);
         for s in Stage::ALL {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
             assert_eq!(

@@ -41,8 +41,13 @@ impl Trainer<'_> {
     /// Embeds the chosen and rejected texts of `triplets` and takes their reward differences.
     fn pair_batch(&self, triplets: &[usize]) -> Result<PairBatch> {
         let (texts, pos) = dedup(&pair_texts(self.corpus, triplets.iter().copied()));
-        let (x, lens) = self.corpus.batch(&texts, &self.model.device)?;
-        let e = self.model.embed(&x, &lens)?;
+        let e = match &self.frozen {
+            Some(cache) => cache.gather(&texts, &self.model.device)?,
+            None => {
+                let (x, lens) = self.corpus.batch(&texts, &self.model.device)?;
+                self.model.embed(&x, &lens)?
+            }
+        };
         let phi = self.model.phi(&e)?;
         // `pair_texts` interleaves chosen and rejected: even positions are chosen rows.
         let chosen: Vec<u32> = pos.iter().step_by(2).copied().collect();
