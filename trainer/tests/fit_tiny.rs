@@ -120,6 +120,23 @@ fn fit(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<EvalReport> {
     }
 }
 
+/// Resumes a stopped run to the end: resume reads the run's saved config, so its stop is cleared.
+fn resume_to_the_end(dir: &Path, c: &RunConfig, data: &Path) -> FitOutcome<EvalReport> {
+    let mut saved: RunConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    saved.train.stop_after_steps = 0;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&saved).unwrap(),
+    )
+    .unwrap();
+    let opts = FitOptions {
+        resume: true,
+        progress: false,
+    };
+    fit_run(dir, c, data, &Device::Cpu, &opts).unwrap()
+}
+
 fn metrics(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
@@ -319,26 +336,7 @@ fn same_seed_same_results_and_resume_continues_exactly() {
         .unwrap_err()
         .to_string()
         .contains("--resume"));
-    // Resume reads the run's saved config; clear the stop so it runs to the end.
-    let mut saved: RunConfig =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    saved.train.stop_after_steps = 0;
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string(&saved).unwrap(),
-    )
-    .unwrap();
-    let r = fit_run(
-        &dir,
-        &c,
-        &data,
-        &Device::Cpu,
-        &FitOptions {
-            resume: true,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let r = resume_to_the_end(&dir, &c, &data);
     assert_eq!(
         r,
         FitOutcome::Finished(a),
@@ -383,20 +381,7 @@ fn lm_pretraining_runs_first_and_lowers_next_token_loss() {
         FitOutcome::Stopped(s) => assert_eq!(s.stage, Stage::Pretrain),
         FitOutcome::Finished(_) => panic!("stop_after_steps must stop the fit"),
     }
-    let mut saved: RunConfig =
-        serde_json::from_str(&std::fs::read_to_string(r.join("config.json")).unwrap()).unwrap();
-    saved.train.stop_after_steps = 0;
-    std::fs::write(
-        r.join("config.json"),
-        serde_json::to_string(&saved).unwrap(),
-    )
-    .unwrap();
-    let opts = FitOptions {
-        resume: true,
-        progress: false,
-    };
-    let resumed = fit_run(&r, &c, &data, &Device::Cpu, &opts).unwrap();
-    assert_eq!(resumed, FitOutcome::Finished(full));
+    assert_eq!(resume_to_the_end(&r, &c, &data), FitOutcome::Finished(full));
 }
 
 #[test]
