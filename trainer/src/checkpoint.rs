@@ -14,12 +14,12 @@ use crate::vars::SeededVarMap;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// Filesystem error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message only, not `source()`, so a printed cause chain shows it once).
+        cause: std::io::Error,
     },
     /// A file that does not parse.
     #[error("{path}: {reason}")]
@@ -30,19 +30,19 @@ pub enum CheckpointError {
         reason: String,
     },
     /// A tensor-library error while saving or loading.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Tensor {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: candle_core::Error,
+        /// The cause (in the message only, not `source()`, so a printed cause chain shows it once).
+        cause: candle_core::Error,
     },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
@@ -89,7 +89,7 @@ pub fn load_tensors(
 ) -> Result<HashMap<String, Tensor>, CheckpointError> {
     candle_core::safetensors::load(path, device).map_err(|source| CheckpointError::Tensor {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })
 }
 

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message only, not `source()`, so a printed cause chain shows it once).
+        cause: std::io::Error,
     },
     /// A line of a JSONL file is not a valid triplet.
     #[error("{}: line {line}: {message}", path.display())]
@@ -79,9 +79,15 @@ pub enum DataError {
         /// `chosen` or `rejected`.
         field: &'static str,
     },
-    /// Serialising a triplet failed.
+    /// Serialising a triplet failed (the cause is in the message only, as for `Io`).
     #[error("serialising triplets: {0}")]
-    Serialize(#[from] serde_json::Error),
+    Serialize(serde_json::Error),
+}
+
+impl From<serde_json::Error> for DataError {
+    fn from(e: serde_json::Error) -> Self {
+        DataError::Serialize(e)
+    }
 }
 
 /// A triplet left out of a [`Dataset`], and why (a counted warning, not an error).
@@ -174,12 +180,19 @@ pub struct Triplet {
 
 /// Reads a JSONL file of triplets; blank lines are skipped, unknown fields ignored.
 pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<Triplet>, DataError> {
-    let path = path.as_ref();
+    Ok(read_numbered(path.as_ref())?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect())
+}
+
+/// Reads a JSONL file into `(1-based line, triplet)`, skipping a UTF-8 BOM.
+fn read_numbered(path: &Path) -> Result<Vec<(usize, Triplet)>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
-    parse_jsonl(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
+    parse_numbered(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
 }
 
 /// Parses JSONL text; `path` is only used in error messages.
@@ -246,7 +259,7 @@ pub fn write_jsonl(path: impl AsRef<Path>, triplets: &[Triplet]) -> Result<(), D
     let s = to_jsonl(triplets)?;
     write_atomic(path, s.as_bytes()).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })
 }
 
@@ -454,12 +467,7 @@ impl Dataset {
     /// Reads and validates a JSONL file; messages name its lines.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let numbered = parse_numbered(text.strip_prefix('\u{feff}').unwrap_or(&text), path)?;
-        let (lines, triplets) = numbered.into_iter().unzip();
+        let (lines, triplets) = read_numbered(path)?.into_iter().unzip();
         Self::build(triplets, Some(path.to_path_buf()), lines)
     }
 
@@ -484,33 +492,30 @@ impl Dataset {
                 "{origin}: no unseen users (every user has `target` rows): unseen-user accuracy cannot be measured"
             ));
         }
-        let no_eval: Vec<&str> = self
+        let no_eval: Vec<String> = self
             .users
             .iter()
             .filter(|u| u.evals.is_empty())
-            .map(|u| u.id.as_str())
+            .map(|u| u.id.clone())
             .collect();
         if !no_eval.is_empty() {
-            let ids: Vec<String> = no_eval.iter().map(|s| s.to_string()).collect();
             warnings.push(format!(
                 "{origin}: {} user(s) have no `eval` triplets and are left out of the accuracy: {}",
-                ids.len(),
-                preview(&ids)
+                no_eval.len(),
+                preview(&no_eval)
             ));
         }
         if !self.skipped.is_empty() {
-            let first: Vec<String> = self
+            let places: Vec<String> = self
                 .skipped
                 .iter()
-                .take(5)
                 .map(|s| format!("{} (user {})", s.place, s.user))
                 .collect();
             warnings.push(format!(
-                "skipped {} triplet(s) with {}: {}{}",
+                "skipped {} triplet(s) with {}: {}",
                 self.skipped.len(),
                 IDENTICAL_PAIR,
-                first.join(", "),
-                if self.skipped.len() > 5 { ", …" } else { "" }
+                preview(&places)
             ));
         }
         Ok(warnings)

@@ -269,7 +269,10 @@ pub fn row_headroom(row: &Row, r: &ReferenceReport) -> RowHeadroom {
 }
 
 /// The reference rankers and headroom as markdown, or a note why there are none.
-fn reference_section(rows: &[Row], reference: Option<&ReferenceReport>) -> String {
+fn reference_section(
+    headroom: &[(String, RowHeadroom)],
+    reference: Option<&ReferenceReport>,
+) -> String {
     let Some(r) = reference else {
         return "\nReference rankers: skipped (the data has no `*.synth_meta.json` side-file, so \
                 its true scorers are unknown).\n"
@@ -288,11 +291,10 @@ fn reference_section(rows: &[Row], reference: Option<&ReferenceReport>) -> Strin
         reference::TRUE_MAP_REF,
         reference::TRUE_GLOBAL
     );
-    for row in rows {
-        let h = row_headroom(row, r);
+    for (name, h) in headroom {
         s += &format!(
             "| {} | {} | {} |\n",
-            row.name,
+            name,
             pm(h.seen, 1.0, false),
             pm(h.unseen, 1.0, false)
         );
@@ -304,8 +306,7 @@ fn reference_section(rows: &[Row], reference: Option<&ReferenceReport>) -> Strin
 /// the reference rankers and headroom when the data is the generated benchmark.
 pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> Result<String> {
     let reference = reference::for_data(&plan.data)?;
-    let t = table(rows) + &reference_section(rows, reference.as_ref());
-    let headroom = reference
+    let headroom: Vec<(String, RowHeadroom)> = reference
         .as_ref()
         .map(|r| {
             rows.iter()
@@ -313,6 +314,7 @@ pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> Result<String> {
                 .collect()
         })
         .unwrap_or_default();
+    let t = table(rows) + &reference_section(&headroom, reference.as_ref());
     let summary = Summary {
         rows,
         reference: reference.as_ref(),

@@ -549,25 +549,10 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            // The whole cause chain on one line, no backtrace noise for users; the library's
+            // errors print their cause in their message and do not expose it again as source().
+            eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// The cause chain on one line, no backtrace; a cause whose text an outer message already
-/// carries (errors that print their source, e.g. "{path}: {source}") is not repeated.
-fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }

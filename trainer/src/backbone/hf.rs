@@ -34,7 +34,7 @@ pub fn load_hf_dir(
             .ok_or_else(|| BackboneError::Safetensors {
                 file: index.clone(),
                 context: "no weight_map object".into(),
-                source: Box::new(candle_core::Error::Msg("malformed index".into())),
+                cause: Box::new(candle_core::Error::Msg("malformed index".into())),
             })?;
         let weight_map: HashMap<&str, &str> = map
             .iter()
@@ -48,7 +48,7 @@ pub fn load_hf_dir(
                 return Err(BackboneError::Safetensors {
                     file: index,
                     context: format!("shard name {file:?} for {name}"),
-                    source: Box::new(candle_core::Error::Msg(
+                    cause: Box::new(candle_core::Error::Msg(
                         "shard must be a plain file name in the directory".into(),
                     )),
                 });
@@ -65,13 +65,13 @@ pub fn load_hf_dir(
     for (file, tensors) in by_file {
         let bytes = std::fs::read(&file).map_err(|source| BackboneError::Io {
             path: file.clone(),
-            source,
+            cause: source,
         })?;
         let st = candle_core::safetensors::BufferedSafetensors::new(bytes).map_err(|source| {
             BackboneError::Safetensors {
                 file: file.clone(),
                 context: "cannot parse safetensors".into(),
-                source: Box::new(source),
+                cause: Box::new(source),
             }
         })?;
         for (name, shape) in tensors {
@@ -110,7 +110,7 @@ pub fn load_hf_dir(
                 .map_err(|source| BackboneError::Safetensors {
                     file: file.clone(),
                     context: format!("inserting {name}"),
-                    source: Box::new(source),
+                    cause: Box::new(source),
                 })?;
         }
     }

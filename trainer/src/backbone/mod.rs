@@ -42,22 +42,20 @@ pub enum BackboneError {
     #[error("invalid Qwen3 config: {0}")]
     InvalidConfig(String),
     /// A file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message only, not `source()`, so a printed cause chain shows it once).
+        cause: std::io::Error,
     },
     /// A JSON file (config or shard index) could not be parsed.
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{path}: invalid JSON: {cause}")]
     Json {
         /// The file.
         path: PathBuf,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
+        /// The parse error (in the message only, not `source()`, so a printed cause chain shows it once).
+        cause: serde_json::Error,
     },
     /// The directory holds neither a single nor a sharded safetensors checkpoint.
     #[error("{dir}: no model.safetensors or model.safetensors.index.json")]
@@ -96,15 +94,14 @@ pub enum BackboneError {
         dtype: String,
     },
     /// A safetensors file or shard index is malformed, or a tensor could not be inserted.
-    #[error("{file}: {context}: {source}")]
+    #[error("{file}: {context}: {cause}")]
     Safetensors {
         /// The file.
         file: PathBuf,
         /// What was being done.
         context: String,
-        /// The underlying error.
-        #[source]
-        source: Box<candle_core::Error>,
+        /// The underlying error (in the message only, not `source()`, so a printed cause chain shows it once).
+        cause: Box<candle_core::Error>,
     },
     /// A tensor operation failed.
     #[error(transparent)]
@@ -124,11 +121,11 @@ pub type Result<T> = std::result::Result<T, BackboneError>;
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|source| BackboneError::Io {
         path: path.into(),
-        source,
+        cause: source,
     })?;
     serde_json::from_str(&text).map_err(|source| BackboneError::Json {
         path: path.into(),
-        source,
+        cause: source,
     })
 }
 

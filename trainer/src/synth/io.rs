@@ -47,7 +47,7 @@ impl Synthetic {
         let json = serde_json::to_string_pretty(&self.meta()).map_err(DataError::from)?;
         write_atomic(&meta, json.as_bytes()).map_err(|source| DataError::Io {
             path: meta.clone(),
-            source,
+            cause: source,
         })?;
         Ok(meta)
     }
