@@ -29,6 +29,9 @@ pub enum TrainError {
     /// The synthetic benchmark could not be generated.
     #[error(transparent)]
     Synth(#[from] SynthError),
+    /// A published dataset could not be converted.
+    #[error(transparent)]
+    Convert(#[from] crate::convert::ConvertError),
     /// Tokenising texts (or training the tokenizer) failed.
     #[error(transparent)]
     Tokenize(#[from] vrf_runtime::text::TokenizeError),

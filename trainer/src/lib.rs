@@ -11,6 +11,7 @@ pub mod backbone;
 pub mod bases;
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 pub mod corpus;
 pub mod data;
 pub mod encoder;

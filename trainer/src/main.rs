@@ -74,6 +74,10 @@ enum Cmd {
     },
     /// Write the synthetic PersonalLLM-style benchmark (docs/METHOD.md §6) as JSONL.
     Synth(SynthArgs),
+    /// Convert a published dataset (PersonalLLM, TL;DR, PRISM) to the trainer's JSONL with the
+    /// paper's protocol; prints and writes (`<stem>.stats.json`) its Table 3 statistics.
+    #[command(subcommand)]
+    Data(DataCmd),
     /// Fit the reference rankers (bag of words; true scorers: global, per user, MAP, oracle) on
     /// a generated benchmark and print their accuracies.
     Reference {
@@ -81,6 +85,139 @@ enum Cmd {
         #[arg(long)]
         data: PathBuf,
     },
+}
+
+/// `vrf-trainer data <dataset>`.
+#[derive(Subcommand)]
+enum DataCmd {
+    /// PersonalLLM: the `train` and `test` tables (parquet or JSON lines) → synthetic users.
+    PersonalLlm {
+        /// The train table.
+        #[arg(long)]
+        train: PathBuf,
+        /// The test table (eval prompts).
+        #[arg(long)]
+        test: PathBuf,
+        /// Output JSONL (true user weights go to `<stem>.user_weights.json`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Dirichlet concentration α (the paper: 0.1, 1, 10).
+        #[arg(long, default_value_t = 0.1)]
+        alpha: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seen users.
+        #[arg(long, default_value_t = 1000)]
+        seen_users: usize,
+        /// Unseen users.
+        #[arg(long, default_value_t = 1000)]
+        unseen_users: usize,
+    },
+    /// TL;DR: OpenAI summarize_from_feedback `comparisons` (files or directories of JSON lines).
+    Tldr {
+        /// Comparison files or directories holding them.
+        #[arg(long, required = true, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// Output JSONL.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Target comparisons per seen user (the paper: 50 or 100).
+        #[arg(long, default_value_t = 50)]
+        target: usize,
+        /// Seen users (and as many unseen).
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// Keep workers with at least this many comparisons.
+        #[arg(long, default_value_t = 50)]
+        min_comparisons: usize,
+    },
+    /// PRISM: `conversations.jsonl` → highest- vs lowest-scored response per turn.
+    Prism {
+        /// `conversations.jsonl` (or a parquet export of it).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output JSONL.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Use every conversation, not only the balanced subset.
+        #[arg(long)]
+        all_users: bool,
+    },
+}
+
+fn data(cmd: &DataCmd) -> anyhow::Result<()> {
+    use vrf_trainer::convert::{output, personal_llm, prism, tldr};
+    let (out, triplets, report) = match cmd {
+        DataCmd::PersonalLlm {
+            train,
+            test,
+            out,
+            alpha,
+            seed,
+            seen_users,
+            unseen_users,
+        } => {
+            let opt = personal_llm::PersonalLlmOptions {
+                alpha: *alpha,
+                seed: *seed,
+                seen_users: *seen_users,
+                unseen_users: *unseen_users,
+                ..Default::default()
+            };
+            let (t, r, w) = personal_llm::convert(train, test, &opt)?;
+            output::write_json(&personal_llm::weights_path(out), &w)?;
+            (out, t, r)
+        }
+        DataCmd::Tldr {
+            input,
+            out,
+            seed,
+            target,
+            users,
+            min_comparisons,
+        } => {
+            let opt = tldr::TldrOptions {
+                seed: *seed,
+                n_target: *target,
+                seen_users: *users,
+                unseen_users: *users,
+                min_comparisons: *min_comparisons,
+                ..Default::default()
+            };
+            let (t, r) = tldr::convert(input, &opt)?;
+            (out, t, r)
+        }
+        DataCmd::Prism {
+            input,
+            out,
+            seed,
+            all_users,
+        } => {
+            let opt = prism::PrismOptions {
+                seed: *seed,
+                balanced_only: !*all_users,
+                ..Default::default()
+            };
+            let (t, r) = prism::convert(input, &opt)?;
+            (out, t, r)
+        }
+    };
+    output::write(out, &triplets, &report)?;
+    print!("{}", output::table(&report));
+    eprintln!(
+        "wrote {} triplets to {} (statistics in {})",
+        triplets.len(),
+        out.display(),
+        output::stats_path(out).display()
+    );
+    Ok(())
 }
 
 #[derive(Args, Clone)]
@@ -476,6 +613,7 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Synth(a) => synth(a),
+        Cmd::Data(d) => data(d),
         Cmd::Reference { data } => {
             let r = vrf_trainer::reference::for_data(data)?
                 .with_context(|| format!("{} has no synth meta side-file", data.display()))?;
