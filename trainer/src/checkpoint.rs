@@ -151,9 +151,9 @@ pub fn save_checkpoint(
         if old.exists() {
             fs::remove_dir_all(&old).map_err(io(&old))?;
         }
-        fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
+        vrf_runtime::fsutil::rename(&final_dir, &old).map_err(io(&final_dir))?;
     }
-    fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+    vrf_runtime::fsutil::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
     if old.exists() {
         fs::remove_dir_all(&old).map_err(io(&old))?;
     }

@@ -300,6 +300,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let _scratch = vrf_runtime::fsutil::RemoveOnDrop(tmp.clone());
     let mut files = BTreeMap::new();
     let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
         write_atomic(tmp.join(name), bytes)
@@ -417,11 +418,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
     write_atomic(&manifest_path, manifest.to_json().as_bytes())
         .map_err(|e| TrainError::io(&manifest_path, e))?;
 
-    if out.exists() {
-        std::fs::remove_dir_all(out)
-            .with_context(|| format!("removing the old {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, out)
+    vrf_runtime::fsutil::replace_dir(&tmp, out)
         .with_context(|| format!("moving {} to {}", tmp.display(), out.display()))?;
     Ok(ExportReport {
         out: out.to_path_buf(),

@@ -20,6 +20,7 @@ pub mod eval;
 pub mod experiment;
 pub mod export;
 pub mod heads;
+pub mod lock;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -16,6 +16,7 @@ use crate::corpus::Corpus;
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
 use crate::eval::{evaluate, EvalReport, UserPosterior};
+use crate::lock::DirLock;
 use crate::model::RewardModel;
 use crate::tokenize::{train_bpe, TextEncoder, TextTemplate, DEFAULT_VOCAB_SIZE};
 use crate::train::{free_logit_count, FitOutcome, Trainer};
@@ -155,7 +156,8 @@ pub fn fit_run(
     dev: &Device,
     opts: &FitOptions,
 ) -> Result<FitOutcome<EvalReport>> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    // Held to the end of the run: a second process on the same directory is refused.
+    let _lock = DirLock::acquire(dir)?;
     let cfg_path = dir.join("config.json");
     let resume = opts.resume && dir.join("checkpoint").exists();
     let cfg = if resume {
@@ -240,6 +242,7 @@ fn finish(dir: &Path, model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Res
 
 /// Re-evaluates a finished run directory (`vrf-trainer eval --run DIR`).
 pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> Result<EvalReport> {
+    let _lock = DirLock::acquire(dir)?;
     let cfg: RunConfig = read_json(&dir.join("config.json"))?;
     let data = match data {
         Some(d) => d.to_path_buf(),

@@ -404,7 +404,12 @@ fn tldr_follows_the_protocol() {
         let n = sizes.iter().find(|s| s.0 == u).unwrap().1;
         assert_eq!(t.iter().filter(|x| x.user == u).count(), n, "{u}");
     }
-    assert_eq!(tldr::convert(std::slice::from_ref(&cmp), &small_tldr()).unwrap().0, t);
+    assert_eq!(
+        tldr::convert(std::slice::from_ref(&cmp), &small_tldr())
+            .unwrap()
+            .0,
+        t
+    );
 
     // An unknown choice index names the file, the row and the column.
     let bad = dir.path().join("bad.jsonl");

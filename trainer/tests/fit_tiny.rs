@@ -507,3 +507,20 @@ fn hf_directory_backbone_fits() {
     assert_eq!(report.manifest.hidden, 32);
     assert!(out.join("vrf.json").exists() && out.join("backbone.onnx").exists());
 }
+
+#[test]
+fn a_run_directory_in_use_is_refused_not_shared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    let dir = tmp.path().join("run");
+    // Another process's fit would hold this lock for its whole run.
+    let held = vrf_trainer::lock::DirLock::acquire(&dir).unwrap();
+    let e = fit(&dir, &cfg(), &data).unwrap_err().to_string();
+    assert!(e.contains("another process"), "{e}");
+    assert!(
+        !dir.join("config.json").exists(),
+        "the refused fit wrote into the run"
+    );
+    drop(held);
+    fit(&dir, &cfg(), &data).unwrap();
+}
