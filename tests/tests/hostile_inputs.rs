@@ -1,6 +1,6 @@
 //! Property tests: every parser of outside input, fed valid examples after random mutation
-//! (flipped bytes, truncation, duplicated and deleted ranges, NaN / huge numbers / NUL / invalid
-//! UTF-8 / deep nesting spliced in), returns `Ok` or a typed error — never a panic, a hang or an
+//! (`vrf_wasm::fixture::mutate`: flipped bytes, truncation, duplicated and deleted ranges, NaN /
+//! huge numbers / NUL / invalid UTF-8 / deep nesting spliced in), returns `Ok` or a typed error — never a panic, a hang or an
 //! unbounded allocation. Inputs that once failed live in `tests/corpus/hostile/` and are replayed
 //! first. Case counts are bounded (`PROPTEST_CASES` overrides) so CI stays fast.
 
@@ -13,62 +13,9 @@ use vrf_runtime::{Manifest, Pooling, UserModel, UserState};
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::convert::{prism, table, tldr};
 use vrf_trainer::data::{self, Dataset, Split, Triplet};
-use vrf_wasm::fixture::{random_model, Dims};
+use vrf_wasm::fixture::{mutate as apply, random_model, Dims, Mutation};
 
-/// What gets spliced into inputs: the values parsers forget.
-const SPECIALS: &[&[u8]] = &[
-    b"NaN",
-    b"-inf",
-    b"1e999",
-    b"-1",
-    b"0",
-    b"18446744073709551616",
-    b"4294967296",
-    b"\0",
-    b"\xff\xfe\xc3",
-    b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
-    b"{\"a\":{\"a\":{\"a\":{\"a\":",
-    b"\"",
-    b"null",
-    b"\\u0000",
-    b"\n",
-    b"{}",
-    b"[]",
-];
-
-/// One mutation: (kind, position, length, special).
-type Op = (u8, usize, usize, usize);
-
-fn apply(mut v: Vec<u8>, ops: &[Op]) -> Vec<u8> {
-    for &(kind, pos, len, special) in ops {
-        let n = v.len();
-        let at = if n == 0 { 0 } else { pos % (n + 1) };
-        let span = len % 16 + 1;
-        match kind % 6 {
-            0 if n > 0 => {
-                let i = pos % n;
-                v[i] ^= ((len % 255) + 1) as u8;
-            }
-            1 => v.truncate(at),
-            2 => {
-                let end = (at + span).min(n);
-                let piece = v[at..end].to_vec();
-                v.splice(at..at, piece);
-            }
-            3 => {
-                let end = (at + span).min(n);
-                v.drain(at..end);
-            }
-            _ => {
-                let s = SPECIALS[special % SPECIALS.len()];
-                v.splice(at..at, s.iter().copied());
-            }
-        }
-    }
-    v
-}
-
-fn mutations() -> impl Strategy<Value = Vec<Op>> {
+fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
     prop::collection::vec(
         (any::<u8>(), any::<usize>(), any::<usize>(), any::<usize>()),
         1..5,

@@ -135,7 +135,7 @@ impl<'a> Trainer<'a> {
             state = ck.state;
             resume_optim = Some((ck.optim, ck.optim_t, ck.extra));
         }
-        Ok(Self {
+        let t = Self {
             model,
             ds,
             corpus,
@@ -146,7 +146,45 @@ impl<'a> Trainer<'a> {
             frozen: None,
             progress: true,
             started: Instant::now(),
-        })
+        };
+        t.check_resumed_state()?;
+        Ok(t)
+    }
+
+    /// A resumed position must belong to this configuration: known stage names, a step inside
+    /// its stage. A hand-edited or foreign `state.json` is refused, saying what to delete.
+    fn check_resumed_state(&self) -> Result<()> {
+        let seq = Stage::sequence(&self.model.cfg);
+        let st = &self.state;
+        let bad = |what: String| {
+            Err(TrainError::Other(format!(
+                "{}: {what}; it does not belong to this run's configuration (delete {} to \
+                 start the run afresh)",
+                self.run.join("checkpoint/state.json").display(),
+                self.run.join("checkpoint").display()
+            )))
+        };
+        let known = |name: &str| seq.iter().any(|s| s.as_str() == name);
+        if !(st.stage.is_empty() || st.stage == DONE || known(&st.stage)) {
+            return bad(format!("unknown stage {:?}", st.stage));
+        }
+        if let Some(f) = st.finished.iter().find(|f| !known(f)) {
+            return bad(format!("unknown finished stage {f:?}"));
+        }
+        // Stage 2 keeps its position in its own epochs, not in `step`.
+        let stepped = seq
+            .iter()
+            .find(|s| s.as_str() == st.stage && **s != Stage::Stage2);
+        if let Some(stage) = stepped {
+            let total = self.stage_steps(*stage);
+            if st.step > total.max(1) || st.step > st.global_step {
+                return bad(format!(
+                    "step {} of stage {} (which has {total} steps; {} steps in all)",
+                    st.step, st.stage, st.global_step
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Runs every unfinished stage: [`FitOutcome::Finished`] with the final training state, or

@@ -524,3 +524,52 @@ fn a_run_directory_in_use_is_refused_not_shared() {
     drop(held);
     fit(&dir, &cfg(), &data).unwrap();
 }
+
+#[test]
+fn a_tampered_checkpoint_state_is_refused_saying_what_to_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    let mut stop = cfg();
+    stop.train.stop_after_steps = 3;
+    let dir = tmp.path().join("r");
+    assert!(matches!(
+        fit_outcome(&dir, &stop, &data).unwrap(),
+        FitOutcome::Stopped(_)
+    ));
+    let state_path = dir.join("checkpoint/state.json");
+    let good: Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let resume = |c: &RunConfig| {
+        fit_run(
+            &dir,
+            c,
+            &data,
+            &Device::Cpu,
+            &FitOptions {
+                resume: true,
+                progress: false,
+            },
+        )
+    };
+    for (field, value) in [
+        ("stage", serde_json::json!("warp")),
+        ("finished", serde_json::json!(["nope"])),
+        ("step", serde_json::json!(1u64 << 60)),
+    ] {
+        let mut bad = good.clone();
+        bad[0][field] = value;
+        std::fs::write(&state_path, bad.to_string()).unwrap();
+        let e = match resume(&cfg()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a state with {field} tampered was resumed"),
+        };
+        assert!(
+            e.contains("state.json") && e.contains("delete") && e.contains("checkpoint"),
+            "{field}: {e}"
+        );
+    }
+    std::fs::write(&state_path, good.to_string()).unwrap();
+    assert!(matches!(
+        resume_to_the_end(&dir, &cfg(), &data),
+        FitOutcome::Finished(_)
+    ));
+}

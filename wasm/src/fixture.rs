@@ -451,3 +451,75 @@ pub fn synthetic_demo(manifest: &Manifest, bytes: &[u8], seed: u64) -> Result<De
 
 /// The runtime's atomic write (temporary file, fsync, rename), for the example programs.
 pub use vrf_runtime::fsutil::write_atomic;
+
+/// What the hostile-input tests splice into inputs: the values parsers forget.
+pub const SPECIALS: &[&[u8]] = &[
+    b"NaN",
+    b"-inf",
+    b"1e999",
+    b"-1",
+    b"0",
+    b"18446744073709551616",
+    b"4294967296",
+    b"\0",
+    b"\xff\xfe\xc3",
+    b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+    b"{\"a\":{\"a\":{\"a\":{\"a\":",
+    b"\"",
+    b"null",
+    b"\\u0000",
+    b"\n",
+    b"{}",
+    b"[]",
+];
+
+/// One mutation of an input: (kind, position, length, special), any values (taken modulo).
+pub type Mutation = (u8, usize, usize, usize);
+
+/// Applies mutations to a valid input: flip a byte, truncate, duplicate or delete a range, or
+/// splice in one of [`SPECIALS`]. Shared by the native property tests (proptest draws the
+/// mutations) and the wasm tests ([`random_mutations`]).
+pub fn mutate(mut v: Vec<u8>, ops: &[Mutation]) -> Vec<u8> {
+    for &(kind, pos, len, special) in ops {
+        let n = v.len();
+        let at = if n == 0 { 0 } else { pos % (n + 1) };
+        let span = len % 16 + 1;
+        match kind % 6 {
+            0 if n > 0 => v[pos % n] ^= ((len % 255) + 1) as u8,
+            1 => v.truncate(at),
+            2 => {
+                let piece = v[at..(at + span).min(n)].to_vec();
+                v.splice(at..at, piece);
+            }
+            3 => {
+                v.drain(at..(at + span).min(n));
+            }
+            _ => {
+                let s = SPECIALS[special % SPECIALS.len()];
+                v.splice(at..at, s.iter().copied());
+            }
+        }
+    }
+    v
+}
+
+/// `cases` seeded lists of one to four mutations (for targets without proptest).
+pub fn random_mutations(seed: u64, cases: usize) -> Vec<Vec<Mutation>> {
+    let mut rng = Rng::new(seed);
+    (0..cases)
+        .map(|_| {
+            let n = 1 + rng.next_u64() as usize % 4;
+            (0..n)
+                .map(|_| {
+                    let r = rng.next_u64();
+                    (
+                        r as u8,
+                        (r >> 8) as usize,
+                        (r >> 24) as usize,
+                        (r >> 40) as usize,
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -344,3 +344,22 @@ fn choosing_one_style_raises_its_weight_and_shrinks_uncertainty() {
         "the concise candidate ranks first"
     );
 }
+
+#[wasm_bindgen_test]
+fn mutated_states_manifests_and_model_files_throw_or_load_never_trap() {
+    use vrf_wasm::fixture::{mutate, random_mutations};
+    let p = parity();
+    for ops in &random_mutations(11, 150) {
+        // A panic would trap the module and fail the test; errors are fine.
+        let mut u = user();
+        let state = mutate(p.state_json.as_bytes().to_vec(), ops);
+        let _ = u.load_state(&String::from_utf8_lossy(&state));
+        let manifest = mutate(MANIFEST.as_bytes().to_vec(), ops);
+        let _ = VrfUser::new(&String::from_utf8_lossy(&manifest), MODEL);
+        let model = mutate(MODEL.to_vec(), ops);
+        if let Ok(mut v) = VrfUser::new(&manifest_for(&model), &model) {
+            let _ = v.observe(&p.features[..v.feature_dim()]);
+            let _ = v.posterior();
+        }
+    }
+}
