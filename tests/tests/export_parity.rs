@@ -507,3 +507,31 @@ fn external_data_export_loads_and_matches() {
         .to_string()
         .contains("--force"));
 }
+
+/// What the `vrf` CLI reads per JSONL line (a reference triplet, a prompt with candidates),
+/// mutated (`vrf_wasm::fixture::mutate`), then served by the exported model: `Ok` or a typed
+/// error, never a panic — NUL bytes, invalid UTF-8 made lossy, empty and over-long texts included.
+#[test]
+fn mutated_cli_inputs_are_served_or_refused_never_panic() {
+    use vrf_wasm::fixture::{mutate, random_mutations};
+    let model = runtime(&fixture().model_dir).unwrap();
+    let line = br#"{"prompt":"How do I brew tea?","chosen":"Warm the pot first. In short: patience.","rejected":"whatever"}"#;
+    let long = "word ".repeat(5_000);
+    let mut served = 0;
+    for ops in random_mutations(5, 64) {
+        let m = mutate(line.to_vec(), &ops);
+        let Ok(r) = serde_json::from_str::<Reference>(&String::from_utf8_lossy(&m)) else {
+            continue;
+        };
+        if let Ok(user) = model.posterior(std::slice::from_ref(&r)) {
+            served += 1;
+            let texts = [r.chosen.as_str(), r.rejected.as_str(), "", long.as_str()];
+            let _ = model.score(&user, &r.prompt, &texts);
+        }
+    }
+    // Mutations inside the strings keep the line valid: those reach the backbone.
+    assert!(
+        served >= 8,
+        "only {served} of 64 mutated lines reached the model"
+    );
+}
