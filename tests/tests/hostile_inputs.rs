@@ -11,7 +11,7 @@ use proptest::test_runner::Config;
 use vrf_runtime::format::SeenUsers;
 use vrf_runtime::{Manifest, Pooling, UserModel, UserState};
 use vrf_trainer::config::RunConfig;
-use vrf_trainer::convert::{prism, table, tldr};
+use vrf_trainer::convert::{personal_llm, prism, table, tldr};
 use vrf_trainer::data::{self, Dataset, Split, Triplet};
 use vrf_wasm::fixture::{mutate as apply, random_model, Dims, Mutation};
 
@@ -199,6 +199,50 @@ fn check_run_config(bytes: &[u8]) {
     }
 }
 
+/// Three PersonalLLM rows as JSON lines (the parquet reader yields the same JSON objects).
+fn personal_llm_jsonl() -> Vec<u8> {
+    let mut out = String::new();
+    for p in 0..3 {
+        let mut r = serde_json::Map::new();
+        r.insert("prompt".into(), serde_json::json!(format!("q{p}")));
+        for k in 1..=personal_llm::RESPONSES {
+            r.insert(
+                format!("response_{k}"),
+                serde_json::json!(format!("a{p}{k}")),
+            );
+            for (m, rm) in personal_llm::REWARD_MODELS.iter().enumerate() {
+                r.insert(
+                    format!("response_{k}_{rm}"),
+                    serde_json::json!(((p * 8 + k) * 10 + m) as f64 * 0.37 % 3.0),
+                );
+            }
+        }
+        out.push_str(&serde_json::Value::Object(r).to_string());
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn check_personal_llm(bytes: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = (
+        dir.path().join("train.jsonl"),
+        dir.path().join("test.jsonl"),
+    );
+    std::fs::write(&train, bytes).unwrap();
+    std::fs::write(&test, personal_llm_jsonl()).unwrap();
+    let opt = personal_llm::PersonalLlmOptions {
+        seen_users: 2,
+        unseen_users: 1,
+        n_ref: 1,
+        n_target: 1,
+        seen_eval: 1,
+        unseen_eval: 1,
+        ..Default::default()
+    };
+    let _ = personal_llm::convert(&train, &test, &opt);
+}
+
 fn check_converters(prism_bytes: &[u8], tldr_bytes: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let (p, t) = (dir.path().join("conv.jsonl"), dir.path().join("cmp.jsonl"));
@@ -231,6 +275,7 @@ fn corpus_and_deep_nesting_are_errors_not_crashes() {
         check_seen_users(&d);
         check_run_config(&d);
         check_converters(&d, &d);
+        check_personal_llm(&d);
     }
     for b in corpus("jsonl") {
         check_training_jsonl(&b);
@@ -294,6 +339,11 @@ proptest! {
     fn run_configs_never_panic(ops in mutations()) {
         let json = serde_json::to_vec(&RunConfig::default()).unwrap();
         check_run_config(&apply(json, &ops));
+    }
+
+    #[test]
+    fn personal_llm_tables_never_panic(ops in mutations()) {
+        check_personal_llm(&apply(personal_llm_jsonl(), &ops));
     }
 
     #[test]

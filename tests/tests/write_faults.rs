@@ -1,7 +1,8 @@
 //! Fault injection into every write step (`vrf_runtime::fsutil::fault`, as a full or read-only
 //! disk would fail a create, write, fsync or rename): a failed fit resumes to exactly the result
-//! of an uninterrupted one, and a failed export leaves the previous model directory intact and
-//! nothing partial behind. One test function: the fault switch is process-wide.
+//! of an uninterrupted one; a failed export leaves the previous model directory intact and
+//! nothing partial behind; a failed summary rewrite leaves the previous summary. One test
+//! function: the fault switch is process-wide.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::path::Path;
 use candle_core::Device;
 use vrf_runtime::fsutil::fault;
 use vrf_runtime::Manifest;
+use vrf_trainer::experiment::{self, run_rows, Plan, Variant};
 use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::run::{fit_run, FitOptions};
 use vrf_trainer::train::FitOutcome;
@@ -85,6 +87,43 @@ fn every_write_step_fails_cleanly_and_recovers() {
             FitOutcome::Stopped(_) => panic!("resume stopped"),
         }
         assert!(!dir.join("checkpoint.tmp").exists() || dir.join("checkpoint").exists());
+    }
+
+    // Summaries: a fault at each step of rewriting summary.md / summary.json leaves the previous
+    // ones intact and no temporary file beside them.
+    let plan = Plan {
+        out: tmp.path().join("exp"),
+        data: data.clone(),
+        seeds: vec![0],
+        resume: true,
+        verbose: false,
+        shard: None,
+    };
+    let FitOutcome::Finished(rows) =
+        run_rows(&plan, &[Variant::new("vrf", cfg.clone())], &Device::Cpu).unwrap()
+    else {
+        panic!("the experiment stopped")
+    };
+    experiment::save(&plan, "summary", &rows).unwrap();
+    let files = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+        snapshot(dir)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("summary") || n.starts_with('.'))
+            .collect()
+    };
+    let before = files(&plan.out);
+    assert_eq!(before.len(), 2, "{:?}", before.keys());
+    fault::fail_at(0);
+    experiment::save(&plan, "summary", &rows).unwrap();
+    let save_steps = fault::steps();
+    for k in 1..=save_steps {
+        fault::fail_at(k);
+        let e = experiment::save(&plan, "summary", &rows)
+            .unwrap_err()
+            .to_string();
+        fault::fail_at(0);
+        assert!(e.contains("injected fault"), "step {k}: {e}");
+        assert_eq!(files(&plan.out), before, "summary fault at step {k}");
     }
 
     // Export: a good model directory first, then a fault at each step of a forced re-export.

@@ -76,6 +76,35 @@ impl MetricsLog {
     fn write(&mut self, rec: &serde_json::Value) -> Result<()> {
         writeln!(self.file, "{rec}").map_err(|e| TrainError::io(&self.path, e))
     }
+
+    /// On resume, keeps only the records of the work the checkpoint holds: steps up to its
+    /// global step, stage 2's epochs if stage 2 finished; a line torn by a crash is dropped.
+    /// So a resumed run's log equals an uninterrupted run's (no repeated or half-written steps).
+    fn trim(run: &Path, state: &TrainState) -> Result<()> {
+        let path = run.join("metrics.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let s2_done = state.finished.iter().any(|f| f == Stage::Stage2.as_str());
+        let kept: String = text
+            .lines()
+            .filter(|l| {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                    return false;
+                };
+                match v.get("global_step").and_then(|g| g.as_u64()) {
+                    Some(g) => g as usize <= state.global_step,
+                    None => s2_done,
+                }
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if kept.len() != text.len() {
+            crate::data::write_atomic(&path, kept.as_bytes())
+                .map_err(|e| TrainError::io(&path, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Running averages of step metrics, for the progress line.
@@ -133,6 +162,7 @@ impl<'a> Trainer<'a> {
                 model.vars.insert(name, t.clone())?;
             }
             state = ck.state;
+            MetricsLog::trim(run, &state)?;
             resume_optim = Some((ck.optim, ck.optim_t, ck.extra));
         }
         let t = Self {

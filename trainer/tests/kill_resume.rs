@@ -1,6 +1,6 @@
 //! `kill -9` of a real `vrf-trainer fit` process at several moments (during training steps,
 //! checkpoint writes, stage changes, evaluation), then `--resume`: every resumed run ends with
-//! exactly the uninterrupted run's evaluation. Bounded: five kills of a fit of a few seconds.
+//! exactly the uninterrupted run's evaluation and training log. Bounded: five kills of a fit of a few seconds.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -35,6 +35,20 @@ fn eval(out: &Path) -> Value {
         o.retain(|k, _| !k.contains("seconds") && !k.ends_with("_s"));
     }
     v
+}
+
+/// The training log without its wall-clock fields: one (stage, step, loss, …) record a line.
+fn metrics(out: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(out.join("vrf-seed0/metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|k, _| !k.contains("elapsed") && !k.ends_with("_s"));
+            }
+            v
+        })
+        .collect()
 }
 
 #[test]
@@ -73,6 +87,7 @@ fn killed_fits_resume_to_the_uninterrupted_result() {
     );
     let total = t0.elapsed();
     let want = eval(&reference);
+    let want_log = metrics(&reference);
 
     for (i, frac) in [0.1, 0.3, 0.5, 0.7, 0.9].into_iter().enumerate() {
         let dir = tmp.path().join(format!("killed-{i}"));
@@ -92,6 +107,12 @@ fn killed_fits_resume_to_the_uninterrupted_result() {
             eval(&dir),
             want,
             "killed at {:.0} % of the run",
+            frac * 100.0
+        );
+        assert_eq!(
+            metrics(&dir),
+            want_log,
+            "metrics.jsonl after a kill at {:.0} %",
             frac * 100.0
         );
     }
