@@ -2,7 +2,7 @@
 //! checkpoint writes, stage changes, evaluation), then `--resume`: every resumed run ends with
 //! exactly the uninterrupted run's evaluation and training log. Bounded: five kills of a fit of a few seconds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -25,6 +25,24 @@ fn fit_cmd(data: &Path, cfg: &Path, out: &Path, resume: bool) -> Command {
         c.arg("--resume");
     }
     c
+}
+
+/// A small synthetic benchmark in `dir/data.jsonl` (10 seen, 5 unseen users).
+fn small_data(dir: &Path) -> PathBuf {
+    let synth = SynthConfig {
+        seen_users: 10,
+        unseen_users: 5,
+        train_prompts: 20,
+        eval_prompts: 6,
+        ref_per_user: 4,
+        target_per_user: 8,
+        seen_eval_per_user: 3,
+        unseen_eval_per_user: 3,
+        ..SynthConfig::default()
+    };
+    let data = dir.join("data.jsonl");
+    generate(&synth).unwrap().write(&data).unwrap();
+    data
 }
 
 fn eval(out: &Path) -> Value {
@@ -54,19 +72,7 @@ fn metrics(out: &Path) -> Vec<Value> {
 #[test]
 fn killed_fits_resume_to_the_uninterrupted_result() {
     let tmp = tempfile::tempdir().unwrap();
-    let synth = SynthConfig {
-        seen_users: 10,
-        unseen_users: 5,
-        train_prompts: 20,
-        eval_prompts: 6,
-        ref_per_user: 4,
-        target_per_user: 8,
-        seen_eval_per_user: 3,
-        unseen_eval_per_user: 3,
-        ..SynthConfig::default()
-    };
-    let data = tmp.path().join("data.jsonl");
-    generate(&synth).unwrap().write(&data).unwrap();
+    let data = small_data(tmp.path());
     let mut cfg = RunConfig::default();
     cfg.train.epochs = 2;
     cfg.train.s2_epochs = 3;
@@ -116,4 +122,35 @@ fn killed_fits_resume_to_the_uninterrupted_result() {
             frac * 100.0
         );
     }
+}
+
+/// Two `fit` processes on one `--out`: the second is refused while the first trains (the run
+/// directory's lock), and the first finishes undisturbed.
+#[test]
+fn a_second_fit_process_on_the_same_out_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(tmp.path());
+    let mut cfg = RunConfig::default();
+    cfg.train.epochs = 3;
+    cfg.train.max_len = 48;
+    let cfg_path = tmp.path().join("config.json");
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    let first = fit_cmd(&data, &cfg_path, &out, false).spawn().unwrap();
+    // Wait until the first holds the run directory's lock (its config.json is written under it).
+    let t0 = Instant::now();
+    while !out.join("vrf-seed0/config.json").exists() {
+        assert!(t0.elapsed().as_secs() < 60, "the first fit never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = fit_cmd(&data, &cfg_path, &out, false).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    let done = first.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(!second.status.success(), "the second fit ran too");
+    assert!(err.contains("another process"), "{err}");
 }
