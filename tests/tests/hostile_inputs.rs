@@ -10,9 +10,11 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use vrf_runtime::format::SeenUsers;
 use vrf_runtime::{Manifest, Pooling, UserModel, UserState};
+use vrf_trainer::checkpoint::TrainState;
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::convert::{personal_llm, prism, table, tldr};
 use vrf_trainer::data::{self, Dataset, Split, Triplet};
+use vrf_trainer::train::{check_position, Stage};
 use vrf_wasm::fixture::{mutate as apply, random_model, Dims, Mutation};
 
 fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
@@ -193,6 +195,13 @@ fn check_seen_users(bytes: &[u8]) {
     let _ = SeenUsers::from_json(bytes, 3, "seen_users.json");
 }
 
+fn check_train_state(bytes: &[u8]) {
+    if let Ok((state, _t)) = serde_json::from_slice::<(TrainState, usize)>(bytes) {
+        let seq = Stage::sequence(&RunConfig::default());
+        let _ = check_position(&state, &seq, |_| 40);
+    }
+}
+
 fn check_run_config(bytes: &[u8]) {
     if let Ok(c) = serde_json::from_slice::<RunConfig>(bytes) {
         let _ = c.validate();
@@ -274,6 +283,7 @@ fn corpus_and_deep_nesting_are_errors_not_crashes() {
         check_state(&d, &m);
         check_seen_users(&d);
         check_run_config(&d);
+        check_train_state(&d);
         check_converters(&d, &d);
         check_personal_llm(&d);
     }
@@ -333,6 +343,19 @@ proptest! {
     #[test]
     fn seen_users_never_panic(ops in mutations()) {
         check_seen_users(&apply(seen_users_json(), &ops));
+    }
+
+    #[test]
+    fn checkpoint_states_never_panic(ops in mutations()) {
+        let state = TrainState {
+            stage: "s1".into(),
+            step: 3,
+            global_step: 10,
+            finished: vec!["bt".into()],
+            s2_best_epoch: Some(2),
+            delta: Some(0.5),
+        };
+        check_train_state(&apply(serde_json::to_vec(&(state, 7usize)).unwrap(), &ops));
     }
 
     #[test]

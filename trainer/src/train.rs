@@ -34,7 +34,7 @@ use crate::eval::pair_texts;
 use crate::model::{prefix, RewardModel};
 use crate::optim::{lr_factor, AdamW, ParamGroup};
 use refcache::RefCache;
-pub use stage::{FitOutcome, Stage, Stop, DONE};
+pub use stage::{check_position, FitOutcome, Stage, Stop, DONE};
 
 /// Number of free per-user logits the model needs (stage 1 of the staged fit).
 pub fn free_logit_count(cfg: &crate::config::RunConfig, ds: &Dataset) -> usize {
@@ -185,36 +185,14 @@ impl<'a> Trainer<'a> {
     /// its stage. A hand-edited or foreign `state.json` is refused, saying what to delete.
     fn check_resumed_state(&self) -> Result<()> {
         let seq = Stage::sequence(&self.model.cfg);
-        let st = &self.state;
-        let bad = |what: String| {
-            Err(TrainError::Other(format!(
+        check_position(&self.state, &seq, |s| self.stage_steps(s)).map_err(|what| {
+            TrainError::Other(format!(
                 "{}: {what}; it does not belong to this run's configuration (delete {} to \
                  start the run afresh)",
                 self.run.join("checkpoint/state.json").display(),
                 self.run.join("checkpoint").display()
-            )))
-        };
-        let known = |name: &str| seq.iter().any(|s| s.as_str() == name);
-        if !(st.stage.is_empty() || st.stage == DONE || known(&st.stage)) {
-            return bad(format!("unknown stage {:?}", st.stage));
-        }
-        if let Some(f) = st.finished.iter().find(|f| !known(f)) {
-            return bad(format!("unknown finished stage {f:?}"));
-        }
-        // Stage 2 keeps its position in its own epochs, not in `step`.
-        let stepped = seq
-            .iter()
-            .find(|s| s.as_str() == st.stage && **s != Stage::Stage2);
-        if let Some(stage) = stepped {
-            let total = self.stage_steps(*stage);
-            if st.step > total.max(1) || st.step > st.global_step {
-                return bad(format!(
-                    "step {} of stage {} (which has {total} steps; {} steps in all)",
-                    st.step, st.stage, st.global_step
-                ));
-            }
-        }
-        Ok(())
+            ))
+        })
     }
 
     /// Runs every unfinished stage: [`FitOutcome::Finished`] with the final training state, or

@@ -133,6 +133,36 @@ impl fmt::Display for Stop {
     }
 }
 
+/// Whether a saved position can be resumed under a configuration whose stages are `seq` (with
+/// `steps(stage)` steps each): known stage names, a step inside its stage. Says what is wrong.
+pub fn check_position(
+    state: &crate::checkpoint::TrainState,
+    seq: &[Stage],
+    steps: impl Fn(Stage) -> usize,
+) -> Result<(), String> {
+    let known = |name: &str| seq.iter().any(|s| s.as_str() == name);
+    if !(state.stage.is_empty() || state.stage == DONE || known(&state.stage)) {
+        return Err(format!("unknown stage {:?}", state.stage));
+    }
+    if let Some(f) = state.finished.iter().find(|f| !known(f)) {
+        return Err(format!("unknown finished stage {f:?}"));
+    }
+    // Stage 2 keeps its position in its own epochs, not in `step`.
+    let stepped = seq
+        .iter()
+        .find(|s| s.as_str() == state.stage && **s != Stage::Stage2);
+    if let Some(&stage) = stepped {
+        let total = steps(stage);
+        if state.step > total.max(1) || state.step > state.global_step {
+            return Err(format!(
+                "step {} of stage {} (which has {total} steps; {} steps in all)",
+                state.step, state.stage, state.global_step
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
