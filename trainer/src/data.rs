@@ -243,6 +243,15 @@ fn json_message(e: &serde_json::Error) -> String {
 /// Atomic file writes (temp file + rename), shared with the runtime.
 pub use vrf_runtime::fsutil::write_atomic;
 
+/// A side file next to a JSONL file: `<stem>.<suffix>` in the same directory.
+pub fn sibling(jsonl: &Path, suffix: &str) -> PathBuf {
+    let stem = jsonl
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    jsonl.with_file_name(format!("{stem}.{suffix}"))
+}
+
 /// Serialises triplets as JSONL (one object per line, trailing newline).
 pub fn to_jsonl(triplets: &[Triplet]) -> Result<String, DataError> {
     let mut s = String::new();

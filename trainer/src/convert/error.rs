@@ -30,5 +30,15 @@ pub enum ConvertError {
     Protocol(String),
 }
 
+impl ConvertError {
+    /// An I/O (or decoder) error on `path`, its message rendered once.
+    pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        ConvertError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Result of the converters.
 pub type Result<T, E = ConvertError> = std::result::Result<T, E>;

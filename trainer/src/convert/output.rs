@@ -2,7 +2,7 @@
 //! of what was written (users, mean triplets per split) with the counted skips.
 
 use super::error::{ConvertError, Result};
-use crate::data::{self, write_atomic, Split, Triplet};
+use crate::data::{self, sibling, write_atomic, Split, Triplet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,15 +109,6 @@ pub fn stats_path(jsonl: &Path) -> PathBuf {
     sibling(jsonl, "stats.json")
 }
 
-/// `<stem>.<suffix>` next to `jsonl`.
-pub fn sibling(jsonl: &Path, suffix: &str) -> PathBuf {
-    let stem = jsonl
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "data".into());
-    jsonl.with_file_name(format!("{stem}.{suffix}"))
-}
-
 /// Writes `triplets` to `out` and the report to [`stats_path`], both atomically.
 pub fn write(out: &Path, triplets: &[Triplet], report: &ConvertReport) -> Result<()> {
     if triplets.is_empty() {
@@ -125,23 +116,14 @@ pub fn write(out: &Path, triplets: &[Triplet], report: &ConvertReport) -> Result
             "the protocol left no triplets to write".into(),
         ));
     }
-    data::write_jsonl(out, triplets).map_err(|e| ConvertError::Io {
-        path: out.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    data::write_jsonl(out, triplets).map_err(|e| ConvertError::io(out, e))?;
     write_json(&stats_path(out), report)
 }
 
 /// Writes a JSON value atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| ConvertError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    write_atomic(path, json.as_bytes()).map_err(|e| ConvertError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let json = serde_json::to_string_pretty(value).map_err(|e| ConvertError::io(path, e))?;
+    write_atomic(path, json.as_bytes()).map_err(|e| ConvertError::io(path, e))
 }
 
 /// The report as the paper's Table 3 row plus the skips, for the terminal.

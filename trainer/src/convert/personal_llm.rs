@@ -5,10 +5,10 @@
 //! eval prompts from the test file, unseen users 9 ref training prompts and 9 eval test prompts.
 
 use super::error::{ConvertError, Result};
-use super::output::{self, sibling, ConvertReport, Skips, SplitStats};
+use super::output::{self, ConvertReport, Skips, SplitStats};
 use super::shuffle::Draw;
 use super::table::{read_rows, Row};
-use crate::data::{Split, Triplet};
+use crate::data::{sibling, Split, Triplet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Dirichlet, Distribution};
@@ -190,6 +190,23 @@ fn pair<'a>(p: &'a Prompt, w: &[f64], mean: &[f64], std: &[f64]) -> Option<(&'a 
     Some((&p.responses[hi].0, &p.responses[lo].0))
 }
 
+/// `n` (prompt, chosen, rejected) of distinct random prompts whose best and worst responses do
+/// not tie under `w` (fewer only when the prompts run out).
+fn draw_pairs<'a>(
+    prompts: &'a [Prompt],
+    draw: &mut Draw,
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    w: &[f64],
+    mean: &[f64],
+    std: &[f64],
+) -> Vec<(&'a str, &'a str, &'a str)> {
+    draw.take(rng, n, |i| {
+        let p = &prompts[i];
+        pair(p, w, mean, std).map(|(c, r)| (p.prompt.as_str(), c, r))
+    })
+}
+
 /// Converts the published `train` and `test` tables into triplets, the report and the true weights.
 pub fn convert(
     train: &Path,
@@ -225,33 +242,28 @@ pub fn convert(
         let w: [f64; 10] = dirichlet.sample(&mut rng);
         let n_train = opt.n_ref + if seen { opt.n_target } else { 0 };
         let n_eval = if seen { opt.seen_eval } else { opt.unseen_eval };
-        let take =
-            |prompts: &[Prompt], draw: &mut Draw, n: usize, file: &Path, rng: &mut ChaCha8Rng| {
-                let picked = draw.take(rng, n, |i| pair(&prompts[i], &w, &mean, &std).is_some());
-                if picked.len() < n {
-                    return Err(ConvertError::Protocol(format!(
+        let draws = [
+            (&train_p, &mut train_draw, n_train, train),
+            (&test_p, &mut test_draw, n_eval, test),
+        ];
+        for (side, (prompts, draw, n, file)) in draws.into_iter().enumerate() {
+            let picked = draw_pairs(prompts, draw, &mut rng, n, &w, &mean, &std);
+            if picked.len() < n {
+                return Err(ConvertError::Protocol(format!(
                     "{}: user {user} needs {n} prompts without a tied best and worst response, \
                      only {} have one",
                     file.display(),
                     picked.len()
                 )));
-                }
-                Ok(picked)
-            };
-        let tr = take(&train_p, &mut train_draw, n_train, train, &mut rng)?;
-        let ev = take(&test_p, &mut test_draw, n_eval, test, &mut rng)?;
-        for (j, &i) in tr.iter().enumerate() {
-            let split = if j < opt.n_ref {
-                Split::Ref
-            } else {
-                Split::Target
-            };
-            let (c, r) = pair(&train_p[i], &w, &mean, &std).expect("drawn only if untied");
-            triplets.push(output::triplet(&user, &train_p[i].prompt, c, r, split));
-        }
-        for &i in &ev {
-            let (c, r) = pair(&test_p[i], &w, &mean, &std).expect("drawn only if untied");
-            triplets.push(output::triplet(&user, &test_p[i].prompt, c, r, Split::Eval));
+            }
+            for (j, (prompt, c, r)) in picked.into_iter().enumerate() {
+                let split = match (side, j < opt.n_ref) {
+                    (0, true) => Split::Ref,
+                    (0, false) => Split::Target,
+                    _ => Split::Eval,
+                };
+                triplets.push(output::triplet(&user, prompt, c, r, split));
+            }
         }
         weights.push((user, w.to_vec()));
     }

@@ -7,9 +7,9 @@
 
 use super::error::{ConvertError, Result};
 use super::output::{self, ConvertReport, Skips, SplitStats};
-use super::shuffle::shuffle;
 use super::table::{read_rows, Fields, Row};
 use crate::data::{Split, Triplet};
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -118,59 +118,37 @@ fn conversation_pairs(row: &Row, skips: &mut Skips) -> Result<Vec<Pair>> {
         for e in this.iter().filter(|e| e.is_user) {
             history.push((true, &e.content));
         }
-        let scored: Vec<&Entry> = this
+        let scored: Vec<(f64, &Entry)> = this
             .iter()
-            .filter(|e| !e.is_user && e.score.is_some())
+            .filter(|e| !e.is_user)
+            .filter_map(|e| e.score.map(|s| (s, e)))
             .collect();
-        if scored.len() < 2 {
-            skips.add("turn with fewer than two scored responses", || {
+        // The first highest- and the first lowest-scored response.
+        let first = |better: fn(f64, f64) -> bool| {
+            scored
+                .iter()
+                .copied()
+                .reduce(|a, b| if better(b.0, a.0) { b } else { a })
+        };
+        let (best, worst) = (first(|b, a| b > a), first(|b, a| b < a));
+        match (best, worst) {
+            _ if scored.len() < 2 => skips.add("turn with fewer than two scored responses", || {
                 format!("{} turn {turn}", row.place())
-            });
-        } else {
-            let score = |e: &Entry| e.score.unwrap_or(f64::NAN);
-            let hi =
-                scored.iter().copied().fold(
-                    scored[0],
-                    |a, b| {
-                        if score(b) > score(a) {
-                            b
-                        } else {
-                            a
-                        }
-                    },
-                );
-            let lo =
-                scored.iter().copied().fold(
-                    scored[0],
-                    |a, b| {
-                        if score(b) < score(a) {
-                            b
-                        } else {
-                            a
-                        }
-                    },
-                );
-            if score(hi) <= score(lo) || hi.content.trim() == lo.content.trim() {
-                skips.add(
-                    "tie between the highest- and lowest-scored responses",
-                    || format!("{} turn {turn}", row.place()),
-                );
-            } else {
-                out.push((render(&history), hi.content.clone(), lo.content.clone()));
+            }),
+            (Some((hi, b)), Some((lo, w))) if hi > lo && b.content.trim() != w.content.trim() => {
+                out.push((render(&history), b.content.clone(), w.content.clone()))
             }
+            _ => skips.add(
+                "tie between the highest- and lowest-scored responses",
+                || format!("{} turn {turn}", row.place()),
+            ),
         }
         // The conversation continues with the response the user chose (else the best scored).
         let next = this
             .iter()
             .filter(|e| !e.is_user)
             .find(|e| e.chosen)
-            .or_else(|| {
-                scored.iter().copied().max_by(|a, b| {
-                    a.score
-                        .partial_cmp(&b.score)
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                })
-            });
+            .or(best.map(|(_, e)| e));
         if let Some(n) = next {
             history.push((false, &n.content));
         }
@@ -212,7 +190,7 @@ pub fn convert(input: &Path, opt: &PrismOptions) -> Result<(Vec<Triplet>, Conver
     }
     let mut users: Vec<(String, Vec<Pair>)> = by_user.into_iter().collect();
     let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
-    shuffle(&mut rng, &mut users);
+    users.shuffle(&mut rng);
     let n_seen = ((users.len() as f64) * opt.seen_fraction).round() as usize;
     let mut triplets = Vec::new();
     for (k, (user, mut pairs)) in users.into_iter().enumerate() {
@@ -235,7 +213,7 @@ pub fn convert(input: &Path, opt: &PrismOptions) -> Result<(Vec<Triplet>, Conver
             let r = ((n as f64 * opt.unseen_ref_fraction).round() as usize).clamp(1, n - 1);
             (r, 0)
         };
-        shuffle(&mut rng, &mut pairs);
+        pairs.shuffle(&mut rng);
         for (j, (p, c, r)) in pairs.iter().enumerate() {
             let split = if j < n_ref {
                 Split::Ref

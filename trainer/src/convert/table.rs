@@ -30,27 +30,20 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
     }
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> ConvertError {
-    ConvertError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
 fn read_parquet(path: &Path) -> Result<Vec<Row>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
-    let reader =
-        SerializedFileReader::new(file).map_err(|e| io_err(path, format!("not parquet: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| ConvertError::io(path, e))?;
+    let reader = SerializedFileReader::new(file)
+        .map_err(|e| ConvertError::io(path, format!("not parquet: {e}")))?;
     let shared = Arc::new(path.to_path_buf());
     let mut rows = Vec::new();
     let iter = reader
         .get_row_iter(None)
-        .map_err(|e| io_err(path, format!("parquet: {e}")))?;
+        .map_err(|e| ConvertError::io(path, format!("parquet: {e}")))?;
     for (i, r) in iter.enumerate() {
-        let r = r.map_err(|e| io_err(path, format!("parquet row {}: {e}", i + 1)))?;
+        let r = r.map_err(|e| ConvertError::io(path, format!("parquet row {}: {e}", i + 1)))?;
         let Value::Object(fields) = r.to_json_value() else {
-            return Err(io_err(
+            return Err(ConvertError::io(
                 path,
                 format!("parquet row {} is not a record", i + 1),
             ));
@@ -65,7 +58,7 @@ fn read_parquet(path: &Path) -> Result<Vec<Row>> {
 }
 
 fn read_json_lines(path: &Path) -> Result<Vec<Row>> {
-    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConvertError::io(path, e))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let shared = Arc::new(path.to_path_buf());
     let mut rows = Vec::new();

@@ -6,9 +6,9 @@
 
 use super::error::{ConvertError, Result};
 use super::output::{self, ConvertReport, Skips, SplitStats};
-use super::shuffle::shuffle;
 use super::table::{read_rows, Row};
 use crate::data::{Split, Triplet};
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -55,10 +55,7 @@ pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in inputs {
         if p.is_dir() {
-            let rd = std::fs::read_dir(p).map_err(|e| ConvertError::Io {
-                path: p.clone(),
-                message: e.to_string(),
-            })?;
+            let rd = std::fs::read_dir(p).map_err(|e| ConvertError::io(p, e))?;
             let mut found: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
@@ -159,7 +156,7 @@ pub fn convert(inputs: &[PathBuf], opt: &TldrOptions) -> Result<(Vec<Triplet>, C
         })
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
-    shuffle(&mut rng, &mut workers);
+    workers.shuffle(&mut rng);
     // Seen users are drawn first among workers with room for ref + target + one eval row, then
     // unseen users among the rest with room for ref + one eval row.
     let (need_seen, need_unseen) = (opt.n_ref + opt.n_target + 1, opt.n_ref + 1);
@@ -190,7 +187,7 @@ pub fn convert(inputs: &[PathBuf], opt: &TldrOptions) -> Result<(Vec<Triplet>, C
     let mut triplets = Vec::new();
     for (side, group) in [(true, seen), (false, unseen)] {
         for (_, mut rows) in group {
-            shuffle(&mut rng, &mut rows);
+            rows.shuffle(&mut rng);
             for (j, mut t) in rows.into_iter().enumerate() {
                 t.split = if j < opt.n_ref {
                     Split::Ref

@@ -21,11 +21,7 @@ pub struct SynthMeta {
 
 /// Path of the metadata file written next to a JSONL file: `<stem>.synth_meta.json`.
 pub fn meta_path(jsonl: &Path) -> PathBuf {
-    let stem = jsonl
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "synth".into());
-    jsonl.with_file_name(format!("{stem}.synth_meta.json"))
+    data::sibling(jsonl, "synth_meta.json")
 }
 
 impl Synthetic {
