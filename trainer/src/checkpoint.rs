@@ -126,7 +126,6 @@ pub fn save_checkpoint(
 ) -> Result<(), CheckpointError> {
     let final_dir = checkpoint_dir(run);
     let tmp = run.join("checkpoint.tmp");
-    let old = run.join("checkpoint.old");
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
@@ -147,17 +146,9 @@ pub fn save_checkpoint(
         &tmp.join("state.json"),
         &(state, opt.map(|o| o.t).unwrap_or(0)),
     )?;
-    if final_dir.exists() {
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(io(&old))?;
-        }
-        vrf_runtime::fsutil::rename(&final_dir, &old).map_err(io(&final_dir))?;
-    }
-    vrf_runtime::fsutil::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
-    if old.exists() {
-        fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
-    Ok(())
+    // The old checkpoint moves aside to `checkpoint.old` (where load_checkpoint looks if a
+    // crash falls between the renames) until the new one is in place.
+    vrf_runtime::fsutil::replace_dir(&tmp, &final_dir).map_err(io(&final_dir))
 }
 
 /// A checkpoint read back from disk.

@@ -4,7 +4,7 @@
 
 use crate::error::{Result, TrainError};
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Name of the lock file inside a run directory.
 pub const LOCK_FILE: &str = ".lock";
@@ -13,14 +13,12 @@ pub const LOCK_FILE: &str = ".lock";
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl DirLock {
-    /// Takes the lock on `dir` (created if missing), or fails at once, naming the directory,
+    /// Takes the lock on the existing directory `dir`, or fails at once, naming the directory,
     /// when another process holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -29,7 +27,7 @@ impl DirLock {
             .open(&path)
             .map_err(|e| TrainError::io(&path, e))?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file, path }),
+            Ok(()) => Ok(Self { _file: file }),
             Err(TryLockError::WouldBlock) => Err(TrainError::Other(format!(
                 "{}: another process is training or evaluating into this run directory (it \
                  holds {}); wait for it to finish, or use another --out",
@@ -38,11 +36,6 @@ impl DirLock {
             ))),
             Err(TryLockError::Error(e)) => Err(TrainError::io(&path, e)),
         }
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -54,6 +47,7 @@ mod tests {
     fn a_second_holder_is_refused_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
         let first = DirLock::acquire(&run).unwrap();
         let e = DirLock::acquire(&run).unwrap_err().to_string();
         assert!(e.contains("another process") && e.contains("run"), "{e}");

@@ -156,6 +156,7 @@ pub fn fit_run(
     dev: &Device,
     opts: &FitOptions,
 ) -> Result<FitOutcome<EvalReport>> {
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     // Held to the end of the run: a second process on the same directory is refused.
     let _lock = DirLock::acquire(dir)?;
     let cfg_path = dir.join("config.json");
@@ -242,8 +243,9 @@ fn finish(dir: &Path, model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Res
 
 /// Re-evaluates a finished run directory (`vrf-trainer eval --run DIR`).
 pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> Result<EvalReport> {
-    let _lock = DirLock::acquire(dir)?;
     let cfg: RunConfig = read_json(&dir.join("config.json"))?;
+    // After reading the config, so a mistyped --run fails on it and creates nothing.
+    let _lock = DirLock::acquire(dir)?;
     let data = match data {
         Some(d) => d.to_path_buf(),
         None => read_json::<RunInfo>(&dir.join("run.json"))?.data,

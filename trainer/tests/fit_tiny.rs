@@ -514,6 +514,7 @@ fn a_run_directory_in_use_is_refused_not_shared() {
     let data = tiny_data(tmp.path(), true, false);
     let dir = tmp.path().join("run");
     // Another process's fit would hold this lock for its whole run.
+    std::fs::create_dir(&dir).unwrap();
     let held = vrf_trainer::lock::DirLock::acquire(&dir).unwrap();
     let e = fit(&dir, &cfg(), &data).unwrap_err().to_string();
     assert!(e.contains("another process"), "{e}");
