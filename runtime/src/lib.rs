@@ -31,9 +31,9 @@ pub use backbone::ExecutionProvider;
 pub use error::RuntimeError;
 pub use error::{MathError, MathResult, ModelError};
 pub use format::{Manifest, Pooling};
-pub use math::UserPosterior;
+pub use math::{QuestionValue, UserPosterior};
 #[cfg(feature = "onnx")]
-pub use session::{Features, PairFeatures, Reference, RuntimeOptions, Scores, VrfModel};
+pub use session::{Features, PairFeatures, Question, Reference, RuntimeOptions, Scores, VrfModel};
 #[cfg(feature = "text")]
 pub use text::TokenizeError;
 pub use user_model::{UserModel, UserState};

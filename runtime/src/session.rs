@@ -21,7 +21,7 @@ use crate::error::RuntimeError;
 use crate::format::{
     Manifest, SeenUsers, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
 };
-use crate::math::{argmax, Posterior, UserPosterior};
+use crate::math::{argmax, Posterior, QuestionValue, UserPosterior};
 use crate::text::{TextEncoder, TextTemplate};
 use crate::user_model::{UserModel, UserState};
 
@@ -155,6 +155,38 @@ impl Reference {
             (self.prompt.as_str(), self.chosen.as_str()),
             (self.prompt.as_str(), self.rejected.as_str()),
         ]
+    }
+}
+
+/// A candidate question for a user: for `prompt`, which of `a` and `b` is better?
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Question {
+    /// The prompt.
+    pub prompt: String,
+    /// The first response.
+    pub a: String,
+    /// The second response.
+    pub b: String,
+}
+
+impl Question {
+    /// A question.
+    pub fn new(prompt: impl Into<String>, a: impl Into<String>, b: impl Into<String>) -> Self {
+        Self {
+            prompt: prompt.into(),
+            a: a.into(),
+            b: b.into(),
+        }
+    }
+
+    /// The reference triplet the answer `a_preferred` makes of it.
+    pub fn answered(&self, a_preferred: bool) -> Reference {
+        let (c, r) = if a_preferred {
+            (&self.a, &self.b)
+        } else {
+            (&self.b, &self.a)
+        };
+        Reference::new(self.prompt.clone(), c.clone(), r.clone())
     }
 }
 
@@ -408,6 +440,55 @@ impl VrfModel {
     pub fn observe(&self, state: &mut UserState, refs: &[Reference]) -> Result<(), RuntimeError> {
         let pf = self.pair_features(refs)?;
         Ok(self.user.observe(state, pf.features.view())?)
+    }
+
+    /// As [`VrfModel::observe`], forgetting: before each reference the evidence so far is scaled
+    /// by `decay` in (0, 1] (PoG models only).
+    pub fn observe_forgetting(
+        &self,
+        state: &mut UserState,
+        refs: &[Reference],
+        decay: f32,
+    ) -> Result<(), RuntimeError> {
+        let pf = self.pair_features(refs)?;
+        Ok(self
+            .user
+            .observe_forgetting(state, pf.features.view(), decay)?)
+    }
+
+    /// The expected information gain of asking each question of this user (one backbone pass
+    /// over all 2Q texts); [`crate::math::best_question`] picks the most valuable.
+    pub fn question_values(
+        &self,
+        state: &UserState,
+        questions: &[Question],
+    ) -> Result<Vec<QuestionValue>, RuntimeError> {
+        if questions.is_empty() {
+            return Err(RuntimeError::Input("no candidate questions".into()));
+        }
+        let texts: Vec<(&str, &str)> = questions
+            .iter()
+            .flat_map(|q| {
+                [
+                    (q.prompt.as_str(), q.a.as_str()),
+                    (q.prompt.as_str(), q.b.as_str()),
+                ]
+            })
+            .collect();
+        let f = self.features(&texts)?;
+        let even = |a: &Array2<f32>, o: usize| a.slice(s![o..;2, ..]).to_owned();
+        let (ha, hb) = (even(&f.hidden, 0), even(&f.hidden, 1));
+        let (pa, pb) = (even(&f.rewards, 0), even(&f.rewards, 1));
+        let ab = self
+            .user
+            .pair_features(ha.view(), hb.view(), Some((pa.view(), pb.view())))?;
+        let ba = self
+            .user
+            .pair_features(hb.view(), ha.view(), Some((pb.view(), pa.view())))?;
+        let delta = &pa - &pb;
+        Ok(self
+            .user
+            .question_values(state, ab.view(), ba.view(), delta.view())?)
     }
 
     /// The posterior of an incremental state; an error before its first observation.

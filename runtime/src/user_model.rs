@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
 use crate::format::{Manifest, Pooling, UserModelSpec, USER_MODEL_FILE};
 use crate::math::{
-    mean_pool, pair_features, personalised_rewards, pog, preference_probability, Bases, Encoder,
-    Linear, Mlp, NaturalParams, Posterior, UserPosterior,
+    mean_pool, pair_features, personalised_rewards, pog, preference_probability, question_value,
+    Bases, Encoder, Linear, Mlp, NaturalParams, Posterior, QuestionValue, UserPosterior,
 };
 use crate::MathError;
 
@@ -327,6 +327,68 @@ impl UserModel {
         state.observe_encoded(mu.view(), logvar.view())
     }
 
+    /// As [`UserModel::observe`] with forgetting: before each observation the evidence so far is
+    /// scaled by `decay` in (0, 1] (`0.5^(1/h)` halves an observation's weight after `h` more).
+    /// PoG pooling only.
+    pub fn observe_forgetting(
+        &self,
+        state: &mut UserState,
+        features: ArrayView2<'_, f32>,
+        decay: f32,
+    ) -> Result<(), ModelError> {
+        let mut next = state.clone();
+        for row in features.rows() {
+            next.decay(decay)?;
+            self.observe(&mut next, row.insert_axis(Axis(0)))?;
+        }
+        *state = next;
+        Ok(())
+    }
+
+    /// The expected information gain of asking each question `(a, b)` (math::active): rows of
+    /// `features_ab [Q, F]` are the pair features with `a` chosen, of `features_ba` with `b`
+    /// chosen, of `delta [Q, K]` the basis-reward differences `φ(a) − φ(b)`. Before the first
+    /// observation the population stand-in ([`Bases::population`]) takes the posterior's place.
+    /// PoG pooling only.
+    pub fn question_values(
+        &self,
+        state: &UserState,
+        features_ab: ArrayView2<'_, f32>,
+        features_ba: ArrayView2<'_, f32>,
+        delta: ArrayView2<'_, f32>,
+    ) -> Result<Vec<QuestionValue>, ModelError> {
+        state.require_pog("active questions")?;
+        state.validate(self.pooling, self.d())?;
+        crate::math::check_len(
+            "features_ba (rows)",
+            features_ab.nrows(),
+            features_ba.nrows(),
+        )?;
+        crate::math::check_len("delta (rows)", features_ab.nrows(), delta.nrows())?;
+        crate::math::check_len("delta (columns = K)", self.k(), delta.ncols())?;
+        let reference = if state.count == 0 {
+            self.bases.population()?
+        } else {
+            state.posterior()?
+        };
+        let weights = UserPosterior::from_posterior(&reference, &self.bases, self.tau)?.weights;
+        let (mu_ab, lv_ab) = self.encoder.encode(features_ab)?;
+        let (mu_ba, lv_ba) = self.encoder.encode(features_ba)?;
+        let current = state.natural();
+        (0..delta.nrows())
+            .map(|q| {
+                let p = preference_probability(weights.view(), delta.row(q))?;
+                Ok(question_value(
+                    &current,
+                    &reference,
+                    p,
+                    (mu_ab.row(q), lv_ab.row(q)),
+                    (mu_ba.row(q), lv_ba.row(q)),
+                )?)
+            })
+            .collect()
+    }
+
     /// The posterior (mean, variance, weights, uncertainty) of a user's state; an error before
     /// its first observation.
     pub fn posterior_of(&self, state: &UserState) -> Result<UserPosterior, ModelError> {
@@ -444,6 +506,26 @@ impl UserState {
             return bad("state has observations but a zero precision/variance sum".into());
         }
         Ok(())
+    }
+
+    /// Forgetting: scales the evidence by `factor` in (0, 1]; the count is kept. PoG only (the
+    /// mean-pooling state divides by the count, which decay would break).
+    pub fn decay(&mut self, factor: f32) -> Result<(), ModelError> {
+        self.require_pog("forgetting")?;
+        let mut p = self.natural();
+        p.decay(factor)?;
+        self.a = p.precision().to_vec();
+        self.b = p.eta().to_vec();
+        Ok(())
+    }
+
+    fn require_pog(&self, what: &str) -> Result<(), ModelError> {
+        match self.pooling {
+            Pooling::Pog => Ok(()),
+            Pooling::Mean => Err(ModelError::StateMismatch {
+                message: format!("{what} needs PoG pooling; this model mean-pools"),
+            }),
+        }
     }
 
     fn observe_encoded(
@@ -615,6 +697,90 @@ pub(crate) mod tests {
         s.a[1] = f32::NAN;
         s.b[0] = f32::NEG_INFINITY;
         assert_eq!(s.to_json(), serde_json::to_string(&s).unwrap());
+    }
+
+    #[test]
+    fn forgetting_halves_old_evidence_and_keeps_the_mean() {
+        let (model, _, _) = model_and_manifest(6);
+        let mut rng = Rng::new(13);
+        let f = rng.normal_array((4, model.feature_dim()), 1.0);
+        let mut plain = model.new_state();
+        model.observe(&mut plain, f.view()).unwrap();
+        let mut kept = model.new_state();
+        model.observe_forgetting(&mut kept, f.view(), 1.0).unwrap();
+        assert_close(ArrayView1::from(&kept.a), ArrayView1::from(&plain.a), 1e-6);
+        // Half-life of one observation: the first observation weighs 1/8 after three more.
+        let mut half = model.new_state();
+        model.observe_forgetting(&mut half, f.view(), 0.5).unwrap();
+        let (mu, lv) = model.encoder().encode(f.view()).unwrap();
+        let w = [0.125f32, 0.25, 0.5, 1.0];
+        for j in 0..model.d() {
+            let want: f32 = (0..4).map(|i| w[i] * libm::expf(-lv[[i, j]])).sum();
+            assert!((half.a[j] - want).abs() <= 1e-4 * want, "{j}");
+            let eta: f32 = (0..4)
+                .map(|i| w[i] * libm::expf(-lv[[i, j]]) * mu[[i, j]])
+                .sum();
+            assert!((half.b[j] - eta).abs() <= 1e-4 * eta.abs().max(1.0), "{j}");
+        }
+        assert_eq!(half.count, 4);
+        let before = model.posterior_of(&half).unwrap();
+        half.decay(0.5).unwrap();
+        let after = model.posterior_of(&half).unwrap();
+        assert_close(after.mean.view(), before.mean.view(), 1e-5);
+        assert_close(after.var.view(), (&before.var * 2.0).view(), 1e-5);
+        assert!(half.decay(0.0).is_err() && half.decay(1.5).is_err());
+        let mut m = model.clone();
+        m.pooling = Pooling::Mean;
+        let mut s = m.new_state();
+        let e = m.observe_forgetting(&mut s, f.view(), 0.5).unwrap_err();
+        assert!(e.to_string().contains("PoG"), "{e}");
+        assert_eq!(s.count, 0, "a refused update leaves the state as it was");
+    }
+
+    #[test]
+    fn question_values_follow_the_math_and_refuse_bad_shapes() {
+        let (model, _, _) = model_and_manifest(7);
+        let mut rng = Rng::new(17);
+        let (q, f, k) = (5, model.feature_dim(), model.k());
+        let (ab, ba) = (rng.normal_array((q, f), 1.0), rng.normal_array((q, f), 1.0));
+        let delta = rng.normal_array((q, k), 1.0);
+        let mut state = model.new_state();
+        // Before any observation the population stands in for the posterior.
+        let v0 = model
+            .question_values(&state, ab.view(), ba.view(), delta.view())
+            .unwrap();
+        assert_eq!(v0.len(), q);
+        assert!(v0
+            .iter()
+            .all(|v| v.information_gain >= 0.0 && (0.0..=1.0).contains(&v.p_first)));
+        model
+            .observe(&mut state, rng.normal_array((3, f), 1.0).view())
+            .unwrap();
+        let v = model
+            .question_values(&state, ab.view(), ba.view(), delta.view())
+            .unwrap();
+        // Question 2 by hand: the two possible posteriors, weighted by P(a ≻ b).
+        let now = model.posterior_of(&state).unwrap();
+        let p = preference_probability(now.weights.view(), delta.row(2)).unwrap();
+        let q_now = state.posterior().unwrap();
+        let kl_after = |feat: &Array2<f32>| {
+            let mut s = state.clone();
+            model
+                .observe(&mut s, feat.row(2).insert_axis(Axis(0)))
+                .unwrap();
+            crate::math::kl_diag(&s.posterior().unwrap(), &q_now).unwrap()
+        };
+        let want = p * kl_after(&ab) + (1.0 - p) * kl_after(&ba);
+        assert!((v[2].information_gain - want).abs() <= 1e-4 * want.max(1.0));
+        assert!((v[2].p_first - p).abs() < 1e-6);
+        let short = rng.normal_array((q - 1, f), 1.0);
+        assert!(model
+            .question_values(&state, ab.view(), short.view(), delta.view())
+            .is_err());
+        let wide = rng.normal_array((q, k + 1), 1.0);
+        assert!(model
+            .question_values(&state, ab.view(), ba.view(), wide.view())
+            .is_err());
     }
 
     #[test]

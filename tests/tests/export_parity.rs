@@ -14,7 +14,8 @@ use ndarray::{Array1, Array2, ArrayView2};
 use vrf_runtime::format::{FileEntry, MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE};
 use vrf_runtime::text::PAD_CANDIDATES;
 use vrf_runtime::{
-    ExecutionProvider, ModelError, Reference, RuntimeError, RuntimeOptions, UserPosterior, VrfModel,
+    ExecutionProvider, ModelError, Question, Reference, RuntimeError, RuntimeOptions,
+    UserPosterior, VrfModel,
 };
 use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, load_trained, ExportOptions, Trained};
@@ -534,4 +535,53 @@ fn mutated_cli_inputs_are_served_or_refused_never_panic() {
         served >= 8,
         "only {served} of 64 mutated lines reached the model"
     );
+}
+
+#[test]
+fn question_values_on_the_exported_model_weigh_the_observations_the_answers_would_add() {
+    let f = fixture();
+    let rt = runtime(&f.model_dir).unwrap();
+    let id = f
+        .data
+        .users
+        .iter()
+        .find(|u| !u.is_seen())
+        .unwrap()
+        .id
+        .clone();
+    let refs = refs_of(&f.data, &id);
+    assert!(refs.len() >= 3);
+    let questions: Vec<Question> = refs
+        .iter()
+        .map(|r| Question::new(&r.prompt, &r.chosen, &r.rejected))
+        .collect();
+    let mut state = rt.new_state();
+    let first = rt.question_values(&state, &questions).unwrap();
+    assert_eq!(first.len(), questions.len());
+    assert!(first
+        .iter()
+        .all(|v| v.information_gain.is_finite() && v.information_gain >= 0.0));
+    rt.observe(&mut state, &refs[..1]).unwrap();
+    let values = rt.question_values(&state, &questions).unwrap();
+    // Question 1 by hand: the two posteriors its answers would give, weighted by P(a ≻ b).
+    let q = &questions[1];
+    let user = rt.posterior_of(&state).unwrap();
+    let p = rt
+        .preference_probability(&user, &q.prompt, &q.a, &q.b)
+        .unwrap();
+    let now = state.posterior().unwrap();
+    let kl = |a_preferred: bool| {
+        let mut s = state.clone();
+        rt.observe(&mut s, &[q.answered(a_preferred)]).unwrap();
+        vrf_runtime::math::kl_diag(&s.posterior().unwrap(), &now).unwrap()
+    };
+    let want = p * kl(true) + (1.0 - p) * kl(false);
+    let got = values[1].information_gain;
+    assert!(
+        (got - want).abs() <= 1e-3 * want.max(1e-3),
+        "{got} vs {want}"
+    );
+    assert!((values[1].p_first - p).abs() < 1e-4);
+    assert!(vrf_runtime::math::best_question(&values).is_some());
+    assert!(rt.question_values(&state, &[]).is_err());
 }

@@ -297,6 +297,36 @@ impl VrfUser {
         Ok(())
     }
 
+    /// Expected information gain (nats) of asking each of Q candidate questions `(a, b)`: pair
+    /// features with `a` chosen and with `b` chosen (`Q·F` values each) and the basis-reward
+    /// differences `φ(a) − φ(b)` (`Q·K` values). Ask the question with the largest value
+    /// (`math.best_question` natively). Works before the first observation too.
+    #[wasm_bindgen(js_name = questionValues)]
+    pub fn question_values(
+        &self,
+        #[wasm_bindgen(js_name = featuresAb)] features_ab: &[f32],
+        #[wasm_bindgen(js_name = featuresBa)] features_ba: &[f32],
+        delta: &[f32],
+    ) -> Result<Vec<f32>, JsError> {
+        const WHAT: &str = "questionValues";
+        let f = self.model.feature_dim();
+        let ab = rows(WHAT, "featuresAb", features_ab, f)?;
+        let ba = rows(WHAT, "featuresBa", features_ba, f)?;
+        let delta = rows(WHAT, "delta", delta, self.model.k())?;
+        let values = self
+            .model
+            .question_values(&self.state, ab, ba, delta)
+            .map_err(|e| js_error(WHAT, e))?;
+        Ok(values.iter().map(|v| v.information_gain).collect())
+    }
+
+    /// Forgetting: scales the evidence so far by `factor` in (0, 1] (e.g. `0.5 ** (1 / h)`
+    /// before each new observation for a half-life of `h` observations); throws for other
+    /// factors or a mean-pooling model.
+    pub fn forget(&mut self, factor: f32) -> Result<(), JsError> {
+        self.state.decay(factor).map_err(|e| js_error("forget", e))
+    }
+
     /// Forgets every observation.
     pub fn reset(&mut self) {
         self.state = self.model.new_state();

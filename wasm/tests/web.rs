@@ -363,3 +363,59 @@ fn mutated_states_manifests_and_model_files_throw_or_load_never_trap() {
         }
     }
 }
+
+#[wasm_bindgen_test]
+fn question_values_and_forgetting_match_the_runtime_math() {
+    use vrf_runtime::user_model::UserModel;
+    for fx in &FIXTURES {
+        let p = parity_of(fx);
+        let manifest = Manifest::from_json(fx.manifest.as_bytes(), MANIFEST_FILE).unwrap();
+        let model = UserModel::from_bytes(&manifest, fx.model).unwrap();
+        let mut u = user_of(fx);
+        let (f, k) = (u.feature_dim(), u.k());
+        let q = p.features.len() / f;
+        // Questions: the parity features in order with `a` chosen, reversed with `b` chosen.
+        let ab = p.features.clone();
+        let ba: Vec<f32> = p.features.chunks(f).rev().flatten().copied().collect();
+        let n = p.candidates.len() / k;
+        let delta: Vec<f32> = (0..q)
+            .flat_map(|i| {
+                let (a, b) = (i % n, (i + 1) % n);
+                (0..k).map(move |j| (a, b, j))
+            })
+            .map(|(a, b, j)| p.candidates[a * k + j] - p.candidates[b * k + j])
+            .collect();
+        let view = |v: &[f32], c: usize| {
+            ndarray::ArrayView2::from_shape((v.len() / c, c), v)
+                .unwrap()
+                .to_owned()
+        };
+        let (ab2, ba2, d2) = (view(&ab, f), view(&ba, f), view(&delta, k));
+        let mut state = model.new_state();
+        for step in 0..2 {
+            let got = u.question_values(&ab, &ba, &delta).unwrap();
+            let want: Vec<f32> = model
+                .question_values(&state, ab2.view(), ba2.view(), d2.view())
+                .unwrap()
+                .iter()
+                .map(|v| v.information_gain)
+                .collect();
+            assert_eq!(got, want, "{} step {step}", fx.name);
+            assert!(got.iter().all(|g| g.is_finite() && *g >= 0.0), "{got:?}");
+            u.observe(&p.features[..f]).unwrap();
+            model
+                .observe(&mut state, ab2.slice(ndarray::s![0..1, ..]))
+                .unwrap();
+        }
+        let before = u.posterior().unwrap().var();
+        u.forget(0.5).unwrap();
+        let after = u.posterior().unwrap().var();
+        close(
+            "var after forget(0.5)",
+            &after,
+            &before.iter().map(|v| v * 2.0).collect::<Vec<_>>(),
+        );
+        assert!(throws(u.forget(0.0)).contains("decay factor"));
+        assert!(throws(u.question_values(&ab, &ba[..f], &delta)).contains("features_ba"));
+    }
+}

@@ -83,6 +83,26 @@ impl Bases {
             .collect())
     }
 
+    /// The population stand-in before a user's first observation: the moment-matched Gaussian
+    /// of the equal mixture of the bases (mean `avg m_k`, variance `avg(s_k² + m_k²) − mean²`).
+    pub fn population(&self) -> MathResult<Posterior> {
+        let k = self.k() as f64;
+        let (mut mean, mut second) = (vec![0f64; self.d()], vec![0f64; self.d()]);
+        for (m, l) in self.means.outer_iter().zip(self.log_var.outer_iter()) {
+            for j in 0..self.d() {
+                let mj = f64::from(m[j]);
+                mean[j] += mj / k;
+                second[j] += (libm::exp(f64::from(l[j])) + mj * mj) / k;
+            }
+        }
+        let var = mean
+            .iter()
+            .zip(&second)
+            .map(|(m, s)| ((s - m * m).max(f64::from(f32::MIN_POSITIVE))) as f32)
+            .collect();
+        Posterior::new(mean.iter().map(|&m| m as f32).collect(), var)
+    }
+
     /// Basis weights `softmax_k(−W₂²(q, b_k) / (τ·d))`, `[K]`, summing to 1.
     pub fn weights(&self, q: &Posterior, tau: f32) -> MathResult<Array1<f32>> {
         check::finite_scalar("tau", tau)?;
@@ -150,6 +170,15 @@ mod tests {
             array![[0.0, 9.0_f32.ln()], [4.0_f32.ln(), 0.0]],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn population_is_the_moment_matched_mixture() {
+        // Mean ([0,0] + [1,2]) / 2; variance ((1 + 0) + (4 + 1)) / 2 − 0.5² and
+        // ((9 + 0) + (1 + 4)) / 2 − 1².
+        let p = bases().population().unwrap();
+        assert_close(p.mean(), array![0.5, 1.0].view(), 1e-6);
+        assert_close(p.var(), array![2.75, 6.0].view(), 1e-5);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Bradley–Terry quantities. Inputs and outputs are `f32`; reductions prone to cancellation or
 //! overflow run in `f64` internally.
 
+mod active;
 mod bases;
 mod check;
 mod encoder;
@@ -14,6 +15,7 @@ mod select;
 pub(crate) mod testutil;
 mod user;
 
+pub use active::{best_question, kl_diag, question_value, QuestionValue};
 pub use bases::{softmax, Bases, DEFAULT_TAU};
 pub use encoder::{pair_feature, pair_features, Encoder, LOGVAR_BOUND};
 pub use mlp::{gelu, Linear, Mlp};

@@ -143,6 +143,15 @@ impl NaturalParams {
         Ok(())
     }
 
+    /// Forgetting: scales the evidence by `factor` in (0, 1] (e.g. `0.5^(1/half_life)` per
+    /// observation), so older observations weigh less; the mean is unchanged, the variance grows.
+    pub fn decay(&mut self, factor: f32) -> MathResult<()> {
+        check_decay(factor)?;
+        self.precision.mapv_inplace(|v| v * factor);
+        self.eta.mapv_inplace(|v| v * factor);
+        Ok(())
+    }
+
     /// The posterior `σ² = 1/λ`, `μ = η/λ`; an error when nothing was observed.
     pub fn posterior(&self) -> MathResult<Posterior> {
         if self.count == 0 {
@@ -151,6 +160,19 @@ impl NaturalParams {
         let var = self.precision.mapv(|l| 1.0 / l);
         let mean = &self.eta / &self.precision;
         Posterior::new(mean, var)
+    }
+}
+
+/// A forgetting factor must lie in (0, 1].
+pub(crate) fn check_decay(factor: f32) -> MathResult<()> {
+    if factor.is_finite() && factor > 0.0 && factor <= 1.0 {
+        Ok(())
+    } else {
+        Err(MathError::OutOfRange {
+            field: "decay factor",
+            value: factor,
+            expected: "in (0, 1]",
+        })
     }
 }
 
