@@ -75,7 +75,7 @@ pub fn best_question(values: &[QuestionValue]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::arr1;
+    use ndarray::{arr1, Array1};
 
     fn gauss(mean: &[f32], var: &[f32]) -> Posterior {
         Posterior::new(arr1(mean), arr1(var)).unwrap()
@@ -103,46 +103,27 @@ mod tests {
         let reference = current.posterior().unwrap();
         let (mu, vague, sharp) = (arr1(&[1.0, -1.0]), arr1(&[3.0, 3.0]), arr1(&[-3.0, -3.0]));
         let neg = mu.mapv(|v| -v);
-        let v_vague = question_value(
-            &current,
-            &reference,
-            0.5,
-            (mu.view(), vague.view()),
-            (neg.view(), vague.view()),
-        )
-        .unwrap();
-        let v_sharp = question_value(
-            &current,
-            &reference,
-            0.5,
-            (mu.view(), sharp.view()),
-            (neg.view(), sharp.view()),
-        )
-        .unwrap();
+        let value = |p: f32, ab: (&Array1<f32>, &Array1<f32>), ba: (&Array1<f32>, &Array1<f32>)| {
+            question_value(
+                &current,
+                &reference,
+                p,
+                (ab.0.view(), ab.1.view()),
+                (ba.0.view(), ba.1.view()),
+            )
+        };
+        let v_vague = value(0.5, (&mu, &vague), (&neg, &vague)).unwrap();
+        let v_sharp = value(0.5, (&mu, &sharp), (&neg, &sharp)).unwrap();
         assert!(v_sharp.information_gain > v_vague.information_gain);
         assert!(v_sharp.expected_uncertainty < v_vague.expected_uncertainty);
         assert_eq!(best_question(&[v_vague, v_sharp]), Some(1));
         // p = 1: only the first answer counts, whatever the second would have done.
         let far = arr1(&[50.0, 50.0]);
-        let one = question_value(
-            &current,
-            &reference,
-            1.0,
-            (mu.view(), sharp.view()),
-            (far.view(), sharp.view()),
-        )
-        .unwrap();
+        let one = value(1.0, (&mu, &sharp), (&far, &sharp)).unwrap();
         let mut p = current.clone();
         p.observe(mu.view(), sharp.view()).unwrap();
         let want = kl_diag(&p.posterior().unwrap(), &reference).unwrap();
         assert!((one.information_gain - want).abs() < 1e-6);
-        assert!(question_value(
-            &current,
-            &reference,
-            f32::NAN,
-            (mu.view(), sharp.view()),
-            (neg.view(), sharp.view())
-        )
-        .is_err());
+        assert!(value(f32::NAN, (&mu, &sharp), (&neg, &sharp)).is_err());
     }
 }
