@@ -179,6 +179,14 @@ impl Question {
         }
     }
 
+    /// The two texts the backbone scores: `(prompt, a)` then `(prompt, b)`.
+    pub fn texts(&self) -> [(&str, &str); 2] {
+        [
+            (self.prompt.as_str(), self.a.as_str()),
+            (self.prompt.as_str(), self.b.as_str()),
+        ]
+    }
+
     /// The reference triplet the answer `a_preferred` makes of it.
     pub fn answered(&self, a_preferred: bool) -> Reference {
         let (c, r) = if a_preferred {
@@ -188,6 +196,16 @@ impl Question {
         };
         Reference::new(self.prompt.clone(), c.clone(), r.clone())
     }
+}
+
+/// Backbone outputs of pairs of texts, split by position in the pair ([`VrfModel::pair_outputs`]).
+struct PairOutputs {
+    /// Hidden states of the first and of the second texts, `[M, H]` each.
+    hidden: (Array2<f32>, Array2<f32>),
+    /// Basis rewards of the first and of the second texts, `[M, K]` each.
+    rewards: (Array2<f32>, Array2<f32>),
+    /// Indices of the pairs with a truncated text, ascending.
+    truncated: Vec<usize>,
 }
 
 /// Backbone outputs of texts, in input order, and which ones were truncated.
@@ -401,20 +419,33 @@ impl VrfModel {
         })
     }
 
+    /// Backbone outputs of M pairs given as 2M interleaved texts (pair i: texts 2i and 2i + 1), in
+    /// one pass: hidden states `[M, H]` and basis rewards `[M, K]` of the first and of the second
+    /// texts, and the indices of the pairs with a truncated text, ascending.
+    fn pair_outputs(&self, texts: &[(&str, &str)]) -> Result<PairOutputs, RuntimeError> {
+        let f = self.features(texts)?;
+        let even = |a: &Array2<f32>, o: usize| a.slice(s![o..;2, ..]).to_owned();
+        let mut truncated: Vec<usize> = f.truncated.iter().map(|i| i / 2).collect();
+        truncated.dedup();
+        Ok(PairOutputs {
+            hidden: (even(&f.hidden, 0), even(&f.hidden, 1)),
+            rewards: (even(&f.rewards, 0), even(&f.rewards, 1)),
+            truncated,
+        })
+    }
+
     /// Pair features `[M, F]` of reference triplets (one backbone pass over all 2M texts).
     pub fn pair_features(&self, refs: &[Reference]) -> Result<PairFeatures, RuntimeError> {
         let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
-        let f = self.features(&texts)?;
-        let even = |a: &Array2<f32>, o: usize| a.slice(s![o..;2, ..]).to_owned();
-        let (hc, hr) = (even(&f.hidden, 0), even(&f.hidden, 1));
-        let (pc, pr) = (even(&f.rewards, 0), even(&f.rewards, 1));
+        let PairOutputs {
+            hidden: (hc, hr),
+            rewards: (pc, pr),
+            truncated,
+        } = self.pair_outputs(&texts)?;
         let features =
             self.user
                 .pair_features(hc.view(), hr.view(), Some((pc.view(), pr.view())))?;
         debug_assert_eq!(features.nrows(), refs.len());
-        // Text 2i is reference i's chosen response, 2i + 1 its rejected one.
-        let mut truncated: Vec<usize> = f.truncated.iter().map(|i| i / 2).collect();
-        truncated.dedup();
         Ok(PairFeatures {
             features,
             truncated,
@@ -466,19 +497,12 @@ impl VrfModel {
         if questions.is_empty() {
             return Err(RuntimeError::Input("no candidate questions".into()));
         }
-        let texts: Vec<(&str, &str)> = questions
-            .iter()
-            .flat_map(|q| {
-                [
-                    (q.prompt.as_str(), q.a.as_str()),
-                    (q.prompt.as_str(), q.b.as_str()),
-                ]
-            })
-            .collect();
-        let f = self.features(&texts)?;
-        let even = |a: &Array2<f32>, o: usize| a.slice(s![o..;2, ..]).to_owned();
-        let (ha, hb) = (even(&f.hidden, 0), even(&f.hidden, 1));
-        let (pa, pb) = (even(&f.rewards, 0), even(&f.rewards, 1));
+        let texts: Vec<(&str, &str)> = questions.iter().flat_map(Question::texts).collect();
+        let PairOutputs {
+            hidden: (ha, hb),
+            rewards: (pa, pb),
+            ..
+        } = self.pair_outputs(&texts)?;
         let ab = self
             .user
             .pair_features(ha.view(), hb.view(), Some((pa.view(), pb.view())))?;

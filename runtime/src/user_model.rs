@@ -312,6 +312,13 @@ impl UserModel {
         state: &mut UserState,
         features: ArrayView2<'_, f32>,
     ) -> Result<(), ModelError> {
+        self.check_state(state)?;
+        let (mu, logvar) = self.encoder.encode(features)?;
+        state.observe_encoded(mu.view(), logvar.view())
+    }
+
+    /// A state must have been built for this model's pooling and latent dimension.
+    fn check_state(&self, state: &UserState) -> Result<(), ModelError> {
         if state.d() != self.d() || state.pooling != self.pooling {
             return Err(ModelError::StateMismatch {
                 message: format!(
@@ -323,8 +330,7 @@ impl UserModel {
                 ),
             });
         }
-        let (mu, logvar) = self.encoder.encode(features)?;
-        state.observe_encoded(mu.view(), logvar.view())
+        Ok(())
     }
 
     /// As [`UserModel::observe`] with forgetting: before each observation the evidence so far is
@@ -336,10 +342,13 @@ impl UserModel {
         features: ArrayView2<'_, f32>,
         decay: f32,
     ) -> Result<(), ModelError> {
+        self.check_state(state)?;
+        // One encoder pass; only the accumulation is sequential.
+        let (mu, logvar) = self.encoder.encode(features)?;
         let mut next = state.clone();
-        for row in features.rows() {
+        for (m, l) in mu.outer_iter().zip(logvar.outer_iter()) {
             next.decay(decay)?;
-            self.observe(&mut next, row.insert_axis(Axis(0)))?;
+            next.observe_encoded(m.insert_axis(Axis(0)), l.insert_axis(Axis(0)))?;
         }
         *state = next;
         Ok(())
@@ -371,7 +380,7 @@ impl UserModel {
         } else {
             state.posterior()?
         };
-        let weights = UserPosterior::from_posterior(&reference, &self.bases, self.tau)?.weights;
+        let weights = self.posterior_from_latent(&reference)?.weights;
         let (mu_ab, lv_ab) = self.encoder.encode(features_ab)?;
         let (mu_ba, lv_ba) = self.encoder.encode(features_ba)?;
         let current = state.natural();
