@@ -217,6 +217,16 @@ impl Manifest {
         verify_file(name, self.files.get(name), bytes)
     }
 
+    /// The model's identity: SHA-256 over every listed file's name and digest, so two exports
+    /// of the same weights share it (provenance fields do not count). A user store records it.
+    pub fn digest(&self) -> String {
+        let mut listing = String::new();
+        for (name, entry) in &self.files {
+            listing.push_str(&format!("{name}\0{}\n", entry.sha256));
+        }
+        sha256_hex(listing.as_bytes())
+    }
+
     /// The fields the per-user model needs.
     pub fn user_model_spec(&self) -> UserModelSpec {
         UserModelSpec {
@@ -484,6 +494,18 @@ pub(crate) mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn digest_follows_the_files_not_the_provenance() {
+        let mut m = manifest();
+        m.files.insert("a.bin".into(), FileEntry::of(b"hello"));
+        let d = m.digest();
+        assert_eq!(d.len(), 64);
+        m.source.insert("run".into(), "elsewhere".into());
+        assert_eq!(m.digest(), d);
+        m.files.insert("a.bin".into(), FileEntry::of(b"hellp"));
+        assert_ne!(m.digest(), d);
     }
 
     #[test]

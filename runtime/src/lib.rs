@@ -18,6 +18,8 @@ pub mod format;
 // target, like the wasm crate's fixture writers, share the one atomic write.
 pub mod fsutil;
 pub mod math;
+#[cfg(feature = "serve")]
+pub mod serve;
 #[cfg(feature = "onnx")]
 pub mod session;
 #[cfg(feature = "text")]

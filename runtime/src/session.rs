@@ -198,7 +198,7 @@ impl Question {
     }
 }
 
-/// Backbone outputs of pairs of texts, split by position in the pair ([`VrfModel::pair_outputs`]).
+/// Backbone outputs of pairs of texts, split by position in the pair ([`VrfModel::split_pairs`]).
 struct PairOutputs {
     /// Hidden states of the first and of the second texts, `[M, H]` each.
     hidden: (Array2<f32>, Array2<f32>),
@@ -419,11 +419,16 @@ impl VrfModel {
         })
     }
 
-    /// Backbone outputs of M pairs given as 2M interleaved texts (pair i: texts 2i and 2i + 1), in
-    /// one pass: hidden states `[M, H]` and basis rewards `[M, K]` of the first and of the second
-    /// texts, and the indices of the pairs with a truncated text, ascending.
-    fn pair_outputs(&self, texts: &[(&str, &str)]) -> Result<PairOutputs, RuntimeError> {
-        let f = self.features(texts)?;
+    /// Backbone outputs of M pairs given as 2M interleaved texts (pair i: texts 2i and 2i + 1),
+    /// split by position in the pair, with the indices of the pairs with a truncated text.
+    fn split_pairs(f: &Features) -> Result<PairOutputs, RuntimeError> {
+        if !f.hidden.nrows().is_multiple_of(2) || f.rewards.nrows() != f.hidden.nrows() {
+            return Err(RuntimeError::Input(format!(
+                "pair features need an even number of texts with one reward row each, got {} hidden and {} reward rows",
+                f.hidden.nrows(),
+                f.rewards.nrows()
+            )));
+        }
         let even = |a: &Array2<f32>, o: usize| a.slice(s![o..;2, ..]).to_owned();
         let mut truncated: Vec<usize> = f.truncated.iter().map(|i| i / 2).collect();
         truncated.dedup();
@@ -437,15 +442,20 @@ impl VrfModel {
     /// Pair features `[M, F]` of reference triplets (one backbone pass over all 2M texts).
     pub fn pair_features(&self, refs: &[Reference]) -> Result<PairFeatures, RuntimeError> {
         let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
+        self.pair_features_of(&self.features(&texts)?)
+    }
+
+    /// Pair features of M references from the [`Features`] of their 2M texts in
+    /// [`Reference::texts`] order (a server that batches backbone calls itself computes those).
+    pub fn pair_features_of(&self, f: &Features) -> Result<PairFeatures, RuntimeError> {
         let PairOutputs {
             hidden: (hc, hr),
             rewards: (pc, pr),
             truncated,
-        } = self.pair_outputs(&texts)?;
+        } = Self::split_pairs(f)?;
         let features =
             self.user
                 .pair_features(hc.view(), hr.view(), Some((pc.view(), pr.view())))?;
-        debug_assert_eq!(features.nrows(), refs.len());
         Ok(PairFeatures {
             features,
             truncated,
@@ -498,11 +508,21 @@ impl VrfModel {
             return Err(RuntimeError::Input("no candidate questions".into()));
         }
         let texts: Vec<(&str, &str)> = questions.iter().flat_map(Question::texts).collect();
+        self.question_values_of(state, &self.features(&texts)?)
+    }
+
+    /// As [`VrfModel::question_values`], from the [`Features`] of the questions' 2Q texts in
+    /// [`Question::texts`] order.
+    pub fn question_values_of(
+        &self,
+        state: &UserState,
+        f: &Features,
+    ) -> Result<Vec<QuestionValue>, RuntimeError> {
         let PairOutputs {
             hidden: (ha, hb),
             rewards: (pa, pb),
             ..
-        } = self.pair_outputs(&texts)?;
+        } = Self::split_pairs(f)?;
         let ab = self
             .user
             .pair_features(ha.view(), hb.view(), Some((pa.view(), pb.view())))?;

@@ -20,7 +20,6 @@ use candle_core::{Device, Tensor};
 use vrf_runtime::{RuntimeOptions, VrfModel};
 use vrf_trainer::data::Dataset;
 use vrf_trainer::export::{export, load_trained, ExportOptions};
-use vrf_trainer::run::{fit_run, FitOptions};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -70,18 +69,7 @@ fn main() -> anyhow::Result<()> {
         None => {
             eprintln!("no --run given: fitting a small model (default architecture, few steps) to benchmark");
             let cfg = common::short_fit();
-            let run = tmp.path().join("run");
-            fit_run(
-                &run,
-                &cfg,
-                &data_path,
-                &Device::Cpu,
-                &FitOptions {
-                    resume: false,
-                    progress: false,
-                },
-            )?;
-            run
+            common::fit_small(tmp.path(), &data_path, &cfg)?
         }
     };
     let model_dir = tmp.path().join("model");

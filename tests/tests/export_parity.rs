@@ -19,7 +19,7 @@ use vrf_runtime::{
 };
 use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, load_trained, ExportOptions, Trained};
-use vrf_trainer::run::{fit_run, FitOptions, Posteriors};
+use vrf_trainer::run::Posteriors;
 
 struct Fixture {
     run: PathBuf,
@@ -37,18 +37,7 @@ fn fixture() -> &'static Fixture {
         // Short enough that some synthetic texts are truncated (the runtime must do the same).
         cfg.train.max_len = 48;
         cfg.train.checkpoint_every = 0;
-        let run = root.join("run");
-        fit_run(
-            &run,
-            &cfg,
-            &data,
-            &Device::Cpu,
-            &FitOptions {
-                resume: false,
-                progress: false,
-            },
-        )
-        .unwrap();
+        let run = common::fit_small(&root, &data, &cfg).unwrap();
         let model_dir = root.join("model");
         let report = export(&run, &model_dir, &ExportOptions::default()).unwrap();
         assert!(report.max_err() <= 1e-4, "self-check {}", report.max_err());

@@ -3,11 +3,17 @@
 //! Inputs are JSONL files (one object per line, `-` for stdin); outputs are JSON lines on stdout.
 
 use std::io::{BufRead, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+use vrf_runtime::serve::{
+    BatchOptions, Limits, ServeOptions, Server, SqliteStore, Token, UserStore,
+};
 use vrf_runtime::{ExecutionProvider, Reference, RuntimeOptions, UserPosterior, VrfModel};
 
 #[derive(Parser)]
@@ -74,6 +80,48 @@ enum Cmd {
     Score(CandidateArgs),
     /// Candidates sorted best first: input lines {"prompt", "responses": [..]}.
     Rank(CandidateArgs),
+    /// Personalised scoring over HTTP/JSON (docs/openapi.yaml), with a durable user store.
+    Serve(ServeArgs),
+}
+
+/// What `serve` takes; `--batch-size` is also the most texts gathered into one backbone call.
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Listening address; any but a loopback one needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// SQLite user store (created if missing; refused if it belongs to another model).
+    #[arg(long, default_value = "vrf-users.sqlite")]
+    store: PathBuf,
+    /// File holding the bearer token (else $VRF_API_TOKEN; neither: no auth, loopback only).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Forgetting: the evidence halves every this many observations (PoG models).
+    #[arg(long)]
+    half_life: Option<f32>,
+    /// How long the batcher waits for more requests after the first, milliseconds.
+    #[arg(long, default_value_t = 2)]
+    batch_wait_ms: u64,
+    /// Most requests waiting for the backbone; beyond it: 503 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// Per-request timeout, milliseconds (504 beyond it).
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// Largest request body, bytes (413 beyond it).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Most responses per score / rank request, and most references or questions per request.
+    #[arg(long, default_value_t = 64)]
+    max_candidates: usize,
+    /// Longest prompt or response, bytes.
+    #[arg(long, default_value_t = 16 << 10)]
+    max_text_bytes: usize,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 2)]
+    http_threads: usize,
 }
 
 /// What `score` and `rank` take.
@@ -349,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Score(a) => score(&a, false, &mut out)?,
         Cmd::Rank(a) => score(&a, true, &mut out)?,
+        Cmd::Serve(a) => serve(a)?,
     }
     out.flush()?;
     Ok(())
@@ -392,6 +441,67 @@ fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<
             )?;
         }
     }
+    Ok(())
+}
+
+/// The token: `--token-file`, else `$VRF_API_TOKEN`, else none.
+fn token(a: &ServeArgs) -> anyhow::Result<Option<Token>> {
+    let text = match &a.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading token file {}", path.display()))?,
+        None => match std::env::var("VRF_API_TOKEN") {
+            Ok(t) => t,
+            Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(e) => bail!("VRF_API_TOKEN: {e}"),
+        },
+    };
+    let origin = a
+        .token_file
+        .as_ref()
+        .map_or_else(|| "VRF_API_TOKEN".to_string(), |p| p.display().to_string());
+    Ok(Some(Token::new(&text).with_context(|| origin)?))
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let model = Arc::new(load(&a.m)?);
+    let m = model.manifest();
+    let store = SqliteStore::open(&a.store, &m.digest(), m.encoder.pooling, m.d)?;
+    let users = store.len()?;
+    let mut opts = ServeOptions::default();
+    opts.bind = a.bind;
+    opts.token = token(&a)?;
+    opts.half_life = a.half_life;
+    opts.batch = BatchOptions {
+        max_texts: a.m.batch_size,
+        max_wait: Duration::from_millis(a.batch_wait_ms),
+        queue: a.max_queue,
+    };
+    opts.request_timeout = Duration::from_millis(a.timeout_ms);
+    opts.limits = Limits {
+        max_body_bytes: a.max_body_bytes,
+        max_candidates: a.max_candidates,
+        max_references: a.max_candidates,
+        max_questions: a.max_candidates,
+        max_text_bytes: a.max_text_bytes,
+    };
+    opts.http_threads = a.http_threads;
+    opts.stop_on_signals = true;
+    let auth = if opts.token.is_some() {
+        "bearer token"
+    } else {
+        "none (loopback)"
+    };
+    let digest = m.digest();
+    let server = Server::start(Arc::clone(&model), Arc::new(store), opts)?;
+    eprintln!(
+        "vrf serve: listening on http://{} (model {}, digest {}…; store {}, {users} users; auth: {auth})",
+        server.local_addr(),
+        model.dir().display(),
+        &digest[..12],
+        a.store.display(),
+    );
+    server.wait()?;
+    eprintln!("vrf serve: stopped");
     Ok(())
 }
 

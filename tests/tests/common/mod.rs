@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Device;
 use vrf_trainer::config::RunConfig;
+use vrf_trainer::run::{fit_run, FitOptions};
 use vrf_trainer::synth::{generate, SynthConfig};
 
 /// Writes a small synthetic benchmark (12 seen, 6 unseen users) to `dir/data.jsonl`.
@@ -31,4 +33,22 @@ pub fn short_fit() -> RunConfig {
     cfg.train.s2_epochs = 2;
     cfg.train.checkpoint_every = 0;
     cfg
+}
+
+/// Fits `cfg` on the benchmark at `data` into `root/run`, without progress output.
+// Not every file that includes this module fits (write_faults drives fit_run itself).
+#[allow(dead_code)]
+pub fn fit_small(root: &Path, data: &Path, cfg: &RunConfig) -> anyhow::Result<PathBuf> {
+    let run = root.join("run");
+    fit_run(
+        &run,
+        cfg,
+        data,
+        &Device::Cpu,
+        &FitOptions {
+            resume: false,
+            progress: false,
+        },
+    )?;
+    Ok(run)
 }

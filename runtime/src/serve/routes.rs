@@ -1,0 +1,354 @@
+//! The HTTP routes of `vrf serve` and the middleware every request passes (auth, timeout,
+//! metrics). Handlers check input first, then tokenize, then wait for the batcher, then do the
+//! per-user math; a refused request has cost no backbone time and written nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ndarray::{s, Array1};
+
+use super::api::{
+    check_id, Health, InlinePosterior, Limits, NextQuestionRequest, NextQuestionResponse,
+    ObserveRequest, RankResponse, Ranked, ScoreRequest, ScoreResponse, UserView,
+};
+use super::auth::Token;
+use super::batcher::{BatchError, Batcher};
+use super::error::{ApiError, ApiJson};
+use super::metrics::Metrics;
+use super::store::{StoreError, StoredUser, UserStore};
+use crate::math::{best_question, Posterior, UserPosterior};
+use crate::session::{Features, Question, Reference, Scores, VrfModel};
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub model: Arc<VrfModel>,
+    pub store: Arc<dyn UserStore>,
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    pub token: Option<Token>,
+    /// Forgetting factor applied before each observation (`None`: no forgetting).
+    pub decay: Option<f32>,
+    pub timeout: Duration,
+    pub digest: String,
+}
+
+type Shared = Arc<AppState>;
+
+/// The service's router.
+pub(crate) fn router(state: Shared) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/users/{id}", get(get_user).delete(delete_user))
+        .route("/v1/users/{id}/observe", post(observe))
+        .route("/v1/users/{id}/next-question", post(next_question))
+        .route("/v1/score", post(score))
+        .route("/v1/rank", post(rank))
+        .fallback(|| async { ApiError::not_found("no such route (see docs/openapi.yaml)") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Auth (all routes but `/health`), the per-request timeout, and request metrics.
+async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let authorised = match &st.token {
+        Some(token) if route != "/health" => token.accepts(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        ),
+        _ => true,
+    };
+    let resp = if !authorised {
+        ApiError::unauthorized().into_response()
+    } else {
+        match tokio::time::timeout(st.timeout, next.run(req)).await {
+            Ok(resp) => resp,
+            Err(_) => ApiError::timeout(st.timeout).into_response(),
+        }
+    };
+    st.metrics
+        .observe_request(&route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// Backbone outputs of `texts`, batched with concurrent requests.
+async fn features(st: &AppState, texts: &[(&str, &str)]) -> Result<Features, ApiError> {
+    let (rows, truncated) = st
+        .model
+        .text_encoder()
+        .encode_rows(texts)
+        .map_err(|e| ApiError::validation(e.to_string()))?;
+    let out = match st.batcher.features(rows).await {
+        Ok(out) => out,
+        Err(e @ BatchError::QueueFull(_)) => {
+            st.metrics.queue_rejected();
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Features {
+        hidden: out.hidden,
+        rewards: out.rewards,
+        truncated,
+    })
+}
+
+/// The first `at` texts' features and the rest's.
+fn split_features(f: Features, at: usize) -> (Features, Features) {
+    let (before, after): (Vec<usize>, Vec<usize>) = f.truncated.iter().partition(|&&i| i < at);
+    let part = |a: &ndarray::Array2<f32>, first: bool| {
+        if first {
+            a.slice(s![..at, ..]).to_owned()
+        } else {
+            a.slice(s![at.., ..]).to_owned()
+        }
+    };
+    (
+        Features {
+            hidden: part(&f.hidden, true),
+            rewards: part(&f.rewards, true),
+            truncated: before,
+        },
+        Features {
+            hidden: part(&f.hidden, false),
+            rewards: part(&f.rewards, false),
+            truncated: after.into_iter().map(|i| i - at).collect(),
+        },
+    )
+}
+
+/// Runs a store operation on the blocking pool (SQLite waits on disk), timed in the metrics.
+async fn store_op<T: Send + 'static>(
+    st: &Shared,
+    op: &'static str,
+    f: impl FnOnce(&AppState) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let shared = Arc::clone(st);
+    let started = Instant::now();
+    let r = tokio::task::spawn_blocking(move || f(&shared))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?;
+    st.metrics.observe_store(op, r.is_ok(), started.elapsed());
+    Ok(r?)
+}
+
+fn stored_view(st: &AppState, id: &str, u: &StoredUser) -> Result<UserView, ApiError> {
+    let p = st.model.posterior_of(&u.state)?;
+    Ok(UserView {
+        count: Some(u.state.count),
+        created_at_ms: Some(u.created_at_ms),
+        updated_at_ms: Some(u.updated_at_ms),
+        ..UserView::new(id, "store", &p)
+    })
+}
+
+/// A stored user's posterior, else a seen user's; 404 when neither has the id.
+async fn lookup(st: &Shared, id: &str) -> Result<(UserPosterior, Option<StoredUser>), ApiError> {
+    check_id(id)?;
+    let key = id.to_string();
+    if let Some(u) = store_op(st, "get", move |s| s.store.get(&key)).await? {
+        return Ok((st.model.posterior_of(&u.state)?, Some(u)));
+    }
+    Ok((st.model.seen_posterior(id)?, None))
+}
+
+async fn health(State(st): State<Shared>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        model_digest: st.digest.clone(),
+        k: st.model.manifest().k,
+        d: st.model.manifest().d,
+        queue_depth: st.batcher.depth(),
+    })
+}
+
+async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+}
+
+async fn get_user(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let (p, stored) = lookup(&st, &id).await?;
+    Ok(Json(match stored {
+        Some(u) => stored_view(&st, &id, &u)?,
+        None => UserView::new(&id, "seen", &p),
+    }))
+}
+
+async fn delete_user(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_id(&id)?;
+    let key = id.clone();
+    if store_op(&st, "delete", move |s| s.store.delete(&key)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("user {id:?} is not stored")))
+    }
+}
+
+async fn observe(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ObserveRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    check_id(&id)?;
+    st.limits.check_references(&req.references)?;
+    let texts: Vec<(&str, &str)> = req.references.iter().flat_map(Reference::texts).collect();
+    let pf = st.model.pair_features_of(&features(&st, &texts).await?)?;
+    let key = id.clone();
+    let stored = store_op(&st, "update", move |s| {
+        let um = s.model.user_model();
+        s.store.update(&key, &mut |old| {
+            let mut state = old.map_or_else(|| um.new_state(), |o| o.state.clone());
+            match s.decay {
+                Some(d) => um.observe_forgetting(&mut state, pf.features.view(), d)?,
+                None => um.observe(&mut state, pf.features.view())?,
+            }
+            Ok(state)
+        })
+    })
+    .await?;
+    Ok(Json(stored_view(&st, &id, &stored)?))
+}
+
+fn inline_posterior(st: &AppState, p: &InlinePosterior) -> Result<UserPosterior, ApiError> {
+    let d = st.model.manifest().d;
+    if p.mean.len() != d || p.var.len() != d {
+        return Err(ApiError::validation(format!(
+            "`posterior` has {}/{} mean/var entries; this model's latent dimension is {d}",
+            p.mean.len(),
+            p.var.len()
+        )));
+    }
+    let q = Posterior::new(Array1::from(p.mean.clone()), Array1::from(p.var.clone()))
+        .map_err(|e| ApiError::validation(format!("`posterior`: {e}")))?;
+    Ok(st.model.user_model().posterior_from_latent(&q)?)
+}
+
+/// Scores of a request's candidates under its user, and the user.
+async fn scores(st: &Shared, req: &ScoreRequest) -> Result<(Scores, UserPosterior), ApiError> {
+    let given = [
+        req.user.is_some(),
+        req.posterior.is_some(),
+        req.references.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ApiError::validation(
+            "give exactly one of `user`, `posterior` and `references`",
+        ));
+    }
+    st.limits.check_candidates(&req.prompt, &req.responses)?;
+    let mut texts: Vec<(&str, &str)> = Vec::new();
+    if let Some(refs) = &req.references {
+        st.limits.check_references(refs)?;
+        texts.extend(refs.iter().flat_map(Reference::texts));
+    }
+    let n_ref = texts.len();
+    texts.extend(
+        req.responses
+            .iter()
+            .map(|r| (req.prompt.as_str(), r.as_str())),
+    );
+    // A known user is resolved before any backbone time is spent.
+    let known = match (&req.user, &req.posterior) {
+        (Some(id), _) => Some(lookup(st, id).await?.0),
+        (_, Some(p)) => Some(inline_posterior(st, p)?),
+        _ => None,
+    };
+    // Inline references and candidates go to the backbone as one request.
+    let (refs_f, cand_f) = split_features(features(st, &texts).await?, n_ref);
+    let user = match known {
+        Some(u) => u,
+        None => {
+            let pf = st.model.pair_features_of(&refs_f)?;
+            st.model.user_model().posterior(pf.features.view())?
+        }
+    };
+    let scores = st.model.user_model().score(&user, cand_f.rewards.view())?;
+    Ok((
+        Scores {
+            scores,
+            rewards: cand_f.rewards,
+            truncated: cand_f.truncated,
+        },
+        user,
+    ))
+}
+
+async fn score(
+    State(st): State<Shared>,
+    ApiJson(req): ApiJson<ScoreRequest>,
+) -> Result<Json<ScoreResponse>, ApiError> {
+    let (s, user) = scores(&st, &req).await?;
+    Ok(Json(ScoreResponse {
+        best: s.best(),
+        scores: s.scores.to_vec(),
+        weights: user.weights.to_vec(),
+        uncertainty: user.uncertainty,
+        truncated: s.truncated,
+    }))
+}
+
+async fn rank(
+    State(st): State<Shared>,
+    ApiJson(req): ApiJson<ScoreRequest>,
+) -> Result<Json<RankResponse>, ApiError> {
+    let (s, user) = scores(&st, &req).await?;
+    Ok(Json(RankResponse {
+        ranking: s
+            .ranking()
+            .into_iter()
+            .map(|index| Ranked {
+                index,
+                score: s.scores[index],
+            })
+            .collect(),
+        uncertainty: user.uncertainty,
+        truncated: s.truncated,
+    }))
+}
+
+async fn next_question(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<NextQuestionRequest>,
+) -> Result<Json<NextQuestionResponse>, ApiError> {
+    check_id(&id)?;
+    st.limits.check_questions(&req.questions)?;
+    let key = id.clone();
+    // A user not stored yet starts from the population (no evidence).
+    let state = store_op(&st, "get", move |s| s.store.get(&key))
+        .await?
+        .map_or_else(|| st.model.new_state(), |u| u.state);
+    let texts: Vec<(&str, &str)> = req.questions.iter().flat_map(Question::texts).collect();
+    let values = st
+        .model
+        .question_values_of(&state, &features(&st, &texts).await?)?;
+    Ok(Json(NextQuestionResponse {
+        best: best_question(&values).unwrap_or(0),
+        values: values.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,82 @@
+//! The user store contract: what `vrf serve` keeps per user, behind a small trait so that a
+//! shared database can back several replicas (the README's deployment section).
+
+use std::path::PathBuf;
+
+use crate::error::ModelError;
+use crate::user_model::UserState;
+
+/// One stored user: their running evidence and when it was first and last written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredUser {
+    /// Natural parameters and observation count.
+    pub state: UserState,
+    /// Unix time of the first observation, milliseconds.
+    pub created_at_ms: i64,
+    /// Unix time of the last update, milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file cannot be opened, or is not a database.
+    #[error("user store {}: {message}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file is a database, but not a user store of this model.
+    #[error("user store {}: {message}", path.display())]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// What differs.
+        message: String,
+    },
+    /// A stored row cannot be read back (a damaged or hand-edited database).
+    #[error("user store: user {id:?}: {message}")]
+    Corrupt {
+        /// The user.
+        id: String,
+        /// What is wrong with the row.
+        message: String,
+    },
+    /// The update itself was refused (the state does not fit the model); nothing was written.
+    #[error(transparent)]
+    Update(#[from] ModelError),
+    /// The database refused an operation.
+    #[error("user store: {0}")]
+    Backend(String),
+}
+
+/// A function from a user's stored evidence (`None`: a new user) to the evidence to store.
+pub type Update<'a> = &'a mut dyn FnMut(Option<&StoredUser>) -> Result<UserState, ModelError>;
+
+/// Where `vrf serve` keeps users. Implementations make [`UserStore::update`] atomic per user
+/// (no lost update between two concurrent observes of one user, also across processes sharing
+/// the store) and durable once it returns.
+pub trait UserStore: Send + Sync {
+    /// A user's stored evidence, if any.
+    fn get(&self, id: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// Reads the user, applies `update` and writes the result, as one transaction; nothing is
+    /// written when `update` fails.
+    fn update(&self, id: &str, update: Update<'_>) -> Result<StoredUser, StoreError>;
+    /// Forgets a user entirely; `false` when there was nothing to forget.
+    fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// Number of stored users.
+    fn len(&self) -> Result<u64, StoreError>;
+    /// Whether no user is stored.
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

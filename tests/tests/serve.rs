@@ -1,0 +1,760 @@
+//! `vrf serve` end to end on a loopback port: every endpoint against the library's own answers,
+//! auth, each kind of bad input (a JSON error with the right status, nothing stored), no lost
+//! update under concurrent observes, 503 beyond the queue bound, timeouts, graceful shutdown,
+//! and `kill -9` during a stream of observes (every acknowledged update survives).
+
+mod common;
+#[path = "common/http.rs"]
+mod http;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vrf_runtime::serve::{
+    BatchOptions, Limits, ServeOptions, Server, SqliteStore, Token, UserStore,
+};
+use vrf_runtime::{Question, Reference, RuntimeOptions, VrfModel};
+use vrf_trainer::export::{export, ExportOptions};
+
+/// The model every test serves: fitted and exported once per process.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // The kill -9 test's child process serves the parent's model.
+        if let Some(dir) = std::env::var_os("VRF_SERVE_CHILD_MODEL") {
+            return dir.into();
+        }
+        let root = tempfile::tempdir().unwrap().keep();
+        let data = common::small_benchmark(&root).unwrap();
+        let run = common::fit_small(&root, &data, &common::short_fit()).unwrap();
+        let dir = root.join("model");
+        export(&run, &dir, &ExportOptions::default()).unwrap();
+        dir
+    })
+}
+
+fn model() -> Arc<VrfModel> {
+    static M: OnceLock<Arc<VrfModel>> = OnceLock::new();
+    Arc::clone(M.get_or_init(|| {
+        let opts = RuntimeOptions::new().with_threads(1).with_batch_size(16);
+        Arc::new(VrfModel::load(model_dir(), &opts).unwrap())
+    }))
+}
+
+fn open_store(path: &Path) -> SqliteStore {
+    let m = model();
+    let m = m.manifest();
+    SqliteStore::open(path, &m.digest(), m.encoder.pooling, m.d).unwrap()
+}
+
+/// A server on a free loopback port with a store in `dir`.
+fn start(dir: &Path, opts: ServeOptions) -> (Server, Arc<SqliteStore>) {
+    let store = Arc::new(open_store(&dir.join("users.sqlite")));
+    let server = Server::start(model(), Arc::clone(&store) as Arc<dyn UserStore>, opts).unwrap();
+    (server, store)
+}
+
+fn options() -> ServeOptions {
+    let mut o = ServeOptions::default();
+    o.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    o
+}
+
+fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> http::Response {
+    let text = body.map(Value::to_string);
+    http::request(addr, method, path, text.as_deref(), &[]).unwrap()
+}
+
+fn refs() -> Vec<Reference> {
+    vec![
+        Reference::new(
+            "Explain ownership.",
+            "Each value has one owner.",
+            "No idea.",
+        ),
+        Reference::new("Name a colour.", "Blue, like the sky at noon.", "Blue."),
+    ]
+}
+
+fn refs_json(refs: &[Reference]) -> Value {
+    json!({ "references": refs })
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+/// The error body every refusal must have.
+fn assert_error(r: &http::Response, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["type"], kind, "{}", r.body);
+    assert!(
+        j["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn every_endpoint_matches_the_library() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, _store) = start(tmp.path(), options());
+    let addr = server.local_addr();
+    let m = model();
+
+    let h = call(addr, "GET", "/health", None);
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["model_digest"], m.manifest().digest());
+
+    assert_error(&call(addr, "GET", "/v1/users/u1", None), 404, "not_found");
+
+    // Observe twice; the stored state equals the library's incremental one.
+    let (first, second) = (
+        refs(),
+        vec![Reference::new("Say hi.", "Hello there!", "hi")],
+    );
+    let r = call(
+        addr,
+        "POST",
+        "/v1/users/u1/observe",
+        Some(&refs_json(&first)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["count"], 2);
+    let r = call(
+        addr,
+        "POST",
+        "/v1/users/u1/observe",
+        Some(&refs_json(&second)),
+    );
+    let mut state = m.new_state();
+    m.observe(&mut state, &first).unwrap();
+    m.observe(&mut state, &second).unwrap();
+    let want = m.posterior_of(&state).unwrap();
+    let user = r.json();
+    assert_eq!(user["count"], 3);
+    assert_eq!(user["source"], "store");
+    assert_close(
+        &floats(&user["mean"]),
+        want.mean.as_slice().unwrap(),
+        1e-5,
+        "mean",
+    );
+    assert_close(
+        &floats(&user["weights"]),
+        want.weights.as_slice().unwrap(),
+        1e-5,
+        "w",
+    );
+    let got = call(addr, "GET", "/v1/users/u1", None).json();
+    assert_eq!(got["count"], 3);
+    assert!(got["updated_at_ms"].as_i64().unwrap() >= got["created_at_ms"].as_i64().unwrap());
+
+    // Score and rank: a stored user, a seen user, an inline posterior, inline references.
+    let (prompt, responses) = (
+        "Explain ownership.",
+        ["Ownership: one owner.", "Dunno.", "Owners own."],
+    );
+    let lib = |u: &vrf_runtime::UserPosterior| m.score(u, prompt, &responses).unwrap();
+    let seen_id = m.seen_user_ids().next().unwrap().to_string();
+    let seen = m.seen_posterior(&seen_id).unwrap();
+    let cases = [
+        (json!({"user": "u1"}), lib(&want)),
+        (json!({"user": seen_id}), lib(&seen)),
+        (
+            json!({"posterior": {"mean": seen.mean.to_vec(), "var": seen.var.to_vec()}}),
+            lib(&seen),
+        ),
+        (
+            json!({"references": first}),
+            lib(&m.posterior(&first).unwrap()),
+        ),
+    ];
+    for (who, want) in cases {
+        let mut body = json!({"prompt": prompt, "responses": responses});
+        body.as_object_mut()
+            .unwrap()
+            .extend(who.as_object().unwrap().clone());
+        let s = call(addr, "POST", "/v1/score", Some(&body));
+        assert_eq!(s.status, 200, "{}", s.body);
+        let s = s.json();
+        assert_close(
+            &floats(&s["scores"]),
+            want.scores.as_slice().unwrap(),
+            1e-4,
+            &who.to_string(),
+        );
+        assert_eq!(s["best"], want.best());
+        let r = call(addr, "POST", "/v1/rank", Some(&body)).json();
+        let order: Vec<usize> = r["ranking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["index"].as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(order, want.ranking(), "{who}");
+    }
+
+    // Next question, for the stored user and for one not stored yet.
+    let questions = vec![
+        Question::new("Pick a pet.", "A cat, calm and clean.", "Dog."),
+        Question::new(
+            "Explain ownership.",
+            "Each value has one owner.",
+            "It is a game.",
+        ),
+    ];
+    for (id, st) in [("u1", state.clone()), ("nobody", m.new_state())] {
+        let r = call(
+            addr,
+            "POST",
+            &format!("/v1/users/{id}/next-question"),
+            Some(&json!({"questions": questions})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = r.json();
+        let want = m.question_values(&st, &questions).unwrap();
+        let got: Vec<f32> = r["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["information_gain"].as_f64().unwrap() as f32)
+            .collect();
+        let gains: Vec<f32> = want.iter().map(|v| v.information_gain).collect();
+        assert_close(&got, &gains, 1e-3, id);
+        assert_eq!(r["best"], vrf_runtime::math::best_question(&want).unwrap());
+    }
+    // Asking does not store anyone.
+    assert_error(
+        &call(addr, "GET", "/v1/users/nobody", None),
+        404,
+        "not_found",
+    );
+
+    // Delete forgets entirely.
+    assert_eq!(call(addr, "DELETE", "/v1/users/u1", None).status, 204);
+    assert_error(&call(addr, "GET", "/v1/users/u1", None), 404, "not_found");
+    assert_error(
+        &call(addr, "DELETE", "/v1/users/u1", None),
+        404,
+        "not_found",
+    );
+
+    let metrics = call(addr, "GET", "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    for needle in [
+        "vrf_requests_total{route=\"/v1/users/{id}/observe\",status=\"200\"} 2",
+        "vrf_request_duration_seconds_bucket{route=\"/v1/score\",le=\"+Inf\"} 4",
+        "vrf_batch_texts_count",
+        "vrf_queue_depth 0",
+        "vrf_store_operations_total{op=\"update\",result=\"ok\"} 2",
+        "vrf_store_operations_total{op=\"delete\",result=\"ok\"} 2",
+    ] {
+        assert!(
+            metrics.body.contains(needle),
+            "{needle} missing:\n{}",
+            metrics.body
+        );
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn bad_inputs_get_json_errors_and_store_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.limits = Limits {
+        max_body_bytes: 4096,
+        max_candidates: 3,
+        max_references: 3,
+        max_questions: 3,
+        max_text_bytes: 200,
+    };
+    let (server, store) = start(tmp.path(), o);
+    let addr = server.local_addr();
+    let d = model().manifest().d;
+    let raw = |method: &str, path: &str, body: &str, headers: &[(&str, &str)]| {
+        http::request(addr, method, path, Some(body), headers).unwrap()
+    };
+    let score = |extra: Value| {
+        let mut b = json!({"prompt": "p", "responses": ["a", "b"], "user": "nobody"});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        call(addr, "POST", "/v1/score", Some(&b))
+    };
+    let observe = "/v1/users/u/observe";
+    let one = json!({"prompt": "p", "chosen": "a", "rejected": "b"});
+    let cases: Vec<(&str, http::Response, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            raw("POST", observe, "{\"references\": [", &[]),
+            400,
+            "invalid_json",
+        ),
+        (
+            "NaN",
+            raw(
+                "POST",
+                "/v1/score",
+                r#"{"prompt":"p","responses":["a"],"posterior":{"mean":[NaN],"var":[1]}}"#,
+                &[],
+            ),
+            400,
+            "invalid_json",
+        ),
+        (
+            "wrong type",
+            call(addr, "POST", observe, Some(&json!({"references": "abc"}))),
+            422,
+            "validation",
+        ),
+        (
+            "unknown field",
+            call(
+                addr,
+                "POST",
+                observe,
+                Some(&json!({"references": [one], "extra": 1})),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "missing field",
+            call(
+                addr,
+                "POST",
+                observe,
+                Some(&json!({"references": [{"prompt": "p", "chosen": "a"}]})),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "empty references",
+            call(addr, "POST", observe, Some(&json!({"references": []}))),
+            422,
+            "validation",
+        ),
+        (
+            "identical pair",
+            call(
+                addr,
+                "POST",
+                observe,
+                Some(&json!({"references": [{"prompt": "p", "chosen": "a", "rejected": "a"}]})),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "too many references",
+            call(
+                addr,
+                "POST",
+                observe,
+                Some(&json!({"references": [one, one, one, one]})),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "text too long",
+            call(
+                addr,
+                "POST",
+                observe,
+                Some(
+                    &json!({"references": [{"prompt": "p".repeat(201), "chosen": "a", "rejected": "b"}]}),
+                ),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "bad user id",
+            call(
+                addr,
+                "POST",
+                "/v1/users/a%20b/observe",
+                Some(&json!({"references": [one]})),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "oversized body",
+            raw(
+                "POST",
+                observe,
+                &format!("{{\"references\": [], \"pad\": \"{}\"}}", "x".repeat(5000)),
+                &[],
+            ),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "no content type",
+            raw(
+                "POST",
+                observe,
+                &json!({"references": [one]}).to_string(),
+                &[("Content-Type", "text/plain")],
+            ),
+            415,
+            "unsupported_media_type",
+        ),
+        ("unknown user", score(json!({})), 404, "not_found"),
+        (
+            "too many candidates",
+            score(json!({"responses": ["a", "b", "c", "d"]})),
+            422,
+            "validation",
+        ),
+        (
+            "no candidates",
+            score(json!({"responses": []})),
+            422,
+            "validation",
+        ),
+        (
+            "two users",
+            score(json!({"references": [one]})),
+            422,
+            "validation",
+        ),
+        ("no user", score(json!({"user": null})), 422, "validation"),
+        (
+            "posterior of the wrong size",
+            score(
+                json!({"user": null, "posterior": {"mean": vec![0.0; d + 1], "var": vec![1.0; d + 1]}}),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "negative variance",
+            score(json!({"user": null, "posterior": {"mean": vec![0.0; d], "var": vec![-1.0; d]}})),
+            422,
+            "validation",
+        ),
+        (
+            "overflowing number",
+            raw(
+                "POST",
+                "/v1/score",
+                &format!(
+                    r#"{{"prompt":"p","responses":["a"],"posterior":{{"mean":[{}],"var":[{}]}}}}"#,
+                    vec!["1e39"; d].join(","),
+                    vec!["1"; d].join(",")
+                ),
+                &[],
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "no questions",
+            call(
+                addr,
+                "POST",
+                "/v1/users/u/next-question",
+                Some(&json!({"questions": []})),
+            ),
+            422,
+            "validation",
+        ),
+        (
+            "unknown route",
+            call(addr, "GET", "/v2/nothing", None),
+            404,
+            "not_found",
+        ),
+        (
+            "wrong method",
+            call(addr, "PUT", "/v1/score", None),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (what, r, status, kind) in &cases {
+        assert_eq!(r.status, *status, "{what}: {}", r.body);
+        assert_error(r, *status, kind);
+    }
+    assert_eq!(store.len().unwrap(), 0, "a refused request stored a user");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn the_token_guards_every_route_but_health() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "s3cret-token-0123456789";
+    let mut o = options();
+    o.token = Some(Token::new(secret).unwrap());
+    let (server, _store) = start(tmp.path(), o);
+    let addr = server.local_addr();
+    let get =
+        |headers: &[(&str, &str)]| http::request(addr, "GET", "/metrics", None, headers).unwrap();
+    let r = get(&[]);
+    assert_error(&r, 401, "unauthorized");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_error(
+        &get(&[("Authorization", "Bearer wrong-token-0123456789")]),
+        401,
+        "unauthorized",
+    );
+    assert_error(&get(&[("Authorization", secret)]), 401, "unauthorized");
+    let bearer = format!("Bearer {secret}");
+    assert_eq!(get(&[("Authorization", &bearer)]).status, 200);
+    assert_eq!(call(addr, "GET", "/health", None).status, 200);
+    let body = refs_json(&refs()).to_string();
+    let r = http::request(addr, "POST", "/v1/users/u/observe", Some(&body), &[]).unwrap();
+    assert_error(&r, 401, "unauthorized");
+    server.shutdown().unwrap();
+
+    // Any address but loopback needs a token.
+    let mut o = options();
+    o.bind = SocketAddr::from(([0, 0, 0, 0], 0));
+    let store = Arc::new(open_store(&tmp.path().join("other.sqlite")));
+    let e = Server::start(model(), store, o).unwrap_err();
+    assert!(e.to_string().contains("token"), "{e}");
+}
+
+#[test]
+fn concurrent_observes_of_one_user_lose_no_update() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, store) = start(tmp.path(), options());
+    let addr = server.local_addr();
+    let (threads, each) = (8, 4);
+    let go = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let go = Arc::clone(&go);
+            std::thread::spawn(move || {
+                go.wait();
+                for i in 0..each {
+                    let r =
+                        Reference::new(format!("Question {t}.{i}?"), "A careful answer.", "No.");
+                    let resp = call(
+                        addr,
+                        "POST",
+                        "/v1/users/shared/observe",
+                        Some(&refs_json(&[r])),
+                    );
+                    assert_eq!(resp.status, 200, "{}", resp.body);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        store.get("shared").unwrap().unwrap().state.count,
+        threads * each
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = options();
+    // One waiting request at most, each request its own backbone call.
+    o.batch = BatchOptions {
+        max_texts: 1,
+        max_wait: Duration::ZERO,
+        queue: 1,
+    };
+    let (server, _store) = start(tmp.path(), o);
+    let addr = server.local_addr();
+    let clients = 16;
+    let go = Arc::new(Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let go = Arc::clone(&go);
+            std::thread::spawn(move || {
+                go.wait();
+                // Enough texts that one backbone call outlasts the other requests' arrival.
+                let responses: Vec<String> = (0..32)
+                    .map(|i| format!("Answer {i}: {}", "words ".repeat(8)))
+                    .collect();
+                let body = json!({"prompt": "p", "responses": responses, "references": refs()});
+                call(addr, "POST", "/v1/score", Some(&body))
+            })
+        })
+        .collect();
+    let responses: Vec<http::Response> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let overloaded: Vec<_> = responses.iter().filter(|r| r.status == 503).collect();
+    assert!(
+        !overloaded.is_empty(),
+        "no 503 with {clients} clients and a queue of 1"
+    );
+    for r in &overloaded {
+        assert_error(r, 503, "overloaded");
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    assert!(responses.iter().all(|r| r.status == 200 || r.status == 503));
+    assert!(responses.iter().any(|r| r.status == 200));
+    let metrics = call(addr, "GET", "/metrics", None).body;
+    assert!(
+        metrics.contains(&format!("vrf_queue_rejected_total {}", overloaded.len())),
+        "{metrics}"
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn slow_requests_time_out_and_shutdown_drains_in_flight_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = json!({"prompt": "p", "responses": ["a", "b"], "references": refs()});
+
+    let mut o = options();
+    o.batch.max_wait = Duration::from_millis(400);
+    o.batch.max_texts = 1000;
+    o.request_timeout = Duration::from_millis(100);
+    let (server, _store) = start(tmp.path(), o.clone());
+    assert_error(
+        &call(server.local_addr(), "POST", "/v1/score", Some(&body)),
+        504,
+        "timeout",
+    );
+    server.shutdown().unwrap();
+
+    // A request waiting in the batcher when shutdown starts still gets its answer.
+    o.request_timeout = Duration::from_secs(30);
+    let drain = tmp.path().join("drain");
+    std::fs::create_dir_all(&drain).unwrap();
+    let (server, _store) = start(&drain, o);
+    let addr = server.local_addr();
+    let client = std::thread::spawn(move || call(addr, "POST", "/v1/score", Some(&body)));
+    std::thread::sleep(Duration::from_millis(150));
+    let t = Instant::now();
+    server.shutdown().unwrap();
+    let r = client.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        t.elapsed() >= Duration::from_millis(100),
+        "shutdown did not wait"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+/// Run in a child process by the kill -9 test: serves the model until killed, writing the
+/// bound address to `$VRF_SERVE_CHILD_ADDR`.
+#[test]
+#[ignore = "a child process of acknowledged_updates_survive_kill_9"]
+fn serve_child() {
+    let (Some(store), Some(addr_file)) = (
+        std::env::var_os("VRF_SERVE_CHILD_STORE"),
+        std::env::var_os("VRF_SERVE_CHILD_ADDR"),
+    ) else {
+        return;
+    };
+    let store = Arc::new(open_store(Path::new(&store)));
+    let server = Server::start(model(), store, options()).unwrap();
+    let tmp = PathBuf::from(&addr_file).with_extension("tmp");
+    std::fs::write(&tmp, server.local_addr().to_string()).unwrap();
+    std::fs::rename(&tmp, &addr_file).unwrap();
+    server.wait().unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn acknowledged_updates_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store_path = tmp.path().join("users.sqlite");
+    let addr_file = tmp.path().join("addr");
+    // Fit and export before the child starts, so it finds the model ready.
+    let _ = model();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "serve_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VRF_SERVE_CHILD_STORE", &store_path)
+        .env("VRF_SERVE_CHILD_ADDR", &addr_file)
+        .env("VRF_SERVE_CHILD_MODEL", model_dir())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let addr: SocketAddr = loop {
+        if let Ok(a) = std::fs::read_to_string(&addr_file) {
+            break a.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the child server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stream = {
+        let acked = Arc::clone(&acked);
+        std::thread::spawn(move || {
+            for i in 0.. {
+                let r = Reference::new(format!("Prompt {i}?"), "A full answer.", "Meh.");
+                let body = refs_json(&[r]).to_string();
+                match http::request(addr, "POST", "/v1/users/d/observe", Some(&body), &[]) {
+                    Ok(resp) if resp.status == 200 => {
+                        assert_eq!(resp.json()["count"], i + 1);
+                        acked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => break,
+                }
+            }
+        })
+    };
+    while acked.load(Ordering::SeqCst) < 20 {
+        assert!(Instant::now() < deadline, "observes stalled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    stream.join().unwrap();
+    let acked = acked.load(Ordering::SeqCst);
+    let stored = open_store(&store_path)
+        .get("d")
+        .unwrap()
+        .unwrap()
+        .state
+        .count;
+    // Every acknowledged update is there; at most the one in flight went further.
+    assert!(
+        stored == acked || stored == acked + 1,
+        "stored {stored}, acknowledged {acked}"
+    );
+    // And the restarted server serves it.
+    let (server, _store) = start(tmp.path(), options());
+    let got = call(server.local_addr(), "GET", "/v1/users/d", None).json();
+    assert_eq!(got["count"], stored);
+    server.shutdown().unwrap();
+}
