@@ -56,3 +56,45 @@ r = json.loads(open(f"{t}/rank.json").read())["ranking"]
 assert [x["score"] for x in r] == sorted((x["score"] for x in r), reverse=True), r
 print("cli-smoke: vrf features/user/score/rank ok; empty reference set and missing model rejected")
 PY
+
+# `vrf serve`: start on a free loopback port, observe a user, score for them, stop on SIGTERM.
+$vrf serve --model "$model" --bind 127.0.0.1:0 --store "$tmp/users.sqlite" 2> "$tmp/serve.log" &
+pid=$!
+addr=""
+for _ in $(seq 1 100); do
+  addr="$(grep -o 'listening on http://[0-9.:]*' "$tmp/serve.log" | sed 's|.*http://||' || true)"
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+if [ -z "$addr" ]; then cat "$tmp/serve.log" >&2; echo "cli-smoke: vrf serve did not start" >&2; exit 1; fi
+python3 - "$tmp/refs.jsonl" > "$tmp/observe.json" <<'PY'
+import json, sys
+print(json.dumps({"references": [json.loads(l) for l in open(sys.argv[1])]}))
+PY
+curl -sf "http://$addr/v1/users/cli-user/observe" -H 'Content-Type: application/json' -d @"$tmp/observe.json" > "$tmp/served_user.json"
+curl -sf "http://$addr/v1/score" -H 'Content-Type: application/json' \
+  -d '{"user": "cli-user", "prompt": "Say something.", "responses": ["Hello there, friend.", "Ok."]}' > "$tmp/served_scores.json"
+status="$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/v1/score" -H 'Content-Type: application/json' -d '{"prompt": 1}')"
+kill -TERM "$pid"
+wait "$pid"
+grep -q "vrf serve: stopped" "$tmp/serve.log"
+python3 - "$tmp" "$status" <<'PY'
+import json, sys
+t, status = sys.argv[1], sys.argv[2]
+u = json.load(open(f"{t}/served_user.json"))
+assert u["count"] > 0 and abs(sum(u["weights"]) - 1) < 1e-5, u
+s = json.load(open(f"{t}/served_scores.json"))
+assert len(s["scores"]) == 2 and s["scores"][s["best"]] == max(s["scores"]), s
+assert status == "422", status
+PY
+# Off loopback without a token, and a store that is not a database, are refused at start.
+if $vrf serve --model "$model" --bind 0.0.0.0:0 --store "$tmp/users.sqlite" 2> "$tmp/err"; then
+  echo "cli-smoke: a non-loopback bind without a token must fail" >&2; exit 1
+fi
+grep -q "token" "$tmp/err"
+head -c 8192 /dev/urandom > "$tmp/junk.sqlite"
+if $vrf serve --model "$model" --store "$tmp/junk.sqlite" 2> "$tmp/err"; then
+  echo "cli-smoke: a junk store must be refused" >&2; exit 1
+fi
+grep -q "junk.sqlite" "$tmp/err"
+echo "cli-smoke: vrf serve observe/score ok, stops on SIGTERM; open bind without token and junk store refused"

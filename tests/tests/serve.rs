@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/load.rs"]
+mod load;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -665,6 +667,35 @@ fn slow_requests_time_out_and_shutdown_drains_in_flight_ones() {
         std::net::TcpStream::connect(addr).is_err(),
         "still accepting after shutdown"
     );
+}
+
+/// The load benchmark's small version (benches/serve.rs prints the figures): 1, 8 and 32
+/// concurrent clients below the queue bound get no error.
+#[test]
+fn load_below_the_queue_bound_has_no_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, _store) = start(tmp.path(), options());
+    let addr = server.local_addr();
+    let body = json!({"prompt": "Explain ownership.", "responses": ["One owner.", "Dunno.", "Owners own."], "references": refs()}).to_string();
+    for clients in [1, 8, 32] {
+        let r = load::drive(addr, "/v1/score", &body, clients, 3);
+        assert_eq!(
+            r.count(200),
+            clients * 3,
+            "{clients} clients: {:?}",
+            r.statuses
+        );
+        // For the log only (benches/serve.rs measures): timings are not asserted.
+        eprintln!(
+            "{clients} clients: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
+            r.throughput(),
+            r.quantile_ms(0.5),
+            r.quantile_ms(0.99)
+        );
+    }
+    let metrics = call(addr, "GET", "/metrics", None).body;
+    assert!(metrics.contains("vrf_queue_rejected_total 0"), "{metrics}");
+    server.shutdown().unwrap();
 }
 
 /// Run in a child process by the kill -9 test: serves the model until killed, writing the

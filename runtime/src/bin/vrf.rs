@@ -101,8 +101,9 @@ struct ServeArgs {
     /// Forgetting: the evidence halves every this many observations (PoG models).
     #[arg(long)]
     half_life: Option<f32>,
-    /// How long the batcher waits for more requests after the first, milliseconds.
-    #[arg(long, default_value_t = 2)]
+    /// How long the batcher waits for more requests after the first, milliseconds (0: a call
+    /// takes what queued while the previous one ran).
+    #[arg(long, default_value_t = 0)]
     batch_wait_ms: u64,
     /// Most requests waiting for the backbone; beyond it: 503 with Retry-After.
     #[arg(long, default_value_t = 64)]
