@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo bench -p vrf-tests --bench serve                          # a tiny model fitted here
-//! cargo bench -p vrf-tests --bench serve -- --model DIR [--requests N] [--threads T] [--wait-ms W]
+//! cargo bench -p vrf-tests --bench serve -- --model DIR [--requests N] [--threads T] [--wait-ms W] [--max-texts M] [--chunk C]
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -94,6 +94,9 @@ fn main() -> anyhow::Result<()> {
     let requests: usize = arg(&args, "--requests").map_or(Ok(192), |v| v.parse())?;
     let threads: usize = arg(&args, "--threads").map_or(Ok(1), |v| v.parse())?;
     let mut batch = BatchOptions::default();
+    if let Some(n) = arg(&args, "--max-texts") {
+        batch.max_texts = n.parse()?;
+    }
     if let Some(ms) = arg(&args, "--wait-ms") {
         batch.max_wait = Duration::from_millis(ms.parse()?);
     }
@@ -110,10 +113,12 @@ fn main() -> anyhow::Result<()> {
         }
     };
     // Two cores: one ONNX Runtime thread per backbone call, two HTTP workers.
-    let model = Arc::new(VrfModel::load(
-        &model_dir,
-        &RuntimeOptions::new().with_threads(1).with_batch_size(32),
-    )?);
+    // Texts per ONNX Runtime call inside a gathered batch (sorted by length first).
+    let chunk: usize = arg(&args, "--chunk").map_or(Ok(8), |v| v.parse())?;
+    let opts = RuntimeOptions::new()
+        .with_threads(threads)
+        .with_batch_size(chunk);
+    let model = Arc::new(VrfModel::load(&model_dir, &opts)?);
     let m = model.manifest();
     println!(
         "machine: {} logical CPUs; model: H = {}, K = {}, d = {}, max_len = {}; {requests} requests per row",
@@ -172,7 +177,7 @@ fn main() -> anyhow::Result<()> {
     model.observe(&mut state, &refs)?;
     let user = model.posterior_of(&state)?;
     println!(
-        "ONNX Runtime threads per call: {threads}; server: batches of up to {} texts, {} ms gathering wait, queue {}",
+        "ONNX Runtime threads per call: {threads}, texts per call {chunk}; server: batches of up to {} texts, {} ms gathering wait, queue {}",
         batch.max_texts,
         batch.max_wait.as_millis(),
         batch.queue

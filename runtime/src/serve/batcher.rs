@@ -17,7 +17,9 @@ use crate::session::VrfModel;
 /// How requests are gathered into backbone calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOptions {
-    /// Most texts per gathered call (a single larger request still runs whole).
+    /// Most texts gathered at once (a single larger request still runs whole); the model
+    /// sorts them by length and runs them in calls of its batch size, so requests of
+    /// different lengths pad less together than apart.
     pub max_texts: usize,
     /// How long the worker waits for more requests after the first one. Zero (the default):
     /// a call takes what queued while the previous one ran, which on CPU is as fast under load
@@ -30,7 +32,7 @@ pub struct BatchOptions {
 impl Default for BatchOptions {
     fn default() -> Self {
         Self {
-            max_texts: 32,
+            max_texts: 64,
             max_wait: Duration::ZERO,
             queue: 64,
         }
