@@ -47,5 +47,8 @@ if [ ! -f "$VRF_PARITY_MODEL_OUT/vrf.json" ]; then echo "parity model missing" >
 # The `vrf` CLI end to end on that model: a user from reference triplets, then scores.
 bash scripts/cli-smoke.sh "$VRF_PARITY_MODEL_OUT"
 
+# The Python package: its wheel in a clean venv, pytest against that model and the CLI.
+bash scripts/test-python.sh "$VRF_PARITY_MODEL_OUT"
+
 # The wasm crate: node and Chromium suites, the demo page, CLI-vs-wasm parity on that model.
 bash scripts/test-wasm.sh

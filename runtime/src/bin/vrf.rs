@@ -469,13 +469,15 @@ fn token(a: &ServeArgs) -> anyhow::Result<Option<Token>> {
 }
 
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    // The token first: a bad one fails before the model loads or the store file is created.
+    let token = token(&a)?;
     let model = Arc::new(load(&a.m)?);
     let m = model.manifest();
     let store = SqliteStore::open(&a.store, &m.digest(), m.encoder.pooling, m.d)?;
     let users = store.len()?;
     let mut opts = ServeOptions::default();
     opts.bind = a.bind;
-    opts.token = token(&a)?;
+    opts.token = token;
     opts.half_life = a.half_life;
     opts.batch = BatchOptions {
         max_texts: a.max_batch_texts,

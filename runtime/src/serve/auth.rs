@@ -37,7 +37,11 @@ impl Token {
 
     /// Whether an `Authorization` header value is `Bearer <this token>`.
     pub fn accepts(&self, header: Option<&[u8]>) -> bool {
-        let Some(presented) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        let Some(presented) = header
+            .filter(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case(b"bearer "))
+            .map(|h| &h[7..])
+        else {
             return false;
         };
         let digest: [u8; 32] = Sha256::digest(presented).into();
@@ -53,10 +57,10 @@ mod tests {
     fn accepts_only_the_exact_bearer_token() {
         let t = Token::new("0123456789abcdef0123\n").unwrap();
         assert!(t.accepts(Some(b"Bearer 0123456789abcdef0123")));
+        assert!(t.accepts(Some(b"bearer 0123456789abcdef0123")));
         for bad in [
             &b"Bearer 0123456789abcdef012"[..],
             b"Bearer 0123456789abcdef01234",
-            b"bearer 0123456789abcdef0123",
             b"0123456789abcdef0123",
             b"Bearer ",
         ] {

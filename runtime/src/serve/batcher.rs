@@ -103,11 +103,16 @@ impl Batcher {
                         jobs.push(job);
                     }
                     worker_depth.fetch_sub(jobs.len(), Ordering::Relaxed);
-                    metrics.set_queue_depth(worker_depth.load(Ordering::Relaxed));
                     // A request that timed out or whose client left needs no backbone time.
                     jobs.retain(|j| !j.reply.is_closed());
                     if !jobs.is_empty() {
-                        run_batch(&model, jobs, &metrics);
+                        // A panic fails this batch's requests (their replies drop), not the
+                        // worker: later requests are still served.
+                        let run =
+                            std::panic::AssertUnwindSafe(|| run_batch(&model, jobs, &metrics));
+                        if std::panic::catch_unwind(run).is_err() {
+                            eprintln!("vrf serve: a backbone call panicked; its requests got 500");
+                        }
                     }
                 }
             })?;
@@ -135,7 +140,13 @@ impl Batcher {
                 return Err(BatchError::Stopped);
             }
         }
-        rx.await.unwrap_or(Err(BatchError::Stopped))
+        // The worker drains its queue before stopping, so a reply dropped unanswered means the
+        // call panicked.
+        rx.await.unwrap_or_else(|_| {
+            Err(BatchError::Failed(
+                "the backbone call failed unexpectedly (see the server log)".into(),
+            ))
+        })
     }
 
     /// Requests waiting for the backbone now.

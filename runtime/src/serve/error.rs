@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -133,6 +134,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A path axum could not read.
+    fn from_path_rejection(r: &PathRejection) -> Self {
+        Self::new(r.status(), "invalid_path", r.body_text())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message, "type": self.kind });
@@ -167,6 +175,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Update(m) => m.into(),
+            StoreError::Busy(_) => Self::overloaded(e.to_string()),
+            StoreError::Expired => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the request's deadline passed before the update was written; nothing was stored",
+            ),
             other => Self::internal(other.to_string()),
         }
     }
@@ -202,6 +216,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Self(v)),
             Err(r) => Err(ApiError::from_json_rejection(&r)),
+        }
+    }
+}
+
+/// `Path<T>` whose rejections (e.g. a segment that is not UTF-8) are [`ApiError`]s.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            Err(r) => Err(ApiError::from_path_rejection(&r)),
         }
     }
 }

@@ -71,7 +71,6 @@ struct Inner {
     latency: BTreeMap<String, Histogram>,
     batch_texts: Histogram,
     batch_seconds: Histogram,
-    queue_depth: usize,
     queue_rejected: u64,
     store_ops: BTreeMap<(&'static str, &'static str), u64>,
     store_seconds: BTreeMap<&'static str, Histogram>,
@@ -91,7 +90,6 @@ impl Default for Metrics {
                 latency: BTreeMap::new(),
                 batch_texts: Histogram::new(TEXTS),
                 batch_seconds: Histogram::new(SECONDS),
-                queue_depth: 0,
                 queue_rejected: 0,
                 store_ops: BTreeMap::new(),
                 store_seconds: BTreeMap::new(),
@@ -129,11 +127,6 @@ impl Metrics {
         m.batch_seconds.observe(elapsed.as_secs_f64());
     }
 
-    /// Requests waiting for the backbone.
-    pub fn set_queue_depth(&self, depth: usize) {
-        self.lock().queue_depth = depth;
-    }
-
     /// One request refused because the queue was full.
     pub fn queue_rejected(&self) {
         self.lock().queue_rejected += 1;
@@ -150,8 +143,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The exposition text; `queue_depth` is read at scrape time.
+    pub fn render(&self, queue_depth: usize) -> String {
         let m = self.lock();
         let mut out = String::new();
         out.push_str("# HELP vrf_requests_total HTTP requests answered, by route and status.\n");
@@ -178,7 +171,7 @@ impl Metrics {
             .render(&mut out, "vrf_batch_duration_seconds", "");
         out.push_str("# HELP vrf_queue_depth Requests waiting for the backbone.\n");
         out.push_str("# TYPE vrf_queue_depth gauge\n");
-        let _ = writeln!(out, "vrf_queue_depth {}", m.queue_depth);
+        let _ = writeln!(out, "vrf_queue_depth {queue_depth}");
         out.push_str("# HELP vrf_queue_rejected_total Requests refused with 503: queue full.\n");
         out.push_str("# TYPE vrf_queue_rejected_total counter\n");
         let _ = writeln!(out, "vrf_queue_rejected_total {}", m.queue_rejected);
@@ -215,8 +208,7 @@ mod tests {
         m.observe_request("/v1/score", 422, Duration::from_micros(10));
         m.observe_batch(5, Duration::from_millis(4));
         m.observe_store("update", true, Duration::from_millis(1));
-        m.set_queue_depth(3);
-        let t = m.render();
+        let t = m.render(3);
         assert!(
             t.contains("vrf_requests_total{route=\"/v1/score\",status=\"200\"} 2"),
             "{t}"

@@ -103,6 +103,20 @@ impl Server {
         if !opts.bind.ip().is_loopback() && opts.token.is_none() {
             return Err(ServeError::TokenRequired(opts.bind));
         }
+        let l = &opts.limits;
+        let positive = [
+            ("request timeout", opts.request_timeout.as_millis() as usize),
+            ("body limit", l.max_body_bytes),
+            ("candidate limit", l.max_candidates),
+            ("reference limit", l.max_references),
+            ("question limit", l.max_questions),
+            ("text limit", l.max_text_bytes),
+            ("batch texts", opts.batch.max_texts),
+            ("queue", opts.batch.queue),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ServeError::Config(format!("{name} must be at least 1")));
+        }
         let decay = match opts.half_life {
             None => None,
             Some(h) if h.is_finite() && h > 0.0 => Some(0.5f32.powf(1.0 / h)),

@@ -1,11 +1,13 @@
-//! The HTTP routes of `vrf serve` and the middleware every request passes (auth, timeout,
+//! The HTTP routes of `vrf serve` and the middleware every request passes (auth, deadline,
 //! metrics). Handlers check input first, then tokenize, then wait for the batcher, then do the
-//! per-user math; a refused request has cost no backbone time and written nothing.
+//! per-user math; a refused request has cost no backbone time and written nothing. The
+//! deadline is enforced where work waits (the batcher queue) and checked once more before a
+//! store write, so a 504 always means nothing was written.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +21,7 @@ use super::api::{
 };
 use super::auth::Token;
 use super::batcher::{BatchError, Batcher};
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ApiPath};
 use super::metrics::Metrics;
 use super::store::{StoreError, StoredUser, UserStore};
 use crate::math::{best_question, Posterior, UserPosterior};
@@ -41,6 +43,10 @@ pub(crate) struct AppState {
 
 type Shared = Arc<AppState>;
 
+/// When the request must be answered by (set by the middleware from `--timeout-ms`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Instant);
+
 /// The service's router.
 pub(crate) fn router(state: Shared) -> Router {
     let limit = state.limits.max_body_bytes;
@@ -59,8 +65,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// Auth (all routes but `/health`), the per-request timeout, and request metrics.
-async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
+/// Auth (all routes but `/health`), the request's deadline, and request metrics.
+async fn guard(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -77,24 +83,30 @@ async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
     let resp = if !authorised {
         ApiError::unauthorized().into_response()
     } else {
-        match tokio::time::timeout(st.timeout, next.run(req)).await {
-            Ok(resp) => resp,
-            Err(_) => ApiError::timeout(st.timeout).into_response(),
-        }
+        req.extensions_mut().insert(Deadline(started + st.timeout));
+        next.run(req).await
     };
     st.metrics
         .observe_request(&route, resp.status().as_u16(), started.elapsed());
     resp
 }
 
-/// Backbone outputs of `texts`, batched with concurrent requests.
-async fn features(st: &AppState, texts: &[(&str, &str)]) -> Result<Features, ApiError> {
-    let (rows, truncated) = st
-        .model
-        .text_encoder()
-        .encode_rows(texts)
-        .map_err(|e| ApiError::validation(e.to_string()))?;
-    let out = match st.batcher.features(rows).await {
+/// Backbone outputs of `texts`, batched with concurrent requests; 504 past the deadline.
+async fn features(
+    st: &AppState,
+    texts: &[(&str, &str)],
+    deadline: Deadline,
+) -> Result<Features, ApiError> {
+    // Tokenizing a large request takes a while: let the runtime move other tasks off this
+    // worker meanwhile.
+    let (rows, truncated) =
+        tokio::task::block_in_place(|| st.model.text_encoder().encode_rows(texts))
+            .map_err(|e| ApiError::validation(e.to_string()))?;
+    let at = tokio::time::Instant::from_std(deadline.0);
+    let Ok(out) = tokio::time::timeout_at(at, st.batcher.features(rows)).await else {
+        return Err(ApiError::timeout(st.timeout));
+    };
+    let out = match out {
         Ok(out) => out,
         Err(e @ BatchError::QueueFull(_)) => {
             st.metrics.queue_rejected();
@@ -181,13 +193,13 @@ async fn health(State(st): State<Shared>) -> Json<Health> {
 async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
+        st.metrics.render(st.batcher.depth()),
     )
 }
 
 async fn get_user(
     State(st): State<Shared>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<UserView>, ApiError> {
     let (p, stored) = lookup(&st, &id).await?;
     Ok(Json(match stored {
@@ -198,7 +210,7 @@ async fn get_user(
 
 async fn delete_user(
     State(st): State<Shared>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     check_id(&id)?;
     let key = id.clone();
@@ -211,13 +223,16 @@ async fn delete_user(
 
 async fn observe(
     State(st): State<Shared>,
-    Path(id): Path<String>,
+    Extension(deadline): Extension<Deadline>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ObserveRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     check_id(&id)?;
     st.limits.check_references(&req.references)?;
     let texts: Vec<(&str, &str)> = req.references.iter().flat_map(Reference::texts).collect();
-    let pf = st.model.pair_features_of(&features(&st, &texts).await?)?;
+    let pf = st
+        .model
+        .pair_features_of(&features(&st, &texts, deadline).await?)?;
     let key = id.clone();
     let stored = store_op(&st, "update", move |s| {
         let um = s.model.user_model();
@@ -226,6 +241,10 @@ async fn observe(
             match s.decay {
                 Some(d) => um.observe_forgetting(&mut state, pf.features.view(), d)?,
                 None => um.observe(&mut state, pf.features.view())?,
+            }
+            // Past the deadline the client has its 504: write nothing it was not told of.
+            if Instant::now() >= deadline.0 {
+                return Err(StoreError::Expired);
             }
             Ok(state)
         })
@@ -249,7 +268,11 @@ fn inline_posterior(st: &AppState, p: &InlinePosterior) -> Result<UserPosterior,
 }
 
 /// Scores of a request's candidates under its user, and the user.
-async fn scores(st: &Shared, req: &ScoreRequest) -> Result<(Scores, UserPosterior), ApiError> {
+async fn scores(
+    st: &Shared,
+    req: &ScoreRequest,
+    deadline: Deadline,
+) -> Result<(Scores, UserPosterior), ApiError> {
     let given = [
         req.user.is_some(),
         req.posterior.is_some(),
@@ -279,7 +302,7 @@ async fn scores(st: &Shared, req: &ScoreRequest) -> Result<(Scores, UserPosterio
         _ => None,
     };
     // Inline references and candidates go to the backbone as one request.
-    let (refs_f, cand_f) = split_features(features(st, &texts).await?, n_ref);
+    let (refs_f, cand_f) = split_features(features(st, &texts, deadline).await?, n_ref);
     let user = match known {
         Some(u) => u,
         None => {
@@ -300,9 +323,10 @@ async fn scores(st: &Shared, req: &ScoreRequest) -> Result<(Scores, UserPosterio
 
 async fn score(
     State(st): State<Shared>,
+    Extension(deadline): Extension<Deadline>,
     ApiJson(req): ApiJson<ScoreRequest>,
 ) -> Result<Json<ScoreResponse>, ApiError> {
-    let (s, user) = scores(&st, &req).await?;
+    let (s, user) = scores(&st, &req, deadline).await?;
     Ok(Json(ScoreResponse {
         best: s.best(),
         scores: s.scores.to_vec(),
@@ -314,9 +338,10 @@ async fn score(
 
 async fn rank(
     State(st): State<Shared>,
+    Extension(deadline): Extension<Deadline>,
     ApiJson(req): ApiJson<ScoreRequest>,
 ) -> Result<Json<RankResponse>, ApiError> {
-    let (s, user) = scores(&st, &req).await?;
+    let (s, user) = scores(&st, &req, deadline).await?;
     Ok(Json(RankResponse {
         ranking: s
             .ranking()
@@ -333,7 +358,8 @@ async fn rank(
 
 async fn next_question(
     State(st): State<Shared>,
-    Path(id): Path<String>,
+    Extension(deadline): Extension<Deadline>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<NextQuestionRequest>,
 ) -> Result<Json<NextQuestionResponse>, ApiError> {
     check_id(&id)?;
@@ -346,7 +372,7 @@ async fn next_question(
     let texts: Vec<(&str, &str)> = req.questions.iter().flat_map(Question::texts).collect();
     let values = st
         .model
-        .question_values_of(&state, &features(&st, &texts).await?)?;
+        .question_values_of(&state, &features(&st, &texts, deadline).await?)?;
     Ok(Json(NextQuestionResponse {
         best: best_question(&values).unwrap_or(0),
         values: values.into_iter().map(Into::into).collect(),

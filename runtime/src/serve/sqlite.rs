@@ -47,7 +47,11 @@ fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => StoreError::Busy(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
 }
 
 fn to_blob(values: &[f32]) -> Vec<u8> {
@@ -288,7 +292,7 @@ mod tests {
         }
     }
 
-    fn add_one(old: Option<&StoredUser>) -> Result<UserState, ModelError> {
+    fn add_one(old: Option<&StoredUser>) -> Result<UserState, StoreError> {
         let c = old.map_or(0, |o| o.state.count);
         Ok(state(c + 1, (c + 1) as f32))
     }
@@ -324,7 +328,8 @@ mod tests {
             .update("u", &mut |_| {
                 Err(ModelError::StateMismatch {
                     message: "no".into(),
-                })
+                }
+                .into())
             })
             .unwrap_err();
         assert!(matches!(e, StoreError::Update(_)), "{e}");
@@ -361,6 +366,43 @@ mod tests {
             .unwrap();
         let e = SqliteStore::open(&other, "abc", Pooling::Pog, 3).unwrap_err();
         assert!(e.to_string().contains("not a vrf user store"), "{e}");
+    }
+
+    #[test]
+    fn the_connection_is_durable_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("u.sqlite"), "abc", Pooling::Pog, 3).unwrap();
+        let conn = s.lock();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        // synchronous = 2 is FULL: every commit is fsynced before it returns.
+        assert_eq!((mode.as_str(), sync), ("wal", 2));
+    }
+
+    #[test]
+    fn two_processes_worth_of_connections_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.sqlite");
+        // Two stores on one file stand for two server processes: only SQLite's
+        // BEGIN IMMEDIATE serialises them (each store's own mutex does not).
+        let stores = [
+            SqliteStore::open(&path, "abc", Pooling::Pog, 3).unwrap(),
+            SqliteStore::open(&path, "abc", Pooling::Pog, 3).unwrap(),
+        ];
+        std::thread::scope(|scope| {
+            for s in &stores {
+                scope.spawn(move || {
+                    for _ in 0..25 {
+                        s.update("u", &mut add_one).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(stores[0].get("u").unwrap().unwrap().state.count, 50);
     }
 
     #[test]

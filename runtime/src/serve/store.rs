@@ -47,13 +47,20 @@ pub enum StoreError {
     /// The update itself was refused (the state does not fit the model); nothing was written.
     #[error(transparent)]
     Update(#[from] ModelError),
+    /// The database stayed locked by another writer past the busy timeout.
+    #[error("user store: busy (another writer holds it): {0}")]
+    Busy(String),
+    /// The request's deadline passed before the update was written; nothing was written.
+    #[error("the request's deadline passed before the update was written")]
+    Expired,
     /// The database refused an operation.
     #[error("user store: {0}")]
     Backend(String),
 }
 
-/// A function from a user's stored evidence (`None`: a new user) to the evidence to store.
-pub type Update<'a> = &'a mut dyn FnMut(Option<&StoredUser>) -> Result<UserState, ModelError>;
+/// A function from a user's stored evidence (`None`: a new user) to the evidence to store; an
+/// error writes nothing.
+pub type Update<'a> = &'a mut dyn FnMut(Option<&StoredUser>) -> Result<UserState, StoreError>;
 
 /// Where `vrf serve` keeps users. Implementations make [`UserStore::update`] atomic per user
 /// (no lost update between two concurrent observes of one user, also across processes sharing

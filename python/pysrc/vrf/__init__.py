@@ -1,0 +1,107 @@
+"""Personalised reward models by Variational Reward Factorization, from Python.
+
+>>> import vrf
+>>> model = vrf.Model("models/demo")
+>>> alice = model.user([("How do I boil an egg?", "Simmer it 8 minutes.", "Eggs come from hens.")])
+>>> model.score(alice, "How do I boil an egg?", ["Simmer 8 minutes.", "Eggs are nice."])
+array([...], dtype=float32)
+
+``reward_fn`` wraps a model as a reward function of the shape TRL's trainers take.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Hashable, List, Sequence, Union
+
+import numpy as np
+
+from vrf._vrf import (
+    BackendError,
+    InputError,
+    Model,
+    ModelError,
+    Posterior,
+    State,
+    UnknownUserError,
+    VrfError,
+    __version__,
+)
+
+__all__ = [
+    "BackendError",
+    "InputError",
+    "Model",
+    "ModelError",
+    "Posterior",
+    "State",
+    "UnknownUserError",
+    "VrfError",
+    "reward_fn",
+    "__version__",
+]
+
+#: What identifies a sample's user: a seen user's id, a posterior, or reference triplets.
+UserSpec = Union[str, Posterior, Sequence[Any]]
+
+
+def _text(x: Any, role: str) -> str:
+    """A plain string, or the content of a conversational sample (TRL's list of messages):
+    the last message of ``role`` (prompts: ``user``; completions: ``assistant``)."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, (list, tuple)) and x and all(isinstance(m, dict) for m in x):
+        for m in reversed(x):
+            if m.get("role") == role and isinstance(m.get("content"), str):
+                return m["content"]
+        last = x[-1].get("content")
+        if isinstance(last, str):
+            return last
+    raise InputError(f"expected a string or a list of {{'role', 'content'}} messages, got {type(x).__name__}")
+
+
+def reward_fn(
+    model: Model,
+    user_of: Union[str, Callable[[int, Dict[str, Any]], UserSpec]],
+) -> Callable[..., List[float]]:
+    """A reward function ``f(prompts, completions, **kwargs) -> list[float]`` for TRL
+    (``GRPOTrainer(reward_funcs=[...])``) and similar loops.
+
+    ``user_of`` says whose reward each sample gets: the name of a dataset column holding user
+    ids (TRL passes the batch's columns as keyword arguments), or a callable
+    ``user_of(i, row) -> user`` where ``row`` holds sample ``i``'s columns and ``user`` is a seen
+    user's id, a ``Posterior``, or that user's reference triplets. All completions go through
+    the backbone in one batched call (the GIL released); each user is resolved once per call.
+    """
+
+    def reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> List[float]:
+        n = len(completions)
+        if len(prompts) != n:
+            raise InputError(f"{len(prompts)} prompts but {n} completions")
+        if n == 0:
+            return []
+        columns = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple)) and len(v) == n}
+        pairs = [(_text(p, "user"), _text(c, "assistant")) for p, c in zip(prompts, completions)]
+        _, rewards = model.features(pairs)
+        weights: Dict[Hashable, np.ndarray] = {}
+        out: List[float] = []
+        for i in range(n):
+            if isinstance(user_of, str):
+                if user_of not in columns:
+                    raise InputError(f"reward_fn: no column {user_of!r} among {sorted(columns)}")
+                spec: UserSpec = columns[user_of][i]
+            else:
+                spec = user_of(i, {k: v[i] for k, v in columns.items()})
+            key: Hashable = spec if isinstance(spec, str) else id(spec)
+            if key not in weights:
+                if isinstance(spec, Posterior):
+                    post = spec
+                elif isinstance(spec, str):
+                    post = model.seen_user(spec)
+                else:
+                    post = model.user(spec)
+                weights[key] = post.weights
+            out.append(float(np.dot(rewards[i].astype(np.float64), weights[key].astype(np.float64))))
+        return out
+
+    reward.__name__ = "vrf_reward"
+    return reward

@@ -1,0 +1,93 @@
+//! Python values → runtime inputs: reference triplets and `(prompt, response)` pairs, as dicts
+//! or tuples, with errors that name the item and the field.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use vrf_runtime::Reference;
+
+use crate::errors::input;
+
+/// One text field of a dict item, or an error naming `what[i].key`.
+fn field(d: &Bound<'_, PyDict>, key: &str, what: &str, i: usize) -> PyResult<String> {
+    let v = d
+        .get_item(key)?
+        .ok_or_else(|| input(format!("{what}[{i}]: missing `{key}`")))?;
+    v.extract::<String>()
+        .map_err(|_| input(format!("{what}[{i}].{key}: expected a string")))
+}
+
+/// Reference triplets: an iterable of `{"prompt", "chosen", "rejected"}` dicts or
+/// `(prompt, chosen, rejected)` tuples; at least one.
+pub fn references(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Reference>> {
+    if obj.is_instance_of::<pyo3::types::PyString>() {
+        return Err(input(
+            "references: expected a list of dicts or tuples, got a string",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, item) in obj
+        .try_iter()
+        .map_err(|_| input("references: expected a list of dicts or tuples"))?
+        .enumerate()
+    {
+        let item = item?;
+        let r = if let Ok(d) = item.cast::<PyDict>() {
+            Reference::new(
+                field(d, "prompt", "references", i)?,
+                field(d, "chosen", "references", i)?,
+                field(d, "rejected", "references", i)?,
+            )
+        } else if let Ok((p, c, r)) = item.extract::<(String, String, String)>() {
+            Reference::new(p, c, r)
+        } else {
+            return Err(input(format!(
+                "references[{i}]: expected a dict with prompt/chosen/rejected or a (prompt, chosen, rejected) tuple"
+            )));
+        };
+        out.push(r);
+    }
+    if out.is_empty() {
+        return Err(input("references: empty (a user needs at least one)"));
+    }
+    Ok(out)
+}
+
+/// `(prompt, response)` pairs: tuples or `{"prompt", "response"}` dicts.
+pub fn pairs(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, item) in obj
+        .try_iter()
+        .map_err(|_| input("pairs: expected a list of (prompt, response) tuples"))?
+        .enumerate()
+    {
+        let item = item?;
+        let pair = if let Ok(d) = item.cast::<PyDict>() {
+            (
+                field(d, "prompt", "pairs", i)?,
+                field(d, "response", "pairs", i)?,
+            )
+        } else {
+            item.extract::<(String, String)>().map_err(|_| {
+                input(format!(
+                    "pairs[{i}]: expected a (prompt, response) tuple of strings"
+                ))
+            })?
+        };
+        out.push(pair);
+    }
+    Ok(out)
+}
+
+/// Candidate responses: a list of strings, at least one.
+pub fn responses(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<pyo3::types::PyString>() {
+        return Err(input("responses: expected a list of strings, got a string"));
+    }
+    let v: Vec<String> = obj
+        .extract()
+        .map_err(|_| input("responses: expected a list of strings"))?;
+    if v.is_empty() {
+        return Err(input("responses: empty"));
+    }
+    Ok(v)
+}

@@ -1,0 +1,240 @@
+//! `vrf.Model`: a loaded model directory. Every backbone call releases the GIL, so Python
+//! threads (a data loader, other reward calls) run meanwhile.
+
+use std::path::PathBuf;
+
+use numpy::{PyArray1, PyArray2, ToPyArray};
+use pyo3::prelude::*;
+use vrf_runtime::{ExecutionProvider, RuntimeOptions, UserPosterior, VrfModel};
+
+use crate::errors::{call_error, input, load_error};
+use crate::inputs;
+use crate::posterior::Posterior;
+use crate::state::State;
+
+/// Hidden states and basis rewards as numpy arrays.
+type FeatureArrays<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>);
+
+/// An exported VRF model directory (`vrf-trainer export`), served through ONNX Runtime.
+#[pyclass(module = "vrf", frozen)]
+pub struct Model {
+    /// The runtime's model.
+    pub inner: VrfModel,
+}
+
+impl Model {
+    /// A user given as a `Posterior` or a seen user's id.
+    fn resolve_user(&self, user: &Bound<'_, PyAny>) -> PyResult<UserPosterior> {
+        if let Ok(p) = user.extract::<PyRef<'_, Posterior>>() {
+            return Ok(p.inner.clone());
+        }
+        if let Ok(id) = user.extract::<String>() {
+            return self.inner.seen_posterior(&id).map_err(call_error);
+        }
+        Err(input(
+            "user: expected a vrf.Posterior or a seen user's id (str)",
+        ))
+    }
+
+    fn scores(
+        &self,
+        py: Python<'_>,
+        user: &Bound<'_, PyAny>,
+        prompt: &str,
+        responses: &Bound<'_, PyAny>,
+    ) -> PyResult<vrf_runtime::Scores> {
+        let u = self.resolve_user(user)?;
+        let responses = inputs::responses(responses)?;
+        let refs: Vec<&str> = responses.iter().map(String::as_str).collect();
+        py.detach(|| self.inner.score(&u, prompt, &refs))
+            .map_err(call_error)
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// Loads `path`. `threads`: ONNX Runtime intra-op threads; `provider`: `"cpu"`, `"cuda"` or
+    /// `"cuda:N"` (never a silent CPU fallback); `batch_size`: most texts per backbone call;
+    /// `ort_library`: the ONNX Runtime shared library (default: `$ORT_DYLIB_PATH`, else the one
+    /// inside the `onnxruntime` package).
+    #[new]
+    #[pyo3(signature = (path, threads = 1, provider = "cpu", batch_size = 8, ort_library = None, verify_checksums = true))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        threads: usize,
+        provider: &str,
+        batch_size: usize,
+        ort_library: Option<PathBuf>,
+        verify_checksums: bool,
+    ) -> PyResult<Self> {
+        let provider: ExecutionProvider = provider.parse().map_err(input)?;
+        if threads == 0 {
+            return Err(input("threads must be at least 1"));
+        }
+        let ort_library = match ort_library {
+            Some(p) => Some(p),
+            None => py
+                .import("vrf._ortlib")?
+                .call_method0("find")?
+                .extract::<Option<PathBuf>>()?,
+        };
+        let mut opts = RuntimeOptions::new()
+            .with_threads(threads)
+            .with_provider(provider)
+            .with_batch_size(batch_size)
+            .with_verify_checksums(verify_checksums);
+        if let Some(lib) = ort_library {
+            opts = opts.with_ort_library(lib);
+        }
+        let inner = py
+            .detach(|| VrfModel::load(&path, &opts))
+            .map_err(load_error)?;
+        Ok(Self { inner })
+    }
+
+    /// Number of basis rewards K.
+    #[getter]
+    fn k(&self) -> usize {
+        self.inner.manifest().k
+    }
+
+    /// Latent dimension d.
+    #[getter]
+    fn d(&self) -> usize {
+        self.inner.manifest().d
+    }
+
+    /// Backbone hidden size H.
+    #[getter]
+    fn hidden(&self) -> usize {
+        self.inner.manifest().hidden
+    }
+
+    /// Longest text in tokens; longer ones are truncated from the left, as in training.
+    #[getter]
+    fn max_len(&self) -> usize {
+        self.inner.manifest().text.max_len
+    }
+
+    /// The model's identity (SHA-256 over its files' digests).
+    #[getter]
+    fn digest(&self) -> String {
+        self.inner.manifest().digest()
+    }
+
+    /// Ids of the seen (training) users, in training order.
+    fn seen_user_ids(&self) -> Vec<String> {
+        self.inner.seen_user_ids().map(str::to_string).collect()
+    }
+
+    /// An unseen user's posterior from reference triplets (dicts with prompt/chosen/rejected,
+    /// or (prompt, chosen, rejected) tuples), in one backbone pass.
+    fn user(&self, py: Python<'_>, references: &Bound<'_, PyAny>) -> PyResult<Posterior> {
+        let refs = inputs::references(references)?;
+        let inner = py
+            .detach(|| self.inner.posterior(&refs))
+            .map_err(call_error)?;
+        Ok(Posterior {
+            inner,
+            count: Some(refs.len()),
+        })
+    }
+
+    /// A seen (training) user's cached posterior; `UnknownUserError` for another id.
+    fn seen_user(&self, id: &str) -> PyResult<Posterior> {
+        Ok(Posterior {
+            inner: self.inner.seen_posterior(id).map_err(call_error)?,
+            count: None,
+        })
+    }
+
+    /// A fresh incremental user state (no observations yet).
+    fn new_state(slf: Bound<'_, Self>) -> State {
+        let state = slf.get().inner.new_state();
+        State::new(slf.unbind(), state)
+    }
+
+    /// A state saved with `State.to_json`, checked against this model.
+    fn load_state(slf: Bound<'_, Self>, text: &str) -> PyResult<State> {
+        let state: vrf_runtime::UserState =
+            serde_json::from_str(text).map_err(|e| input(format!("state JSON: {e}")))?;
+        let m = slf.get().inner.manifest();
+        state
+            .validate(m.encoder.pooling, m.d)
+            .map_err(|e| input(format!("state JSON: {e}")))?;
+        Ok(State::new(slf.unbind(), state))
+    }
+
+    /// Personalised scores `φ·w` of `responses` to `prompt` for `user` (a `Posterior` or a
+    /// seen user's id): float32 `(N,)`, in input order.
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        user: &Bound<'py, PyAny>,
+        prompt: &str,
+        responses: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        Ok(self
+            .scores(py, user, prompt, responses)?
+            .scores
+            .to_pyarray(py))
+    }
+
+    /// Indices of `responses`, best first (ties in input order).
+    fn rank(
+        &self,
+        py: Python<'_>,
+        user: &Bound<'_, PyAny>,
+        prompt: &str,
+        responses: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<usize>> {
+        Ok(self.scores(py, user, prompt, responses)?.ranking())
+    }
+
+    /// `P(a ≻ b | prompt)` for `user`, variance-attenuated (docs/METHOD.md Eq. 8).
+    fn preference_probability(
+        &self,
+        py: Python<'_>,
+        user: &Bound<'_, PyAny>,
+        prompt: &str,
+        a: &str,
+        b: &str,
+    ) -> PyResult<f32> {
+        let u = self.resolve_user(user)?;
+        py.detach(|| self.inner.preference_probability(&u, prompt, a, b))
+            .map_err(call_error)
+    }
+
+    /// Hidden states float32 `(N, H)` and basis rewards float32 `(N, K)` of `(prompt,
+    /// response)` pairs (tuples or dicts), batched.
+    fn features<'py>(
+        &self,
+        py: Python<'py>,
+        pairs: &Bound<'py, PyAny>,
+    ) -> PyResult<FeatureArrays<'py>> {
+        let pairs = inputs::pairs(pairs)?;
+        if pairs.is_empty() {
+            return Err(input("pairs: empty"));
+        }
+        let texts: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(p, r)| (p.as_str(), r.as_str()))
+            .collect();
+        let f = py
+            .detach(|| self.inner.features(&texts))
+            .map_err(call_error)?;
+        Ok((f.hidden.to_pyarray(py), f.rewards.to_pyarray(py)))
+    }
+
+    fn __repr__(&self) -> String {
+        let m = self.inner.manifest();
+        format!(
+            "Model({:?}, K={}, d={}, hidden={})",
+            self.inner.dir().display().to_string(),
+            m.k,
+            m.d,
+            m.hidden
+        )
+    }
+}

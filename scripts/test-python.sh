@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The Python package (python/): builds the abi3 wheel with maturin (dev profile, in the shared
+# target/), installs it into a fresh venv (numpy and onnxruntime come from PyPI as its
+# dependencies), and runs pytest against an exported model (default: the parity model that
+# scripts/test.sh's cargo tests leave) and the `vrf` CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="$(cd "${1:-target/parity-model}" && pwd)"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# Build tools, kept between runs (idempotent).
+tools=.onnxruntime/pytools
+if [ ! -x "$tools/bin/maturin" ]; then
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q --upgrade pip
+  "$tools/bin/pip" install -q "maturin>=1.9,<2"
+fi
+rm -rf target/wheels
+"$tools/bin/maturin" build -q -m python/Cargo.toml -o target/wheels --interpreter python3
+wheels=(target/wheels/vrf-*.whl)
+if [ "${#wheels[@]}" -ne 1 ]; then echo "test-python: expected one wheel, got ${wheels[*]}" >&2; exit 1; fi
+# A clean venv each time: the wheel must install with nothing but its declared dependencies.
+venv=target/py-clean-venv
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q "${wheels[0]}" pytest
+cargo build -q -p vrf-runtime --bin vrf
+# Run from outside the source tree so `import vrf` is the installed wheel.
+(cd target && VRF_TEST_MODEL="$model" VRF_CLI="$PWD/debug/vrf" \
+  "$PWD/py-clean-venv/bin/python" -m pytest -q -p no:cacheprovider ../python/tests)
+echo "test-python: wheel ${wheels[0]##*/} installed in a clean venv; pytest passed"
