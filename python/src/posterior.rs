@@ -133,11 +133,12 @@ impl Posterior {
 
     fn __repr__(&self) -> String {
         format!(
-            "Posterior(d={}, K={}, uncertainty={:.4}, count={:?})",
+            "Posterior(d={}, K={}, uncertainty={:.4}, count={})",
             self.inner.mean.len(),
             self.inner.weights.len(),
             self.inner.uncertainty,
             self.count
+                .map_or_else(|| "None".to_string(), |c| c.to_string())
         )
     }
 }

@@ -716,6 +716,43 @@ fn slow_requests_time_out_and_shutdown_drains_in_flight_ones() {
     );
 }
 
+#[test]
+fn a_slow_client_is_cut_off_and_connections_are_capped() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.conn.header_timeout = Duration::from_millis(300);
+    o.conn.max_connections = 1;
+    let (server, _store) = start(tmp.path(), o);
+    let addr = server.local_addr();
+    // A request head that never ends: the server closes the connection after the timeout.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Meanwhile the one connection slot is taken: a second client waits for it.
+    let t = Instant::now();
+    let waiting = std::thread::spawn(move || call(addr, "GET", "/health", None).status);
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok(),
+        "the slow connection was not closed: {closed:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed only after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(waiting.join().unwrap(), 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "the cap did not hold the second client"
+    );
+    server.shutdown().unwrap();
+}
+
 /// The load benchmark's small version (benches/serve.rs prints the figures): 1, 8 and 32
 /// concurrent clients below the queue bound get no error.
 #[test]

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use vrf_runtime::serve::{
-    BatchOptions, Limits, ServeOptions, Server, SqliteStore, Token, UserStore,
+    BatchOptions, ConnOptions, Limits, ServeOptions, Server, SqliteStore, Token, UserStore,
 };
 use vrf_runtime::{ExecutionProvider, Reference, RuntimeOptions, UserPosterior, VrfModel};
 
@@ -128,6 +128,12 @@ struct ServeArgs {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     http_threads: usize,
+    /// Most open connections; more wait in the kernel's backlog.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Longest a client may take to send a request's head, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
 }
 
 /// What `score` and `rank` take.
@@ -493,6 +499,12 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_text_bytes: a.max_text_bytes,
     };
     opts.http_threads = a.http_threads;
+    opts.conn = ConnOptions {
+        max_connections: a.max_connections,
+        header_timeout: Duration::from_millis(a.header_timeout_ms),
+        // In-flight requests end by their own timeout; give them that, and a little more.
+        drain_timeout: Duration::from_millis(a.timeout_ms) + Duration::from_secs(5),
+    };
     opts.stop_on_signals = true;
     let auth = if opts.token.is_some() {
         "bearer token"

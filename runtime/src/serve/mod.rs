@@ -2,6 +2,7 @@
 //! [`VrfModel`] API an embedding application uses.
 //!
 //! - [`routes`]: the endpoints and the middleware (auth, timeout, metrics);
+//! - [`conn`]: the accept loop (header-read timeout, connection cap, bounded drain);
 //! - [`batcher`]: dynamic batching of concurrent requests' texts into backbone calls;
 //! - [`store`]: the user store contract, [`sqlite`] its default (durable, one file);
 //! - [`api`]: request and response bodies and their limits; [`error`]: what a request or the
@@ -24,6 +25,7 @@
 pub mod api;
 pub mod auth;
 pub mod batcher;
+pub mod conn;
 pub mod error;
 pub mod metrics;
 mod routes;
@@ -40,6 +42,7 @@ use tokio::sync::oneshot;
 pub use api::Limits;
 pub use auth::Token;
 pub use batcher::BatchOptions;
+pub use conn::ConnOptions;
 pub use error::{ApiError, ServeError};
 pub use sqlite::SqliteStore;
 pub use store::{StoreError, StoredUser, UserStore};
@@ -56,6 +59,8 @@ pub struct ServeOptions {
     pub token: Option<Token>,
     /// Request bounds.
     pub limits: Limits,
+    /// Connection bounds.
+    pub conn: ConnOptions,
     /// Dynamic batching.
     pub batch: BatchOptions,
     /// Longest a request may take before a 504.
@@ -75,6 +80,7 @@ impl Default for ServeOptions {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             token: None,
             limits: Limits::default(),
+            conn: ConnOptions::default(),
             batch: BatchOptions::default(),
             request_timeout: Duration::from_secs(30),
             half_life: None,
@@ -113,6 +119,11 @@ impl Server {
             ("text limit", l.max_text_bytes),
             ("batch texts", opts.batch.max_texts),
             ("queue", opts.batch.queue),
+            ("connection limit", opts.conn.max_connections),
+            (
+                "header timeout",
+                opts.conn.header_timeout.as_millis() as usize,
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ServeError::Config(format!("{name} must be at least 1")));
@@ -155,14 +166,19 @@ impl Server {
             .build()?;
         let (stop, stopped) = oneshot::channel();
         let signals = opts.stop_on_signals;
+        let conn_opts = opts.conn;
         let thread = std::thread::Builder::new()
             .name("vrf-serve".into())
             .spawn(move || {
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    axum::serve(listener, routes::router(state))
-                        .with_graceful_shutdown(shutdown(stopped, signals))
-                        .await
+                    conn::serve(
+                        listener,
+                        routes::router(state),
+                        conn_opts,
+                        shutdown(stopped, signals),
+                    )
+                    .await
                 })
             })?;
         Ok(Self {
