@@ -246,20 +246,42 @@ impl Limits {
         Ok(())
     }
 
-    /// Checks reference triplets: their number, text lengths, and that each pair differs.
-    pub fn check_references(&self, refs: &[Reference]) -> Result<(), ApiError> {
-        Self::check_count("references", refs.len(), self.max_references)?;
-        for (i, r) in refs.iter().enumerate() {
-            self.check_text(&format!("references[{i}].prompt"), &r.prompt)?;
-            self.check_text(&format!("references[{i}].chosen"), &r.chosen)?;
-            self.check_text(&format!("references[{i}].rejected"), &r.rejected)?;
-            if r.chosen == r.rejected {
+    /// Checks `field`'s `(prompt, first, second)` items, named `keys`: their number, text
+    /// lengths, and that the two responses differ (an identical pair teaches nothing).
+    fn check_pairs(
+        &self,
+        field: &str,
+        max: usize,
+        keys: [&str; 3],
+        items: &[[&str; 3]],
+    ) -> Result<(), ApiError> {
+        Self::check_count(field, items.len(), max)?;
+        for (i, item) in items.iter().enumerate() {
+            for (key, text) in keys.iter().zip(item) {
+                self.check_text(&format!("{field}[{i}].{key}"), text)?;
+            }
+            if item[1] == item[2] {
                 return Err(ApiError::validation(format!(
-                    "references[{i}]: chosen and rejected are the same text (no preference)"
+                    "{field}[{i}]: {} and {} are the same text (no preference)",
+                    keys[1], keys[2]
                 )));
             }
         }
         Ok(())
+    }
+
+    /// Checks reference triplets: their number, text lengths, and that each pair differs.
+    pub fn check_references(&self, refs: &[Reference]) -> Result<(), ApiError> {
+        let items: Vec<[&str; 3]> = refs
+            .iter()
+            .map(|r| [r.prompt.as_str(), r.chosen.as_str(), r.rejected.as_str()])
+            .collect();
+        self.check_pairs(
+            "references",
+            self.max_references,
+            ["prompt", "chosen", "rejected"],
+            &items,
+        )
     }
 
     /// Checks a prompt and its candidates.
@@ -272,20 +294,18 @@ impl Limits {
         Ok(())
     }
 
-    /// Checks candidate questions.
+    /// Checks candidate questions: their number, text lengths, and that each pair differs.
     pub fn check_questions(&self, questions: &[Question]) -> Result<(), ApiError> {
-        Self::check_count("questions", questions.len(), self.max_questions)?;
-        for (i, q) in questions.iter().enumerate() {
-            self.check_text(&format!("questions[{i}].prompt"), &q.prompt)?;
-            self.check_text(&format!("questions[{i}].a"), &q.a)?;
-            self.check_text(&format!("questions[{i}].b"), &q.b)?;
-            if q.a == q.b {
-                return Err(ApiError::validation(format!(
-                    "questions[{i}]: a and b are the same text"
-                )));
-            }
-        }
-        Ok(())
+        let items: Vec<[&str; 3]> = questions
+            .iter()
+            .map(|q| [q.prompt.as_str(), q.a.as_str(), q.b.as_str()])
+            .collect();
+        self.check_pairs(
+            "questions",
+            self.max_questions,
+            ["prompt", "a", "b"],
+            &items,
+        )
     }
 }
 
