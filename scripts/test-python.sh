@@ -25,6 +25,7 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install -q "${wheels[0]}" pytest
 cargo build -q -p vrf-runtime --bin vrf
 # Run from outside the source tree so `import vrf` is the installed wheel.
-(cd target && VRF_TEST_MODEL="$model" VRF_CLI="$PWD/debug/vrf" \
+# Without ORT_DYLIB_PATH: the package must find the onnxruntime wheel's own library.
+(cd target && env -u ORT_DYLIB_PATH VRF_TEST_MODEL="$model" VRF_CLI="$PWD/debug/vrf" \
   "$PWD/py-clean-venv/bin/python" -m pytest -q -p no:cacheprovider ../python/tests)
 echo "test-python: wheel ${wheels[0]##*/} installed in a clean venv; pytest passed"

@@ -33,7 +33,8 @@ pub fn load_error(e: RuntimeError) -> PyErr {
         RuntimeError::OrtLibrary(_) | RuntimeError::Ort(_) | RuntimeError::Cuda(_) => {
             BackendError::new_err(e.to_string())
         }
-        RuntimeError::Input(_) => InputError::new_err(e.to_string()),
+        // Arguments are checked before loading; what remains is the directory's fault (e.g. a
+        // graph without the inputs its manifest names).
         other => ModelError::new_err(other.to_string()),
     }
 }

@@ -16,6 +16,15 @@ fn field(d: &Bound<'_, PyDict>, key: &str, what: &str, i: usize) -> PyResult<Str
         .map_err(|_| input(format!("{what}[{i}].{key}: expected a string")))
 }
 
+/// `N` strings from a tuple or list of exactly `N` strings (JSON and datasets give lists).
+fn strings<const N: usize>(item: &Bound<'_, PyAny>) -> Option<[String; N]> {
+    if item.is_instance_of::<pyo3::types::PyString>() {
+        return None;
+    }
+    let v: Vec<String> = item.extract().ok()?;
+    v.try_into().ok()
+}
+
 /// Reference triplets: an iterable of `{"prompt", "chosen", "rejected"}` dicts or
 /// `(prompt, chosen, rejected)` tuples; at least one.
 pub fn references(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Reference>> {
@@ -37,7 +46,7 @@ pub fn references(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Reference>> {
                 field(d, "chosen", "references", i)?,
                 field(d, "rejected", "references", i)?,
             )
-        } else if let Ok((p, c, r)) = item.extract::<(String, String, String)>() {
+        } else if let Some([p, c, r]) = strings::<3>(&item) {
             Reference::new(p, c, r)
         } else {
             return Err(input(format!(
@@ -67,11 +76,12 @@ pub fn pairs(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
                 field(d, "response", "pairs", i)?,
             )
         } else {
-            item.extract::<(String, String)>().map_err(|_| {
+            let [p, r] = strings::<2>(&item).ok_or_else(|| {
                 input(format!(
                     "pairs[{i}]: expected a (prompt, response) tuple of strings"
                 ))
-            })?
+            })?;
+            (p, r)
         };
         out.push(pair);
     }

@@ -69,8 +69,11 @@ impl Model {
         verify_checksums: bool,
     ) -> PyResult<Self> {
         let provider: ExecutionProvider = provider.parse().map_err(input)?;
-        if threads == 0 {
-            return Err(input("threads must be at least 1"));
+        if !(1..=1024).contains(&threads) {
+            return Err(input(format!("threads {threads}: expected 1 to 1024")));
+        }
+        if batch_size == 0 {
+            return Err(input("batch_size must be at least 1"));
         }
         let ort_library = match ort_library {
             Some(p) => Some(p),

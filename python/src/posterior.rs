@@ -4,7 +4,6 @@
 use ndarray::Array1;
 use numpy::{PyArray1, ToPyArray};
 use pyo3::prelude::*;
-use serde_json::json;
 use vrf_runtime::math::Posterior as Latent;
 use vrf_runtime::UserPosterior;
 
@@ -73,19 +72,30 @@ impl Posterior {
         self.count
     }
 
-    /// Compact JSON: `{"mean", "var", "weights", "uncertainty", "count"}`.
+    /// Compact JSON: `{"mean", "var", "weights", "uncertainty", "count"}` (f32 values in their
+    /// shortest exact form, as the `vrf` CLI writes them).
     fn to_json(&self) -> String {
-        json!({
-            "mean": self.inner.mean.to_vec(),
-            "var": self.inner.var.to_vec(),
-            "weights": self.inner.weights.to_vec(),
-            "uncertainty": self.inner.uncertainty,
-            "count": self.count,
+        #[derive(serde::Serialize)]
+        struct Out {
+            mean: Vec<f32>,
+            var: Vec<f32>,
+            weights: Vec<f32>,
+            uncertainty: f32,
+            count: Option<usize>,
+        }
+        // serde_json writes f32 in its shortest round-tripping form and cannot fail on these.
+        serde_json::to_string(&Out {
+            mean: self.inner.mean.to_vec(),
+            var: self.inner.var.to_vec(),
+            weights: self.inner.weights.to_vec(),
+            uncertainty: self.inner.uncertainty,
+            count: self.count,
         })
-        .to_string()
+        .unwrap_or_default()
     }
 
-    /// The posterior `to_json` wrote; raises `InputError` for anything else.
+    /// The posterior `to_json` (or `vrf user`, whose `references` counts as `count`) wrote;
+    /// raises `InputError` for anything else.
     #[staticmethod]
     fn from_json(text: &str) -> PyResult<Self> {
         let v: serde_json::Value =
@@ -99,7 +109,7 @@ impl Posterior {
         if weights.is_empty() {
             return Err(input("posterior JSON: `weights` is empty"));
         }
-        let count = match v.get("count") {
+        let count = match v.get("count").or_else(|| v.get("references")) {
             None | Some(serde_json::Value::Null) => None,
             Some(c) => Some(
                 c.as_u64()
@@ -110,10 +120,16 @@ impl Posterior {
             ),
         };
         let (mean, var) = latent.into_parts();
-        let uncertainty = v
-            .get("uncertainty")
-            .and_then(|u| u.as_f64())
-            .map_or_else(|| var.mean().unwrap_or(0.0), |u| u as f32);
+        let uncertainty = match v.get("uncertainty") {
+            None => var.mean().unwrap_or(0.0),
+            Some(u) => u
+                .as_f64()
+                .map(|u| u as f32)
+                .filter(|u| u.is_finite() && *u >= 0.0)
+                .ok_or_else(|| {
+                    input("posterior JSON: `uncertainty` must be a finite number ≥ 0")
+                })?,
+        };
         Ok(Self {
             inner: UserPosterior {
                 mean,

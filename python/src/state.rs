@@ -10,6 +10,8 @@ use crate::posterior::Posterior;
 
 /// A user's running evidence (the natural parameters of the product of Gaussians), tied to the
 /// model that made it; `Model.new_state()` starts one, `Model.load_state(json)` restores one.
+/// One state belongs to one thread at a time: a second thread using it while `observe` runs
+/// gets pyo3's "already borrowed" error.
 #[pyclass(module = "vrf")]
 pub struct State {
     model: Py<Model>,

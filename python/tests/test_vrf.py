@@ -176,12 +176,65 @@ def test_backbone_calls_release_the_gil(model):
 
     t = threading.Thread(target=spin)
     t.start()
+    # The spinner's rate while this thread sleeps (the GIL free)...
     time.sleep(0.05)
-    pairs = [("Explain how ownership works, in detail.", f"Answer {i}: " + "word " * 40) for i in range(400)]
-    before = ticks[0]
+    t0, before = time.perf_counter(), ticks[0]
+    time.sleep(0.2)
+    rate = (ticks[0] - before) / (time.perf_counter() - t0)
+    # ...and during a backbone call of at least ~0.2 s. Holding the GIL for the call would let
+    # the spinner run one switch interval (5 ms) at most.
+    pairs = [("Explain how ownership works, in detail.", f"Answer {i}: " + "word " * 40) for i in range(600)]
+    t0, before = time.perf_counter(), ticks[0]
     model.features(pairs)
+    elapsed = time.perf_counter() - t0
     during = ticks[0] - before
     stop.set()
     t.join()
-    # Holding the GIL for the whole call would leave the other thread at (almost) zero.
-    assert during > 1000, during
+    assert elapsed > 0.1, elapsed
+    assert during > 0.3 * rate * elapsed, (during, rate, elapsed)
+
+
+def test_the_bundled_onnx_runtime_is_found():
+    from vrf import _ortlib
+
+    assert "ORT_DYLIB_PATH" not in os.environ
+    path = _ortlib.find()
+    assert path is not None and os.path.join("onnxruntime", "capi") in path and os.path.isfile(path), path
+
+
+def test_more_inputs_and_paths(model, data):
+    refs = data["refs"][data["unseen"][0]]
+    as_lists = [[r["prompt"], r["chosen"], r["rejected"]] for r in refs]
+    np.testing.assert_array_equal(model.user(as_lists).weights, model.user(refs).weights)
+    assert set(model.seen_user_ids()) == set(data["seen"])
+    post = model.user(refs)
+    p = model.preference_probability(post, refs[0]["prompt"], refs[0]["chosen"], refs[0]["rejected"])
+    q = model.preference_probability(post, refs[0]["prompt"], refs[0]["rejected"], refs[0]["chosen"])
+    assert 0.0 < p < 1.0 and abs(p + q - 1.0) < 1e-5
+    with pytest.raises(vrf.InputError, match="half_life"):
+        model.new_state().observe(refs, half_life=0.0)
+    with pytest.raises(vrf.InputError):
+        vrf.Model(MODEL, batch_size=0)
+    # `vrf user` output reads back, its reference count as the count.
+    want = cli("user", "--refs", "-", stdin=jsonl(refs))[0]
+    back = vrf.Posterior.from_json(json.dumps(want))
+    assert back.count == len(refs)
+    np.testing.assert_array_equal(back.weights, np.asarray(want["weights"], dtype=np.float32))
+    # to_json writes f32 values in their shortest form, exactly as the CLI does.
+    assert json.loads(post.to_json())["weights"] == want["weights"]
+
+
+def test_reward_fn_resolves_users_by_content_not_identity(model, data):
+    u0, u1 = data["unseen"][:2]
+    refs = {u: data["refs"][u] for u in (u0, u1)}
+    order = [u0, u1, u0, u1, u1]
+    # Fresh lists each sample (as a dataset gives them): freed lists' id()s get reused.
+    reward = vrf.reward_fn(model, lambda i, row: [dict(r) for r in refs[order[i]]])
+    prompts = ["Explain ownership."] * len(order)
+    completions = ["One owner per value."] * len(order)
+    got = reward(prompts, completions)
+    want = [float(model.score(model.user(refs[u]), prompts[0], completions[:1])[0]) for u in order]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    wrong_k = vrf.Posterior.from_json(json.dumps({"mean": [0.0] * model.d, "var": [1.0] * model.d, "weights": [1.0]}))
+    with pytest.raises(vrf.InputError, match="K ="):
+        vrf.reward_fn(model, lambda i, row: wrong_k)(prompts, completions)

@@ -59,6 +59,21 @@ def _text(x: Any, role: str) -> str:
     raise InputError(f"expected a string or a list of {{'role', 'content'}} messages, got {type(x).__name__}")
 
 
+def _user_key(spec: Any) -> Hashable:
+    """What identifies a user spec within one call: an id or references by value, a posterior
+    by identity."""
+    if isinstance(spec, str):
+        return ("id", spec)
+    if isinstance(spec, Posterior):
+        return ("posterior", id(spec))
+    try:
+        return ("refs", tuple(
+            (r["prompt"], r["chosen"], r["rejected"]) if isinstance(r, dict) else tuple(r) for r in spec
+        ))
+    except (KeyError, TypeError) as e:
+        raise InputError(f"a user must be an id, a Posterior or reference triplets: {e}") from None
+
+
 def reward_fn(
     model: Model,
     user_of: Union[str, Callable[[int, Dict[str, Any]], UserSpec]],
@@ -71,6 +86,8 @@ def reward_fn(
     ``user_of(i, row) -> user`` where ``row`` holds sample ``i``'s columns and ``user`` is a seen
     user's id, a ``Posterior``, or that user's reference triplets. All completions go through
     the backbone in one batched call (the GIL released); each user is resolved once per call.
+    Conversational samples are reduced to the last user message and the last assistant
+    message; texts longer than the model's context are truncated from the left, as in training.
     """
 
     def reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> List[float]:
@@ -82,7 +99,9 @@ def reward_fn(
         columns = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple)) and len(v) == n}
         pairs = [(_text(p, "user"), _text(c, "assistant")) for p, c in zip(prompts, completions)]
         _, rewards = model.features(pairs)
-        weights: Dict[Hashable, np.ndarray] = {}
+        # Each user is resolved once per call: ids and references by content, posteriors by
+        # identity (kept alive in the cache, so an id() is never reused for another one).
+        cache: Dict[Hashable, Any] = {}
         out: List[float] = []
         for i in range(n):
             if isinstance(user_of, str):
@@ -91,16 +110,19 @@ def reward_fn(
                 spec: UserSpec = columns[user_of][i]
             else:
                 spec = user_of(i, {k: v[i] for k, v in columns.items()})
-            key: Hashable = spec if isinstance(spec, str) else id(spec)
-            if key not in weights:
+            key = _user_key(spec)
+            if key not in cache:
                 if isinstance(spec, Posterior):
                     post = spec
                 elif isinstance(spec, str):
                     post = model.seen_user(spec)
                 else:
                     post = model.user(spec)
-                weights[key] = post.weights
-            out.append(float(np.dot(rewards[i].astype(np.float64), weights[key].astype(np.float64))))
+                w = np.asarray(post.weights, dtype=np.float64)
+                if w.shape != (model.k,):
+                    raise InputError(f"sample {i}: the user's weights have shape {w.shape}, the model has K = {model.k}")
+                cache[key] = (spec, w)
+            out.append(float(np.dot(rewards[i].astype(np.float64), cache[key][1])))
         return out
 
     reward.__name__ = "vrf_reward"

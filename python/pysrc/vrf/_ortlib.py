@@ -16,7 +16,7 @@ def find():
         return None
     for root in spec.submodule_search_locations:
         capi = pathlib.Path(root) / "capi"
-        for pattern in ("libonnxruntime.so*", "libonnxruntime*.dylib", "onnxruntime.dll"):
+        for pattern in ("libonnxruntime.so*", "libonnxruntime.*dylib", "onnxruntime.dll"):
             found = sorted(p for p in capi.glob(pattern) if p.is_file())
             if found:
                 # The versioned file (libonnxruntime.so.1.31.1) sorts last.
