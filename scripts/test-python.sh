@@ -14,6 +14,23 @@ if [ ! -x "$tools/bin/maturin" ]; then
   "$tools/bin/pip" install -q --upgrade pip
   "$tools/bin/pip" install -q "maturin>=1.9,<2"
 fi
+if [ ! -x "$tools/bin/openapi-spec-validator" ]; then
+  "$tools/bin/pip" install -q "openapi-spec-validator>=0.7,<1" pyyaml
+fi
+
+# docs/openapi.yaml is a valid OpenAPI document and lists exactly the routes vrf serve has.
+"$tools/bin/python" - <<'PY'
+import re, yaml
+from openapi_spec_validator import validate
+spec = yaml.safe_load(open("docs/openapi.yaml"))
+validate(spec)
+routes = {}
+for path, methods in re.findall(r'\.route\("([^"]+)",\s*([^)]*\)(?:\.\w+\(\w+\))*)', open("runtime/src/serve/routes.rs").read()):
+    routes[path] = set(re.findall(r'(get|post|delete|put|patch)\(', methods))
+documented = {p: {m for m in ops if m in ("get", "post", "delete", "put", "patch")} for p, ops in spec["paths"].items()}
+assert routes == documented, f"router {routes} vs openapi {documented}"
+print(f"openapi: valid, {len(routes)} routes match the router")
+PY
 rm -rf target/wheels
 "$tools/bin/maturin" build -q -m python/Cargo.toml -o target/wheels --interpreter python3
 wheels=(target/wheels/vrf-*.whl)
