@@ -305,11 +305,16 @@ impl VrfModel {
                 });
             }
         }
-        // The graph (and its external data) is hashed here and loaded by ONNX Runtime from disk.
-        verified(&manifest.onnx.file)?;
-        if let Some(ext) = &manifest.onnx.external_data {
-            verified(ext)?;
-        }
+        // The graph and its external data are loaded by ONNX Runtime from disk; they are hashed
+        // (streamed, constant memory) on other threads while the session is created, so a
+        // multi-GB model costs the longer of the two, not their sum.
+        let graph_files: Vec<&str> = if opts.verify_checksums {
+            std::iter::once(manifest.onnx.file.as_str())
+                .chain(manifest.onnx.external_data.as_deref())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let user = UserModel::from_unverified_bytes(&manifest, &verified(USER_MODEL_FILE)?)
             .map_err(|e| with_dir(e, &dir))?;
         let seen = SeenUsers::from_json(
@@ -326,15 +331,33 @@ impl VrfModel {
             manifest.text.max_len,
             manifest.text.pad_id,
         )?;
-        let backbone = OnnxBackbone::open(
-            &dir.join(&manifest.onnx.file),
-            &manifest.onnx,
-            manifest.hidden,
-            manifest.k,
-            opts.threads(),
-            opts.provider(),
-            opts.ort_library(),
-        )?;
+        let (backbone, hashed) = std::thread::scope(|scope| {
+            let hashing: Vec<_> = graph_files
+                .iter()
+                .map(|name| {
+                    let (dir, manifest) = (&dir, &manifest);
+                    scope.spawn(move || verify_streamed(dir, manifest, name))
+                })
+                .collect();
+            let backbone = OnnxBackbone::open(
+                &dir.join(&manifest.onnx.file),
+                &manifest.onnx,
+                manifest.hidden,
+                manifest.k,
+                opts.threads(),
+                opts.provider(),
+                opts.ort_library(),
+            );
+            let hashed: Result<(), RuntimeError> = hashing.into_iter().try_for_each(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(RuntimeError::Input("the checksum thread panicked".into()))
+                })
+            });
+            (backbone, hashed)
+        });
+        // A corrupted graph is reported as such, even when ONNX Runtime also refused it.
+        hashed?;
+        let backbone = backbone?;
         let seen_index = seen
             .users
             .iter()
@@ -590,6 +613,53 @@ impl VrfModel {
             .user
             .preference_probability(user, f.rewards.row(0), f.rewards.row(1))?)
     }
+}
+
+/// Streams `dir/name` through SHA-256 (64 KiB at a time) and checks size and digest against the
+/// manifest's entry; the error names the file.
+fn verify_streamed(dir: &Path, manifest: &Manifest, name: &str) -> Result<(), RuntimeError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let path = dir.join(name);
+    let io = |cause| RuntimeError::Io {
+        path: path.clone(),
+        cause,
+    };
+    let entry = manifest
+        .files
+        .get(name)
+        .ok_or_else(|| crate::ModelError::UnlistedFile {
+            file: name.to_string(),
+        })?;
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let got = crate::format::FileEntry {
+        sha256: hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        bytes,
+    };
+    if got != *entry {
+        return Err(crate::ModelError::Checksum {
+            file: path.display().to_string(),
+            expected: entry.sha256.clone(),
+            got: got.sha256,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Prefixes a checksum error's file name with the directory.

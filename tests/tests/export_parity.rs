@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use ndarray::{Array1, Array2, ArrayView2};
-use vrf_runtime::format::{FileEntry, MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE};
+use vrf_runtime::format::{
+    FileEntry, BACKBONE_FILE, MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
+};
 use vrf_runtime::text::PAD_CANDIDATES;
 use vrf_runtime::{
     ExecutionProvider, ModelError, Question, Reference, RuntimeError, RuntimeOptions,
@@ -341,6 +343,20 @@ fn broken_model_directories_and_inputs_give_clear_errors() {
         "{e}"
     );
     assert!(e.to_string().contains(USER_MODEL_FILE), "{e}");
+
+    // The graph too, hashed (streamed) while ONNX Runtime creates its session: the checksum
+    // error wins over whatever ONNX Runtime makes of the damage.
+    let d = copy_model("corrupt-graph");
+    let mut bytes = std::fs::read(d.join(BACKBONE_FILE)).unwrap();
+    let n = bytes.len() / 2;
+    bytes[n] ^= 0x01;
+    std::fs::write(d.join(BACKBONE_FILE), bytes).unwrap();
+    let e = runtime(&d).unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::Model(ModelError::Checksum { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains(BACKBONE_FILE), "{e}");
 
     // A manifest from the future.
     let d = copy_model("version");
