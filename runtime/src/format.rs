@@ -127,6 +127,26 @@ impl FileEntry {
             bytes: bytes.len() as u64,
         }
     }
+
+    /// Digest and size of everything `reader` yields, read 64 KiB at a time (constant memory,
+    /// for files too large to hold just to hash them).
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<Self> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut bytes = 0u64;
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        Ok(Self {
+            sha256: hex(&hasher.finalize()),
+            bytes,
+        })
+    }
 }
 
 /// `vrf.json`: everything needed to serve the model, plus a digest of every file.
@@ -281,10 +301,19 @@ pub fn check_version(
 /// Errors unless `bytes` are the file `name` whose manifest entry is `entry` (size and SHA-256);
 /// `None`: the manifest does not list it.
 pub fn verify_file(name: &str, entry: Option<&FileEntry>, bytes: &[u8]) -> Result<(), ModelError> {
+    check_entry(name, entry, FileEntry::of(bytes))
+}
+
+/// Errors unless `got` (a file's digest and size, e.g. from [`FileEntry::of_reader`]) is the
+/// manifest's `entry` for `name`; `None`: the manifest does not list it.
+pub fn check_entry(
+    name: &str,
+    entry: Option<&FileEntry>,
+    got: FileEntry,
+) -> Result<(), ModelError> {
     let entry = entry.ok_or_else(|| ModelError::UnlistedFile {
         file: name.to_string(),
     })?;
-    let got = FileEntry::of(bytes);
     if got != *entry {
         return Err(ModelError::Checksum {
             file: name.to_string(),
@@ -346,10 +375,12 @@ impl UserModelSpec {
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One cached posterior of a training ("seen") user.
@@ -494,6 +525,16 @@ pub(crate) mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn streamed_digests_equal_in_memory_ones() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(
+            FileEntry::of_reader(&data[..]).unwrap(),
+            FileEntry::of(&data)
+        );
+        assert_eq!(FileEntry::of_reader(&b""[..]).unwrap(), FileEntry::of(b""));
     }
 
     #[test]

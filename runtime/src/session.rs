@@ -19,7 +19,8 @@ use ndarray::{s, Array1, Array2};
 use crate::backbone::{BackboneOutput, ExecutionProvider, OnnxBackbone};
 use crate::error::RuntimeError;
 use crate::format::{
-    Manifest, SeenUsers, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
+    check_entry, FileEntry, Manifest, SeenUsers, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE,
+    USER_MODEL_FILE,
 };
 use crate::math::{argmax, Posterior, QuestionValue, UserPosterior};
 use crate::text::{TextEncoder, TextTemplate};
@@ -615,51 +616,14 @@ impl VrfModel {
     }
 }
 
-/// Streams `dir/name` through SHA-256 (64 KiB at a time) and checks size and digest against the
+/// Streams `dir/name` through SHA-256 (constant memory) and checks size and digest against the
 /// manifest's entry; the error names the file.
 fn verify_streamed(dir: &Path, manifest: &Manifest, name: &str) -> Result<(), RuntimeError> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
     let path = dir.join(name);
-    let io = |cause| RuntimeError::Io {
-        path: path.clone(),
-        cause,
-    };
-    let entry = manifest
-        .files
-        .get(name)
-        .ok_or_else(|| crate::ModelError::UnlistedFile {
-            file: name.to_string(),
-        })?;
-    let mut file = std::fs::File::open(&path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let got = crate::format::FileEntry {
-        sha256: hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        bytes,
-    };
-    if got != *entry {
-        return Err(crate::ModelError::Checksum {
-            file: path.display().to_string(),
-            expected: entry.sha256.clone(),
-            got: got.sha256,
-        }
-        .into());
-    }
-    Ok(())
+    let got = std::fs::File::open(&path)
+        .and_then(FileEntry::of_reader)
+        .map_err(|cause| RuntimeError::Io { path, cause })?;
+    Ok(check_entry(name, manifest.files.get(name), got).map_err(|e| with_dir(e, dir))?)
 }
 
 /// Prefixes a checksum error's file name with the directory.
