@@ -151,12 +151,7 @@ fn main() -> anyhow::Result<()> {
     let start = |batch: BatchOptions,
                  dir: &std::path::Path|
      -> anyhow::Result<(Server, SocketAddr)> {
-        let store = SqliteStore::open(
-            dir.join("users.sqlite"),
-            &m.digest(),
-            m.encoder.pooling,
-            m.d,
-        )?;
+        let store = SqliteStore::for_model(dir.join("users.sqlite"), m)?;
         let mut o = ServeOptions::default();
         o.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         o.batch = batch;

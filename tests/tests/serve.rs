@@ -48,9 +48,7 @@ fn model() -> Arc<VrfModel> {
 }
 
 fn open_store(path: &Path) -> SqliteStore {
-    let m = model();
-    let m = m.manifest();
-    SqliteStore::open(path, &m.digest(), m.encoder.pooling, m.d).unwrap()
+    SqliteStore::for_model(path, model().manifest()).unwrap()
 }
 
 /// A server on a free loopback port with a store in `dir`.

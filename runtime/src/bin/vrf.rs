@@ -478,8 +478,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // The token first: a bad one fails before the model loads or the store file is created.
     let token = token(&a)?;
     let model = Arc::new(load(&a.m)?);
-    let m = model.manifest();
-    let store = SqliteStore::open(&a.store, &m.digest(), m.encoder.pooling, m.d)?;
+    let store = SqliteStore::for_model(&a.store, model.manifest())?;
     let users = store.len()?;
     let mut opts = ServeOptions::default();
     opts.bind = a.bind;
@@ -511,7 +510,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     } else {
         "none (loopback)"
     };
-    let digest = m.digest();
+    let digest = model.manifest().digest();
     let server = Server::start(Arc::clone(&model), Arc::new(store), opts)?;
     eprintln!(
         "vrf serve: listening on http://{} (model {}, digest {}…; store {}, {users} users; auth: {auth})",

@@ -14,8 +14,7 @@
 //! use vrf_runtime::{RuntimeOptions, VrfModel};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let model = Arc::new(VrfModel::load("models/demo", &RuntimeOptions::new().with_threads(2))?);
-//! let m = model.manifest();
-//! let store = SqliteStore::open("users.sqlite", &m.digest(), m.encoder.pooling, m.d)?;
+//! let store = SqliteStore::for_model("users.sqlite", model.manifest())?;
 //! let server = Server::start(model, Arc::new(store), ServeOptions::default())?;
 //! println!("listening on {}", server.local_addr());
 //! server.wait()?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::store::{now_ms, StoreError, StoredUser, Update, UserStore};
-use crate::format::Pooling;
+use crate::format::{Manifest, Pooling};
 use crate::user_model::UserState;
 
 /// What the `meta` table's `schema` row says of a user store.
@@ -106,6 +106,16 @@ impl SqliteStore {
         };
         store.check_or_init(path, digest)?;
         Ok(store)
+    }
+
+    /// [`SqliteStore::open`] for the model `manifest` describes (its digest, pooling and `d`).
+    pub fn for_model(path: impl AsRef<Path>, manifest: &Manifest) -> Result<Self, StoreError> {
+        Self::open(
+            path,
+            &manifest.digest(),
+            manifest.encoder.pooling,
+            manifest.d,
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
