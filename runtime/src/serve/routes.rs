@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ndarray::{s, Array1};
+use ndarray::{s, Array1, Array2};
 
 use super::api::{
     check_id, Health, InlinePosterior, Limits, NextQuestionRequest, NextQuestionResponse,
@@ -124,22 +124,17 @@ async fn features(
 /// The first `at` texts' features and the rest's.
 fn split_features(f: Features, at: usize) -> (Features, Features) {
     let (before, after): (Vec<usize>, Vec<usize>) = f.truncated.iter().partition(|&&i| i < at);
-    let part = |a: &ndarray::Array2<f32>, first: bool| {
-        if first {
-            a.slice(s![..at, ..]).to_owned()
-        } else {
-            a.slice(s![at.., ..]).to_owned()
-        }
-    };
+    let head = |a: &Array2<f32>| a.slice(s![..at, ..]).to_owned();
+    let tail = |a: &Array2<f32>| a.slice(s![at.., ..]).to_owned();
     (
         Features {
-            hidden: part(&f.hidden, true),
-            rewards: part(&f.rewards, true),
+            hidden: head(&f.hidden),
+            rewards: head(&f.rewards),
             truncated: before,
         },
         Features {
-            hidden: part(&f.hidden, false),
-            rewards: part(&f.rewards, false),
+            hidden: tail(&f.hidden),
+            rewards: tail(&f.rewards),
             truncated: after.into_iter().map(|i| i - at).collect(),
         },
     )
@@ -160,14 +155,14 @@ async fn store_op<T: Send + 'static>(
     Ok(r?)
 }
 
-fn stored_view(st: &AppState, id: &str, u: &StoredUser) -> Result<UserView, ApiError> {
-    let p = st.model.posterior_of(&u.state)?;
-    Ok(UserView {
+/// The view of a stored user whose posterior is `p`.
+fn stored_view(id: &str, u: &StoredUser, p: &UserPosterior) -> UserView {
+    UserView {
         count: Some(u.state.count),
         created_at_ms: Some(u.created_at_ms),
         updated_at_ms: Some(u.updated_at_ms),
-        ..UserView::new(id, "store", &p)
-    })
+        ..UserView::new(id, "store", p)
+    }
 }
 
 /// A stored user's posterior, else a seen user's; 404 when neither has the id.
@@ -203,7 +198,7 @@ async fn get_user(
 ) -> Result<Json<UserView>, ApiError> {
     let (p, stored) = lookup(&st, &id).await?;
     Ok(Json(match stored {
-        Some(u) => stored_view(&st, &id, &u)?,
+        Some(u) => stored_view(&id, &u, &p),
         None => UserView::new(&id, "seen", &p),
     }))
 }
@@ -250,7 +245,8 @@ async fn observe(
         })
     })
     .await?;
-    Ok(Json(stored_view(&st, &id, &stored)?))
+    let p = st.model.posterior_of(&stored.state)?;
+    Ok(Json(stored_view(&id, &stored, &p)))
 }
 
 fn inline_posterior(st: &AppState, p: &InlinePosterior) -> Result<UserPosterior, ApiError> {
