@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use ndarray::{s, Array1, Array2, Axis};
 use vrf_runtime::math::best_question;
-use vrf_runtime::{Reference, RuntimeOptions, UserModel, UserState, VrfModel};
+use vrf_runtime::{Features, Reference, RuntimeOptions, UserModel, UserState, VrfModel};
 use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, ExportOptions};
 
@@ -33,54 +33,54 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
-/// One unseen user's precomputed pairs: references as questions, eval pairs as the test.
+/// One unseen user's pairs, through the backbone once: references as questions, eval pairs as
+/// the test.
 struct User {
+    /// Backbone outputs of the references, chosen then rejected per pair (`Reference::texts`).
+    refs: Features,
     /// Pair features of (chosen, rejected), the user's answer, `[R, F]`.
     ab: Array2<f32>,
-    /// Pair features of (rejected, chosen), the other answer, `[R, F]`.
-    ba: Array2<f32>,
-    /// Basis-reward differences chosen − rejected of the references, `[R, K]`.
-    delta: Array2<f32>,
-    /// Basis-reward differences chosen − rejected of the eval pairs, `[E, K]`.
-    eval_delta: Array2<f32>,
+    /// Backbone outputs of the eval pairs, chosen then rejected per pair.
+    evals: Features,
 }
 
-fn triplets(ds: &Dataset, idx: &[usize], swap: bool) -> Vec<Reference> {
-    idx.iter()
+/// Backbone outputs of a user's triplets `idx`, chosen then rejected per pair.
+fn features(model: &VrfModel, ds: &Dataset, idx: &[usize]) -> anyhow::Result<Features> {
+    let refs: Vec<Reference> = idx
+        .iter()
         .map(|&i| {
             let t = &ds.triplets[i];
-            let (c, r) = if swap {
-                (&t.rejected, &t.chosen)
-            } else {
-                (&t.chosen, &t.rejected)
-            };
-            Reference::new(t.prompt.clone(), c.clone(), r.clone())
+            Reference::new(t.prompt.clone(), t.chosen.clone(), t.rejected.clone())
         })
-        .collect()
-}
-
-/// chosen − rejected basis rewards of reference triplets.
-fn deltas(model: &VrfModel, refs: &[Reference]) -> anyhow::Result<Array2<f32>> {
+        .collect();
     let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
-    let f = model.features(&texts)?;
-    let r = f.rewards;
-    let chosen = r.select(Axis(0), &(0..refs.len()).map(|i| 2 * i).collect::<Vec<_>>());
-    let rejected = r.select(
-        Axis(0),
-        &(0..refs.len()).map(|i| 2 * i + 1).collect::<Vec<_>>(),
-    );
-    Ok(chosen - rejected)
+    Ok(model.features(&texts)?)
 }
 
-/// Accuracy of a state's posterior weights on eval deltas (the population before any answer).
-fn accuracy(um: &UserModel, state: &UserState, eval_delta: &Array2<f32>) -> anyhow::Result<f64> {
+/// The questions `pairs` of `f` (pair i: rows 2i and 2i + 1).
+fn pairs_of(f: &Features, pairs: &[usize]) -> Features {
+    let rows: Vec<usize> = pairs.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect();
+    Features {
+        hidden: f.hidden.select(Axis(0), &rows),
+        rewards: f.rewards.select(Axis(0), &rows),
+        truncated: Vec::new(),
+    }
+}
+
+/// Accuracy of a state's posterior on eval pairs, chosen scored above rejected (the population
+/// before any answer).
+fn accuracy(um: &UserModel, state: &UserState, evals: &Features) -> anyhow::Result<f64> {
     let user = if state.count == 0 {
         um.posterior_from_latent(&um.bases().population()?)?
     } else {
         um.posterior_of(state)?
     };
-    let margins = eval_delta.dot(&user.weights);
-    Ok(margins.iter().filter(|m| **m > 0.0).count() as f64 / margins.len() as f64)
+    let scores = um.score(&user, evals.rewards.view())?;
+    let pairs = scores.len() / 2;
+    let right = (0..pairs)
+        .filter(|&i| scores[2 * i] > scores[2 * i + 1])
+        .count();
+    Ok(right as f64 / pairs as f64)
 }
 
 /// Observes B's references one at a time (forgetting with `decay`), appending the accuracy on
@@ -92,10 +92,10 @@ fn follow(
     decay: f32,
     cells: &mut [Vec<f64>],
 ) -> anyhow::Result<()> {
-    cells[0].push(accuracy(um, state, &b.eval_delta)?);
+    cells[0].push(accuracy(um, state, &b.evals)?);
     for (j, cell) in cells.iter_mut().enumerate().skip(1) {
         um.observe_forgetting(state, b.ab.slice(s![j - 1..j, ..]), decay)?;
-        cell.push(accuracy(um, state, &b.eval_delta)?);
+        cell.push(accuracy(um, state, &b.evals)?);
     }
     Ok(())
 }
@@ -152,12 +152,11 @@ fn main() -> anyhow::Result<()> {
         if refs.is_empty() || evals.is_empty() {
             continue;
         }
-        let fwd = triplets(&ds, refs, false);
+        let refs = features(&model, &ds, refs)?;
         users.push(User {
-            ab: model.pair_features(&fwd)?.features,
-            ba: model.pair_features(&triplets(&ds, refs, true))?.features,
-            delta: deltas(&model, &fwd)?,
-            eval_delta: deltas(&model, &triplets(&ds, evals, false))?,
+            ab: model.pair_features_of(&refs)?.features,
+            refs,
+            evals: features(&model, &ds, evals)?,
         });
     }
     anyhow::ensure!(
@@ -185,27 +184,22 @@ fn main() -> anyhow::Result<()> {
     for u in &users {
         let mut state = um.new_state();
         let mut left: Vec<usize> = (0..pool).collect();
-        active[0].push(accuracy(um, &state, &u.eval_delta)?);
+        active[0].push(accuracy(um, &state, &u.evals)?);
         for acc in active.iter_mut().skip(1) {
-            let values = um.question_values(
-                &state,
-                u.ab.select(Axis(0), &left).view(),
-                u.ba.select(Axis(0), &left).view(),
-                u.delta.select(Axis(0), &left).view(),
-            )?;
+            let values = model.question_values_of(&state, &pairs_of(&u.refs, &left))?;
             let pick = left.remove(best_question(&values).unwrap_or(0));
             um.observe(&mut state, u.ab.select(Axis(0), &[pick]).view())?;
-            acc.push(accuracy(um, &state, &u.eval_delta)?);
+            acc.push(accuracy(um, &state, &u.evals)?);
         }
         let mut sums = Array1::<f64>::zeros(pool + 1);
         for _ in 0..orders {
             let mut order: Vec<usize> = (0..pool).collect();
             rng.shuffle(&mut order);
             let mut state = um.new_state();
-            sums[0] += accuracy(um, &state, &u.eval_delta)?;
+            sums[0] += accuracy(um, &state, &u.evals)?;
             for (k, &q) in order.iter().enumerate() {
                 um.observe(&mut state, u.ab.select(Axis(0), &[q]).view())?;
-                sums[k + 1] += accuracy(um, &state, &u.eval_delta)?;
+                sums[k + 1] += accuracy(um, &state, &u.evals)?;
             }
         }
         for (k, s) in sums.iter().enumerate() {
@@ -252,7 +246,7 @@ fn main() -> anyhow::Result<()> {
         for (c, h) in half_lives.iter().enumerate() {
             let mut state = um.new_state();
             um.observe_forgetting(&mut state, a.ab.slice(s![..pool, ..]), decay(*h))?;
-            stable[c].push(accuracy(um, &state, &a.eval_delta)?);
+            stable[c].push(accuracy(um, &state, &a.evals)?);
             follow(um, &mut state, b, decay(*h), &mut drift[c])?;
         }
         follow(
