@@ -21,8 +21,8 @@ mod load;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use vrf_runtime::serve::{BatchOptions, ServeOptions, Server, SqliteStore, UserStore};
@@ -45,37 +45,15 @@ fn direct(
     callers: usize,
     per_caller: usize,
 ) -> load::LoadResult {
-    let go = Arc::new(Barrier::new(callers + 1));
-    let handles: Vec<_> = (0..callers)
-        .map(|_| {
-            let (go, model, user) = (Arc::clone(&go), Arc::clone(model), user.clone());
-            let (prompt, cands) = (prompt.to_string(), cands.to_vec());
-            std::thread::spawn(move || {
-                let refs: Vec<&str> = cands.iter().map(String::as_str).collect();
-                go.wait();
-                (0..per_caller)
-                    .map(|_| {
-                        let t = Instant::now();
-                        model.score(&user, &prompt, &refs).expect("library score");
-                        t.elapsed()
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    go.wait();
-    let started = Instant::now();
-    let latencies: Vec<Duration> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    let mut statuses = std::collections::BTreeMap::new();
-    statuses.insert(200, latencies.len());
-    load::LoadResult {
-        latencies,
-        statuses,
-        elapsed: started.elapsed(),
-    }
+    load::run(callers, per_caller, || {
+        let (model, user) = (Arc::clone(model), user.clone());
+        let (prompt, cands) = (prompt.to_string(), cands.to_vec());
+        move || {
+            let refs: Vec<&str> = cands.iter().map(String::as_str).collect();
+            model.score(&user, &prompt, &refs).expect("library score");
+            200
+        }
+    })
 }
 
 fn row(name: &str, r: &load::LoadResult) {

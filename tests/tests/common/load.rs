@@ -1,5 +1,6 @@
-//! A closed-loop load driver for `vrf serve`: `clients` threads, each sending its requests one
-//! after another, all started together; bounded in count, so it stops by itself.
+//! A closed-loop load driver for `vrf serve` (and, for reference, for direct library calls):
+//! `clients` threads, each making its calls one after another, all started together; bounded in
+//! count, so it stops by itself.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,17 +56,30 @@ pub fn drive(
     clients: usize,
     per_client: usize,
 ) -> LoadResult {
+    let (path, body) = (Arc::new(path.to_string()), Arc::new(body.to_string()));
+    run(clients, per_client, move || {
+        let (path, body) = (Arc::clone(&path), Arc::clone(&body));
+        move || http::request(addr, "POST", &path, Some(&body), &[]).map_or(0, |r| r.status)
+    })
+}
+
+/// `clients` threads, all started together, each making `per_client` calls of the call
+/// `client()` gives it, one after another; a call returns its status (0: no answer).
+pub fn run<C, F>(clients: usize, per_client: usize, client: F) -> LoadResult
+where
+    F: Fn() -> C,
+    C: FnMut() -> u16 + Send + 'static,
+{
     let go = Arc::new(Barrier::new(clients + 1));
     let handles: Vec<_> = (0..clients)
         .map(|_| {
-            let (go, path, body) = (Arc::clone(&go), path.to_string(), body.to_string());
+            let (go, mut call) = (Arc::clone(&go), client());
             std::thread::spawn(move || {
                 go.wait();
                 (0..per_client)
                     .map(|_| {
                         let t = Instant::now();
-                        let status = http::request(addr, "POST", &path, Some(&body), &[])
-                            .map_or(0, |r| r.status);
+                        let status = call();
                         (status, t.elapsed())
                     })
                     .collect::<Vec<_>>()
