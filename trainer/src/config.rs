@@ -36,6 +36,27 @@ pub enum Schedule {
     Staged,
 }
 
+/// How stage 1 of the staged fit parametrises each seen user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StageOneUsers {
+    /// Simplex weights softmax(logits_u) over the K basis rewards, as at inference.
+    Softmax,
+    /// Unconstrained user vectors u_u (r_u = u_uᵀφ, plain BT, L2 on u), turned into simplex
+    /// weights over K archetype bases at the end of stage 1 (`train/archetypes.rs`).
+    Vectors,
+}
+
+/// Where stage 2 draws a seen user's random reference subsets from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StageTwoPool {
+    /// The user's reference pairs only.
+    Refs,
+    /// The user's reference and target pairs (subset sizes still 1..=|R_u|).
+    All,
+}
+
 /// How end-to-end steps are batched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -106,7 +127,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
-            k: 8,
+            k: 12,
             d: 32,
             tau: 1.0,
             enc_phi: true,
@@ -199,6 +220,10 @@ pub struct TrainConfig {
     pub prompts_per_step: usize,
     /// Stage 1: also apply the loss to the users' reference pairs.
     pub s1_use_ref: bool,
+    /// Stage 1: softmax user weights, or free user vectors turned into archetypes afterwards.
+    pub s1_users: StageOneUsers,
+    /// Stage 1 with user vectors: weight of the L2 penalty mean(u²) on the vectors.
+    pub s1_vector_l2: f64,
     /// Epochs of self-supervised pretraining of the backbone (next-token prediction through the
     /// tied embeddings on the training prompts' texts) before the reward stages; 0: none.
     pub lm_epochs: usize,
@@ -213,6 +238,8 @@ pub struct TrainConfig {
     pub s2_users_per_step: usize,
     /// Stage 2: smallest random reference subset shown for a user.
     pub s2_min_refs: usize,
+    /// Stage 2: draw the subsets from the reference pairs only, or from reference + target pairs.
+    pub s2_pool: StageTwoPool,
     /// Stage 3 (end to end after staging) epochs; 0 skips it.
     pub s3_epochs: usize,
     /// Fraction of seen users held out of stage 2 to choose its stopping point.
@@ -242,18 +269,21 @@ impl Default for TrainConfig {
             weight_decay: 0.01,
             warmup: 0.05,
             grad_clip: 1.0,
-            epochs: 5,
+            epochs: 8,
             batching: Batching::Prompts,
             users_per_step: 8,
             targets_per_user: 8,
             prompts_per_step: 4,
             s1_use_ref: true,
+            s1_users: StageOneUsers::Vectors,
+            s1_vector_l2: 1e-3,
             lm_epochs: 0,
-            s1_head_epochs: 0,
+            s1_head_epochs: 10,
             s2_epochs: 100,
             s2_lr: 1e-2,
             s2_users_per_step: 32,
             s2_min_refs: 1,
+            s2_pool: StageTwoPool::All,
             s3_epochs: 0,
             holdout_frac: 0.1,
             eval_every: 0,
@@ -374,6 +404,7 @@ impl RunConfig {
             ("loss.lambda_ent", l.lambda_ent),
             ("train.weight_decay", t.weight_decay),
             ("train.grad_clip", t.grad_clip),
+            ("train.s1_vector_l2", t.s1_vector_l2),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return err(f, "must be a finite number ≥ 0");
@@ -396,6 +427,15 @@ impl RunConfig {
         }
         if t.s2_users_per_step == 0 || t.s2_min_refs == 0 {
             return err("train.s2_*", "stage 2 batch sizes must be at least 1");
+        }
+        if t.schedule == Schedule::Staged
+            && t.s1_users == StageOneUsers::Vectors
+            && (l.lambda_bal > 0.0 || l.lambda_ent > 0.0)
+        {
+            return err(
+                "train.s1_users",
+                "user vectors are not weights: loss.lambda_bal and loss.lambda_ent need s1_users = softmax",
+            );
         }
         if t.threads == 0 {
             return err("train.threads", "must be at least 1");

@@ -7,7 +7,7 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::checkpoint::write_json;
-use crate::config::{Objective, Pooling, Prior, RunConfig, Schedule};
+use crate::config::{Objective, Pooling, Prior, RunConfig, Schedule, StageOneUsers};
 use crate::error::Result;
 use crate::eval::{format_report, EvalReport};
 use crate::reference::{self, Headroom, ReferenceReport};
@@ -329,6 +329,8 @@ pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> Result<String> {
 /// learning-rate multiplier, λ_φ, Δφ encoder input) from `from` into `c`.
 fn take_schedule(c: &mut RunConfig, from: &RunConfig) {
     c.train.schedule = from.train.schedule;
+    c.train.s1_users = from.train.s1_users;
+    c.train.s1_head_epochs = from.train.s1_head_epochs;
     c.train.latent_lr_mult = from.train.latent_lr_mult;
     c.loss.lambda_phi = from.loss.lambda_phi;
     c.model.enc_phi = from.model.enc_phi;
@@ -378,6 +380,17 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
             "remedy off: free-logit learning rate ×1",
             &|c| c.train.latent_lr_mult = 1.0,
         );
+        add(
+            "s1-softmax",
+            "stage 1 with softmax user weights instead of user vectors",
+            &|c| c.train.s1_users = StageOneUsers::Softmax,
+        );
+        add("no-s1h", "no head-only stage after stage 1", &|c| {
+            c.train.s1_head_epochs = 0
+        });
+        add("k8", "K = 8 (the paper's) instead of 12", &|c| {
+            c.model.k = 8
+        });
         add("no-enc-phi", "remedy off: no Δφ encoder input", &|c| {
             c.model.enc_phi = false
         });

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::{
     BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule,
+    StageOneUsers, StageTwoPool,
 };
 use vrf_trainer::eval::format_report;
 use vrf_trainer::experiment::{self, run_rows, Plan, Row, Variant};
@@ -388,6 +389,15 @@ struct Overrides {
     /// Epochs of heads + free user logits on the frozen backbone after stage 1 (0: none).
     #[arg(long)]
     s1_head_epochs: Option<usize>,
+    /// Stage 1 users: softmax weights, or free vectors turned into archetypes afterwards.
+    #[arg(long, value_enum)]
+    s1_users: Option<StageOneUsers>,
+    /// Stage 1 with user vectors: L2 weight on the vectors.
+    #[arg(long)]
+    s1_vector_l2: Option<f64>,
+    /// Stage 2 reference subsets from the reference pairs only, or from reference + target pairs.
+    #[arg(long, value_enum)]
+    s2_pool: Option<StageTwoPool>,
     /// Stage-2 epochs (staged fit).
     #[arg(long)]
     s2_epochs: Option<usize>,
@@ -440,6 +450,9 @@ impl Overrides {
         set!(self.base_init, c.model.base_init);
         set!(self.lm_epochs, c.train.lm_epochs);
         set!(self.s1_head_epochs, c.train.s1_head_epochs);
+        set!(self.s1_users, c.train.s1_users);
+        set!(self.s1_vector_l2, c.train.s1_vector_l2);
+        set!(self.s2_pool, c.train.s2_pool);
         set!(self.s2_epochs, c.train.s2_epochs);
         set!(self.s3_epochs, c.train.s3_epochs);
         set!(self.batching, c.train.batching);

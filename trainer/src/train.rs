@@ -6,6 +6,7 @@
 //! `train/stage2.rs`, the reference-state cache in `train/refcache.rs`, the optional causal-LM
 //! pretraining step in `train/pretrain.rs`.
 
+pub mod archetypes;
 mod pretrain;
 mod refcache;
 mod stage;
@@ -26,7 +27,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde_json::json;
 
 use crate::checkpoint::{save_checkpoint, Checkpoint, TrainState};
-use crate::config::{Batching, Method, Schedule};
+use crate::config::{Batching, Method, Schedule, StageOneUsers};
 use crate::corpus::{dedup, Corpus};
 use crate::data::{Dataset, Split};
 use crate::error::{Result, TrainError};
@@ -214,6 +215,10 @@ impl<'a> Trainer<'a> {
             if self.state.step < self.stage_steps(stage) {
                 // Stopped mid-stage (train.stop_after_steps); the checkpoint is saved.
                 return Ok(FitOutcome::Stopped(self.stop(stage)));
+            }
+            if stage == Stage::Stage1 && self.model.cfg.train.s1_users == StageOneUsers::Vectors {
+                // Before the stage-end checkpoint, so a resumed run never converts twice.
+                self.users_onto_archetypes()?;
             }
             self.state.finished.push(stage.as_str().to_string());
             self.state.step = 0;
@@ -461,6 +466,55 @@ impl<'a> Trainer<'a> {
             }
         }
         bar.finish();
+        Ok(())
+    }
+
+    /// Stage 1 with user vectors ends here: the vectors' archetypes become the basis rewards
+    /// (`heads.l2` ← A·`heads.l2`) and each user's simplex weights its free logits.
+    fn users_onto_archetypes(&mut self) -> Result<()> {
+        let free = self
+            .model
+            .free_logits
+            .as_ref()
+            .ok_or_else(|| TrainError::Other("stage 1 needs free per-user vectors".into()))?;
+        let u: Vec<Vec<f64>> = free
+            .to_vec2::<f32>()?
+            .into_iter()
+            .map(|r| r.into_iter().map(f64::from).collect())
+            .collect();
+        let k = self.model.cfg.model.k;
+        let ar = archetypes::archetypes(&u, k, self.model.cfg.train.seed);
+        let dev = &self.model.device;
+        let flat: Vec<f32> = ar.a.iter().flatten().map(|&x| x as f32).collect();
+        let a = Tensor::from_vec(flat, (k, k), dev)?;
+        let l2 = &self.model.heads.l2;
+        let weight = a.matmul(l2.weight())?;
+        self.model.vars.insert("heads.l2.weight", weight)?;
+        if let Some(b) = l2.bias() {
+            let bias = a.matmul(&b.unsqueeze(1)?)?.squeeze(1)?;
+            self.model.vars.insert("heads.l2.bias", bias)?;
+        }
+        // Logits whose softmax is the fitted weights (a floor keeps them finite).
+        let logits: Vec<f32> =
+            ar.w.iter()
+                .flatten()
+                .map(|&w| w.max(1e-3).ln() as f32)
+                .collect();
+        let logits = Tensor::from_vec(logits, (u.len(), k), dev)?;
+        self.model.vars.insert(crate::model::prefix::FREE, logits)?;
+        let rec = json!({
+            "stage": Stage::Stage1,
+            "global_step": self.state.global_step,
+            "archetypes_rel_error": ar.rel_error,
+            "archetype_usage": ar.usage,
+        });
+        MetricsLog::open(&self.run)?.write(&rec)?;
+        if self.progress {
+            eprintln!(
+                "stage 1 user vectors → {k} archetypes: relative error {:.3}, users per archetype {:?}",
+                ar.rel_error, ar.usage
+            );
+        }
         Ok(())
     }
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use serde_json::Value;
 use vrf_trainer::config::{
-    BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, RunConfig, TrainConfig,
+    BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, RunConfig, Schedule,
+    StageOneUsers, TrainConfig,
 };
 use vrf_trainer::data::{write_jsonl, Split, Triplet};
 use vrf_trainer::eval::EvalReport;
@@ -238,6 +239,19 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
                 ..d
             };
         }),
+        ("staged_softmax_users", |c| {
+            // Stage 1 with softmax user weights (the schedule before user vectors).
+            c.train.schedule = Schedule::Staged;
+            c.train.s1_users = StageOneUsers::Softmax;
+            c.train.latent_lr_mult = 100.0;
+        }),
+        ("staged_user_vectors", |c| {
+            c.train.schedule = Schedule::Staged;
+            c.train.s1_users = StageOneUsers::Vectors;
+            c.train.s1_vector_l2 = 0.5;
+            c.train.s1_head_epochs = 1;
+            c.train.latent_lr_mult = 100.0;
+        }),
         ("bt_baseline", |c| c.method = Method::Bt),
     ];
     let mut kl_first = std::collections::HashMap::new();
@@ -285,6 +299,24 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
             }
             "spec" | "d_std_prior" => {
                 kl_first.insert(name, f(grad[0], "kl"));
+            }
+            "staged_user_vectors" | "staged_softmax_users" => {
+                // The vectors' archetypes are computed once, at the end of stage 1.
+                let conv: Vec<&Value> = m
+                    .iter()
+                    .filter(|v| v.get("archetypes_rel_error").is_some())
+                    .collect();
+                if name == "staged_softmax_users" {
+                    assert!(conv.is_empty());
+                } else {
+                    assert_eq!(conv.len(), 1, "{name}");
+                    let usage = conv[0]["archetype_usage"].as_array().unwrap();
+                    assert_eq!(usage.len(), c.model.k);
+                    let users: u64 = usage.iter().map(|u| u.as_u64().unwrap()).sum();
+                    assert_eq!(users, 6, "one top archetype per seen user");
+                    let err = f(conv[0], "archetypes_rel_error");
+                    assert!((0.0..=1.5).contains(&err), "{err}");
+                }
             }
             "staged_default" => {
                 assert!(grad.iter().any(|v| v["stage"] == "s1"));

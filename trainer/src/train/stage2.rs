@@ -6,6 +6,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 use super::{rng_for, MetricsLog, Stage, Trainer};
+use crate::config::StageTwoPool;
 use crate::corpus::rows;
 use crate::error::{Result, TrainError};
 use crate::eval::{group_accuracy, posteriors, user_posterior, Features};
@@ -86,10 +87,17 @@ impl Trainer<'_> {
                 let subsets: Vec<Vec<usize>> = chunk
                     .iter()
                     .map(|&si| {
-                        let mut r = self.ds.users[seen[si]].refs.clone();
+                        let user = &self.ds.users[seen[si]];
+                        // Subset sizes follow inference (1..=|R_u|); the pairs may also come
+                        // from the user's target pairs, which shows the encoder more subsets.
+                        let mut r = user.refs.clone();
+                        let n = r.len();
+                        if t.s2_pool == StageTwoPool::All {
+                            r.extend(user.targets.iter().copied());
+                        }
                         r.shuffle(&mut rng);
-                        let lo = t.s2_min_refs.min(r.len());
-                        let k = rand::Rng::random_range(&mut rng, lo..=r.len());
+                        let lo = t.s2_min_refs.min(n);
+                        let k = rand::Rng::random_range(&mut rng, lo..=n);
                         r.truncate(k);
                         r
                     })

@@ -7,7 +7,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 use super::{rng_for, Stage, Trainer};
-use crate::config::Batching;
+use crate::config::{Batching, StageOneUsers};
 use crate::corpus::{dedup, rows};
 use crate::encoder::segments;
 use crate::error::{Result, TrainError};
@@ -113,11 +113,29 @@ impl Trainer<'_> {
                 .iter()
                 .map(|&i| seen_pos[&self.ds.triplet_user[i]])
                 .collect();
-            let w = candle_nn::ops::softmax(&rows(free, &uidx)?, D::Minus1)?;
+            let t = &self.model.cfg.train;
+            let vectors = stage == Stage::Stage1 && t.s1_users == StageOneUsers::Vectors;
+            let (w, lpair) = if vectors {
+                // Free user vectors: r_u = u_uᵀφ, plain BT (no simplex, so no σ_Δ²).
+                let u = rows(free, &uidx)?;
+                let (mu, _) = loss::moments(&u, &delta)?;
+                let l2 = (free.sqr()?.mean_all()? * t.s1_vector_l2)?;
+                (u, (loss::bt_loss(&mu)?.mean_all()? + l2)?)
+            } else {
+                let w = candle_nn::ops::softmax(&rows(free, &uidx)?, D::Minus1)?;
+                let l = loss::pair_loss(&w, &delta, self.model.cfg.loss.objective)?.mean_all()?;
+                (w, l)
+            };
             let (mu, _) = loss::moments(&w, &delta)?;
-            let lpair = loss::pair_loss(&w, &delta, self.model.cfg.loss.objective)?.mean_all()?;
             m.insert("pair_loss".into(), json!(lpair.to_scalar::<f32>()?));
-            let total = self.remedies(lpair, &phi, &w, &mut m)?;
+            // The diagnostics read weights on the simplex (config validation keeps the
+            // balancing and entropy terms away from user vectors).
+            let w_diag = if vectors {
+                candle_nn::ops::softmax(&w, D::Minus1)?
+            } else {
+                w
+            };
+            let total = self.remedies(lpair, &phi, &w_diag, &mut m)?;
             (total, mu)
         };
         let acc = pairwise_accuracy(&mu)?;
