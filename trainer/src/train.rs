@@ -7,7 +7,7 @@
 //! pretraining step in `train/pretrain.rs`.
 
 mod pretrain;
-mod refcache;
+pub(crate) mod refcache;
 mod stage;
 mod stage2;
 mod step;
