@@ -43,7 +43,10 @@ impl Method {
     /// Whether the method is one of the paper's comparison baselines (`crate::baselines`),
     /// trained and evaluated by their own loop rather than the VRF/BT trainer.
     pub fn is_baseline(self) -> bool {
-        matches!(self, Method::Lore | Method::Pref | Method::Pal | Method::Vpl)
+        matches!(
+            self,
+            Method::Lore | Method::Pref | Method::Pal | Method::Vpl
+        )
     }
 }
 

@@ -128,12 +128,19 @@ fn each_baseline_fits_evaluates_unseen_users_and_reports_costs() {
         assert_eq!(ks, vec![1, 3], "{}", m.name());
         assert!(r.few_shot.iter().all(|(_, a)| (0.0..=1.0).contains(a)));
         let c = &r.cost;
-        assert!(c.train_seconds.is_some_and(|s| s > 0.0), "{}: {c:?}", m.name());
-        assert!(c.adapt_seconds.is_some_and(|s| s >= 0.0), "{}: {c:?}", m.name());
+        assert!(
+            c.train_seconds.is_some_and(|s| s > 0.0),
+            "{}: {c:?}",
+            m.name()
+        );
+        assert!(
+            c.adapt_seconds.is_some_and(|s| s >= 0.0),
+            "{}: {c:?}",
+            m.name()
+        );
         assert!(c.adapt_seconds_per_user.is_some(), "{}: {c:?}", m.name());
         let saved: EvalReport =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
         assert_eq!(saved, r);
         // 2 epochs over the training prompts, 4 per step, one metrics line each.
         let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();

@@ -96,7 +96,11 @@ struct Feats {
 
 impl Feats {
     fn new(ids: &[usize], e: Tensor) -> Self {
-        let pos = ids.iter().enumerate().map(|(i, &t)| (t, i as u32)).collect();
+        let pos = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, i as u32))
+            .collect();
         Self { pos, e }
     }
 
@@ -192,7 +196,13 @@ pub fn fit(dir: &Path, p: &Prepared, resume: bool, progress: bool) -> Result<Eva
                 for (name, t) in &ck.weights {
                     model.vars.insert(name, t.clone())?;
                 }
-                return write_eval(dir, p, &*method, prompts.as_ref(), previous_train_seconds(dir));
+                return write_eval(
+                    dir,
+                    p,
+                    &*method,
+                    prompts.as_ref(),
+                    previous_train_seconds(dir),
+                );
             }
         }
     }
@@ -309,7 +319,10 @@ fn train(
             .iter()
             .flat_map(|&u| ds.users[u].refs.iter().copied());
         let (uniq, _) = dedup(&pair_texts(corpus, refs));
-        Some(RefCache::new(&uniq, &corpus.embed(model, &uniq, t.eval_batch)?)?)
+        Some(RefCache::new(
+            &uniq,
+            &corpus.embed(model, &uniq, t.eval_batch)?,
+        )?)
     } else {
         None
     };
@@ -318,9 +331,9 @@ fn train(
     let mut log = String::new();
     let bar = if progress {
         let b = ProgressBar::new(total as u64);
-        if let Ok(s) =
-            ProgressStyle::with_template("{prefix:>4} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-        {
+        if let Ok(s) = ProgressStyle::with_template(
+            "{prefix:>4} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        ) {
             b.set_style(s);
         }
         b.set_prefix(name);
@@ -464,7 +477,9 @@ pub(crate) fn evaluate(
         prompts: prompts.map(|pr| (pr, &gather_prompts as &dyn Fn(&[usize]) -> Result<Tensor>)),
     };
     let of = |g: &[usize], f: fn(&crate::data::UserData) -> &Vec<usize>| -> Vec<usize> {
-        g.iter().flat_map(|&u| f(&ds.users[u]).iter().copied()).collect()
+        g.iter()
+            .flat_map(|&u| f(&ds.users[u]).iter().copied())
+            .collect()
     };
     let accuracy = |group: &[usize], reps: &Tensor| -> Result<f64> {
         let evals = of(group, |u| &u.evals);
@@ -524,9 +539,7 @@ pub(crate) fn evaluate(
                 .collect();
             let b = make_batch(ds, corpus, &refs, &ds.unseen, &src)?;
             let reps = method.adapt(&b, t.seed)?;
-            report
-                .few_shot
-                .push((kk, accuracy(&ds.unseen, &reps)?));
+            report.few_shot.push((kk, accuracy(&ds.unseen, &reps)?));
         }
     }
     report.overall_accuracy = macro_average(report.seen_accuracy, report.unseen_accuracy);

@@ -88,8 +88,11 @@ impl Pal {
                 stdev: 1.0,
             },
         )?;
-        let logit_scale =
-            vb.get_with_hints((), "logit_scale", candle_nn::Init::Const((1.0f64 / 0.07).ln()))?;
+        let logit_scale = vb.get_with_hints(
+            (),
+            "logit_scale",
+            candle_nn::Init::Const((1.0f64 / 0.07).ln()),
+        )?;
         Ok(Self {
             f,
             g,

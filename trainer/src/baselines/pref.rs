@@ -224,7 +224,10 @@ impl Pref {
 /// (`n × j`), row-major; columns beyond the matrix rank are 0.
 pub fn imputed_svd(a: &[f64], m: usize, n: usize, j: usize, iters: usize) -> (Vec<f64>, Vec<f64>) {
     let observed: Vec<bool> = a.iter().map(|x| !x.is_nan()).collect();
-    let mut x: Vec<f64> = a.iter().map(|&v| if v.is_nan() { 0.5 } else { v }).collect();
+    let mut x: Vec<f64> = a
+        .iter()
+        .map(|&v| if v.is_nan() { 0.5 } else { v })
+        .collect();
     let mut fac = truncated_svd(&x, m, n, j);
     for _ in 0..iters {
         let (u, s, v) = &fac;
@@ -256,7 +259,13 @@ pub fn truncated_svd(a: &[f64], m: usize, n: usize, j: usize) -> (Vec<f64>, Vec<
     // Work with B = A (m ≥ n) or B = Aᵀ, so the Gram matrix BᵀB is the smaller one.
     let transposed = m < n;
     let (rows_b, cols_b) = if transposed { (n, m) } else { (m, n) };
-    let b = |r: usize, c: usize| if transposed { a[c * n + r] } else { a[r * n + c] };
+    let b = |r: usize, c: usize| {
+        if transposed {
+            a[c * n + r]
+        } else {
+            a[r * n + c]
+        }
+    };
     let mut g = vec![0f64; cols_b * cols_b];
     for r in 0..rows_b {
         for p in 0..cols_b {
@@ -357,6 +366,25 @@ fn jacobi_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vars::SeededVarMap;
+    use candle_core::Device;
+
+    /// The SVD initialisation writes the seen users' vectors into the trained variable itself.
+    #[test]
+    fn setting_the_users_writes_the_variable() -> Result<()> {
+        let dev = Device::Cpu;
+        let vars = SeededVarMap::new(0);
+        let c = BaselineConfig {
+            pref_j: 2,
+            ..Default::default()
+        };
+        let p = Pref::new(vars.builder(&dev).pp("pref"), 4, 3, &c)?;
+        let v = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]], &dev)?;
+        p.users_set(&v)?;
+        let stored = vars.vars_with_prefix(&[USERS])[0].1.as_tensor().to_vec2::<f32>()?;
+        assert_eq!(stored, v.to_vec2::<f32>()?);
+        Ok(())
+    }
 
     fn product(u: &[f64], v: &[f64], m: usize, n: usize, j: usize) -> Vec<f64> {
         let mut x = vec![0.0; m * n];
@@ -373,11 +401,17 @@ mod tests {
     fn svd_init_reproduces_a_rank_j_matrix() {
         for (m, n) in [(9, 5), (4, 7)] {
             let a: Vec<f64> = (0..m * 2).map(|i| ((i * 7 % 11) as f64) / 11.0).collect();
-            let b: Vec<f64> = (0..n * 2).map(|i| ((i * 5 % 13) as f64) / 13.0 - 0.3).collect();
+            let b: Vec<f64> = (0..n * 2)
+                .map(|i| ((i * 5 % 13) as f64) / 13.0 - 0.3)
+                .collect();
             let x = product(&a, &b, m, n, 2);
             let (uf, vf) = imputed_svd(&x, m, n, 2, 0);
             let y = product(&uf, &vf, m, n, 2);
-            let err = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+            let err = x
+                .iter()
+                .zip(&y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f64::max);
             assert!(err < 1e-9, "{m}×{n}: max error {err}");
         }
     }

@@ -232,8 +232,14 @@ mod tests {
         let (mu, lv) = vpl.encode(&batch(e.clone(), vec![0, 0, 1, 1, 1], 2))?;
         // The same first user alone.
         let (mu0, _) = vpl.encode(&batch(e.narrow(0, 0, 4)?, vec![0, 0], 1))?;
-        let diff = (mu.narrow(0, 0, 1)? - mu0)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "user 0's posterior changed with user 1's pairs: {diff}");
+        let diff = (mu.narrow(0, 0, 1)? - mu0)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(
+            diff < 1e-5,
+            "user 0's posterior changed with user 1's pairs: {diff}"
+        );
         for t in [mu, lv] {
             let v = t.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(v <= 1.0 + 1e-6);
