@@ -110,10 +110,13 @@ impl Feats {
     }
 }
 
+/// States `[n, H]` of the given text (or prompt) ids.
+type States<'a> = &'a dyn Fn(&[usize]) -> Result<Tensor>;
+
 /// What a batch reads its states from.
 struct Sources<'a> {
-    texts: &'a dyn Fn(&[usize]) -> Result<Tensor>,
-    prompts: Option<(&'a Prompts, &'a dyn Fn(&[usize]) -> Result<Tensor>)>,
+    texts: States<'a>,
+    prompts: Option<(&'a Prompts, States<'a>)>,
 }
 
 /// The batch of `triplets` for users `users` (dataset user ids; each triplet's user must be
@@ -370,7 +373,7 @@ fn train(
         );
         let src = Sources {
             texts: &embed_texts,
-            prompts: prompts.map(|pr| (pr, &embed_prompts as &dyn Fn(&[usize]) -> Result<Tensor>)),
+            prompts: prompts.map(|pr| (pr, &embed_prompts as States)),
         };
         let b = make_batch(ds, corpus, &triplets, &users, &src)?;
         let context = match &cache {
@@ -474,7 +477,7 @@ pub(crate) fn evaluate(
     };
     let src = Sources {
         texts: &gather_texts,
-        prompts: prompts.map(|pr| (pr, &gather_prompts as &dyn Fn(&[usize]) -> Result<Tensor>)),
+        prompts: prompts.map(|pr| (pr, &gather_prompts as States)),
     };
     let of = |g: &[usize], f: fn(&crate::data::UserData) -> &Vec<usize>| -> Vec<usize> {
         g.iter()

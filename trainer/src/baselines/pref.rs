@@ -381,7 +381,10 @@ mod tests {
         let p = Pref::new(vars.builder(&dev).pp("pref"), 4, 3, &c)?;
         let v = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]], &dev)?;
         p.users_set(&v)?;
-        let stored = vars.vars_with_prefix(&[USERS])[0].1.as_tensor().to_vec2::<f32>()?;
+        let stored = vars.vars_with_prefix(&[USERS])[0]
+            .1
+            .as_tensor()
+            .to_vec2::<f32>()?;
         assert_eq!(stored, v.to_vec2::<f32>()?);
         Ok(())
     }
