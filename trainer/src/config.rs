@@ -13,6 +13,18 @@ pub enum Method {
     Vrf,
     /// Baseline: one reward head, plain Bradley–Terry, same backbone, data and budget.
     Bt,
+    /// Baseline LoRe (Bose et al., 2025): low-rank basis on the reward features, softmax user
+    /// weights; unseen users fitted by Adam (`crate::baselines::lore`).
+    Lore,
+    /// Baseline PReF (Shenfeld et al., 2025): linear basis features with SVD initialisation,
+    /// free user vectors, L2 penalty; unseen users by logistic regression (`crate::baselines::pref`).
+    Pref,
+    /// Baseline PAL-B (Chen et al., 2025): ideal points from K prompt prototypes, cosine reward;
+    /// unseen users train only their mixture weights (`crate::baselines::pal`).
+    Pal,
+    /// Baseline VPL (Poddar et al., 2024): variational pair/sequence encoder and a z-conditioned
+    /// reward decoder; unseen users amortised (`crate::baselines::vpl`).
+    Vpl,
 }
 
 impl Method {
@@ -21,7 +33,20 @@ impl Method {
         match self {
             Method::Vrf => "vrf",
             Method::Bt => "bt",
+            Method::Lore => "lore",
+            Method::Pref => "pref",
+            Method::Pal => "pal",
+            Method::Vpl => "vpl",
         }
+    }
+
+    /// Whether the method is one of the paper's comparison baselines (`crate::baselines`),
+    /// trained and evaluated by their own loop rather than the VRF/BT trainer.
+    pub fn is_baseline(self) -> bool {
+        matches!(
+            self,
+            Method::Lore | Method::Pref | Method::Pal | Method::Vpl
+        )
     }
 }
 
@@ -326,6 +351,8 @@ pub struct RunConfig {
     pub loss: LossConfig,
     /// Optimisation.
     pub train: TrainConfig,
+    /// Settings of the comparison baselines (LoRe, PReF, PAL, VPL); unused by VRF and BT.
+    pub baseline: crate::baselines::BaselineConfig,
 }
 
 /// Qwen-style chat template used for the synthetic benchmark and as default.
@@ -340,6 +367,7 @@ impl Default for RunConfig {
             model: ModelConfig::default(),
             loss: LossConfig::default(),
             train: TrainConfig::default(),
+            baseline: Default::default(),
         }
     }
 }
@@ -449,7 +477,7 @@ impl RunConfig {
         if !self.template.contains("{prompt}") || !self.template.contains("{response}") {
             return err("template", "must contain {prompt} and {response}");
         }
-        Ok(())
+        self.baseline.validate()
     }
 }
 

@@ -64,6 +64,9 @@ pub enum TrainError {
         /// The offending loss value.
         loss: f64,
     },
+    /// A comparison baseline (LoRe, PReF, PAL, VPL) could not be trained or evaluated.
+    #[error(transparent)]
+    Baseline(#[from] crate::baselines::BaselineError),
     /// Anything else that stops a run, said in words (names the input concerned).
     #[error("{0}")]
     Other(String),

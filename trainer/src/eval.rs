@@ -46,6 +46,19 @@ pub struct Collapse {
     pub seen_free_weights_accuracy: Option<f64>,
 }
 
+/// What a method spent: training time and the time to personalise an unseen user.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cost {
+    /// Training wall-clock seconds (without data preparation and evaluation).
+    pub train_seconds: Option<f64>,
+    /// Seconds to infer all unseen users' representations from their full reference sets, the
+    /// backbone's embedding of their texts excluded (VRF, VPL: one encoder pass; LoRe, PReF, PAL:
+    /// the gradient fit, all users' independent problems solved side by side).
+    pub adapt_seconds: Option<f64>,
+    /// `adapt_seconds` divided by the number of unseen users.
+    pub adapt_seconds_per_user: Option<f64>,
+}
+
 /// The result of an evaluation; written to `DIR/eval.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EvalReport {
@@ -73,6 +86,9 @@ pub struct EvalReport {
     pub few_shot: Vec<(usize, f64)>,
     /// Texts truncated to the maximum length (from the left).
     pub truncated_texts: usize,
+    /// Training and unseen-user adaptation time (absent in reports written before it existed).
+    #[serde(default)]
+    pub cost: Cost,
 }
 
 /// A seen user's cached posterior.
@@ -220,9 +236,13 @@ pub fn evaluate(
         collapse: None,
         few_shot: vec![],
         truncated_texts: corpus.truncated,
+        cost: Cost::default(),
     };
     let mut cached = Vec::new();
     match cfg.method {
+        Method::Lore | Method::Pref | Method::Pal | Method::Vpl => {
+            return Err(crate::baselines::BaselineError::NotHere(cfg.method.name()).into())
+        }
         Method::Bt => {
             let acc = |g: &[usize]| -> Result<f64> {
                 let tr: Vec<usize> = evals_of(g).into_iter().flatten().collect();
@@ -243,7 +263,13 @@ pub fn evaluate(
                 if group.is_empty() {
                     continue;
                 }
+                let t0 = std::time::Instant::now();
                 let (mu, var, w) = posteriors(model, &f, corpus, &refs_of(group))?;
+                if gi == 1 {
+                    let s = t0.elapsed().as_secs_f64();
+                    report.cost.adapt_seconds = Some(s);
+                    report.cost.adapt_seconds_per_user = Some(s / group.len() as f64);
+                }
                 let evals = evals_of(group);
                 acc[gi] = group_accuracy(&f, corpus, &evals, &w)?;
                 let uniform =

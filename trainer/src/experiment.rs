@@ -457,6 +457,7 @@ mod tests {
             collapse: None,
             few_shot: vec![],
             truncated_texts: 0,
+            cost: Default::default(),
         };
         let rows = vec![Row {
             name: "VRF".into(),

@@ -3,11 +3,12 @@
 //! One module per concept: [`backbone`] (Qwen3), [`heads`] (basis rewards), [`encoder`]
 //! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`metrics`] (accuracy, basis-reward correlation), [`model`], [`onnx`] (graph builder) and [`export`] (portable model directory),
 //! [`data`] and [`synth`] (JSONL and the embedded benchmark), [`tokenize`], [`corpus`]
-//! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations).
+//! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations), [`baselines`] (LoRe, PReF, PAL, VPL).
 
 #![warn(missing_docs)]
 
 pub mod backbone;
+pub mod baselines;
 pub mod bases;
 pub mod checkpoint;
 pub mod config;

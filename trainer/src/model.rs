@@ -74,7 +74,8 @@ impl RewardModel {
         let backbone = Qwen3::new(&backbone_cfg, vb.clone())?;
         let k = match cfg.method {
             Method::Vrf => cfg.model.k,
-            Method::Bt => 1,
+            // The baselines (crate::baselines) keep their own parameters; their K = 1 head is unused.
+            _ => 1,
         };
         let heads = BasisHeads::new(h, k, vb.pp("heads"))?;
         let (mut encoder, mut bases, mut free_logits) = (None, None, None);

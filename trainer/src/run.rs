@@ -197,6 +197,10 @@ pub fn fit_run(
             cfg.train.max_len
         );
     }
+    if cfg.method.is_baseline() {
+        let report = crate::baselines::fit(dir, &p, resume, opts.progress)?;
+        return Ok(FitOutcome::Finished(report));
+    }
     let ck = if resume {
         load_checkpoint(dir, dev)?
     } else {
@@ -209,7 +213,13 @@ pub fn fit_run(
         return Ok(FitOutcome::Stopped(stop));
     }
     let t2 = std::time::Instant::now();
-    let report = finish(dir, &trainer.model, &p.ds, &p.corpus)?;
+    let report = finish(
+        dir,
+        &trainer.model,
+        &p.ds,
+        &p.corpus,
+        Some((t2 - t1).as_secs_f64()),
+    )?;
     if opts.progress {
         eprintln!(
             "trained in {:.1} s, evaluated in {:.1} s",
@@ -224,9 +234,17 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Evaluates a trained model and writes `eval.json` and `posteriors.json`.
-fn finish(dir: &Path, model: &RewardModel, ds: &Dataset, corpus: &Corpus) -> Result<EvalReport> {
-    let (report, users) = evaluate(model, ds, corpus)?;
+/// Evaluates a trained model and writes `eval.json` and `posteriors.json`; `train_seconds` is
+/// the fit's training time (on re-evaluation, the one an earlier `eval.json` recorded).
+fn finish(
+    dir: &Path,
+    model: &RewardModel,
+    ds: &Dataset,
+    corpus: &Corpus,
+    train_seconds: Option<f64>,
+) -> Result<EvalReport> {
+    let (mut report, users) = evaluate(model, ds, corpus)?;
+    report.cost.train_seconds = train_seconds;
     write_json(&dir.join("eval.json"), &report)?;
     if !users.is_empty() {
         write_json(
@@ -257,5 +275,16 @@ pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> Result<EvalRep
     for (name, t) in &ck.weights {
         p.model.vars.insert(name, t.clone())?;
     }
-    finish(dir, &p.model, &p.ds, &p.corpus)
+    let trained = previous_train_seconds(dir);
+    if cfg.method.is_baseline() {
+        return crate::baselines::evaluate_run(dir, &p, trained);
+    }
+    finish(dir, &p.model, &p.ds, &p.corpus, trained)
+}
+
+/// The training time an earlier `eval.json` of run `dir` recorded, if any.
+pub(crate) fn previous_train_seconds(dir: &Path) -> Option<f64> {
+    read_json::<EvalReport>(&dir.join("eval.json"))
+        .ok()
+        .and_then(|r| r.cost.train_seconds)
 }

@@ -8,7 +8,7 @@
 
 pub mod archetypes;
 mod pretrain;
-mod refcache;
+pub(crate) mod refcache;
 mod stage;
 mod stage2;
 mod step;

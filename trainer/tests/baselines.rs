@@ -1,0 +1,196 @@
+//! The comparison baselines (LoRe, PReF, PAL-B, VPL) end to end on a tiny hand-made dataset:
+//! each fits, evaluates seen and unseen users (its unseen-user path and the few-shot curve),
+//! reports its costs, overfits data it can represent, and re-evaluates from its checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use vrf_trainer::config::{Method, RunConfig};
+use vrf_trainer::data::{write_jsonl, Split, Triplet};
+use vrf_trainer::eval::EvalReport;
+use vrf_trainer::run::{eval_run, fit_run, FitOptions};
+use vrf_trainer::train::FitOutcome;
+
+const TOPICS: [&str; 16] = [
+    "bread", "tea", "maps", "cats", "bikes", "rain", "jazz", "chess", "tents", "kites", "soap",
+    "clay", "ink", "rice", "wool", "bees",
+];
+const EVAL_TOPICS: [&str; 6] = ["salt", "glue", "snow", "corn", "silk", "fern"];
+const METHODS: [Method; 4] = [Method::Lore, Method::Pref, Method::Pal, Method::Vpl];
+
+/// Half the users prefer "sun" answers, half "moon" answers (as `fit_tiny.rs`'s mixed data):
+/// only a personalised model can rank both. With `eval_on_train`, eval rows repeat the seen
+/// users' target rows, so seen accuracy is the training fit.
+fn tiny_data(dir: &Path, eval_on_train: bool) -> PathBuf {
+    let mut rows = Vec::new();
+    let mut push = |user: &str, topic: &str, k: usize, moon: bool, split: Split| {
+        let sun = [
+            format!("the sun helps {topic} a lot"),
+            format!("a sunny day for {topic}"),
+        ];
+        let mn = [
+            format!("the moon helps {topic} a lot"),
+            format!("a moonlit night for {topic}"),
+        ];
+        let (c, r) = if moon {
+            (&mn[k % 2], &sun[(k + 1) % 2])
+        } else {
+            (&sun[k % 2], &mn[(k + 1) % 2])
+        };
+        rows.push(Triplet {
+            user: user.into(),
+            prompt: format!("What helps with {topic}?"),
+            chosen: c.clone(),
+            rejected: r.clone(),
+            split,
+        });
+    };
+    for u in 0..6 {
+        let id = format!("s{u}");
+        let moon = u % 2 == 1;
+        for j in 0..3 {
+            push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Ref);
+        }
+        for j in 3..11 {
+            push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Target);
+            if eval_on_train {
+                push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Eval);
+            }
+        }
+        if !eval_on_train {
+            for (j, t) in EVAL_TOPICS.iter().enumerate().take(4) {
+                push(&id, t, u + j, moon, Split::Eval);
+            }
+        }
+    }
+    for u in 0..4 {
+        let id = format!("n{u}");
+        let moon = u % 2 == 1;
+        for j in 0..3 {
+            push(&id, TOPICS[(2 * u + j) % 16], u + j, moon, Split::Ref);
+        }
+        for (j, t) in EVAL_TOPICS.iter().enumerate().skip(2) {
+            push(&id, t, u + j, moon, Split::Eval);
+        }
+    }
+    let p = dir.join("tiny.jsonl");
+    write_jsonl(&p, &rows).unwrap();
+    p
+}
+
+/// Small shapes for seconds-long fits.
+fn cfg(method: Method) -> RunConfig {
+    let mut c = RunConfig {
+        method,
+        ..Default::default()
+    };
+    c.train.epochs = 2;
+    c.train.max_len = 32;
+    c.train.prompts_per_step = 4;
+    c.train.checkpoint_every = 0;
+    let b = &mut c.baseline;
+    b.lore_k = 3;
+    b.pref_j = 3;
+    b.pal_k = 2;
+    b.pal_dim = 8;
+    b.vpl_latent = 4;
+    b.vpl_hidden = 16;
+    b.adapt_steps = 200;
+    b.pref_adapt_steps = 300;
+    c
+}
+
+fn fit(dir: &Path, c: &RunConfig, data: &Path) -> EvalReport {
+    let opts = FitOptions {
+        resume: false,
+        progress: false,
+    };
+    match fit_run(dir, c, data, &Device::Cpu, &opts).unwrap() {
+        FitOutcome::Finished(r) => r,
+        FitOutcome::Stopped(s) => panic!("unexpected stop: {s}"),
+    }
+}
+
+#[test]
+fn each_baseline_fits_evaluates_unseen_users_and_reports_costs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), false);
+    for m in METHODS {
+        let dir = tmp.path().join(m.name());
+        let r = fit(&dir, &cfg(m), &data);
+        assert_eq!(r.method, m.name());
+        assert_eq!((r.seen_users, r.unseen_users), (6, 4));
+        for a in [r.seen_accuracy, r.unseen_accuracy, r.overall_accuracy] {
+            assert!((0.0..=1.0).contains(&a), "{}: accuracy {a}", m.name());
+        }
+        // Unseen users have 3 reference pairs: the curve has k = 1 and 3.
+        let ks: Vec<usize> = r.few_shot.iter().map(|(k, _)| *k).collect();
+        assert_eq!(ks, vec![1, 3], "{}", m.name());
+        assert!(r.few_shot.iter().all(|(_, a)| (0.0..=1.0).contains(a)));
+        let c = &r.cost;
+        assert!(
+            c.train_seconds.is_some_and(|s| s > 0.0),
+            "{}: {c:?}",
+            m.name()
+        );
+        assert!(
+            c.adapt_seconds.is_some_and(|s| s >= 0.0),
+            "{}: {c:?}",
+            m.name()
+        );
+        assert!(c.adapt_seconds_per_user.is_some(), "{}: {c:?}", m.name());
+        let saved: EvalReport =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+        assert_eq!(saved, r);
+        // 2 epochs over the training prompts, 4 per step, one metrics line each.
+        let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        assert!(lines.lines().count() >= 2, "{}", m.name());
+    }
+}
+
+#[test]
+fn each_baseline_overfits_a_tiny_dataset_it_can_represent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true);
+    for m in METHODS {
+        let mut c = cfg(m);
+        c.train.epochs = 40;
+        c.train.lr = 3e-3;
+        let r = fit(&tmp.path().join(m.name()), &c, &data);
+        assert!(
+            r.seen_accuracy >= 0.95,
+            "{}: training-set accuracy {}",
+            m.name(),
+            r.seen_accuracy
+        );
+    }
+}
+
+#[test]
+fn a_baseline_run_re_evaluates_from_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), false);
+    for m in [Method::Pal, Method::Vpl] {
+        let dir = tmp.path().join(m.name());
+        let r = fit(&dir, &cfg(m), &data);
+        let again = eval_run(&dir, None, &Device::Cpu).unwrap();
+        assert_eq!(
+            (again.seen_accuracy, again.unseen_accuracy, &again.few_shot),
+            (r.seen_accuracy, r.unseen_accuracy, &r.few_shot),
+            "{}",
+            m.name()
+        );
+        assert_eq!(again.cost.train_seconds, r.cost.train_seconds);
+        // --resume on a finished run evaluates it again without training.
+        let opts = FitOptions {
+            resume: true,
+            progress: false,
+        };
+        let FitOutcome::Finished(resumed) =
+            fit_run(&dir, &cfg(m), &data, &Device::Cpu, &opts).unwrap()
+        else {
+            panic!("stopped")
+        };
+        assert_eq!(resumed.seen_accuracy, r.seen_accuracy);
+    }
+}
