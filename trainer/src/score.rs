@@ -26,6 +26,9 @@ use crate::lock::DirLock;
 use crate::loss;
 use crate::run::{prepare, Prepared, RunInfo};
 
+/// Default number of queries whose candidate margins are computed in one batch.
+pub const QUERY_CHUNK: usize = 512;
+
 /// One user's pairwise accuracy on their eval triplets.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserAccuracy {
@@ -83,6 +86,8 @@ pub struct RunScorer {
     kind: Kind,
     /// Row of each dataset user in the representations (seen users first, then unseen).
     row_of: Vec<Option<u32>>,
+    /// Queries per batch of margins in [`RunScorer::rewards`] (bounds its memory).
+    query_chunk: usize,
 }
 
 impl RunScorer {
@@ -179,7 +184,18 @@ impl RunScorer {
                 }
             }
         };
-        Ok(Self { p, kind, row_of })
+        Ok(Self {
+            p,
+            kind,
+            row_of,
+            query_chunk: QUERY_CHUNK,
+        })
+    }
+
+    /// Sets how many queries [`RunScorer::rewards`] scores per batch (at least 1); the rewards
+    /// do not depend on it.
+    pub fn set_query_chunk(&mut self, n: usize) {
+        self.query_chunk = n.max(1);
     }
 
     /// The method of the run.
@@ -343,41 +359,50 @@ impl RunScorer {
                 } else {
                     None
                 };
-                // Margins of every candidate against its query's first one.
-                let (mut chosen, mut rejected, mut user, mut qrow) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for (qi, c) in ids.iter().enumerate() {
-                    for &t in c {
-                        chosen.push(t as u32);
-                        rejected.push(c.first().copied().unwrap_or(t) as u32);
-                        user.push(qi as u32);
-                        qrow.push(qi);
+                // Margins of every candidate against its query's first one, a chunk of queries
+                // at a time (every text was embedded once above).
+                let mut out = Vec::with_capacity(queries.len());
+                for start in (0..queries.len()).step_by(self.query_chunk) {
+                    let end = (start + self.query_chunk).min(queries.len());
+                    let (mut chosen, mut rejected, mut user, mut prow) =
+                        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    for (qi, c) in ids[start..end].iter().enumerate() {
+                        for &t in c {
+                            chosen.push(t as u32);
+                            rejected.push(c.first().copied().unwrap_or(t) as u32);
+                            user.push(qi as u32);
+                            if let Some((_, pr)) = &prompt_states {
+                                prow.push(pr[start + qi]);
+                            }
+                        }
                     }
+                    let n = chosen.len();
+                    if n == 0 {
+                        out.extend(ids[start..end].iter().map(|_| Vec::new()));
+                        continue;
+                    }
+                    let b = Batch {
+                        triplets: (0..n).collect(),
+                        texts: all.clone(),
+                        e: e.clone(),
+                        chosen,
+                        rejected,
+                        user,
+                        seen_pos: vec![],
+                        n_users: end - start,
+                        prompts: prompt_states.as_ref().map(|(s, _)| (s.clone(), prow)),
+                    };
+                    let m: Vec<f32> = method
+                        .margins(&b, &rows(reps, &user_rows[start..end])?)?
+                        .to_vec1()?;
+                    let mut it = m.into_iter();
+                    out.extend(ids[start..end].iter().map(|c| {
+                        c.iter()
+                            .map(|_| it.next().unwrap_or(0.0) as f64)
+                            .collect::<Vec<f64>>()
+                    }));
                 }
-                let prompts =
-                    prompt_states.map(|(s, prow)| (s, qrow.iter().map(|&q| prow[q]).collect()));
-                let n = chosen.len();
-                let b = Batch {
-                    triplets: (0..n).collect(),
-                    texts: all,
-                    e,
-                    chosen,
-                    rejected,
-                    user,
-                    seen_pos: vec![],
-                    n_users: queries.len(),
-                    prompts,
-                };
-                let m: Vec<f32> = if n == 0 {
-                    vec![]
-                } else {
-                    method.margins(&b, &rows(reps, &user_rows)?)?.to_vec1()?
-                };
-                let mut it = m.into_iter();
-                Ok(ids
-                    .iter()
-                    .map(|c| c.iter().map(|_| it.next().unwrap_or(0.0) as f64).collect())
-                    .collect())
+                Ok(out)
             }
         }
     }

@@ -9,7 +9,7 @@ use candle_core::Device;
 use vrf_trainer::compare::{run, CompareOutcome, ComparePlan, CompareReport};
 use vrf_trainer::config::{Method, RunConfig};
 use vrf_trainer::eval::EvalReport;
-use vrf_trainer::score::RunScorer;
+use vrf_trainer::score::{Query, RunScorer};
 use vrf_trainer::synth::SynthConfig;
 
 const METHODS: [Method; 6] = [
@@ -252,6 +252,42 @@ fn compare_runs_end_to_end_in_shards_and_writes_consistent_tables_and_figures() 
             saved.unseen_accuracy
         );
         assert_eq!(s.posteriors().is_some(), m == Method::Vrf);
+        // The reward API on free-standing texts ranks each eval pair as the evaluation does.
+        let ds = s.dataset();
+        let queries: Vec<Query> = ds
+            .unseen
+            .iter()
+            .flat_map(|&u| ds.users[u].evals.iter().map(move |&i| (u, i)))
+            .map(|(u, i)| {
+                let t = &ds.triplets[i];
+                Query {
+                    user: u,
+                    prompt: t.prompt.clone(),
+                    responses: vec![t.rejected.clone(), t.chosen.clone()],
+                }
+            })
+            .collect();
+        let rewards = s.rewards(&queries).unwrap();
+        // Scored a few queries per batch, the rewards are the same.
+        let mut small = RunScorer::load(&dir, &dev).unwrap();
+        small.set_query_chunk(4);
+        let again = small.rewards(&queries).unwrap();
+        for (a, b) in rewards.iter().zip(&again) {
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+                    "{}: {a:?} vs {b:?}",
+                    m.name()
+                );
+            }
+        }
+        assert_eq!(rewards.len(), n);
+        let right = rewards.iter().filter(|r| r[1] > r[0]).count();
+        assert!(
+            right.abs_diff(c) <= 1,
+            "{}: rewards rank {right} of {n} pairs right, evaluation {c}",
+            m.name()
+        );
     }
 }
 

@@ -465,9 +465,6 @@ impl Truth {
     }
 }
 
-/// Queries scored per call (bounds the memory of one batch of margins).
-const QUERY_CHUNK: usize = 512;
-
 /// Loads run `dir` and computes its per-user numbers, best-of-N picks and training curve.
 fn analyse(
     dir: &Path,
@@ -481,10 +478,7 @@ fn analyse(
     let unseen = scorer.user_accuracy(&ds.unseen)?;
     let picks = match truth {
         Some(t) => {
-            let mut rewards = Vec::with_capacity(t.queries.len());
-            for chunk in t.queries.chunks(QUERY_CHUNK) {
-                rewards.extend(scorer.rewards(chunk)?);
-            }
+            let rewards = scorer.rewards(&t.queries)?;
             Some(Picks::new(&t.seen, &rewards, &t.utilities))
         }
         None => None,
