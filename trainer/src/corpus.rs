@@ -56,6 +56,36 @@ impl Corpus {
         })
     }
 
+    /// Tokenises arbitrary `(prompt, response)` texts (not from a dataset: its triplet index is
+    /// empty), e.g. candidate responses to score; ids are positions in `texts`.
+    pub fn from_texts(
+        texts: Vec<(String, String)>,
+        enc: &TextEncoder,
+    ) -> std::result::Result<Self, TrainError> {
+        let (mut tokens, mut truncated) = (Vec::with_capacity(texts.len()), 0);
+        for chunk in texts.chunks(512) {
+            let pairs: Vec<(&str, &str)> = chunk
+                .iter()
+                .map(|(p, r)| (p.as_str(), r.as_str()))
+                .collect();
+            let b = enc.encode_batch(&pairs)?;
+            truncated += b.truncated;
+            for (row, &len) in b.lengths.iter().enumerate() {
+                tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
+            }
+        }
+        Ok(Self {
+            index: TextIndex {
+                texts,
+                chosen_text: vec![],
+                rejected_text: vec![],
+            },
+            tokens,
+            pad_id: enc.pad_id,
+            truncated,
+        })
+    }
+
     /// Right-padded ids `[B, L]` (u32) and lengths for the given unique texts.
     pub fn batch(&self, texts: &[usize], dev: &Device) -> Result<(Tensor, Vec<usize>)> {
         let lengths: Vec<usize> = texts.iter().map(|&t| self.tokens[t].len()).collect();

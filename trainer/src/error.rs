@@ -67,6 +67,9 @@ pub enum TrainError {
     /// A comparison baseline (LoRe, PReF, PAL, VPL) could not be trained or evaluated.
     #[error(transparent)]
     Baseline(#[from] crate::baselines::BaselineError),
+    /// `vrf-trainer compare` could not run or write an analysis.
+    #[error(transparent)]
+    Compare(#[from] crate::compare::CompareError),
     /// Anything else that stops a run, said in words (names the input concerned).
     #[error("{0}")]
     Other(String),

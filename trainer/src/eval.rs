@@ -161,7 +161,8 @@ impl Features {
         )
     }
 
-    fn delta(&self, corpus: &Corpus, tr: &[usize]) -> Result<Tensor> {
+    /// Basis-reward differences φ(chosen) − φ(rejected) `[triplets, K]` of dataset triplets `tr`.
+    pub(crate) fn delta(&self, corpus: &Corpus, tr: &[usize]) -> Result<Tensor> {
         let (c, r) = self.pair_rows(corpus, tr);
         Ok((rows(&self.phi, &c)? - rows(&self.phi, &r)?)?)
     }

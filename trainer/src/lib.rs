@@ -3,7 +3,7 @@
 //! One module per concept: [`backbone`] (Qwen3), [`heads`] (basis rewards), [`encoder`]
 //! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`metrics`] (accuracy, basis-reward correlation), [`model`], [`onnx`] (graph builder) and [`export`] (portable model directory),
 //! [`data`] and [`synth`] (JSONL and the embedded benchmark), [`tokenize`], [`corpus`]
-//! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations), [`baselines`] (LoRe, PReF, PAL, VPL).
+//! (tokenised texts and batches), [`optim`], [`train`], [`eval`], [`checkpoint`], [`run`], [`experiment`] (seeds, ablations), [`baselines`] (LoRe, PReF, PAL, VPL), [`score`] (per-user rewards and accuracies of a trained run) and [`compare`] (the methods side by side: tables and figures).
 
 #![warn(missing_docs)]
 
@@ -11,6 +11,7 @@ pub mod backbone;
 pub mod baselines;
 pub mod bases;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod convert;
 pub mod corpus;
@@ -29,6 +30,7 @@ pub mod onnx;
 pub mod optim;
 pub mod reference;
 pub mod run;
+pub mod score;
 pub mod synth;
 pub mod tokenize;
 pub mod train;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use vrf_trainer::checkpoint::read_json;
+use vrf_trainer::compare::{CompareOutcome, ComparePlan};
 use vrf_trainer::config::{
     BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule,
     StageOneUsers, StageTwoPool,
@@ -39,6 +40,10 @@ enum Cmd {
     Fit(Box<FitArgs>),
     /// Fit the ablation suite (docs/METHOD.md §3 ablations (a)–(e) and the §3b remedies) and print a table.
     Ablate(Box<FitArgs>),
+    /// Compare methods on the synthetic benchmark at several α over several seeds: Table 1, the
+    /// few-shot curve, accuracy by VRF's uncertainty, adaptation time, best-of-N against the true
+    /// utilities, and figures (OUT/compare.md, OUT/compare.json, OUT/figures/).
+    Compare(Box<CompareArgs>),
     /// Export a trained VRF run to a portable model directory (ONNX backbone + heads, tokenizer,
     /// encoder and bases, cached seen users, vrf.json manifest), checked against candle.
     Export {
@@ -248,6 +253,63 @@ struct SynthArgs {
     /// responses of different scores, the higher chosen: a harder benchmark).
     #[arg(long, value_enum, default_value = "best-worst")]
     pairs: PairMode,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Output directory: OUT/alpha-<α>/{data.jsonl, <method>-seed<S>/}, the tables and figures.
+    #[arg(long, default_value = "runs/compare")]
+    out: PathBuf,
+    /// Methods, comma-separated (BT is the best-of-N opponent, VRF gives the uncertainty bins).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "vrf,bt,lore,pref,pal,vpl"
+    )]
+    methods: Vec<Method>,
+    /// Dirichlet concentrations α of the benchmark, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,1,10")]
+    alphas: Vec<f64>,
+    /// Training seeds, comma-separated.
+    #[arg(long, alias = "seed", value_delimiter = ',', default_value = "0,1,2")]
+    seeds: Vec<u64>,
+    /// Start from this JSON config (fields as in a run's config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
+    #[arg(long, default_value = "tiny")]
+    backbone: String,
+    /// cpu or cuda (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Reuse finished runs and continue interrupted ones.
+    #[arg(long)]
+    resume: bool,
+    /// Fit only share I of N of each α's (method, seed) jobs, then stop; a final call with
+    /// `--resume` and no shard analyses everything.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Synthetic data: seen users.
+    #[arg(long, default_value_t = 200)]
+    seen_users: usize,
+    /// Synthetic data: unseen users.
+    #[arg(long, default_value_t = 200)]
+    unseen_users: usize,
+    /// Synthetic data: generator seed.
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    /// Synthetic data: training prompts.
+    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
+    train_prompts: usize,
+    /// Synthetic data: eval prompts.
+    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
+    eval_prompts: usize,
+    #[command(flatten)]
+    hp: Overrides,
 }
 
 #[derive(Args)]
@@ -623,6 +685,56 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn compare(a: &CompareArgs) -> anyhow::Result<()> {
+    let mut cfg: RunConfig = match &a.config {
+        Some(p) => read_json(p)?,
+        None => RunConfig::default(),
+    };
+    a.hp.apply(&mut cfg);
+    if a.backbone != "tiny" {
+        cfg.backbone = BackboneSource::Hf {
+            path: a.backbone.clone(),
+        };
+    }
+    cfg.validate()?;
+    set_threads(cfg.train.threads);
+    let dev = device(&a.device)?;
+    let plan = ComparePlan {
+        out: a.out.clone(),
+        methods: a.methods.clone(),
+        alphas: a.alphas.clone(),
+        seeds: a.seeds.clone(),
+        base: cfg,
+        synth: SynthConfig {
+            seen_users: a.seen_users,
+            unseen_users: a.unseen_users,
+            seed: a.data_seed,
+            train_prompts: a.train_prompts,
+            eval_prompts: a.eval_prompts,
+            ..Default::default()
+        },
+        resume: a.resume,
+        shard: a.shard,
+        verbose: !a.quiet,
+    };
+    match vrf_trainer::compare::run(&plan, &dev)? {
+        CompareOutcome::Done(r) => {
+            print!("{}", vrf_trainer::compare::table::markdown(&r));
+            println!(
+                "\n(tables in {}, figures in {})",
+                a.out.join("compare.md").display(),
+                a.out.join("figures").display()
+            );
+        }
+        CompareOutcome::Sharded => eprintln!(
+            "this shard's fits are done; run `vrf-trainer compare --resume` with the same \
+             settings and no --shard to analyse every run"
+        ),
+        CompareOutcome::Stopped(stop) => eprintln!("{stop}"),
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Synth(a) => synth(a),
@@ -635,6 +747,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Fit(a) => fit(a),
         Cmd::Ablate(a) => ablate(a),
+        Cmd::Compare(a) => compare(a),
         Cmd::Export {
             run,
             out,

@@ -548,3 +548,65 @@ pub(crate) fn evaluate(
     report.overall_accuracy = macro_average(report.seen_accuracy, report.unseen_accuracy);
     Ok(report)
 }
+
+/// Detached states of every reference and eval text of a dataset (and, for methods that read
+/// the prompt, of its prompts): the source of evaluation batches outside [`evaluate`], for
+/// per-user analyses ([`crate::score`]).
+pub(crate) struct Embedded {
+    texts: Feats,
+    prompts: Option<(Prompts, Feats)>,
+}
+
+impl Embedded {
+    /// Embeds the reference and eval texts of every user (and their prompts, when `prompts`).
+    pub(crate) fn new(
+        model: &RewardModel,
+        ds: &Dataset,
+        corpus: &Corpus,
+        prompts: Option<Prompts>,
+    ) -> Result<Self> {
+        let chunk = model.cfg.train.eval_batch;
+        let all: Vec<usize> = ds
+            .users
+            .iter()
+            .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied())
+            .collect();
+        let (uniq, _) = dedup(&pair_texts(corpus, all.iter().copied()));
+        let texts = Feats::new(&uniq, corpus.embed(model, &uniq, chunk)?);
+        let prompts = match prompts {
+            Some(pr) => {
+                let ids: Vec<usize> = all.iter().map(|&i| pr.id(ds, i)).collect();
+                let (uniq, _) = dedup(&ids);
+                let f = Feats::new(&uniq, pr.corpus.embed(model, &uniq, chunk)?);
+                Some((pr, f))
+            }
+            None => None,
+        };
+        Ok(Self { texts, prompts })
+    }
+
+    /// The batch of dataset triplets `triplets` (reference or eval rows) for users `users`.
+    pub(crate) fn batch(
+        &self,
+        ds: &Dataset,
+        corpus: &Corpus,
+        triplets: &[usize],
+        users: &[usize],
+    ) -> Result<Batch> {
+        let gather_texts = |ids: &[usize]| self.texts.gather(ids);
+        let gather_prompts = |ids: &[usize]| -> Result<Tensor> {
+            match &self.prompts {
+                Some((_, f)) => f.gather(ids),
+                None => Err(TrainError::Other("no prompt states".into())),
+            }
+        };
+        let src = Sources {
+            texts: &gather_texts,
+            prompts: self
+                .prompts
+                .as_ref()
+                .map(|(pr, _)| (pr, &gather_prompts as States)),
+        };
+        make_batch(ds, corpus, triplets, users, &src)
+    }
+}

@@ -27,6 +27,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::optim::{AdamW, ParamGroup};
 pub use fit::{evaluate_run, fit};
+pub(crate) use fit::{Embedded, Prompts};
 
 /// Settings of the baselines (defaults from the published code where it fixes them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

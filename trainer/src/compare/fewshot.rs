@@ -1,0 +1,60 @@
+//! The few-shot curve for unseen users (the paper's Fig. 3a): accuracy with k ∈ {1, 3, 5, 9}
+//! random reference pairs per user (the draws every method's evaluation shares), and with all.
+//! BT, which reads no reference pairs, has its unseen accuracy at every k.
+
+use serde::Serialize;
+
+use super::{agg, Ms, RunAnalysis};
+
+/// The reference-set sizes of the curve.
+pub const KS: [usize; 4] = [1, 3, 5, 9];
+
+/// One method's few-shot curve on one α (mean ± std over seeds).
+#[derive(Clone, Debug, Serialize)]
+pub struct FewShotRow {
+    /// Method name.
+    pub method: String,
+    /// Dirichlet α of the benchmark.
+    pub alpha: f64,
+    /// (k, unseen accuracy with k reference pairs) for each k of [`KS`] (NaN where users have
+    /// fewer reference pairs).
+    pub points: Vec<(usize, Ms)>,
+    /// Unseen accuracy with every reference pair.
+    pub all: Ms,
+}
+
+/// The rows of one α from its runs (grouped by method).
+pub fn rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<FewShotRow> {
+    runs.iter()
+        .filter_map(|rs| {
+            let first = rs.first()?;
+            let points = KS
+                .iter()
+                .map(|&k| {
+                    let v: Vec<f64> = rs
+                        .iter()
+                        .map(|r| {
+                            // BT ignores reference pairs: any k gives its unseen accuracy.
+                            if r.method == "bt" && r.report.few_shot.is_empty() {
+                                return r.report.unseen_accuracy;
+                            }
+                            r.report
+                                .few_shot
+                                .iter()
+                                .find(|(kk, _)| *kk == k)
+                                .map_or(f64::NAN, |(_, a)| *a)
+                        })
+                        .collect();
+                    (k, agg::ms(&v))
+                })
+                .collect();
+            let all: Vec<f64> = rs.iter().map(|r| r.report.unseen_accuracy).collect();
+            Some(FewShotRow {
+                method: first.method.clone(),
+                alpha,
+                points,
+                all: agg::ms(&all),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,274 @@
+//! Table 1 (seen / unseen / overall accuracy per α, mean ± std over seeds, with the reference
+//! rankers), the costs (the paper's Fig. 3d: adaptation time per unseen user, and training
+//! time), and the markdown of every table of a comparison.
+
+use serde::Serialize;
+
+use super::{agg, CompareReport, Ms, RunAnalysis};
+
+/// One method's accuracy on one α (fractions; mean ± std over seeds).
+#[derive(Clone, Debug, Serialize)]
+pub struct AccuracyRow {
+    /// Method name.
+    pub method: String,
+    /// Dirichlet α of the benchmark.
+    pub alpha: f64,
+    /// Seeds averaged.
+    pub seeds: usize,
+    /// Seen users.
+    pub seen: Ms,
+    /// Unseen users.
+    pub unseen: Ms,
+    /// Macro-average of the two.
+    pub overall: Ms,
+}
+
+/// One method's costs on one α (mean ± std over seeds).
+#[derive(Clone, Debug, Serialize)]
+pub struct CostRow {
+    /// Method name.
+    pub method: String,
+    /// Dirichlet α of the benchmark.
+    pub alpha: f64,
+    /// Training wall-clock seconds.
+    pub train_seconds: Ms,
+    /// Seconds to infer all unseen users, divided by their number.
+    pub adapt_seconds_per_user: Ms,
+}
+
+/// Table 1's rows of one α.
+pub fn accuracy_rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<AccuracyRow> {
+    runs.iter()
+        .filter_map(|rs| {
+            let first = rs.first()?;
+            let f = |g: fn(&RunAnalysis) -> f64| agg::ms(&rs.iter().map(g).collect::<Vec<_>>());
+            Some(AccuracyRow {
+                method: first.method.clone(),
+                alpha,
+                seeds: rs.len(),
+                seen: f(|r| r.report.seen_accuracy),
+                unseen: f(|r| r.report.unseen_accuracy),
+                overall: f(|r| r.report.overall_accuracy),
+            })
+        })
+        .collect()
+}
+
+/// The cost rows of one α.
+pub fn cost_rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<CostRow> {
+    runs.iter()
+        .filter_map(|rs| {
+            let first = rs.first()?;
+            let f = |g: fn(&RunAnalysis) -> f64| agg::ms(&rs.iter().map(g).collect::<Vec<_>>());
+            Some(CostRow {
+                method: first.method.clone(),
+                alpha,
+                train_seconds: f(|r| r.report.cost.train_seconds.unwrap_or(r.train_seconds)),
+                adapt_seconds_per_user: f(|r| {
+                    r.report.cost.adapt_seconds_per_user.unwrap_or(f64::NAN)
+                }),
+            })
+        })
+        .collect()
+}
+
+/// `mean ± std` scaled by `scale` with `digits` decimals; `–` for NaN, no ± for one seed.
+pub fn fmt_ms(x: Ms, scale: f64, digits: usize) -> String {
+    if x.0.is_nan() {
+        return "–".into();
+    }
+    if x.1 > 0.0 {
+        format!("{:.*} ± {:.*}", digits, scale * x.0, digits, scale * x.1)
+    } else {
+        format!("{:.*}", digits, scale * x.0)
+    }
+}
+
+fn pct(x: Option<f64>) -> String {
+    match x {
+        Some(v) if !v.is_nan() => format!("{:.2}", 100.0 * v),
+        _ => "–".into(),
+    }
+}
+
+/// Display name of a method id.
+pub fn label(method: &str) -> String {
+    match method {
+        "vrf" => "VRF".into(),
+        "bt" => "BT".into(),
+        "lore" => "LoRe".into(),
+        "pref" => "PReF".into(),
+        "pal" => "PAL-B".into(),
+        "vpl" => "VPL".into(),
+        other => other.into(),
+    }
+}
+
+/// Every table of a comparison as markdown (`compare.md`).
+pub fn markdown(r: &CompareReport) -> String {
+    let alphas = &r.alphas;
+    let seeds: Vec<String> = r.seeds.iter().map(|s| s.to_string()).collect();
+    let mut s = format!(
+        "# Method comparison\n\nMethods {}; α ∈ {{{}}}; seeds {{{}}}. Accuracies in %, mean ± std over seeds.\n\n",
+        r.methods.iter().map(|m| label(m)).collect::<Vec<_>>().join(", "),
+        alphas.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+        seeds.join(", ")
+    );
+
+    // Table 1.
+    s += "## Table 1: pairwise accuracy\n\n| method |";
+    for a in alphas {
+        s += &format!(" α={a} seen | α={a} unseen | α={a} overall |");
+    }
+    s += "\n|---|";
+    s += &"---|---|---|".repeat(alphas.len());
+    s += "\n";
+    for m in &r.methods {
+        s += &format!("| {} |", label(m));
+        for a in alphas {
+            match r.accuracy.iter().find(|x| &x.method == m && x.alpha == *a) {
+                Some(x) => {
+                    for v in [x.seen, x.unseen, x.overall] {
+                        s += &format!(" {} |", fmt_ms(v, 100.0, 2));
+                    }
+                }
+                None => s += " – | – | – |",
+            }
+        }
+        s += "\n";
+    }
+    // Reference rankers (deterministic: one value per α).
+    let mut ids: Vec<(String, String)> = Vec::new();
+    for (_, rep) in &r.reference {
+        for k in &rep.rankers {
+            if !ids.iter().any(|(i, _)| i == &k.id) {
+                ids.push((k.id.clone(), k.label.clone()));
+            }
+        }
+    }
+    for (id, _) in &ids {
+        s += &format!("| *ref: {id}* |");
+        for a in alphas {
+            match r
+                .reference
+                .iter()
+                .find(|(x, _)| x == a)
+                .and_then(|(_, rep)| rep.get(id))
+            {
+                Some(k) => {
+                    s += &format!(
+                        " {} | {} | {} |",
+                        pct(k.seen),
+                        pct(k.unseen),
+                        pct(k.overall)
+                    )
+                }
+                None => s += " – | – | – |",
+            }
+        }
+        s += "\n";
+    }
+    if !ids.is_empty() {
+        s += "\nReference rankers (fitted on training rows only; see `vrf-trainer reference`): ";
+        s += &ids
+            .iter()
+            .map(|(i, l)| format!("`{i}`: {l}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        s += ".\n";
+    }
+
+    // Few-shot.
+    s += "\n## Few-shot accuracy of unseen users (Fig. 3a)\n\nUnseen accuracy (%) with k random reference pairs per user (the same draws for every method), and with all of them; BT reads no reference pairs, so its row is its unseen accuracy at every k.\n\n| method | α |";
+    for k in super::fewshot::KS {
+        s += &format!(" k={k} |");
+    }
+    s += " all |\n|---|---|";
+    s += &"---|".repeat(super::fewshot::KS.len() + 1);
+    s += "\n";
+    for x in &r.few_shot {
+        s += &format!("| {} | {} |", label(&x.method), x.alpha);
+        for (_, v) in &x.points {
+            s += &format!(" {} |", fmt_ms(*v, 100.0, 1));
+        }
+        s += &format!(" {} |\n", fmt_ms(x.all, 100.0, 1));
+    }
+
+    // Uncertainty.
+    s += "\n## Uncertainty robustness (Fig. 3b)\n\n";
+    if r.uncertainty.is_empty() {
+        s += "Skipped: needs a VRF run.\n";
+    } else {
+        s += "Unseen users split into terciles by VRF's posterior uncertainty (mean σ², VRF run of the same seed); each method's accuracy (%) per tercile, and Spearman ρ between σ² and the method's per-user error rate (ρ > 0: σ² flags the users it gets wrong).\n\n| method | α | low σ² | mid σ² | high σ² | ρ(σ², error) |\n|---|---|---|---|---|---|\n";
+        for x in &r.uncertainty {
+            s += &format!("| {} | {} |", label(&x.method), x.alpha);
+            for v in &x.terciles {
+                s += &format!(" {} |", fmt_ms(*v, 100.0, 1));
+            }
+            s += &format!(" {} |\n", fmt_ms(x.spearman, 1.0, 3));
+        }
+        s += "\nAccuracy (%) by uncertainty decile (1 = most certain):\n\n| method | α |";
+        for d in 1..=10 {
+            s += &format!(" {d} |");
+        }
+        s += "\n|---|---|";
+        s += &"---|".repeat(10);
+        s += "\n";
+        for x in &r.uncertainty {
+            s += &format!("| {} | {} |", label(&x.method), x.alpha);
+            for v in &x.deciles {
+                s += &format!(" {} |", fmt_ms((v.0, 0.0), 100.0, 0));
+            }
+            s += "\n";
+        }
+    }
+
+    // Costs.
+    s += "\n## Cost (Fig. 3d)\n\nTraining seconds, and seconds to infer all unseen users' representations (backbone embedding excluded; batched over users, so amortised) divided by their number, in ms (BT has no per-user representation: –).\n\n| method | α | train s | adaptation ms / unseen user |\n|---|---|---|---|\n";
+    for x in &r.cost {
+        s += &format!(
+            "| {} | {} | {} | {} |\n",
+            label(&x.method),
+            x.alpha,
+            fmt_ms(x.train_seconds, 1.0, 1),
+            fmt_ms(x.adapt_seconds_per_user, 1000.0, 3)
+        );
+    }
+
+    // Best-of-N.
+    s += "\n## Best-of-N alignment (Fig. 3c)\n\n";
+    if r.best_of_n.is_empty() {
+        s += "Skipped: the data has no true utilities.\n";
+    } else {
+        s += "For each user and eval prompt, each method picks the best of the prompt's candidates by its personalised reward; regret = the user's true utility of their true best − of the pick (true utility = true weights · the response's normalised scorer values), true best = how often the pick is a true best, win rate = against BT's pick on the same query (ties count half).\n\n| picker | α | queries | regret seen | regret unseen | regret all | true best % | win rate vs BT |\n|---|---|---|---|---|---|---|---|\n";
+        for x in &r.best_of_n {
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                label(&x.method),
+                x.alpha,
+                x.queries,
+                fmt_ms(x.regret_seen, 1.0, 3),
+                fmt_ms(x.regret_unseen, 1.0, 3),
+                fmt_ms(x.regret, 1.0, 3),
+                fmt_ms(x.best_rate, 100.0, 1),
+                x.win_rate_vs_bt
+                    .map_or("–".into(), |w| fmt_ms(w, 100.0, 1) + " %"),
+            );
+        }
+    }
+
+    // Figures.
+    s += "\n## Figures\n\n";
+    for f in &r.figures {
+        if f.ends_with(".svg") {
+            s += &format!("- [{f}]({f})\n");
+        }
+    }
+    if !r.notes.is_empty() {
+        s += "\n## Notes\n\n";
+        for n in &r.notes {
+            s += &format!("- {n}\n");
+        }
+    }
+    s
+}
