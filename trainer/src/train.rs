@@ -488,10 +488,9 @@ impl<'a> Trainer<'a> {
         let flat: Vec<f32> = ar.a.iter().flatten().map(|&x| x as f32).collect();
         let a = Tensor::from_vec(flat, (k, k), dev)?;
         let l2 = &self.model.heads.l2;
-        let weight = a.matmul(l2.weight())?;
+        let (weight, bias) = archetypes::rotate_output(&a, l2.weight(), l2.bias())?;
         self.model.vars.insert("heads.l2.weight", weight)?;
-        if let Some(b) = l2.bias() {
-            let bias = a.matmul(&b.unsqueeze(1)?)?.squeeze(1)?;
+        if let Some(bias) = bias {
             self.model.vars.insert("heads.l2.bias", bias)?;
         }
         // Logits whose softmax is the fitted weights (a floor keeps them finite).

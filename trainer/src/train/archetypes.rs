@@ -9,6 +9,7 @@
 //! an archetype `a_k`, the new basis rewards are `φ'_k = a_kᵀ φ`, and each user's weights are the
 //! simplex point whose combination of archetypes is closest to its vector.
 
+use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -216,9 +217,40 @@ pub fn archetypes(u: &[Vec<f64>], k: usize, seed: u64) -> Archetypes {
     }
 }
 
+/// The output layer `(W₂ [K, H], b₂ [K])` of heads whose rewards are `φ'_k = a_kᵀ φ`, for
+/// archetypes `a` `[K, K]`: `(A W₂, A b₂)`.
+pub fn rotate_output(
+    a: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+    let w = a.matmul(weight)?;
+    let b = bias
+        .map(|b| a.matmul(&b.unsqueeze(1)?)?.squeeze(1))
+        .transpose()?;
+    Ok((w, b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotated_heads_give_the_archetype_rewards() -> candle_core::Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (k, h) = (3, 5);
+        let a = Tensor::randn(0f32, 1.0, (k, k), &dev)?;
+        let w = Tensor::randn(0f32, 1.0, (k, h), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, k, &dev)?;
+        let g = Tensor::randn(0f32, 1.0, (7, h), &dev)?;
+        let phi = g.matmul(&w.t()?)?.broadcast_add(&b)?;
+        let (w2, b2) = rotate_output(&a, &w, Some(&b))?;
+        let rotated = g.matmul(&w2.t()?)?.broadcast_add(&b2.unwrap())?;
+        let want = phi.matmul(&a.t()?)?;
+        let err = (rotated - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(err < 1e-4, "max error {err}");
+        Ok(())
+    }
 
     #[test]
     fn projection_lands_on_the_simplex() {
