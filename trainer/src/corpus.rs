@@ -28,26 +28,14 @@ impl Corpus {
     /// Tokenises every unique text of `ds` with `enc`; a text that tokenises to nothing is an
     /// error naming a triplet (file line and user) that uses it.
     pub fn build(ds: &Dataset, enc: &TextEncoder) -> std::result::Result<Self, TrainError> {
-        const CHUNK: usize = 512;
         let index = ds.texts();
-        let mut tokens = Vec::with_capacity(index.texts.len());
-        let mut truncated = 0;
-        for (c, chunk) in index.texts.chunks(CHUNK).enumerate() {
-            let pairs: Vec<(&str, &str)> = chunk
-                .iter()
-                .map(|(p, r)| (p.as_str(), r.as_str()))
-                .collect();
-            let b = match enc.encode_batch(&pairs) {
-                Err(TokenizeError::EmptySequence(row)) => {
-                    return Err(empty_text(ds, &index, c * CHUNK + row).into())
-                }
-                r => r?,
-            };
-            truncated += b.truncated;
-            for (row, &len) in b.lengths.iter().enumerate() {
-                tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
+        let (tokens, truncated) = match tokenize(&index.texts, enc) {
+            Ok(t) => t,
+            Err((start, TokenizeError::EmptySequence(row))) => {
+                return Err(empty_text(ds, &index, start + row).into())
             }
-        }
+            Err((_, e)) => return Err(e.into()),
+        };
         Ok(Self {
             index,
             tokens,
@@ -62,18 +50,7 @@ impl Corpus {
         texts: Vec<(String, String)>,
         enc: &TextEncoder,
     ) -> std::result::Result<Self, TrainError> {
-        let (mut tokens, mut truncated) = (Vec::with_capacity(texts.len()), 0);
-        for chunk in texts.chunks(512) {
-            let pairs: Vec<(&str, &str)> = chunk
-                .iter()
-                .map(|(p, r)| (p.as_str(), r.as_str()))
-                .collect();
-            let b = enc.encode_batch(&pairs)?;
-            truncated += b.truncated;
-            for (row, &len) in b.lengths.iter().enumerate() {
-                tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
-            }
-        }
+        let (tokens, truncated) = tokenize(&texts, enc).map_err(|(_, e)| e)?;
         Ok(Self {
             index: TextIndex {
                 texts,
@@ -122,6 +99,32 @@ impl Corpus {
     }
 }
 
+/// Token ids per text and how many texts were truncated.
+type Tokens = (Vec<Vec<u32>>, usize);
+
+/// Token ids of `texts`, tokenised in chunks of 512, and how many were truncated; an error comes
+/// with the position in `texts` of the first text of the chunk it arose in (the error's own row
+/// counts within that chunk).
+fn tokenize(
+    texts: &[(String, String)],
+    enc: &TextEncoder,
+) -> std::result::Result<Tokens, (usize, TokenizeError)> {
+    const CHUNK: usize = 512;
+    let (mut tokens, mut truncated) = (Vec::with_capacity(texts.len()), 0);
+    for (c, chunk) in texts.chunks(CHUNK).enumerate() {
+        let pairs: Vec<(&str, &str)> = chunk
+            .iter()
+            .map(|(p, r)| (p.as_str(), r.as_str()))
+            .collect();
+        let b = enc.encode_batch(&pairs).map_err(|e| (c * CHUNK, e))?;
+        truncated += b.truncated;
+        for (row, &len) in b.lengths.iter().enumerate() {
+            tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
+        }
+    }
+    Ok((tokens, truncated))
+}
+
 /// The error for unique text `text`, which tokenises to nothing: names a triplet using it.
 fn empty_text(ds: &Dataset, index: &TextIndex, text: usize) -> DataError {
     let chosen = index.chosen_text.iter().position(|&t| t == text);
@@ -160,6 +163,14 @@ pub fn dedup(ids: &[usize]) -> (Vec<usize>, Vec<u32>) {
         })
         .collect();
     (uniq, at)
+}
+
+/// Each id's position in `ids` (the last one where an id repeats).
+pub fn positions(ids: &[usize]) -> HashMap<usize, u32> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i as u32))
+        .collect()
 }
 
 /// Rows `idx` of `t` (a u32 index tensor built on `t`'s device).
