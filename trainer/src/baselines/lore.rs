@@ -15,8 +15,8 @@ use candle_core::{Module, Tensor, D};
 use candle_nn::{linear_no_bias, Linear, VarBuilder};
 
 use super::{
-    fit_user_params, seeded_randn, weighted_bt, Baseline, BaselineConfig, Batch, StepInfo,
-    TrainOut, UserOptim,
+    fit_user_params, seeded_randn, seen_users, weighted_bt, Baseline, BaselineConfig, Batch,
+    StepInfo, TrainOut, UserOptim,
 };
 use crate::config::Method;
 use crate::corpus::rows;
@@ -38,14 +38,7 @@ impl Lore {
     /// Builds V (`lore.basis.weight`, `[K, H]`) and the seen users' logits (`lore.users`).
     pub fn new(vb: VarBuilder, h: usize, n_seen: usize, c: &BaselineConfig) -> Result<Self> {
         let basis = linear_no_bias(h, c.lore_k, vb.pp("basis"))?;
-        let users = vb.get_with_hints(
-            (n_seen, c.lore_k),
-            "users",
-            candle_nn::Init::Randn {
-                mean: 0.0,
-                stdev: 1.0,
-            },
-        )?;
+        let users = seen_users(&vb, n_seen, c.lore_k)?;
         Ok(Self {
             basis,
             users,

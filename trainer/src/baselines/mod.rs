@@ -289,6 +289,18 @@ pub fn normalize(x: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_div(&n)?)
 }
 
+/// The seen users' parameters `[n_seen, k]` (variable `users` under `vb`), initialised N(0, 1).
+pub fn seen_users(vb: &VarBuilder, n_seen: usize, k: usize) -> Result<Tensor> {
+    Ok(vb.get_with_hints(
+        (n_seen, k),
+        "users",
+        candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 1.0,
+        },
+    )?)
+}
+
 /// Standard-normal values `[rows, cols]` from a ChaCha RNG keyed by `seed` and `tag`.
 pub fn seeded_randn(seed: u64, tag: &str, shape: (usize, usize), dev: &Device) -> Result<Tensor> {
     let h = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -20,8 +20,8 @@ use candle_core::{Module, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
 use super::{
-    fit_user_params, normalize, seeded_randn, weighted_bt, Baseline, BaselineConfig, Batch,
-    StepInfo, TrainOut, UserOptim,
+    fit_user_params, normalize, seeded_randn, seen_users, weighted_bt, Baseline, BaselineConfig,
+    Batch, StepInfo, TrainOut, UserOptim,
 };
 use crate::config::Method;
 use crate::corpus::rows;
@@ -80,14 +80,7 @@ impl Pal {
         let g = (0..c.pal_k)
             .map(|k| Mlp2::new(h, c.pal_dim, vb.pp(format!("g{k}"))))
             .collect::<Result<Vec<_>>>()?;
-        let users = vb.get_with_hints(
-            (n_seen, c.pal_k),
-            "users",
-            candle_nn::Init::Randn {
-                mean: 0.0,
-                stdev: 1.0,
-            },
-        )?;
+        let users = seen_users(&vb, n_seen, c.pal_k)?;
         let logit_scale = vb.get_with_hints(
             (),
             "logit_scale",

@@ -23,8 +23,8 @@ use candle_nn::{linear_no_bias, Linear, VarBuilder};
 use serde_json::json;
 
 use super::{
-    fit_user_params, seeded_randn, weighted_bt, Baseline, BaselineConfig, Batch, StepInfo,
-    TrainOut, UserOptim,
+    fit_user_params, seeded_randn, seen_users, weighted_bt, Baseline, BaselineConfig, Batch,
+    StepInfo, TrainOut, UserOptim,
 };
 use crate::config::Method;
 use crate::corpus::{rows, Corpus};
@@ -52,14 +52,7 @@ impl Pref {
     /// Builds φ (`pref.phi.weight`, `[J, H]`) and the seen users' vectors (`pref.users`).
     pub fn new(vb: VarBuilder, h: usize, n_seen: usize, c: &BaselineConfig) -> Result<Self> {
         let phi = linear_no_bias(h, c.pref_j, vb.pp("phi"))?;
-        let users = vb.get_with_hints(
-            (n_seen, c.pref_j),
-            "users",
-            candle_nn::Init::Randn {
-                mean: 0.0,
-                stdev: 1.0,
-            },
-        )?;
+        let users = seen_users(&vb, n_seen, c.pref_j)?;
         Ok(Self {
             phi,
             users,
