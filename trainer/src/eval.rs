@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Method;
-use crate::corpus::{dedup, rows, Corpus};
+use crate::corpus::{dedup, positions, rows, Corpus};
 use crate::data::Dataset;
 use crate::encoder::segments;
 use crate::error::Result;
@@ -101,6 +101,29 @@ pub struct EvalReport {
     pub cost: Cost,
 }
 
+impl EvalReport {
+    /// A report for `method` and `seed` on `ds` with the counts filled in and every accuracy NaN,
+    /// no collapse diagnostics, no few-shot points and zero cost.
+    pub(crate) fn skeleton(method: &str, seed: u64, ds: &Dataset, corpus: &Corpus) -> Self {
+        let count = |g: &[usize]| g.iter().map(|&u| ds.users[u].evals.len()).sum::<usize>();
+        EvalReport {
+            method: method.into(),
+            seed,
+            seen_accuracy: f64::NAN,
+            unseen_accuracy: f64::NAN,
+            overall_accuracy: f64::NAN,
+            seen_pairs: count(&ds.seen),
+            unseen_pairs: count(&ds.unseen),
+            seen_users: ds.seen.len(),
+            unseen_users: ds.unseen.len(),
+            collapse: None,
+            few_shot: vec![],
+            truncated_texts: corpus.truncated,
+            cost: Cost::default(),
+        }
+    }
+}
+
 /// A seen user's cached posterior.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct UserPosterior {
@@ -143,12 +166,19 @@ impl Features {
         let (uniq, _) = dedup(&pair_texts(corpus, triplets));
         let e = corpus.embed(model, &uniq, model.cfg.train.eval_batch)?;
         let phi = model.phi(&e)?.detach();
-        let pos = uniq
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| (t, i as u32))
-            .collect();
+        let pos = positions(&uniq);
         Ok(Self { pos, e, phi })
+    }
+
+    /// Embeds every reference and eval text of every user of `ds`.
+    pub(crate) fn of_users(model: &RewardModel, corpus: &Corpus, ds: &Dataset) -> Result<Self> {
+        Self::embed(
+            model,
+            corpus,
+            ds.users
+                .iter()
+                .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied()),
+        )
     }
 
     fn pair_rows(&self, corpus: &Corpus, tr: &[usize]) -> (Vec<u32>, Vec<u32>) {
@@ -214,6 +244,36 @@ pub(crate) fn group_accuracy(
     Ok(pairwise_accuracy(&mu_d)?)
 }
 
+/// The few-shot reference draws of `ds`'s unseen users: for each k of 1, 3, 5 and 9 up to the
+/// largest reference count, k random reference pairs of each unseen user (all of a user's pairs
+/// where it has fewer), from an RNG seeded by k.
+pub(crate) fn few_shot_draws(ds: &Dataset) -> Vec<(usize, Vec<Vec<usize>>)> {
+    let max_refs = ds
+        .unseen
+        .iter()
+        .map(|&u| ds.users[u].refs.len())
+        .max()
+        .unwrap_or(0);
+    [1usize, 3, 5, 9]
+        .into_iter()
+        .filter(|&kk| kk <= max_refs)
+        .map(|kk| {
+            let mut rng = ChaCha8Rng::seed_from_u64(1234 + kk as u64);
+            let refs = ds
+                .unseen
+                .iter()
+                .map(|&u| {
+                    let mut r = ds.users[u].refs.clone();
+                    r.shuffle(&mut rng);
+                    r.truncate(kk);
+                    r
+                })
+                .collect();
+            (kk, refs)
+        })
+        .collect()
+}
+
 /// Evaluates `model` per docs/METHOD.md §5; returns the report and the seen users' posteriors.
 pub fn evaluate(
     model: &RewardModel,
@@ -221,34 +281,13 @@ pub fn evaluate(
     corpus: &Corpus,
 ) -> Result<(EvalReport, Vec<UserPosterior>)> {
     let cfg = &model.cfg;
-    let f = Features::embed(
-        model,
-        corpus,
-        ds.users
-            .iter()
-            .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied()),
-    )?;
+    let f = Features::of_users(model, corpus, ds)?;
 
     let evals_of =
         |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].evals.clone()).collect() };
     let refs_of =
         |g: &[usize]| -> Vec<Vec<usize>> { g.iter().map(|&u| ds.users[u].refs.clone()).collect() };
-    let count = |g: &[usize]| g.iter().map(|&u| ds.users[u].evals.len()).sum::<usize>();
-    let mut report = EvalReport {
-        method: cfg.method.name().into(),
-        seed: cfg.train.seed,
-        seen_accuracy: f64::NAN,
-        unseen_accuracy: f64::NAN,
-        overall_accuracy: f64::NAN,
-        seen_pairs: count(&ds.seen),
-        unseen_pairs: count(&ds.unseen),
-        seen_users: ds.seen.len(),
-        unseen_users: ds.unseen.len(),
-        collapse: None,
-        few_shot: vec![],
-        truncated_texts: corpus.truncated,
-        cost: Cost::default(),
-    };
+    let mut report = EvalReport::skeleton(cfg.method.name(), cfg.train.seed, ds, corpus);
     let mut cached = Vec::new();
     match cfg.method {
         Method::Lore | Method::Pref | Method::Pal | Method::Vpl => {
@@ -356,25 +395,8 @@ pub fn evaluate(
             });
             // Few-shot curve for unseen users: k random reference pairs each (fixed seed).
             if !ds.unseen.is_empty() {
-                let max_refs = ds
-                    .unseen
-                    .iter()
-                    .map(|&u| ds.users[u].refs.len())
-                    .max()
-                    .unwrap_or(0);
                 let evals = evals_of(&ds.unseen);
-                for kk in [1usize, 3, 5, 9].into_iter().filter(|&kk| kk <= max_refs) {
-                    let mut rng = ChaCha8Rng::seed_from_u64(1234 + kk as u64);
-                    let refs: Vec<Vec<usize>> = ds
-                        .unseen
-                        .iter()
-                        .map(|&u| {
-                            let mut r = ds.users[u].refs.clone();
-                            r.shuffle(&mut rng);
-                            r.truncate(kk);
-                            r
-                        })
-                        .collect();
+                for (kk, refs) in few_shot_draws(ds) {
                     let (_, _, w) = posteriors(model, &f, corpus, &refs)?;
                     report
                         .few_shot

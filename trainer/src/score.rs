@@ -114,13 +114,7 @@ impl RunScorer {
         };
         let kind = match cfg.method {
             Method::Vrf | Method::Bt => {
-                let feats = Features::embed(
-                    model,
-                    corpus,
-                    ds.users
-                        .iter()
-                        .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied()),
-                )?;
+                let feats = Features::of_users(model, corpus, ds)?;
                 if cfg.method == Method::Bt {
                     Kind::Bt { feats }
                 } else {

@@ -27,10 +27,10 @@ use serde_json::json;
 
 use super::{Baseline, BaselineError, Batch, StepInfo};
 use crate::checkpoint::{load_checkpoint, save_checkpoint, write_json, TrainState};
-use crate::corpus::{dedup, rows, Corpus};
-use crate::data::{Dataset, Split, TextIndex};
+use crate::corpus::{dedup, positions, rows, Corpus};
+use crate::data::{Dataset, Split};
 use crate::error::{Result, TrainError};
-use crate::eval::{macro_average, pair_texts, Cost, EvalReport};
+use crate::eval::{few_shot_draws, macro_average, pair_texts, EvalReport};
 use crate::metrics::pairwise_accuracy;
 use crate::model::{prefix, RewardModel};
 use crate::optim::{lr_factor, AdamW, ParamGroup};
@@ -57,28 +57,7 @@ impl Prompts {
                 texts.push((t.prompt.clone(), String::new()));
             }
         }
-        let (mut tokens, mut truncated) = (Vec::with_capacity(texts.len()), 0);
-        for chunk in texts.chunks(512) {
-            let pairs: Vec<(&str, &str)> = chunk
-                .iter()
-                .map(|(p, r)| (p.as_str(), r.as_str()))
-                .collect();
-            let b = enc.encode_batch(&pairs)?;
-            truncated += b.truncated;
-            for (row, &len) in b.lengths.iter().enumerate() {
-                tokens.push(b.ids[row * b.seq_len..row * b.seq_len + len].to_vec());
-            }
-        }
-        let corpus = Corpus {
-            index: TextIndex {
-                texts,
-                chosen_text: vec![],
-                rejected_text: vec![],
-            },
-            tokens,
-            pad_id: enc.pad_id,
-            truncated,
-        };
+        let corpus = Corpus::from_texts(texts, enc)?;
         Ok(Self { id_of, corpus })
     }
 
@@ -96,12 +75,10 @@ struct Feats {
 
 impl Feats {
     fn new(ids: &[usize], e: Tensor) -> Self {
-        let pos = ids
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| (t, i as u32))
-            .collect();
-        Self { pos, e }
+        Self {
+            pos: positions(ids),
+            e,
+        }
     }
 
     fn gather(&self, ids: &[usize]) -> Result<Tensor> {
@@ -130,21 +107,12 @@ fn make_batch(
 ) -> Result<Batch> {
     let (texts, pos) = dedup(&pair_texts(corpus, triplets.iter().copied()));
     let e = (src.texts)(&texts)?;
-    let local: HashMap<usize, u32> = users
-        .iter()
-        .enumerate()
-        .map(|(i, &u)| (u, i as u32))
-        .collect();
+    let local = positions(users);
     let user = triplets
         .iter()
         .map(|&i| local[&ds.triplet_user[i]])
         .collect();
-    let seen_map: HashMap<usize, u32> = ds
-        .seen
-        .iter()
-        .enumerate()
-        .map(|(i, &u)| (u, i as u32))
-        .collect();
+    let seen_map = positions(&ds.seen);
     let seen_pos = users
         .iter()
         .map(|u| seen_map.get(u).copied())
@@ -179,11 +147,11 @@ fn rng_for(seed: u64, tag: &str, n: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ h ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03))
 }
 
-/// Trains the baseline of run `dir` (`p.model.cfg.method`), evaluates it and writes
-/// `eval.json`; with `resume`, a finished checkpoint is evaluated without retraining.
-pub fn fit(dir: &Path, p: &Prepared, resume: bool, progress: bool) -> Result<EvalReport> {
+/// The baseline of `p.model.cfg.method` on the model's variables, and its prompts where it reads
+/// them.
+fn method_of(p: &Prepared) -> Result<(Box<dyn Baseline>, Option<Prompts>)> {
     let model = &p.model;
-    let mut method = super::build(
+    let method = super::build(
         &model.cfg,
         model.vars.builder(&model.device),
         model.backbone_cfg.hidden_size,
@@ -193,6 +161,14 @@ pub fn fit(dir: &Path, p: &Prepared, resume: bool, progress: bool) -> Result<Eva
         true => Some(Prompts::build(&p.ds, &p.encoder)?),
         false => None,
     };
+    Ok((method, prompts))
+}
+
+/// Trains the baseline of run `dir` (`p.model.cfg.method`), evaluates it and writes
+/// `eval.json`; with `resume`, a finished checkpoint is evaluated without retraining.
+pub fn fit(dir: &Path, p: &Prepared, resume: bool, progress: bool) -> Result<EvalReport> {
+    let model = &p.model;
+    let (mut method, prompts) = method_of(p)?;
     if resume {
         if let Some(ck) = load_checkpoint(dir, &model.device)? {
             if ck.state.stage == DONE {
@@ -225,17 +201,7 @@ pub fn fit(dir: &Path, p: &Prepared, resume: bool, progress: bool) -> Result<Eva
 
 /// Re-evaluates a finished baseline run whose weights are loaded into `p.model.vars`.
 pub fn evaluate_run(dir: &Path, p: &Prepared, train_seconds: Option<f64>) -> Result<EvalReport> {
-    let model = &p.model;
-    let method = super::build(
-        &model.cfg,
-        model.vars.builder(&model.device),
-        model.backbone_cfg.hidden_size,
-        p.ds.seen.len(),
-    )?;
-    let prompts = match method.needs_prompts() {
-        true => Some(Prompts::build(&p.ds, &p.encoder)?),
-        false => None,
-    };
+    let (method, prompts) = method_of(p)?;
     write_eval(dir, p, &*method, prompts.as_ref(), train_seconds)
 }
 
@@ -492,22 +458,7 @@ pub(crate) fn evaluate(
         let b = make_batch(ds, corpus, &evals, group, &src)?;
         Ok(pairwise_accuracy(&method.margins(&b, reps)?)?)
     };
-    let count = |g: &[usize]| g.iter().map(|&u| ds.users[u].evals.len()).sum::<usize>();
-    let mut report = EvalReport {
-        method: model.cfg.method.name().into(),
-        seed: t.seed,
-        seen_accuracy: f64::NAN,
-        unseen_accuracy: f64::NAN,
-        overall_accuracy: f64::NAN,
-        seen_pairs: count(&ds.seen),
-        unseen_pairs: count(&ds.unseen),
-        seen_users: ds.seen.len(),
-        unseen_users: ds.unseen.len(),
-        collapse: None,
-        few_shot: vec![],
-        truncated_texts: corpus.truncated,
-        cost: Cost::default(),
-    };
+    let mut report = EvalReport::skeleton(model.cfg.method.name(), t.seed, ds, corpus);
     if !ds.seen.is_empty() {
         let refs = make_batch(ds, corpus, &of(&ds.seen, |u| &u.refs), &ds.seen, &src)?;
         let reps = method.seen_reps(&refs)?;
@@ -522,25 +473,8 @@ pub(crate) fn evaluate(
         report.cost.adapt_seconds_per_user = Some(s / ds.unseen.len() as f64);
         report.unseen_accuracy = accuracy(&ds.unseen, &reps)?;
         // Few-shot curve: k random reference pairs per unseen user, VRF's draws.
-        let max_refs = ds
-            .unseen
-            .iter()
-            .map(|&u| ds.users[u].refs.len())
-            .max()
-            .unwrap_or(0);
-        for kk in [1usize, 3, 5, 9].into_iter().filter(|&kk| kk <= max_refs) {
-            let mut rng = ChaCha8Rng::seed_from_u64(1234 + kk as u64);
-            let refs: Vec<usize> = ds
-                .unseen
-                .iter()
-                .flat_map(|&u| {
-                    let mut r = ds.users[u].refs.clone();
-                    r.shuffle(&mut rng);
-                    r.truncate(kk);
-                    r
-                })
-                .collect();
-            let b = make_batch(ds, corpus, &refs, &ds.unseen, &src)?;
+        for (kk, refs) in few_shot_draws(ds) {
+            let b = make_batch(ds, corpus, &refs.concat(), &ds.unseen, &src)?;
             let reps = method.adapt(&b, t.seed)?;
             report.few_shot.push((kk, accuracy(&ds.unseen, &reps)?));
         }
