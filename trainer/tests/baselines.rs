@@ -1,82 +1,21 @@
 //! The comparison baselines (LoRe, PReF, PAL-B, VPL) end to end on a tiny hand-made dataset:
 //! each fits, evaluates seen and unseen users (its unseen-user path and the few-shot curve),
 //! reports its costs, overfits data it can represent, and re-evaluates from its checkpoint.
+//! The data is `common::tiny_data` mixed: half the users prefer "sun" answers, half "moon"
+//! answers, so only a personalised model can rank both.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
 use vrf_trainer::config::{Method, RunConfig};
-use vrf_trainer::data::{write_jsonl, Split, Triplet};
 use vrf_trainer::eval::EvalReport;
 use vrf_trainer::run::{eval_run, fit_run, FitOptions};
 use vrf_trainer::train::FitOutcome;
 
-const TOPICS: [&str; 16] = [
-    "bread", "tea", "maps", "cats", "bikes", "rain", "jazz", "chess", "tents", "kites", "soap",
-    "clay", "ink", "rice", "wool", "bees",
-];
-const EVAL_TOPICS: [&str; 6] = ["salt", "glue", "snow", "corn", "silk", "fern"];
-const METHODS: [Method; 4] = [Method::Lore, Method::Pref, Method::Pal, Method::Vpl];
+mod common;
+use common::tiny_data;
 
-/// Half the users prefer "sun" answers, half "moon" answers (as `fit_tiny.rs`'s mixed data):
-/// only a personalised model can rank both. With `eval_on_train`, eval rows repeat the seen
-/// users' target rows, so seen accuracy is the training fit.
-fn tiny_data(dir: &Path, eval_on_train: bool) -> PathBuf {
-    let mut rows = Vec::new();
-    let mut push = |user: &str, topic: &str, k: usize, moon: bool, split: Split| {
-        let sun = [
-            format!("the sun helps {topic} a lot"),
-            format!("a sunny day for {topic}"),
-        ];
-        let mn = [
-            format!("the moon helps {topic} a lot"),
-            format!("a moonlit night for {topic}"),
-        ];
-        let (c, r) = if moon {
-            (&mn[k % 2], &sun[(k + 1) % 2])
-        } else {
-            (&sun[k % 2], &mn[(k + 1) % 2])
-        };
-        rows.push(Triplet {
-            user: user.into(),
-            prompt: format!("What helps with {topic}?"),
-            chosen: c.clone(),
-            rejected: r.clone(),
-            split,
-        });
-    };
-    for u in 0..6 {
-        let id = format!("s{u}");
-        let moon = u % 2 == 1;
-        for j in 0..3 {
-            push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Ref);
-        }
-        for j in 3..11 {
-            push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Target);
-            if eval_on_train {
-                push(&id, TOPICS[(u + j) % 16], u + j, moon, Split::Eval);
-            }
-        }
-        if !eval_on_train {
-            for (j, t) in EVAL_TOPICS.iter().enumerate().take(4) {
-                push(&id, t, u + j, moon, Split::Eval);
-            }
-        }
-    }
-    for u in 0..4 {
-        let id = format!("n{u}");
-        let moon = u % 2 == 1;
-        for j in 0..3 {
-            push(&id, TOPICS[(2 * u + j) % 16], u + j, moon, Split::Ref);
-        }
-        for (j, t) in EVAL_TOPICS.iter().enumerate().skip(2) {
-            push(&id, t, u + j, moon, Split::Eval);
-        }
-    }
-    let p = dir.join("tiny.jsonl");
-    write_jsonl(&p, &rows).unwrap();
-    p
-}
+const METHODS: [Method; 4] = [Method::Lore, Method::Pref, Method::Pal, Method::Vpl];
 
 /// Small shapes for seconds-long fits.
 fn cfg(method: Method) -> RunConfig {
@@ -114,7 +53,7 @@ fn fit(dir: &Path, c: &RunConfig, data: &Path) -> EvalReport {
 #[test]
 fn each_baseline_fits_evaluates_unseen_users_and_reports_costs() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tiny_data(tmp.path(), false);
+    let data = tiny_data(tmp.path(), true, false);
     for m in METHODS {
         let dir = tmp.path().join(m.name());
         let r = fit(&dir, &cfg(m), &data);
@@ -151,7 +90,7 @@ fn each_baseline_fits_evaluates_unseen_users_and_reports_costs() {
 #[test]
 fn each_baseline_overfits_a_tiny_dataset_it_can_represent() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tiny_data(tmp.path(), true);
+    let data = tiny_data(tmp.path(), true, true);
     for m in METHODS {
         let mut c = cfg(m);
         c.train.epochs = 40;
@@ -169,7 +108,7 @@ fn each_baseline_overfits_a_tiny_dataset_it_can_represent() {
 #[test]
 fn a_baseline_run_re_evaluates_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tiny_data(tmp.path(), false);
+    let data = tiny_data(tmp.path(), true, false);
     for m in [Method::Pal, Method::Vpl] {
         let dir = tmp.path().join(m.name());
         let r = fit(&dir, &cfg(m), &data);
