@@ -407,6 +407,33 @@ fn train(
     Ok(())
 }
 
+/// Detached states of every user's reference and eval texts and, with `prompts`, of their
+/// prompts.
+fn embed_users(
+    model: &RewardModel,
+    ds: &Dataset,
+    corpus: &Corpus,
+    prompts: Option<&Prompts>,
+) -> Result<(Feats, Option<Feats>)> {
+    let chunk = model.cfg.train.eval_batch;
+    let all: Vec<usize> = ds
+        .users
+        .iter()
+        .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied())
+        .collect();
+    let (uniq, _) = dedup(&pair_texts(corpus, all.iter().copied()));
+    let texts = Feats::new(&uniq, corpus.embed(model, &uniq, chunk)?);
+    let prompts = match prompts {
+        Some(pr) => {
+            let ids: Vec<usize> = all.iter().map(|&i| pr.id(ds, i)).collect();
+            let (uniq, _) = dedup(&ids);
+            Some(Feats::new(&uniq, pr.corpus.embed(model, &uniq, chunk)?))
+        }
+        None => None,
+    };
+    Ok((texts, prompts))
+}
+
 /// Evaluates a trained baseline (see the module documentation).
 pub(crate) fn evaluate(
     model: &RewardModel,
@@ -416,24 +443,7 @@ pub(crate) fn evaluate(
     prompts: Option<&Prompts>,
 ) -> Result<EvalReport> {
     let t = &model.cfg.train;
-    let all: Vec<usize> = ds
-        .users
-        .iter()
-        .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied())
-        .collect();
-    let (uniq, _) = dedup(&pair_texts(corpus, all.iter().copied()));
-    let texts = Feats::new(&uniq, corpus.embed(model, &uniq, t.eval_batch)?);
-    let prompt_feats = match prompts {
-        Some(pr) => {
-            let ids: Vec<usize> = all.iter().map(|&i| pr.id(ds, i)).collect();
-            let (uniq, _) = dedup(&ids);
-            Some(Feats::new(
-                &uniq,
-                pr.corpus.embed(model, &uniq, t.eval_batch)?,
-            ))
-        }
-        None => None,
-    };
+    let (texts, prompt_feats) = embed_users(model, ds, corpus, prompts)?;
     let gather_texts = |ids: &[usize]| texts.gather(ids);
     let gather_prompts = |ids: &[usize]| -> Result<Tensor> {
         match &prompt_feats {
@@ -499,24 +509,11 @@ impl Embedded {
         corpus: &Corpus,
         prompts: Option<Prompts>,
     ) -> Result<Self> {
-        let chunk = model.cfg.train.eval_batch;
-        let all: Vec<usize> = ds
-            .users
-            .iter()
-            .flat_map(|u| u.refs.iter().chain(u.evals.iter()).copied())
-            .collect();
-        let (uniq, _) = dedup(&pair_texts(corpus, all.iter().copied()));
-        let texts = Feats::new(&uniq, corpus.embed(model, &uniq, chunk)?);
-        let prompts = match prompts {
-            Some(pr) => {
-                let ids: Vec<usize> = all.iter().map(|&i| pr.id(ds, i)).collect();
-                let (uniq, _) = dedup(&ids);
-                let f = Feats::new(&uniq, pr.corpus.embed(model, &uniq, chunk)?);
-                Some((pr, f))
-            }
-            None => None,
-        };
-        Ok(Self { texts, prompts })
+        let (texts, prompt_feats) = embed_users(model, ds, corpus, prompts.as_ref())?;
+        Ok(Self {
+            texts,
+            prompts: prompts.zip(prompt_feats),
+        })
     }
 
     /// The batch of dataset triplets `triplets` (reference or eval rows) for users `users`.
