@@ -512,7 +512,7 @@ mod tests {
                 s.loss.lambda_div,
                 s.loss.delta
             ),
-            (8, 32, 1.0, 0.01, 1.0, 1.0)
+            (12, 32, 1.0, 0.01, 1.0, 1.0)
         );
         s.validate().unwrap();
     }
