@@ -1,6 +1,6 @@
 //! `vrf-trainer`: generate the synthetic benchmark, fit VRF (and the BT baseline), evaluate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -255,6 +255,42 @@ struct SynthArgs {
     pairs: PairMode,
 }
 
+/// The synthetic benchmark's size and seed, shared by `fit`, `ablate` and `compare`.
+#[derive(Args)]
+struct BenchArgs {
+    /// Synthetic data: seen users.
+    #[arg(long, default_value_t = 200)]
+    seen_users: usize,
+    /// Synthetic data: unseen users.
+    #[arg(long, default_value_t = 200)]
+    unseen_users: usize,
+    /// Synthetic data: generator seed.
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    /// Synthetic data: training prompts.
+    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
+    train_prompts: usize,
+    /// Synthetic data: eval prompts.
+    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
+    eval_prompts: usize,
+}
+
+impl BenchArgs {
+    /// The generator configuration at α and pair mode `pairs`.
+    fn synth(&self, alpha: f64, pairs: PairMode) -> SynthConfig {
+        SynthConfig {
+            seen_users: self.seen_users,
+            unseen_users: self.unseen_users,
+            alpha,
+            seed: self.data_seed,
+            train_prompts: self.train_prompts,
+            eval_prompts: self.eval_prompts,
+            pairs,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Args)]
 struct CompareArgs {
     /// Output directory: OUT/alpha-<α>/{data.jsonl, <method>-seed<S>/}, the tables and figures.
@@ -293,21 +329,8 @@ struct CompareArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
-    /// Synthetic data: seen users.
-    #[arg(long, default_value_t = 200)]
-    seen_users: usize,
-    /// Synthetic data: unseen users.
-    #[arg(long, default_value_t = 200)]
-    unseen_users: usize,
-    /// Synthetic data: generator seed.
-    #[arg(long, default_value_t = 0)]
-    data_seed: u64,
-    /// Synthetic data: training prompts.
-    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
-    train_prompts: usize,
-    /// Synthetic data: eval prompts.
-    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
-    eval_prompts: usize,
+    #[command(flatten)]
+    bench: BenchArgs,
     #[command(flatten)]
     hp: Overrides,
 }
@@ -352,21 +375,8 @@ struct FitArgs {
     /// Synthetic data: α of the default benchmark.
     #[arg(long, default_value_t = 0.1)]
     alpha: f64,
-    /// Synthetic data: seen users.
-    #[arg(long, default_value_t = 200)]
-    seen_users: usize,
-    /// Synthetic data: unseen users.
-    #[arg(long, default_value_t = 200)]
-    unseen_users: usize,
-    /// Synthetic data: generator seed.
-    #[arg(long, default_value_t = 0)]
-    data_seed: u64,
-    /// Synthetic data: training prompts.
-    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
-    train_prompts: usize,
-    /// Synthetic data: eval prompts.
-    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
-    eval_prompts: usize,
+    #[command(flatten)]
+    bench: BenchArgs,
     /// Synthetic data: best-worst or random pairs; random data and runs go to OUT/random-pairs.
     #[arg(
         long,
@@ -540,33 +550,51 @@ fn synth(a: &SynthArgs) -> anyhow::Result<()> {
         pairs: a.pairs,
         ..Default::default()
     };
-    let s = generate(&cfg)?;
+    write_synth(&cfg, &a.out)
+}
+
+/// Generates the benchmark `cfg` into `out` (and its meta file beside it).
+fn write_synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<()> {
+    let s = generate(cfg)?;
     let meta = s
-        .write(&a.out)
-        .with_context(|| format!("writing {}", a.out.display()))?;
+        .write(out)
+        .with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "wrote {} triplets to {} (true user weights in {})",
         s.triplets.len(),
-        a.out.display(),
+        out.display(),
         meta.display()
     );
     Ok(())
 }
 
-fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
-    let mut cfg: RunConfig = match &a.config {
+/// The run configuration of `--config` (or the defaults) with the flag overrides, `--method`
+/// when given and `--backbone` applied, validated.
+fn load_config(
+    config: Option<&Path>,
+    hp: &Overrides,
+    method: Option<Method>,
+    backbone: &str,
+) -> anyhow::Result<RunConfig> {
+    let mut cfg: RunConfig = match config {
         Some(p) => read_json(p)?,
         None => RunConfig::default(),
     };
-    a.hp.apply(&mut cfg);
-    cfg.method = a.method;
-    if a.backbone != "tiny" {
+    hp.apply(&mut cfg);
+    if let Some(m) = method {
+        cfg.method = m;
+    }
+    if backbone != "tiny" {
         cfg.backbone = BackboneSource::Hf {
-            path: a.backbone.clone(),
+            path: backbone.to_string(),
         };
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
+    load_config(a.config.as_deref(), &a.hp, Some(a.method), &a.backbone)
 }
 
 /// Where fit writes: OUT, or OUT/random-pairs for the random-pair benchmark, so its data and
@@ -587,16 +615,7 @@ fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
         None => {
             let p = out.join("data.jsonl");
             if !p.exists() {
-                synth(&SynthArgs {
-                    out: p.clone(),
-                    seen_users: a.seen_users,
-                    unseen_users: a.unseen_users,
-                    alpha: a.alpha,
-                    seed: a.data_seed,
-                    train_prompts: a.train_prompts,
-                    eval_prompts: a.eval_prompts,
-                    pairs: a.pairs,
-                })?;
+                write_synth(&a.bench.synth(a.alpha, a.pairs), &p)?;
             }
             Ok(p)
         }
@@ -686,17 +705,7 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
 }
 
 fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    let mut cfg: RunConfig = match &a.config {
-        Some(p) => read_json(p)?,
-        None => RunConfig::default(),
-    };
-    a.hp.apply(&mut cfg);
-    if a.backbone != "tiny" {
-        cfg.backbone = BackboneSource::Hf {
-            path: a.backbone.clone(),
-        };
-    }
-    cfg.validate()?;
+    let cfg = load_config(a.config.as_deref(), &a.hp, None, &a.backbone)?;
     set_threads(cfg.train.threads);
     let dev = device(&a.device)?;
     let plan = ComparePlan {
@@ -705,14 +714,10 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         alphas: a.alphas.clone(),
         seeds: a.seeds.clone(),
         base: cfg,
-        synth: SynthConfig {
-            seen_users: a.seen_users,
-            unseen_users: a.unseen_users,
-            seed: a.data_seed,
-            train_prompts: a.train_prompts,
-            eval_prompts: a.eval_prompts,
-            ..Default::default()
-        },
+        // α is set per benchmark by the plan.
+        synth: a
+            .bench
+            .synth(SynthConfig::default().alpha, SynthConfig::default().pairs),
         resume: a.resume,
         shard: a.shard,
         verbose: !a.quiet,

@@ -115,18 +115,20 @@ impl Trainer<'_> {
                 .collect();
             let t = &self.model.cfg.train;
             let vectors = stage == Stage::Stage1 && t.s1_users == StageOneUsers::Vectors;
-            let (w, lpair) = if vectors {
-                // Free user vectors: r_u = u_uᵀφ, plain BT (no simplex, so no σ_Δ²).
-                let u = rows(free, &uidx)?;
-                let (mu, _) = loss::moments(&u, &delta)?;
-                let l2 = (free.sqr()?.mean_all()? * t.s1_vector_l2)?;
-                (u, (loss::bt_loss(&mu)?.mean_all()? + l2)?)
+            let own = rows(free, &uidx)?;
+            let w = if vectors {
+                own
             } else {
-                let w = candle_nn::ops::softmax(&rows(free, &uidx)?, D::Minus1)?;
-                let l = loss::pair_loss(&w, &delta, self.model.cfg.loss.objective)?.mean_all()?;
-                (w, l)
+                candle_nn::ops::softmax(&own, D::Minus1)?
             };
             let (mu, _) = loss::moments(&w, &delta)?;
+            let lpair = if vectors {
+                // Free user vectors: r_u = u_uᵀφ, plain BT (no simplex, so no σ_Δ²).
+                let l2 = (free.sqr()?.mean_all()? * t.s1_vector_l2)?;
+                (loss::bt_loss(&mu)?.mean_all()? + l2)?
+            } else {
+                loss::pair_loss(&w, &delta, self.model.cfg.loss.objective)?.mean_all()?
+            };
             m.insert("pair_loss".into(), json!(lpair.to_scalar::<f32>()?));
             // The diagnostics read weights on the simplex (config validation keeps the
             // balancing and entropy terms away from user vectors).
