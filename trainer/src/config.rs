@@ -82,6 +82,19 @@ pub enum StageTwoPool {
     All,
 }
 
+/// Whether training steps recompute the backbone's activations layer by layer
+/// (`backbone/recompute.rs`) instead of keeping them for the backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Recompute {
+    /// On for a Hugging Face backbone (`--backbone DIR`), off for the tiny one.
+    Auto,
+    /// Always: memory of one layer's activations (one micro-batch), one extra forward.
+    On,
+    /// Never: every layer's activations stay alive until the backward.
+    Off,
+}
+
 /// How end-to-end steps are batched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -279,6 +292,10 @@ pub struct TrainConfig {
     pub max_len: usize,
     /// Largest number of sequences in one backbone call at evaluation.
     pub eval_batch: usize,
+    /// Activation recomputation in training steps.
+    pub recompute: Recompute,
+    /// Texts per recomputed micro-batch (0: a step's texts at once); with recomputation only.
+    pub micro_batch: usize,
     /// Save a checkpoint every this many steps (0: only at stage ends).
     pub checkpoint_every: usize,
     /// Stop after this many steps in all, as if interrupted (0: never); `--resume` continues.
@@ -316,6 +333,8 @@ impl Default for TrainConfig {
             threads: 1,
             max_len: 128,
             eval_batch: 64,
+            recompute: Recompute::Auto,
+            micro_batch: 0,
             checkpoint_every: 200,
             stop_after_steps: 0,
         }

@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::compare::{CompareOutcome, ComparePlan};
 use vrf_trainer::config::{
-    BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, RunConfig, Schedule,
-    StageOneUsers, StageTwoPool,
+    BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, Recompute, RunConfig,
+    Schedule, StageOneUsers, StageTwoPool,
 };
 use vrf_trainer::eval::format_report;
 use vrf_trainer::experiment::{self, run_rows, Plan, Row, Variant};
@@ -488,6 +488,13 @@ struct Overrides {
     /// Maximum tokens per text.
     #[arg(long)]
     max_len: Option<usize>,
+    /// Recompute the backbone's activations layer by layer in the backward (auto: for a
+    /// Hugging Face backbone) instead of keeping them: memory for one layer, one extra forward.
+    #[arg(long, value_enum)]
+    recompute: Option<Recompute>,
+    /// Texts per recomputed micro-batch (0: all of a step's texts at once).
+    #[arg(long)]
+    micro_batch: Option<usize>,
 }
 
 impl Overrides {
@@ -531,6 +538,8 @@ impl Overrides {
         set!(self.users_per_step, c.train.users_per_step);
         set!(self.prompts_per_step, c.train.prompts_per_step);
         set!(self.max_len, c.train.max_len);
+        set!(self.recompute, c.train.recompute);
+        set!(self.micro_batch, c.train.micro_batch);
     }
 }
 

@@ -1,10 +1,11 @@
 //! The full reward model: backbone → basis heads, and (VRF) encoder → pooling → bases → weights.
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor};
 
-use crate::backbone::{Qwen3, Qwen3Config};
+use crate::backbone::{pool_last, Qwen3, Qwen3Config};
 use crate::bases::Bases;
-use crate::config::{BaseInit, Method, RunConfig};
+use crate::config::{BackboneSource, BaseInit, Method, Recompute, RunConfig};
 use crate::encoder::{assignment, pair_features, pool, Encoder};
 use crate::heads::BasisHeads;
 use crate::onnx::OnnxGraph;
@@ -71,7 +72,15 @@ impl RewardModel {
     ) -> Result<Self> {
         let vb = vars.builder(device);
         let h = backbone_cfg.hidden_size;
-        let backbone = Qwen3::new(&backbone_cfg, vb.clone())?;
+        let mut backbone = Qwen3::new(&backbone_cfg, vb.clone())?;
+        let recompute = match cfg.train.recompute {
+            Recompute::On => true,
+            Recompute::Off => false,
+            Recompute::Auto => matches!(cfg.backbone, BackboneSource::Hf { .. }),
+        };
+        if recompute {
+            backbone = backbone.with_recompute(cfg.train.micro_batch);
+        }
         let k = match cfg.method {
             Method::Vrf => cfg.model.k,
             // The baselines (crate::baselines) keep their own parameters; their K = 1 head is unused.
@@ -125,6 +134,19 @@ impl RewardModel {
     /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`.
     pub fn embed(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         self.backbone.pooled(ids, lengths)
+    }
+
+    /// [`RewardModel::embed`] in a training step: with activation recomputation
+    /// (`train.recompute`) the step's backward must be followed by
+    /// [`RewardModel::finish_backward`].
+    pub fn embed_train(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        pool_last(&self.backbone.forward_recorded(ids)?, lengths)
+    }
+
+    /// Completes a step's `grads` with the backbone's part of the gradient when its forwards
+    /// were recorded for recomputation (a no-op otherwise).
+    pub fn finish_backward(&self, grads: &mut GradStore) -> Result<()> {
+        self.backbone.backward_recorded(grads)
     }
 
     /// Basis rewards φ `[N, K]` (K = 1 for BT).

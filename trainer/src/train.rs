@@ -406,7 +406,8 @@ impl<'a> Trainer<'a> {
             } else {
                 self.prompt_step(stage, &groups, epoch, within)?
             };
-            let grads = out.loss.backward()?;
+            let mut grads = out.loss.backward()?;
+            self.model.finish_backward(&mut grads)?;
             let gnorm = opt.step(&grads, lr, t.grad_clip)?;
             let loss_v = out.loss.to_scalar::<f32>()? as f64;
             if !loss_v.is_finite() {

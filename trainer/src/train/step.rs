@@ -45,7 +45,7 @@ impl Trainer<'_> {
             Some(cache) => cache.gather(&texts, &self.model.device)?,
             None => {
                 let (x, lens) = self.corpus.batch(&texts, &self.model.device)?;
-                self.model.embed(&x, &lens)?
+                self.model.embed_train(&x, &lens)?
             }
         };
         let phi = self.model.phi(&e)?;

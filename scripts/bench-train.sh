@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Training-step benchmark, candle (the trainer's backbone) beside PyTorch eager, same machine,
+# same run: forward + backward + AdamW on Bradley–Terry pairs of random tokens, the tiny shape
+# and the Qwen3-0.6B shape (random weights, scripts/make-qwen3.py). Prints one line per
+# configuration: GEMM limit, load time, s/step, tokens/s, % of the GEMM rate, peak RSS.
+#
+#   bash scripts/bench-train.sh                 # both sizes, 2 threads
+#   SIZES=tiny THREADS=1 bash scripts/bench-train.sh
+#
+# Not a test: it prints figures. Installs torch + transformers from PyPI into
+# $VRF_CACHE/torch-venv once (~3 GB with the CUDA wheels that `import torch` needs) and writes
+# the 0.6B directory into $VRF_CACHE/qwen3-0.6b-random once (1.1 GB). A 0.6B step takes
+# minutes on 2 cores; the whole run about 20–30 min.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${VRF_CACHE:-$HOME/.cache/vrf}"
+THREADS="${THREADS:-2}"
+SIZES="${SIZES:-tiny 0.6b}"
+STEPS="${STEPS:-2}"
+VENV="$CACHE/torch-venv"
+
+if ! "$VENV/bin/python" -c "import torch, transformers" 2>/dev/null; then
+  echo "== installing torch + transformers into $VENV (once)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q torch transformers safetensors
+fi
+cargo build --release -q -p vrf-trainer --example train_step_bench
+BIN=target/release/examples/train_step_bench
+"$VENV/bin/python" -c "import torch; print('torch', torch.__version__, '| candle via', '$BIN')"
+uname -m; nproc; grep -m1 "model name" /proc/cpuinfo || true
+
+for size in $SIZES; do
+  case "$size" in
+    tiny)
+      for tool in candle torch; do
+        if [ "$tool" = candle ]; then
+          "$BIN" --backbone tiny --pairs 8 --len 128 --steps 10 --threads "$THREADS" --recompute off
+        else
+          "$VENV/bin/python" scripts/bench-torch-step.py --backbone tiny --pairs 8 --len 128 \
+            --steps 10 --threads "$THREADS"
+        fi
+      done ;;
+    0.6b)
+      DIR="$CACHE/qwen3-0.6b-random"
+      python3 scripts/make-qwen3.py --shape 0.6b --out "$DIR"
+      # Recomputation on both sides (the trainer's default for a directory backbone); without
+      # it neither fits 8 × 256 in well under 24 GB.
+      "$BIN" --backbone "$DIR" --pairs 8 --len 256 --steps "$STEPS" --threads "$THREADS" --recompute on
+      "$VENV/bin/python" scripts/bench-torch-step.py --backbone "$DIR" --pairs 8 --len 256 \
+        --steps "$STEPS" --threads "$THREADS" --checkpoint ;;
+    *) echo "unknown size $size (tiny, 0.6b)" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,207 @@
+//! Training-step benchmark: forward + backward + AdamW of the trainer's Qwen3 backbone with a
+//! two-layer reward head on Bradley–Terry pairs of random token ids, the way a BT or stage-1
+//! step trains. Prints the machine's f32 GEMM rate measured in the same process (the limit),
+//! load time, seconds per step, tokens/s, model FLOP/s as % of that limit, and peak RSS.
+//!
+//! ```text
+//! cargo run --release -p vrf-trainer --example train_step_bench -- \
+//!     --backbone ~/.cache/vrf/qwen3-0.6b-random --pairs 8 --len 256 --steps 3 --threads 2
+//! ```
+//!
+//! `--backbone tiny` uses the project's tiny from-scratch shape (`Qwen3Config::tiny`, vocabulary
+//! `--vocab`). `scripts/bench-train.sh` runs it beside PyTorch eager on the same shapes.
+//! Model FLOPs count 6 × (linear weights) per token plus attention's score and mix products
+//! (forward 4·L·heads·head_dim per token and layer, backward twice that); recomputation's extra
+//! forward is not counted, so a recomputing run shows its real cost as a lower percentage.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use vrf_trainer::backbone::{pool_last, Qwen3, Qwen3Config};
+use vrf_trainer::config::Recompute;
+use vrf_trainer::optim::{AdamW, ParamGroup};
+use vrf_trainer::vars::SeededVarMap;
+
+#[derive(Parser)]
+struct Args {
+    /// `tiny` or a Hugging Face Qwen3 directory.
+    #[arg(long, default_value = "tiny")]
+    backbone: String,
+    /// Vocabulary of the tiny shape.
+    #[arg(long, default_value_t = 4096)]
+    vocab: usize,
+    /// Preference pairs per step (2 × pairs texts).
+    #[arg(long, default_value_t = 8)]
+    pairs: usize,
+    /// Tokens per text.
+    #[arg(long, default_value_t = 256)]
+    len: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    steps: usize,
+    /// Activation recomputation (auto: on for a directory backbone).
+    #[arg(long, value_enum, default_value = "auto")]
+    recompute: Recompute,
+    /// Texts per recomputed micro-batch (0: all).
+    #[arg(long, default_value_t = 0)]
+    micro_batch: usize,
+    /// CPU threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Side of the square matmul that measures the GEMM limit.
+    #[arg(long, default_value_t = 2048)]
+    gemm: usize,
+}
+
+/// The process's peak resident set (VmHWM) in GiB, where /proc offers it.
+fn peak_rss_gib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / (1024.0 * 1024.0))
+}
+
+/// f32 GEMM GFLOP/s of an n × n × n matmul (best of 3 after a warm-up).
+fn gemm_gflops(n: usize, dev: &Device) -> Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    a.matmul(&b)?;
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        a.matmul(&b)?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+/// Model FLOPs of one training step on `tokens` tokens of length `len` (see the module docs).
+fn step_flops(cfg: &Qwen3Config, tokens: f64, len: f64) -> f64 {
+    let (h, i) = (cfg.hidden_size as f64, cfg.intermediate_size as f64);
+    let q = (cfg.num_attention_heads * cfg.head_dim) as f64;
+    let kv = (cfg.num_key_value_heads * cfg.head_dim) as f64;
+    let linear = cfg.num_hidden_layers as f64 * (h * q * 2.0 + h * kv * 2.0 + 3.0 * h * i);
+    let attn = cfg.num_hidden_layers as f64 * 4.0 * len * q;
+    tokens * (6.0 * linear + 3.0 * attn)
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    // candle's CPU kernels size their pool from RAYON_NUM_THREADS: set before any is created.
+    std::env::set_var("RAYON_NUM_THREADS", a.threads.max(1).to_string());
+    let dev = Device::Cpu;
+    let gflops = gemm_gflops(a.gemm, &dev)?;
+
+    let vars = SeededVarMap::new(0);
+    let t0 = Instant::now();
+    let (model, dir) = if a.backbone == "tiny" {
+        let cfg = Qwen3Config::tiny(a.vocab);
+        (Qwen3::new(&cfg, vars.builder(&dev))?, false)
+    } else {
+        let m = Qwen3::from_hf_dir(&a.backbone, &vars, &dev)
+            .with_context(|| format!("loading {}", a.backbone))?;
+        (m, true)
+    };
+    let load_s = t0.elapsed().as_secs_f64();
+    let recompute = match a.recompute {
+        Recompute::On => true,
+        Recompute::Off => false,
+        Recompute::Auto => dir,
+    };
+    let model = if recompute {
+        model.with_recompute(a.micro_batch)
+    } else {
+        model
+    };
+    let cfg = model.config().clone();
+    let h = cfg.hidden_size;
+    let vb = vars.builder(&dev);
+    let l1 = candle_nn::linear(h, h, vb.pp("head.l1"))?;
+    let l2 = candle_nn::linear(h, 1, vb.pp("head.l2"))?;
+    let mut opt = AdamW::new(
+        vec![ParamGroup {
+            vars: vars.all_named(),
+            lr_mult: 1.0,
+        }],
+        0.01,
+    );
+
+    let n = 2 * a.pairs;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let ids: Vec<u32> = (0..n * a.len)
+        .map(|_| rng.random_range(0..cfg.vocab_size as u32))
+        .collect();
+    let ids = Tensor::from_vec(ids, (n, a.len), &dev)?;
+    let lengths = vec![a.len; n];
+    let chosen = Tensor::arange_step(0u32, n as u32, 2, &dev)?;
+    let rejected = Tensor::arange_step(1u32, n as u32, 2, &dev)?;
+
+    let mut times = Vec::new();
+    // Seconds and peak RSS after each phase of the last step.
+    let mut phases: Vec<(&str, f64, f64)> = Vec::new();
+    for step in 0..=a.steps {
+        phases.clear();
+        let t = Instant::now();
+        let mark = |name, phases: &mut Vec<(&str, f64, f64)>| {
+            let before: f64 = phases.iter().map(|p| p.1).sum();
+            let now = t.elapsed().as_secs_f64();
+            phases.push((name, now - before, peak_rss_gib().unwrap_or(f64::NAN)));
+        };
+        let e = pool_last(&model.forward_recorded(&ids)?, &lengths)?;
+        let r = l2.forward(&l1.forward(&e)?.gelu_erf()?)?.squeeze(1)?;
+        let margin = (r.index_select(&chosen, 0)? - r.index_select(&rejected, 0)?)?;
+        let loss = vrf_trainer::loss::bt_loss(&margin)?.mean_all()?;
+        mark("forward", &mut phases);
+        let mut grads = loss.backward()?;
+        mark("backward", &mut phases);
+        model.backward_recorded(&mut grads)?;
+        mark("recomputed backward", &mut phases);
+        opt.step(&grads, 1e-5, 1.0)?;
+        drop(grads);
+        mark("AdamW", &mut phases);
+        let loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        anyhow::ensure!(loss.is_finite(), "non-finite loss {loss} at step {step}");
+        if step > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let tokens = (n * a.len) as f64;
+    let flops = step_flops(&cfg, tokens, a.len as f64);
+    let pct = 100.0 * flops / med / (gflops * 1e9);
+    let params: usize = vars.all_named().iter().map(|(_, v)| v.elem_count()).sum();
+    println!(
+        "candle | {} ({:.1} M params) | {} pairs x {} tokens | threads {} | recompute {} (micro-batch {}) | \
+         GEMM {:.0} GFLOP/s | load {:.2} s | step {:.3} s (median of {}) | {:.0} tokens/s | \
+         {:.1} % of GEMM | peak RSS {:.2} GiB",
+        a.backbone,
+        params as f64 / 1e6,
+        a.pairs,
+        a.len,
+        a.threads,
+        if recompute { "on" } else { "off" },
+        a.micro_batch,
+        gflops,
+        load_s,
+        med,
+        times.len(),
+        tokens / med,
+        pct,
+        peak_rss_gib().unwrap_or(f64::NAN)
+    );
+    let parts: Vec<String> = phases
+        .iter()
+        .map(|(n, s, r)| format!("{n} {s:.3} s (peak {r:.2} GiB)"))
+        .collect();
+    println!("         last step: {}", parts.join(", "));
+    Ok(())
+}
