@@ -33,6 +33,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", action="store_true")
     ap.add_argument("--gemm", type=int, default=2048)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--bf16", action="store_true",
+                    help="CUDA: bf16 autocast matmuls, f32 master weights and AdamW state")
     a = ap.parse_args()
 
     import torch
@@ -42,10 +45,13 @@ def main():
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
 
-    x = torch.randn(a.gemm, a.gemm)
-    y = torch.randn(a.gemm, a.gemm)
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    x = torch.randn(a.gemm, a.gemm, device=dev)
+    y = torch.randn(a.gemm, a.gemm, device=dev)
     x @ y
-    best = min(timed(lambda: x @ y) for _ in range(3))
+    sync()
+    best = min(timed(lambda: (x @ y, sync())) for _ in range(3))
     gflops = 2 * a.gemm**3 / best / 1e9
     del x, y
 
@@ -62,28 +68,31 @@ def main():
         cfg = Qwen3Config(**raw)
         model = Qwen3Model.from_pretrained(a.backbone, config=cfg, torch_dtype=torch.float32)
     cfg._attn_implementation = "sdpa"
+    model.to(dev)
     load_s = time.perf_counter() - t0
     model.train()
     if a.checkpoint:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     h = cfg.hidden_size
-    head = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.GELU(), torch.nn.Linear(h, 1))
+    head = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.GELU(), torch.nn.Linear(h, 1)).to(dev)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
 
     n = 2 * a.pairs
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, cfg.vocab_size, (n, a.len), generator=g)
+    ids = torch.randint(0, cfg.vocab_size, (n, a.len), generator=g).to(dev)
     mask = torch.ones_like(ids)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        r = head(hidden[:, -1]).squeeze(-1)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            r = head(hidden[:, -1]).squeeze(-1).float()
         loss = torch.nn.functional.softplus(-(r[0::2] - r[1::2])).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        sync()
         if not torch.isfinite(loss):
             sys.exit(f"non-finite loss {loss.item()}")
 
@@ -94,11 +103,14 @@ def main():
     flops = step_flops(cfg, tokens, a.len)
     nparams = sum(p.numel() for p in params)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"torch  | {a.backbone} ({nparams / 1e6:.1f} M params) | {a.pairs} pairs x {a.len} tokens"
+    gpu = ""
+    if dev.type == "cuda":
+        gpu = f" | peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+    print(f"torch {a.device} | {a.backbone} ({nparams / 1e6:.1f} M params) | {a.pairs} pairs x {a.len} tokens"
           f" | threads {a.threads} | checkpointing {'on' if a.checkpoint else 'off'}"
           f" | GEMM {gflops:.0f} GFLOP/s | load {load_s:.2f} s | step {med:.3f} s (median of"
           f" {len(times)}) | {tokens / med:.0f} tokens/s | {100 * flops / med / (gflops * 1e9):.1f}"
-          f" % of GEMM | peak RSS {peak:.2f} GiB")
+          f" % of GEMM | peak RSS {peak:.2f} GiB{gpu}")
 
 
 def timed(f):

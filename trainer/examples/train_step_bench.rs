@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     len: usize,
     /// Timed steps (after one untimed warm-up step).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = 3)]
     steps: usize,
     /// Activation recomputation (auto: on for a directory backbone).
     #[arg(long, value_enum, default_value = "auto")]
@@ -51,6 +51,13 @@ struct Args {
     /// CPU threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// cpu or cuda (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Also load the backbone on the CPU and print the largest difference of the device's
+    /// forward from the CPU's on a few sequences (for `--device cuda`).
+    #[arg(long)]
+    check_cpu: bool,
     /// Side of the square matmul that measures the GEMM limit.
     #[arg(long, default_value_t = 2048)]
     gemm: usize,
@@ -58,10 +65,19 @@ struct Args {
 
 /// The process's peak resident set (VmHWM) in GiB, where /proc offers it.
 fn peak_rss_gib() -> Option<f64> {
+    status_gib("VmHWM:")
+}
+
+/// The process's current resident set (VmRSS) in GiB.
+fn rss_gib() -> Option<f64> {
+    status_gib("VmRSS:")
+}
+
+fn status_gib(field: &str) -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = s
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -74,10 +90,12 @@ fn gemm_gflops(n: usize, dev: &Device) -> Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
     a.matmul(&b)?;
+    dev.synchronize()?;
     let mut best = f64::MAX;
     for _ in 0..3 {
         let t = Instant::now();
         a.matmul(&b)?;
+        dev.synchronize()?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     Ok(2.0 * (n as f64).powi(3) / best / 1e9)
@@ -93,11 +111,37 @@ fn step_flops(cfg: &Qwen3Config, tokens: f64, len: f64) -> f64 {
     tokens * (6.0 * linear + 3.0 * attn)
 }
 
+/// Prints the largest |device − CPU| of the final hidden states on 3 × 48 random tokens, the
+/// CPU model holding the same weights.
+fn check_against_cpu(a: &Args, model: &Qwen3, vars: &SeededVarMap) -> Result<()> {
+    let cpu_vars = SeededVarMap::new(0);
+    for (name, v) in vars.all_named() {
+        cpu_vars.insert(&name, v.as_tensor().to_device(&Device::Cpu)?)?;
+    }
+    let cpu = Qwen3::new(model.config(), cpu_vars.builder(&Device::Cpu))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let vocab = model.config().vocab_size as u32;
+    let ids: Vec<u32> = (0..3 * 48).map(|_| rng.random_range(0..vocab)).collect();
+    let ids = Tensor::from_vec(ids, (3, 48), &Device::Cpu)?;
+    let want = cpu.forward(&ids)?;
+    let got = model
+        .forward(&ids.to_device(model.device())?)?
+        .to_device(&Device::Cpu)?;
+    let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
+    println!(
+        "forward on {} vs CPU: max |diff| {diff:.3e} (max |hidden| {scale:.3})",
+        a.device
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
+    anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
     // candle's CPU kernels size their pool from RAYON_NUM_THREADS: set before any is created.
     std::env::set_var("RAYON_NUM_THREADS", a.threads.max(1).to_string());
-    let dev = Device::Cpu;
+    let dev = vrf_trainer::run::device(&a.device)?;
     let gflops = gemm_gflops(a.gemm, &dev)?;
 
     let vars = SeededVarMap::new(0);
@@ -122,6 +166,9 @@ fn main() -> Result<()> {
         model
     };
     let cfg = model.config().clone();
+    if a.check_cpu {
+        check_against_cpu(&a, &model, &vars)?;
+    }
     let h = cfg.hidden_size;
     let vb = vars.builder(&dev);
     let l1 = candle_nn::linear(h, h, vb.pp("head.l1"))?;
@@ -145,15 +192,16 @@ fn main() -> Result<()> {
     let rejected = Tensor::arange_step(1u32, n as u32, 2, &dev)?;
 
     let mut times = Vec::new();
-    // Seconds and peak RSS after each phase of the last step.
+    // Seconds and resident set after each phase of the last step.
     let mut phases: Vec<(&str, f64, f64)> = Vec::new();
+    let load_peak = peak_rss_gib().unwrap_or(f64::NAN);
     for step in 0..=a.steps {
         phases.clear();
         let t = Instant::now();
         let mark = |name, phases: &mut Vec<(&str, f64, f64)>| {
             let before: f64 = phases.iter().map(|p| p.1).sum();
             let now = t.elapsed().as_secs_f64();
-            phases.push((name, now - before, peak_rss_gib().unwrap_or(f64::NAN)));
+            phases.push((name, now - before, rss_gib().unwrap_or(f64::NAN)));
         };
         let e = pool_last(&model.forward_recorded(&ids)?, &lengths)?;
         let r = l2.forward(&l1.forward(&e)?.gelu_erf()?)?.squeeze(1)?;
@@ -180,9 +228,10 @@ fn main() -> Result<()> {
     let pct = 100.0 * flops / med / (gflops * 1e9);
     let params: usize = vars.all_named().iter().map(|(_, v)| v.elem_count()).sum();
     println!(
-        "candle | {} ({:.1} M params) | {} pairs x {} tokens | threads {} | recompute {} (micro-batch {}) | \
+        "candle {} | {} ({:.1} M params) | {} pairs x {} tokens | threads {} | recompute {} (micro-batch {}) | \
          GEMM {:.0} GFLOP/s | load {:.2} s | step {:.3} s (median of {}) | {:.0} tokens/s | \
          {:.1} % of GEMM | peak RSS {:.2} GiB",
+        a.device,
         a.backbone,
         params as f64 / 1e6,
         a.pairs,
@@ -200,8 +249,11 @@ fn main() -> Result<()> {
     );
     let parts: Vec<String> = phases
         .iter()
-        .map(|(n, s, r)| format!("{n} {s:.3} s (peak {r:.2} GiB)"))
+        .map(|(n, s, r)| format!("{n} {s:.3} s (RSS {r:.2} GiB)"))
         .collect();
-    println!("         last step: {}", parts.join(", "));
+    println!(
+        "         peak RSS after loading {load_peak:.2} GiB; last step: {}",
+        parts.join(", ")
+    );
     Ok(())
 }

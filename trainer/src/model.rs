@@ -144,9 +144,19 @@ impl RewardModel {
     }
 
     /// Completes a step's `grads` with the backbone's part of the gradient when its forwards
-    /// were recorded for recomputation (a no-op otherwise).
+    /// were recorded for recomputation, then keeps only the variables' gradients: candle's
+    /// backward also returns gradients of constants combined with activations (rope tables,
+    /// masks), activation-sized, which would otherwise stay alive through the optimizer step.
     pub fn finish_backward(&self, grads: &mut GradStore) -> Result<()> {
-        self.backbone.backward_recorded(grads)
+        self.backbone.backward_recorded(grads)?;
+        let mut kept = GradStore::default();
+        for (_, v) in self.vars.all_named() {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                kept.insert(v.as_tensor(), g);
+            }
+        }
+        *grads = kept;
+        Ok(())
     }
 
     /// Basis rewards φ `[N, K]` (K = 1 for BT).

@@ -40,6 +40,24 @@ impl DecoderLayer {
         })
     }
 
+    /// Every weight of the layer (what its backward gives gradients to).
+    pub(super) fn weights(&self) -> Vec<&Tensor> {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        vec![
+            &self.input_layernorm.weight,
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &a.q_norm.weight,
+            &a.k_norm.weight,
+            &self.post_attention_layernorm.weight,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+    }
+
     /// `x: [B, L, H]` → `[B, L, H]`.
     pub(super) fn forward(&self, x: &Tensor, at: &LayerInputs<Tensor>) -> Result<Tensor> {
         let h = (x + self

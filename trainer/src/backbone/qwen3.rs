@@ -232,13 +232,13 @@ impl Qwen3 {
             let (b, l) = entry.ids.dims2()?;
             let at = self.layer_inputs(l)?;
             for (layer, x) in self.layers.iter().zip(&entry.inputs).rev() {
+                let weights = layer.weights();
                 let parts = tape
                     .chunks(b)
                     .into_iter()
                     .map(|(s, n)| {
-                        vjp(&x.narrow(0, s, n)?, &g.narrow(0, s, n)?, grads, |x| {
-                            layer.forward(x, &at)
-                        })
+                        let (x, g) = (x.narrow(0, s, n)?, g.narrow(0, s, n)?);
+                        vjp(&x, &g, &weights, grads, |x| layer.forward(x, &at))
                     })
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 g = Tensor::cat(&parts, 0)?;

@@ -95,11 +95,15 @@ pub(super) fn accumulate(grads: &mut GradStore, t: &Tensor, g: Tensor) -> Result
     Ok(())
 }
 
-/// The vector–Jacobian product of `f` at `x` for output gradient `g`: the gradients of every
-/// variable `f` reads (merged into `into`) and the gradient of `x` (returned).
+/// The vector–Jacobian product of `f` at `x` for output gradient `g`: the gradients of
+/// `weights` (added to `into`) and of `x` (returned). candle's backward also leaves gradients of
+/// the constants a layer combines with its activations (rope tables, the mask, broadcast
+/// operands), activation-sized; only the weights' are kept, so those are freed here instead of
+/// piling up layer after layer.
 pub(super) fn vjp(
     x: &Tensor,
     g: &Tensor,
+    weights: &[&Tensor],
     into: &mut GradStore,
     f: impl Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
@@ -109,6 +113,10 @@ pub(super) fn vjp(
     let gx = gs
         .remove(leaf.as_tensor())
         .ok_or_else(|| candle_core::Error::Msg("recomputed layer ignores its input".into()))?;
-    into.extend(gs)?;
+    for w in weights {
+        if let Some(gw) = gs.remove(w) {
+            accumulate(into, w, gw)?;
+        }
+    }
     Ok(gx)
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One short check on the GPU machine (one H100/H200, CUDA 13, PyTorch + Python, no Rust, no
+# network), run through the device tool from the repository root with `carry: ["target/cuda-bin"]`
+# after `bash scripts/build-cuda.sh` here:
+#   1. the embedded benchmark fitted on CUDA and on the CPU, same seed, 2 epochs: accuracies;
+#   2. one Qwen3-0.6B training step (random weights made there by scripts/make-qwen3.py with the
+#      carried tokenizer), 8 pairs × 256 tokens: candle on CUDA beside PyTorch on the same GPU
+#      (f32, and bf16 autocast), tokens/s and peak memory;
+#   3. the trainer's CUDA forward against its CPU forward on the same weights.
+# Budget: about 8 minutes of a 10-minute command. Results go to $OUT (the device tool's folder).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN="${BIN:-target/cuda-bin}"
+OUT="${OUT:-/tmp/gpu-check}"
+mkdir -p "$OUT"
+export VRF_CACHE="$BIN/cache"
+log() { echo "== $*"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+chmod +x "$BIN"/* 2>/dev/null || true
+# The CUDA build links cuBLAS, cuRAND and NVRTC 13 dynamically: take them from the image's CUDA
+# and from PyTorch's nvidia wheels, wherever they are.
+NVLIBS="$(python3 -c 'import glob, os, site
+dirs = [d for p in site.getsitepackages() for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))]
+print(":".join(dirs + ["/usr/local/cuda/lib64"]))' 2>/dev/null)"
+export LD_LIBRARY_PATH="${NVLIBS}:${LD_LIBRARY_PATH:-}"
+ldd "$BIN/vrf-trainer" | grep -E "cuda|cublas|curand|nvrtc" || true
+
+log "1. embedded benchmark, CUDA vs CPU (2 epochs, seed 0)"
+"$BIN/vrf-trainer" synth --out "$OUT/synth.jsonl" >/dev/null
+for dev in cuda cpu; do
+  /usr/bin/time -f "$dev fit: %e s wall, %M KB peak RSS" \
+    timeout 200 "$BIN/vrf-trainer" fit --data "$OUT/synth.jsonl" --device "$dev" --threads 16 \
+      --epochs 2 --baseline none --quiet --out "$OUT/fit-$dev" 2>&1 | tail -4
+done
+
+log "2. Qwen3-0.6B training step, 8 pairs x 256 tokens"
+python3 scripts/make-qwen3.py --shape 0.6b --out /tmp/qwen3-0.6b-random
+timeout 150 "$BIN/train_step_bench" --device cuda --backbone /tmp/qwen3-0.6b-random \
+  --pairs 8 --len 256 --steps 3 --recompute off --check-cpu --threads 16
+for extra in "" "--bf16"; do
+  timeout 120 python3 scripts/bench-torch-step.py --device cuda --backbone /tmp/qwen3-0.6b-random \
+    --pairs 8 --len 256 --steps 3 --threads 16 $extra
+done
+log "done"
