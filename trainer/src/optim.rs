@@ -240,13 +240,16 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// Final weights and optimiser state of a run.
+    type Outcome = (Vec<Vec<f32>>, HashMap<String, Tensor>);
+
     /// The in-place updates of large variables (fused passes, and slices of candle ops) equal the
     /// whole-tensor update over several steps (with clipping and weight decay), moments included.
     #[test]
     fn in_place_updates_match_the_whole_tensor_update() -> Result<()> {
         let dev = Device::Cpu;
         let init = Tensor::randn(0f32, 1.0, (7, 5), &dev)?;
-        let run = |chunk: usize, fused: bool| -> Result<(Vec<Vec<f32>>, HashMap<String, Tensor>)> {
+        let run = |chunk: usize, fused: bool| -> Result<Outcome> {
             let w = Var::from_tensor(&init)?;
             let mut opt = AdamW::new(
                 vec![ParamGroup {
