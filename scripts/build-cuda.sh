@@ -17,15 +17,15 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
-if ! find "$VENV" -path '*/bin/nvcc' -type f 2>/dev/null | grep -q .; then
-  echo "build-cuda: installing nvcc and the CUDA 13 headers/libraries from PyPI into $VENV"
-  # 13.0: the GPU machine's driver (580) runs PTX up to CUDA 13.0; a newer nvcc would emit PTX
-  # it rejects. candle links cudarc dynamically: cuBLAS(Lt), cuRAND and NVRTC are needed to
-  # link here and are found at run time in the GPU machine's own CUDA 13.
-  "$VENV/bin/pip" install -q "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" \
-    "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*" "nvidia-cuda-nvrtc==13.0.*" \
-    "nvidia-cublas==13.0.*" "nvidia-curand==10.4.0.*"
-fi
+# pip is quick when the pinned versions are already there, and fixes a venv that has others.
+# 13.0 throughout: the GPU machine's driver (580) runs PTX up to CUDA 13.0, and nvcc 13.0 with a
+# newer crt (host_runtime.h, pulled in by default) breaks its host stubs. candle links cudarc
+# dynamically: cuBLAS(Lt), cuRAND and NVRTC are needed to link here; at run time the GPU
+# machine's own CUDA 13 provides them.
+echo "build-cuda: nvcc and the CUDA 13.0 headers/libraries from PyPI in $VENV"
+"$VENV/bin/pip" install -q "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" \
+  "nvidia-cuda-cccl==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-nvvm==13.0.*" \
+  "nvidia-cuda-nvrtc==13.0.*" "nvidia-cublas==13.0.*" "nvidia-curand==10.4.0.*"
 NVCC="$(find "$VENV" -path '*/bin/nvcc' -type f | head -1)"
 CU="$(dirname "$(dirname "$NVCC")")"   # the wheels' CUDA tree: nvidia/cu13/{bin,include,lib,nvvm}
 # A CUDA-like tree for candle-kernels (nvcc, headers) and cudarc (libraries to link against):
