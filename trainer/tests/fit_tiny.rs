@@ -397,12 +397,23 @@ fn words(s: &str) -> Vec<String> {
     out
 }
 
+/// Fits `c` with the Hugging Face directory `hf` as its backbone into `dir` (seen accuracy must be
+/// finite) and returns the run's `backbone_config.json`.
+fn fit_hf_backbone(dir: &Path, mut c: RunConfig, hf: &Path, data: &Path) -> Value {
+    c.backbone = vrf_trainer::config::BackboneSource::Hf {
+        path: hf.to_string_lossy().into_owned(),
+    };
+    let r = fit(dir, &c, data).unwrap();
+    assert!(r.seen_accuracy.is_finite());
+    serde_json::from_str(&std::fs::read_to_string(dir.join("backbone_config.json")).unwrap())
+        .unwrap()
+}
+
 #[test]
 fn hf_directory_backbone_fits() {
     use tokenizers::models::wordlevel::WordLevel;
     use tokenizers::pre_tokenizers::whitespace::Whitespace;
     use tokenizers::{AddedToken, Tokenizer};
-    use vrf_trainer::config::BackboneSource;
 
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_data(tmp.path(), true, false);
@@ -449,17 +460,9 @@ fn hf_directory_backbone_fits() {
     );
     tok.save(hf.join("tokenizer.json"), false).unwrap();
 
-    let mut c = cfg();
-    c.backbone = BackboneSource::Hf {
-        path: hf.to_string_lossy().into_owned(),
-    };
     let dir = tmp.path().join("run");
-    let r = fit(&dir, &c, &data).unwrap();
-    assert!(r.seen_accuracy.is_finite());
     // The run keeps the backbone's HF config and the tokenizer it used.
-    let bc: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("backbone_config.json")).unwrap())
-            .unwrap();
+    let bc = fit_hf_backbone(&dir, cfg(), &hf, &data);
     assert_eq!(bc["hidden_size"], 32);
     assert!(dir.join("tokenizer.json").exists());
 
@@ -478,7 +481,6 @@ fn hf_directory_backbone_fits() {
 /// backbone) and exports.
 #[test]
 fn real_qwen3_tokenizer_fits_and_exports() {
-    use vrf_trainer::config::BackboneSource;
     use vrf_trainer::tokenize::{TextEncoder, TextTemplate, QWEN_CHAT_TEMPLATE};
 
     let tmp = tempfile::tempdir().unwrap();
@@ -506,16 +508,9 @@ fn real_qwen3_tokenizer_fits_and_exports() {
 
     let data = tiny_data(tmp.path(), true, false);
     let mut c = cfg();
-    c.backbone = BackboneSource::Hf {
-        path: hf.to_string_lossy().into_owned(),
-    };
     c.train.epochs = 1;
     let dir = tmp.path().join("run");
-    let r = fit(&dir, &c, &data).unwrap();
-    assert!(r.seen_accuracy.is_finite());
-    let bc: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("backbone_config.json")).unwrap())
-            .unwrap();
+    let bc = fit_hf_backbone(&dir, c, &hf, &data);
     assert_eq!(bc["vocab_size"], 151936);
     let out = tmp.path().join("model");
     let report = vrf_trainer::export::export(&dir, &out, &Default::default()).unwrap();

@@ -169,13 +169,17 @@ impl Qwen3 {
         })
     }
 
+    /// Token embeddings `[B, L, H]` of checked `input_ids` `[B, L]`.
+    fn lookup(&self, input_ids: &Tensor, b: usize, l: usize) -> candle_core::Result<Tensor> {
+        self.embed_tokens
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, l, self.cfg.hidden_size))
+    }
+
     /// Final-norm hidden states `[B, L, H]` (f32) for right-padded `input_ids: [B, L]` (u32).
     pub fn forward(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = self.check_ids(input_ids)?;
-        let mut x = self
-            .embed_tokens
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, l, self.cfg.hidden_size))?;
+        let mut x = self.lookup(input_ids, b, l)?;
         let at = self.layer_inputs(l)?;
         for layer in &self.layers {
             x = layer.forward(&x, &at)?;
@@ -193,11 +197,7 @@ impl Qwen3 {
         };
         let (b, l) = self.check_ids(input_ids)?;
         let at = self.layer_inputs(l)?;
-        let mut x = self
-            .embed_tokens
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, l, self.cfg.hidden_size))?
-            .detach();
+        let mut x = self.lookup(input_ids, b, l)?.detach();
         let mut inputs = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let parts = tape
