@@ -9,6 +9,15 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, a rename,
 /// then an fsync of the directory, so after a crash `path` holds the old or the new bytes.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] for content produced piece by piece: `fill` writes into a buffered temporary
+/// file, so a multi-GB file never has to be held in memory whole.
+pub fn write_atomic_with(
+    path: impl AsRef<Path>,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let path = path.as_ref();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -27,9 +36,11 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()>
         {
             // Closed before the rename.
             step("create", &tmp)?;
-            let mut f = std::fs::File::create(&tmp)?;
+            let f = std::fs::File::create(&tmp)?;
             step("write", &tmp)?;
-            f.write_all(bytes)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            fill(&mut w)?;
+            let f = w.into_inner().map_err(|e| e.into_error())?;
             step("fsync", &tmp)?;
             f.sync_all()?;
         }

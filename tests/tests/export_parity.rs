@@ -491,6 +491,9 @@ fn external_data_export_loads_and_matches() {
         r.manifest.onnx.external_data.as_deref(),
         Some("backbone.onnx.data")
     );
+    // Written tensor by tensor and checked with ONNX Runtime, not inlined for candle-onnx.
+    assert_eq!(r.manifest.source["self_check_engine"], "onnxruntime");
+    assert!(r.max_err() <= 1e-4, "{:?}", r.checks);
     assert!(std::fs::metadata(out.join("backbone.onnx")).unwrap().len() < 200_000);
     let (a, b) = (runtime(&f.model_dir).unwrap(), runtime(&out).unwrap());
     let texts = [
@@ -505,6 +508,71 @@ fn external_data_export_loads_and_matches() {
         .unwrap_err()
         .to_string()
         .contains("--force"));
+}
+
+/// `--quantize int8`: int8 linear layers in ONNX Runtime's dynamic-quantization pattern, the
+/// heads and embeddings f32; the runtime loads it unchanged and its features stay close to the
+/// f32 model's (relative tolerance), and a self-check tolerance too tight for int8 fails loudly.
+#[test]
+fn int8_export_runs_in_the_runtime_close_to_f32() {
+    use candle_onnx::onnx::{tensor_proto::DataType, ModelProto};
+    use prost::Message;
+    use vrf_trainer::quantize::Quantize;
+    let f = fixture();
+    let out = f.model_dir.with_file_name("model-int8");
+    let opts = ExportOptions {
+        quantize: Quantize::Int8,
+        force: true,
+        ..ExportOptions::default()
+    };
+    let r = export(&f.run, &out, &opts).unwrap();
+    assert_eq!(r.manifest.source["self_check_engine"], "onnxruntime");
+    let rel = r
+        .checks
+        .iter()
+        .map(|c| c.relative_err())
+        .fold(0f32, f32::max);
+    assert!(rel > 0.0 && rel <= 0.1, "relative self-check error {rel}");
+
+    let proto = ModelProto::decode(&*std::fs::read(out.join(BACKBONE_FILE)).unwrap()).unwrap();
+    let g = proto.graph.unwrap();
+    let ops = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+    let layers = trained().model.backbone_cfg.num_hidden_layers;
+    // q, k, v, o, gate, up, down per layer; q/k/v and gate/up share their activation's quantizer.
+    assert_eq!(ops("MatMulInteger"), 7 * layers);
+    assert_eq!(ops("DynamicQuantizeLinear"), 4 * layers);
+    let int8: Vec<&str> = g
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == DataType::Int8 as i32)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(int8.len(), 7 * layers);
+    assert!(int8.iter().all(|n| !n.starts_with("heads.")), "{int8:?}");
+    let size = |d: &Path| std::fs::metadata(d.join(BACKBONE_FILE)).unwrap().len();
+    assert!(size(&out) < size(&f.model_dir));
+
+    let (a, b) = (runtime(&f.model_dir).unwrap(), runtime(&out).unwrap());
+    let texts = [
+        ("What is rust?", "A language."),
+        ("Hi", "Hello there, friend. How are you today?"),
+    ];
+    let (fa, fb) = (a.features(&texts).unwrap(), b.features(&texts).unwrap());
+    let scale = fa.rewards.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = (&fa.rewards - &fb.rewards)
+        .iter()
+        .fold(0f32, |m, x| m.max(x.abs()));
+    assert!(
+        diff > 0.0 && diff <= 0.1 * scale,
+        "rewards differ by {diff} (scale {scale})"
+    );
+
+    let strict = ExportOptions {
+        int8_tolerance: 1e-7,
+        ..opts
+    };
+    let e = export(&f.run, &out, &strict).unwrap_err().to_string();
+    assert!(e.contains("self-check failed") && e.contains("int8"), "{e}");
 }
 
 /// What the `vrf` CLI reads per JSONL line (a reference triplet, a prompt with candidates),

@@ -72,25 +72,17 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, Checkpo
     })
 }
 
-/// Saves named tensors as safetensors, atomically.
+/// Saves named tensors as safetensors, atomically, one tensor's bytes at a time.
 pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
-    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.clone(), v.clone())), None)
-        .map_err(|e| CheckpointError::Format {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    write_atomic(path, &bytes)
+    crate::tensor_file::save(path, tensors)
 }
 
-/// Loads every tensor of a safetensors file onto `device`.
+/// Loads every tensor of a safetensors file onto `device`, one tensor's bytes at a time.
 pub fn load_tensors(
     path: &Path,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>, CheckpointError> {
-    candle_core::safetensors::load(path, device).map_err(|source| CheckpointError::Tensor {
-        path: path.to_path_buf(),
-        cause: source,
-    })
+    crate::tensor_file::load(path, device)
 }
 
 /// Where training stands; saved next to the weights.
@@ -167,13 +159,9 @@ pub struct Checkpoint {
 
 /// Loads `RUN/checkpoint/` (or the previous one if a save was interrupted between renames).
 pub fn load_checkpoint(run: &Path, device: &Device) -> Result<Option<Checkpoint>, CheckpointError> {
-    let mut dir = checkpoint_dir(run);
-    if !dir.join("state.json").exists() {
-        dir = run.join("checkpoint.old");
-        if !dir.join("state.json").exists() {
-            return Ok(None);
-        }
-    }
+    let Some(dir) = readable_checkpoint(run) else {
+        return Ok(None);
+    };
     let (state, optim_t): (TrainState, usize) = read_json(&dir.join("state.json"))?;
     let weights = load_tensors(&dir.join("model.safetensors"), device)?;
     let op = dir.join("optim.safetensors");
@@ -195,6 +183,29 @@ pub fn load_checkpoint(run: &Path, device: &Device) -> Result<Option<Checkpoint>
         extra,
         state,
     }))
+}
+
+/// `RUN/checkpoint/`, or `RUN/checkpoint.old/` when a save was interrupted between renames.
+fn readable_checkpoint(run: &Path) -> Option<PathBuf> {
+    [checkpoint_dir(run), run.join("checkpoint.old")]
+        .into_iter()
+        .find(|d| d.join("state.json").exists())
+}
+
+/// Streams the checkpoint's weights (not the optimizer state) to `f` one tensor at a time and
+/// returns the training state; `None` when the run has no checkpoint. Loading a multi-GB model
+/// this way holds it once, not twice.
+pub fn load_checkpoint_weights(
+    run: &Path,
+    device: &Device,
+    f: impl FnMut(String, Tensor) -> Result<(), CheckpointError>,
+) -> Result<Option<TrainState>, CheckpointError> {
+    let Some(dir) = readable_checkpoint(run) else {
+        return Ok(None);
+    };
+    let (state, _optim_t): (TrainState, usize) = read_json(&dir.join("state.json"))?;
+    crate::tensor_file::load_each(&dir.join("model.safetensors"), device, f)?;
+    Ok(Some(state))
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub enum TrainError {
         /// The OS error, already rendered (kept out of `source()` so it is not printed twice).
         message: String,
     },
+    /// Writing an exported graph's external data failed.
+    #[error(transparent)]
+    ExternalData(#[from] crate::onnx::ExternalDataError),
     /// A configuration field out of range.
     #[error(transparent)]
     ConfigField(#[from] crate::config::ConfigError),

@@ -21,11 +21,12 @@ use vrf_runtime::format::{
 };
 use vrf_runtime::user_model::names;
 
-use crate::checkpoint::{load_checkpoint, read_json, TrainState};
+use crate::checkpoint::{load_checkpoint_weights, read_json, CheckpointError, TrainState};
 use crate::config::{Method, RunConfig};
 use crate::data::write_atomic;
 use crate::model::{onnx_names, prefix, RewardModel};
-use crate::onnx::{externalize, OPSET};
+use crate::onnx::OPSET;
+use crate::quantize::{quantize_int8, Quantize};
 use crate::run::Posteriors;
 use crate::tokenize::{TextEncoder, TextTemplate};
 use crate::vars::SeededVarMap;
@@ -33,6 +34,8 @@ use crate::vars::SeededVarMap;
 /// Protobuf cannot hold more than 2 GiB; above this many initializer bytes they go to
 /// `backbone.onnx.data`.
 pub const EXTERNAL_DATA_THRESHOLD: usize = 1 << 30;
+/// Default relative self-check tolerance of an int8 export (see [`ExportOptions::int8_tolerance`]).
+pub const INT8_TOLERANCE: f32 = 0.1;
 /// Name of the external-data file, when one is written.
 pub const EXTERNAL_DATA_FILE: &str = "backbone.onnx.data";
 
@@ -47,6 +50,11 @@ pub struct ExportOptions {
     pub check_shapes: Vec<(usize, usize)>,
     /// Initializer bytes above which weights are written as external data.
     pub external_data_threshold: usize,
+    /// Weight storage: f32, or int8 linear layers (checked with ONNX Runtime).
+    pub quantize: Quantize,
+    /// With int8: largest self-check difference allowed, relative to the output's largest
+    /// magnitude (the f32 forward is the reference).
+    pub int8_tolerance: f32,
 }
 
 impl Default for ExportOptions {
@@ -56,6 +64,8 @@ impl Default for ExportOptions {
             tolerance: 1e-4,
             check_shapes: vec![(1, 7), (3, 19), (8, 40)],
             external_data_threshold: EXTERNAL_DATA_THRESHOLD,
+            quantize: Quantize::None,
+            int8_tolerance: INT8_TOLERANCE,
         }
     }
 }
@@ -71,6 +81,30 @@ pub struct CheckResult {
     pub hidden_err: f32,
     /// Max abs difference of `rewards`.
     pub rewards_err: f32,
+    /// Largest `|hidden|` of the reference (scale of a relative tolerance).
+    pub hidden_max: f32,
+    /// Largest `|rewards|` of the reference.
+    pub rewards_max: f32,
+}
+
+impl CheckResult {
+    fn new(c: &Case, hidden: &[f32], rewards: &[f32]) -> Self {
+        let amax = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        Self {
+            batch: c.batch,
+            seq: c.seq,
+            hidden_err: max_abs_diff(hidden, &c.hidden),
+            rewards_err: max_abs_diff(rewards, &c.rewards),
+            hidden_max: amax(&c.hidden),
+            rewards_max: amax(&c.rewards),
+        }
+    }
+
+    /// The larger of the two outputs' errors, each relative to its reference's largest magnitude.
+    pub fn relative_err(&self) -> f32 {
+        let rel = |e: f32, m: f32| if m > 0.0 { e / m } else { e };
+        rel(self.hidden_err, self.hidden_max).max(rel(self.rewards_err, self.rewards_max))
+    }
 }
 
 /// What [`export`] wrote and measured.
@@ -114,24 +148,31 @@ pub fn load_trained(run: &Path, dev: &Device) -> Result<Trained> {
     let bc = read_json(&run.join("backbone_config.json"))?;
     let template = TextTemplate::new(cfg.template.clone())?;
     let encoder = TextEncoder::from_file(run.join("tokenizer.json"), template, cfg.train.max_len)?;
-    let ck = load_checkpoint(run, dev)?.with_context(|| {
+    let vars = SeededVarMap::new(cfg.train.seed);
+    let weights = run.join("checkpoint").join("model.safetensors");
+    // Each tensor is dropped once its variable holds a copy: one model's size, not two.
+    let state = load_checkpoint_weights(run, dev, |name, t| {
+        if name == prefix::FREE {
+            return Ok(());
+        }
+        vars.insert(&name, t)
+            .map_err(|cause| CheckpointError::Tensor {
+                path: weights.clone(),
+                cause,
+            })
+    })?
+    .with_context(|| {
         format!(
             "{}: no checkpoint/ (train it with `vrf-trainer fit` first)",
             run.display()
         )
     })?;
-    let vars = SeededVarMap::new(cfg.train.seed);
-    for (name, t) in &ck.weights {
-        if name != prefix::FREE {
-            vars.insert(name, t.clone())?;
-        }
-    }
     let model = RewardModel::new(&cfg, bc, vars, 0, dev)?;
     Ok(Trained {
         cfg,
         model,
         encoder,
-        state: ck.state,
+        state,
     })
 }
 
@@ -193,8 +234,121 @@ fn sample_inputs(
     (ids, lengths)
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
-    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::NAN;
+    }
+    // NaN anywhere makes the check fail (f32::max would skip it).
+    a.iter().zip(b).fold(0.0, |m: f32, (x, y)| {
+        let d = (x - y).abs();
+        if d.is_nan() || m.is_nan() {
+            f32::NAN
+        } else {
+            m.max(d)
+        }
+    })
+}
+
+/// One self-check input with the candle forward's outputs.
+struct Case {
+    batch: usize,
+    seq: usize,
+    ids: Vec<i64>,
+    mask: Vec<i64>,
+    hidden: Vec<f32>,
+    rewards: Vec<f32>,
+}
+
+/// Sample inputs of the given shapes and the candle model's `hidden` and `rewards` for them.
+fn reference_cases(model: &RewardModel, shapes: &[(usize, usize)], pad: u32) -> Result<Vec<Case>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5e1f_c4ec);
+    let vocab = model.backbone_cfg.vocab_size;
+    let mut out = Vec::new();
+    for &(batch, seq) in shapes {
+        let seq = seq.min(model.backbone_cfg.max_position_embeddings);
+        let (ids, lengths) = sample_inputs(batch, seq, vocab, pad, &mut rng);
+        let ids_t = Tensor::from_vec(ids.clone(), (batch, seq), &Device::Cpu)?;
+        let h = model.embed(&ids_t.to_device(&model.device)?, &lengths)?;
+        let r = model.phi(&h)?;
+        let flat = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1()?)
+        };
+        out.push(Case {
+            batch,
+            seq,
+            ids: ids.iter().map(|&i| i64::from(i)).collect(),
+            mask: (0..batch * seq)
+                .map(|i| i64::from(i % seq < lengths[i / seq]))
+                .collect(),
+            hidden: flat(&h)?,
+            rewards: flat(&r)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Evaluates the inline graph `proto` with candle-onnx on each case.
+fn check_candle_onnx(proto: &ModelProto, cases: &[Case]) -> Result<Vec<CheckResult>> {
+    let mut out = Vec::new();
+    for c in cases {
+        let t = |v: &[i64]| Tensor::from_vec(v.to_vec(), (c.batch, c.seq), &Device::Cpu);
+        let inputs = HashMap::from([
+            (onnx_names::INPUT_IDS.to_string(), t(&c.ids)?),
+            (onnx_names::ATTENTION_MASK.to_string(), t(&c.mask)?),
+        ]);
+        let got = candle_onnx::simple_eval(proto, inputs)
+            .context("candle-onnx could not evaluate the exported graph")?;
+        let get = |n: &str| -> Result<Vec<f32>> {
+            Ok(got
+                .get(n)
+                .with_context(|| format!("graph has no output {n:?}"))?
+                .flatten_all()?
+                .to_vec1()?)
+        };
+        out.push(CheckResult::new(
+            c,
+            &get(onnx_names::HIDDEN)?,
+            &get(onnx_names::REWARDS)?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs the written graph `path` with ONNX Runtime (CPU, the runtime's own session) on each case.
+fn check_onnx_runtime(
+    path: &Path,
+    spec: &OnnxSpec,
+    h: usize,
+    k: usize,
+    cases: &[Case],
+) -> Result<Vec<CheckResult>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let session = vrf_runtime::backbone::OnnxBackbone::open(
+        path,
+        spec,
+        h,
+        k,
+        threads,
+        vrf_runtime::ExecutionProvider::Cpu,
+        None,
+    )
+    .map_err(|e| {
+        TrainError::Other(format!(
+            "the self-check of an external-data or int8 export runs ONNX Runtime: {e}"
+        ))
+    })?;
+    let mut out = Vec::new();
+    for c in cases {
+        let got = session
+            .run(c.ids.clone(), c.mask.clone(), c.batch, c.seq)
+            .map_err(|e| TrainError::Other(format!("self-check with ONNX Runtime: {e}")))?;
+        let flat = |a: &ndarray::Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
+        out.push(CheckResult::new(c, &flat(&got.hidden), &flat(&got.rewards)));
+    }
+    Ok(out)
 }
 
 /// Evaluates `proto` with candle-onnx on sample inputs and compares with the candle forward.
@@ -204,47 +358,43 @@ pub fn self_check(
     shapes: &[(usize, usize)],
     pad: u32,
 ) -> Result<Vec<CheckResult>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0x5e1f_c4ec);
-    let vocab = model.backbone_cfg.vocab_size;
-    let mut out = Vec::new();
-    for &(batch, seq) in shapes {
-        let seq = seq.min(model.backbone_cfg.max_position_embeddings);
-        let (ids, lengths) = sample_inputs(batch, seq, vocab, pad, &mut rng);
-        let ids_t = Tensor::from_vec(ids.clone(), (batch, seq), &Device::Cpu)?;
-        let want_h = model.embed(&ids_t.to_device(&model.device)?, &lengths)?;
-        let want_r = model.phi(&want_h)?.to_device(&Device::Cpu)?;
-        let want_h = want_h.to_device(&Device::Cpu)?;
-        let mask: Vec<i64> = (0..batch * seq)
-            .map(|i| i64::from(i % seq < lengths[i / seq]))
-            .collect();
-        let inputs = HashMap::from([
-            (
-                onnx_names::INPUT_IDS.to_string(),
-                Tensor::from_vec(
-                    ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
-                    (batch, seq),
-                    &Device::Cpu,
-                )?,
-            ),
-            (
-                onnx_names::ATTENTION_MASK.to_string(),
-                Tensor::from_vec(mask, (batch, seq), &Device::Cpu)?,
-            ),
-        ]);
-        let got = candle_onnx::simple_eval(proto, inputs)
-            .context("candle-onnx could not evaluate the exported graph")?;
-        let get = |n: &str| {
-            got.get(n)
-                .with_context(|| format!("graph has no output {n:?}"))
+    check_candle_onnx(proto, &reference_cases(model, shapes, pad)?)
+}
+
+/// The largest error over `checks` (absolute, or relative to each output's scale); NaN if any is.
+fn worst(checks: &[CheckResult], relative: bool) -> f32 {
+    checks.iter().fold(0.0, |m: f32, c| {
+        let e = if relative {
+            c.relative_err()
+        } else {
+            c.hidden_err.max(c.rewards_err)
         };
-        out.push(CheckResult {
-            batch,
-            seq,
-            hidden_err: max_abs_diff(get(onnx_names::HIDDEN)?, &want_h)?,
-            rewards_err: max_abs_diff(get(onnx_names::REWARDS)?, &want_r)?,
-        });
+        if e.is_nan() || c.hidden_err.is_nan() || c.rewards_err.is_nan() || m.is_nan() {
+            f32::NAN
+        } else {
+            m.max(e)
+        }
+    })
+}
+
+fn check_passes(
+    checks: &[CheckResult],
+    tolerance: f32,
+    relative: bool,
+    engine: &str,
+) -> Result<f32> {
+    let err = worst(checks, relative);
+    if err.is_nan() || err > tolerance {
+        let kind = if relative {
+            "relative to the output's scale"
+        } else {
+            "max abs"
+        };
+        return Err(TrainError::Other(format!(
+            "export self-check failed: {engine} differs from the candle forward by {err:.3e} ({kind}), above {tolerance:.0e}; per shape: {checks:?}"
+        )));
     }
-    Ok(out)
+    Ok(err)
 }
 
 /// Exports run `run` to `out` (see the module docs); the directory appears whole or not at all.
@@ -264,24 +414,48 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
             out.display()
         )));
     }
-    let model = &t.model;
-    let (h, k, d) = (
-        model.backbone_cfg.hidden_size,
-        model.heads.k(),
-        t.cfg.model.d,
-    );
+    let Trained {
+        cfg,
+        model,
+        encoder,
+        state,
+    } = t;
+    let (h, k, d) = (model.backbone_cfg.hidden_size, model.heads.k(), cfg.model.d);
+    let spec = OnnxSpec {
+        file: BACKBONE_FILE.into(),
+        opset: OPSET,
+        input_ids: onnx_names::INPUT_IDS.into(),
+        attention_mask: onnx_names::ATTENTION_MASK.into(),
+        hidden: onnx_names::HIDDEN.into(),
+        rewards: onnx_names::REWARDS.into(),
+        external_data: None,
+    };
 
-    let mut proto = model.onnx().context("building the ONNX graph")?;
-    let checks = self_check(model, &proto, &opts.check_shapes, t.encoder.pad_id)?;
-    let report_err = checks
-        .iter()
-        .map(|c| c.hidden_err.max(c.rewards_err))
-        .fold(0.0, f32::max);
-    if report_err.is_nan() || report_err > opts.tolerance {
-        return Err(TrainError::Other(format!(
-            "export self-check failed: candle-onnx differs from the candle forward by {report_err:.3e} (max abs), above {:.0e}; per shape: {checks:?}",
-            opts.tolerance
-        )));
+    let mut graph = model.onnx_model().context("building the ONNX graph")?;
+    let int8 = opts.quantize == Quantize::Int8;
+    if int8 {
+        let n = quantize_int8(&mut graph)?;
+        if n == 0 {
+            return Err(TrainError::Other(
+                "--quantize int8: the graph has no linear layer to quantize".into(),
+            ));
+        }
+    }
+    let external = graph.weight_bytes() > opts.external_data_threshold;
+    let cases = reference_cases(&model, &opts.check_shapes, encoder.pad_id)?;
+    // A small graph is checked inline with candle-onnx before anything is written; a large one
+    // (inlining would copy every weight) is checked with ONNX Runtime once written.
+    let mut checked = None;
+    let mut inline_proto = None;
+    if !external {
+        let proto = graph.to_proto()?;
+        // candle-onnx has no integer kernels: int8 graphs are checked with ONNX Runtime.
+        if !int8 {
+            let checks = check_candle_onnx(&proto, &cases)?;
+            let err = check_passes(&checks, opts.tolerance, false, "candle-onnx")?;
+            checked = Some((checks, err));
+        }
+        inline_proto = Some(proto);
     }
 
     // Build everything in a sibling temp directory, then rename it into place.
@@ -302,7 +476,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let _scratch = vrf_runtime::fsutil::RemoveOnDrop(tmp.clone());
     let mut files = BTreeMap::new();
-    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+    let put = |files: &mut BTreeMap<String, FileEntry>, name: &str, bytes: &[u8]| -> Result<()> {
         write_atomic(tmp.join(name), bytes)
             .with_context(|| format!("writing {}", tmp.join(name).display()))?;
         files.insert(name.to_string(), FileEntry::of(bytes));
@@ -310,18 +484,28 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
     };
 
     let mut external_data = None;
-    if proto_initializer_bytes(&proto) > opts.external_data_threshold {
-        let data = externalize(&mut proto, EXTERNAL_DATA_FILE);
-        put(EXTERNAL_DATA_FILE, &data)?;
-        external_data = Some(EXTERNAL_DATA_FILE.to_string());
-    }
-    put(BACKBONE_FILE, &proto.encode_to_vec())?;
-
+    let proto = match inline_proto {
+        Some(proto) => proto,
+        None => {
+            let data_path = tmp.join(EXTERNAL_DATA_FILE);
+            let proto = graph.write_external(&data_path, EXTERNAL_DATA_FILE)?;
+            // Hashed from disk: what the manifest vouches for is what was written.
+            let entry = std::fs::File::open(&data_path)
+                .and_then(FileEntry::of_reader)
+                .map_err(|e| TrainError::io(&data_path, e))?;
+            files.insert(EXTERNAL_DATA_FILE.to_string(), entry);
+            external_data = Some(EXTERNAL_DATA_FILE.to_string());
+            proto
+        }
+    };
+    put(&mut files, BACKBONE_FILE, &proto.encode_to_vec())?;
+    drop(proto);
+    drop(graph);
     let tok = std::fs::read(run.join("tokenizer.json"))
         .with_context(|| format!("reading {}", run.join("tokenizer.json").display()))?;
-    put(TOKENIZER_FILE, &tok)?;
+    put(&mut files, TOKENIZER_FILE, &tok)?;
 
-    let tensors = user_model_tensors(model)?;
+    let tensors = user_model_tensors(&model)?;
     let views: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, t)| -> Result<_> {
@@ -344,7 +528,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         None,
     )
     .context("serialising user_model.safetensors")?;
-    put(USER_MODEL_FILE, &st)?;
+    put(&mut files, USER_MODEL_FILE, &st)?;
 
     let post_path = run.join("posteriors.json");
     let seen = if post_path.exists() {
@@ -367,7 +551,27 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         );
         SeenUsers::default()
     };
-    put(SEEN_USERS_FILE, seen.to_json().as_bytes())?;
+    put(&mut files, SEEN_USERS_FILE, seen.to_json().as_bytes())?;
+
+    let (checks, report_err, engine) = match checked {
+        Some((checks, err)) => (checks, err, "candle-onnx"),
+        None => {
+            // The candle model goes first, so the check holds one copy of the weights (ORT's).
+            drop(model);
+            crate::memory::release_freed();
+            let spec = OnnxSpec {
+                external_data: external_data.clone(),
+                ..spec.clone()
+            };
+            let checks = check_onnx_runtime(&tmp.join(BACKBONE_FILE), &spec, h, k, &cases)?;
+            let err = if int8 {
+                check_passes(&checks, opts.int8_tolerance, true, "ONNX Runtime (int8)")?
+            } else {
+                check_passes(&checks, opts.tolerance, false, "ONNX Runtime")?
+            };
+            (checks, err, "onnxruntime")
+        }
+    };
 
     let manifest = Manifest {
         format: format::FORMAT.into(),
@@ -375,28 +579,23 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         k,
         d,
         hidden: h,
-        tau: t.cfg.model.tau as f32,
+        tau: cfg.model.tau as f32,
         encoder: EncoderSpec {
-            input_dim: 2 * h + if t.cfg.model.enc_phi { k } else { 0 },
+            input_dim: 2 * h + if cfg.model.enc_phi { k } else { 0 },
             hidden_dim: h,
-            dphi: t.cfg.model.enc_phi,
-            pooling: t.cfg.model.pooling,
+            dphi: cfg.model.enc_phi,
+            pooling: cfg.model.pooling,
         },
         text: TextSpec {
-            template: t.encoder.template.as_str().to_string(),
-            max_len: t.encoder.max_len,
-            pad_id: t.encoder.pad_id,
+            template: encoder.template.as_str().to_string(),
+            max_len: encoder.max_len,
+            pad_id: encoder.pad_id,
             truncation: "left".into(),
             padding: "right".into(),
         },
         onnx: OnnxSpec {
-            file: BACKBONE_FILE.into(),
-            opset: OPSET,
-            input_ids: onnx_names::INPUT_IDS.into(),
-            attention_mask: onnx_names::ATTENTION_MASK.into(),
-            hidden: onnx_names::HIDDEN.into(),
-            rewards: onnx_names::REWARDS.into(),
             external_data,
+            ..spec
         },
         files,
         source: BTreeMap::from([
@@ -405,11 +604,21 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
                 format!("vrf-trainer {}", env!("CARGO_PKG_VERSION")),
             ),
             ("run".to_string(), run.display().to_string()),
-            ("stage".to_string(), t.state.stage.clone()),
-            ("global_step".to_string(), t.state.global_step.to_string()),
+            ("stage".to_string(), state.stage.clone()),
+            ("global_step".to_string(), state.global_step.to_string()),
             (
                 "self_check_max_abs_err".to_string(),
                 format!("{report_err:.3e}"),
+            ),
+            ("self_check_engine".to_string(), engine.to_string()),
+            (
+                "weights".to_string(),
+                if int8 {
+                    "int8 linear layers (per-column scales), f32 rest"
+                } else {
+                    "f32"
+                }
+                .to_string(),
             ),
         ]),
     };
@@ -424,12 +633,6 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         out: out.to_path_buf(),
         manifest,
         checks,
-        stage: t.state.stage,
+        stage: state.stage,
     })
-}
-
-fn proto_initializer_bytes(p: &ModelProto) -> usize {
-    p.graph
-        .as_ref()
-        .map_or(0, |g| g.initializer.iter().map(|t| t.raw_data.len()).sum())
 }

@@ -62,6 +62,14 @@ enum Cmd {
         /// Write weights as external data above this many MiB of initializers (protobuf's limit is 2 GiB).
         #[arg(long, default_value_t = 1024)]
         external_data_mib: usize,
+        /// Weight storage: `none` (f32) or `int8` (linear layers with per-column int8 weights,
+        /// activations quantized at run time by ONNX Runtime; checked with ONNX Runtime).
+        #[arg(long, value_enum, default_value = "none")]
+        quantize: vrf_trainer::quantize::Quantize,
+        /// With --quantize int8: largest self-check difference from the f32 forward, relative to
+        /// each output's largest magnitude.
+        #[arg(long, default_value_t = vrf_trainer::export::INT8_TOLERANCE)]
+        int8_tolerance: f32,
     },
     /// Re-evaluate a trained run directory and rewrite its eval.json.
     Eval {
@@ -768,20 +776,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             tolerance,
             external_data_mib,
+            quantize,
+            int8_tolerance,
         } => {
             set_threads(1);
             let opts = ExportOptions {
                 force: *force,
                 tolerance: *tolerance,
                 external_data_threshold: external_data_mib.saturating_mul(1 << 20),
+                quantize: *quantize,
+                int8_tolerance: *int8_tolerance,
                 ..Default::default()
             };
             let r =
                 export(run, out, &opts).with_context(|| format!("exporting {}", run.display()))?;
             for c in &r.checks {
                 println!(
-                    "self-check batch {:>2} × seq {:>3}: max abs error hidden {:.2e}, rewards {:.2e}",
-                    c.batch, c.seq, c.hidden_err, c.rewards_err
+                    "self-check batch {:>2} × seq {:>3}: max abs error hidden {:.2e}, rewards {:.2e} (relative {:.2e})",
+                    c.batch, c.seq, c.hidden_err, c.rewards_err, c.relative_err()
                 );
             }
             if r.stage != "done" {
@@ -790,14 +802,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.stage
                 );
             }
+            let engine = r
+                .manifest
+                .source
+                .get("self_check_engine")
+                .map_or("", String::as_str);
+            let bound = match quantize {
+                vrf_trainer::quantize::Quantize::Int8 => format!(
+                    "relative {:.2e} ≤ {int8_tolerance:.0e}",
+                    r.checks
+                        .iter()
+                        .map(|c| c.relative_err())
+                        .fold(0.0, f32::max)
+                ),
+                vrf_trainer::quantize::Quantize::None => {
+                    format!("{:.2e} ≤ {tolerance:.0e}", r.max_err())
+                }
+            };
             println!(
-                "exported {} (K = {}, d = {}, H = {}; max self-check error {:.2e} ≤ {:.0e}) to {}",
+                "exported {} (K = {}, d = {}, H = {}; self-check with {engine}: {bound}) to {}",
                 run.display(),
                 r.manifest.k,
                 r.manifest.d,
                 r.manifest.hidden,
-                r.max_err(),
-                tolerance,
                 r.out.display()
             );
             Ok(())

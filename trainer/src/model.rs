@@ -8,7 +8,7 @@ use crate::bases::Bases;
 use crate::config::{BackboneSource, BaseInit, Method, Recompute, RunConfig};
 use crate::encoder::{assignment, pair_features, pool, Encoder};
 use crate::heads::BasisHeads;
-use crate::onnx::OnnxGraph;
+use crate::onnx::{OnnxGraph, OnnxModel};
 use crate::vars::SeededVarMap;
 use candle_onnx::onnx::ModelProto;
 
@@ -131,7 +131,8 @@ impl RewardModel {
         })
     }
 
-    /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`.
+    /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`, detached (no
+    /// gradient graph; training steps use [`RewardModel::embed_train`]).
     pub fn embed(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         self.backbone.pooled(ids, lengths)
     }
@@ -167,6 +168,13 @@ impl RewardModel {
     /// ONNX graph of [`RewardModel::embed`] followed by [`RewardModel::phi`]: int64 `input_ids`
     /// and `attention_mask` `[batch, seq]` → `hidden` `[batch, H]` and `rewards` `[batch, K]`.
     pub fn onnx(&self) -> Result<ModelProto> {
+        self.onnx_model()?
+            .to_proto()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+
+    /// [`RewardModel::onnx`] with the weights still held as tensors (written one at a time).
+    pub fn onnx_model(&self) -> Result<OnnxModel> {
         let (h, k) = (
             self.backbone_cfg.hidden_size.to_string(),
             self.heads.k().to_string(),

@@ -21,6 +21,7 @@ pub const IR_VERSION: i64 = 8;
 pub struct OnnxGraph {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
+    weights: Vec<Weight>,
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
     counter: usize,
@@ -114,17 +115,13 @@ impl OnnxGraph {
         self.outputs.push(value_info(name, DataType::Float, dims));
     }
 
-    /// Adds an f32 initializer with the tensor's values (any float dtype is converted).
+    /// Adds an f32 initializer with the tensor's values (any float dtype is converted). The
+    /// tensor is kept by reference (no copy) until the model is written.
     pub fn weight(&mut self, name: &str, t: &Tensor) -> candle_core::Result<String> {
-        let t = t.to_dtype(DType::F32)?.contiguous()?;
-        let values = t.flatten_all()?.to_vec1::<f32>()?;
-        let dims = t.dims().iter().map(|&d| d as i64).collect();
-        self.initializers.push(TensorProto {
-            dims,
-            data_type: DataType::Float as i32,
+        self.weights.push(Weight {
             name: name.into(),
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
+            tensor: t.clone(),
+            int8_scale: None,
         });
         Ok(name.to_string())
     }
@@ -211,59 +208,226 @@ impl OnnxGraph {
         }
     }
 
-    /// The finished model (opset 17, initializers inline as `raw_data`).
-    pub fn into_model(self, name: &str, doc: &str) -> ModelProto {
-        ModelProto {
-            ir_version: IR_VERSION,
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: OPSET,
-            }],
-            producer_name: "vrf-trainer".into(),
-            producer_version: env!("CARGO_PKG_VERSION").into(),
-            doc_string: doc.into(),
-            graph: Some(GraphProto {
-                node: self.nodes,
-                name: name.into(),
-                initializer: self.initializers,
-                input: self.inputs,
-                output: self.outputs,
+    /// The finished model (opset 17); its weights are still the model's tensors.
+    pub fn into_model(self, name: &str, doc: &str) -> OnnxModel {
+        OnnxModel {
+            proto: ModelProto {
+                ir_version: IR_VERSION,
+                opset_import: vec![OperatorSetIdProto {
+                    domain: String::new(),
+                    version: OPSET,
+                }],
+                producer_name: "vrf-trainer".into(),
+                producer_version: env!("CARGO_PKG_VERSION").into(),
+                doc_string: doc.into(),
+                graph: Some(GraphProto {
+                    node: self.nodes,
+                    name: name.into(),
+                    initializer: self.initializers,
+                    input: self.inputs,
+                    output: self.outputs,
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
+            },
+            weights: self.weights,
         }
     }
 }
 
-/// Moves the weights' data (f32 initializers of 1 KiB or more) into one external file (`location`, relative to the model),
-/// returning that file's bytes: needed when a model exceeds protobuf's 2 GB limit.
-pub fn externalize(model: &mut ModelProto, location: &str) -> Vec<u8> {
-    use candle_onnx::onnx::{tensor_proto::DataLocation, StringStringEntryProto};
-    let mut data = Vec::new();
-    if let Some(g) = model.graph.as_mut() {
-        for t in &mut g.initializer {
-            // Shape constants stay inline: ONNX Runtime's shape inference must read them.
-            if t.data_type != DataType::Float as i32 || t.raw_data.len() < 1024 {
-                continue;
-            }
-            // 64-byte alignment lets ONNX Runtime memory-map the tensors.
-            while data.len() % 64 != 0 {
-                data.push(0);
-            }
-            let offset = data.len();
-            data.extend_from_slice(&t.raw_data);
-            let entry = |k: &str, v: String| StringStringEntryProto {
-                key: k.into(),
-                value: v,
-            };
-            t.external_data = vec![
-                entry("location", location.into()),
-                entry("offset", offset.to_string()),
-                entry("length", t.raw_data.len().to_string()),
-            ];
-            t.data_location = DataLocation::External as i32;
-            t.raw_data = Vec::new();
+/// One weight initializer, converted to bytes only when the model is written.
+#[derive(Clone)]
+pub struct Weight {
+    /// Initializer name.
+    pub name: String,
+    /// The values (any float dtype, any layout).
+    pub tensor: Tensor,
+    /// Per-column scales `[out]` when stored as symmetric int8 (`round(w / scale)`), else f32.
+    pub int8_scale: Option<Tensor>,
+}
+
+impl Weight {
+    /// The stored element type.
+    fn data_type(&self) -> DataType {
+        if self.int8_scale.is_some() {
+            DataType::Int8
+        } else {
+            DataType::Float
         }
     }
-    data
+
+    /// Bytes of the stored initializer.
+    pub fn stored_bytes(&self) -> usize {
+        let n = self.tensor.elem_count();
+        if self.int8_scale.is_some() {
+            n
+        } else {
+            4 * n
+        }
+    }
+
+    /// The stored values as a contiguous f32 CPU tensor: the weight itself when it already is
+    /// one (no copy), else one converted copy; int8 weights as their rounded, clamped levels.
+    fn stored_values(&self) -> candle_core::Result<Tensor> {
+        let t = self.tensor.to_dtype(DType::F32)?;
+        let t = match &self.int8_scale {
+            None => t,
+            // [in, out] / [out]: each output column has its own scale.
+            Some(scale) => t.broadcast_div(scale)?.round()?.clamp(-127f32, 127f32)?,
+        };
+        t.to_device(&candle_core::Device::Cpu)?.contiguous()
+    }
+
+    /// Writes the stored little-endian bytes of `values` (from [`Weight::stored_values`]) in
+    /// pieces, reading the tensor in place.
+    fn write_values(&self, values: &Tensor, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let (storage, layout) = values.storage_and_layout();
+        let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(all)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        else {
+            return Err(std::io::Error::other(format!(
+                "weight {}: expected contiguous f32 CPU values",
+                self.name
+            )));
+        };
+        let mut buf = Vec::with_capacity(1 << 18);
+        for chunk in all[start..end].chunks(1 << 16) {
+            buf.clear();
+            if self.int8_scale.is_some() {
+                buf.extend(chunk.iter().map(|&x| (x as i8) as u8));
+            } else {
+                buf.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            w.write_all(&buf)?;
+        }
+        Ok(())
+    }
+
+    /// The initializer proto with its data inline.
+    fn inline(&self) -> Result<TensorProto, ExternalDataError> {
+        let values = self
+            .stored_values()
+            .map_err(|e| ExternalDataError::Tensor(self.name.clone(), e.to_string()))?;
+        let mut raw_data = Vec::with_capacity(self.stored_bytes());
+        self.write_values(&values, &mut raw_data)
+            .map_err(|e| ExternalDataError::Tensor(self.name.clone(), e.to_string()))?;
+        Ok(TensorProto {
+            dims: self.tensor.dims().iter().map(|&d| d as i64).collect(),
+            data_type: self.data_type() as i32,
+            name: self.name.clone(),
+            raw_data,
+            ..Default::default()
+        })
+    }
+}
+
+/// An exported graph: the protobuf without its weights, and the weights as tensors, so a
+/// multi-GB model is written one tensor at a time instead of being copied whole into protobuf.
+pub struct OnnxModel {
+    /// Nodes, inputs, outputs and small constants.
+    pub proto: ModelProto,
+    /// The weight initializers, in the order they were added.
+    pub weights: Vec<Weight>,
+}
+
+/// Alignment of each tensor in the external-data file: a page, so ONNX Runtime can map it.
+const EXTERNAL_ALIGN: usize = 4096;
+
+impl OnnxModel {
+    /// Bytes the weights take once written.
+    pub fn weight_bytes(&self) -> usize {
+        self.weights.iter().map(Weight::stored_bytes).sum()
+    }
+
+    /// The whole model with every weight inline (holds a copy of all weights: small models, or
+    /// evaluation with candle-onnx).
+    pub fn to_proto(&self) -> Result<ModelProto, ExternalDataError> {
+        let mut proto = self.proto.clone();
+        if let Some(g) = proto.graph.as_mut() {
+            for w in &self.weights {
+                g.initializer.push(w.inline()?);
+            }
+        }
+        Ok(proto)
+    }
+
+    /// Writes the weights into `data` (atomically, one tensor at a time, each page-aligned) and
+    /// returns the graph proto that points at it as `location` (relative to the graph file).
+    /// Needed above protobuf's 2 GB limit, and what keeps export memory near the model's size.
+    pub fn write_external(
+        &self,
+        data: &std::path::Path,
+        location: &str,
+    ) -> Result<ModelProto, ExternalDataError> {
+        use candle_onnx::onnx::{tensor_proto::DataLocation, StringStringEntryProto};
+        let mut entries = Vec::with_capacity(self.weights.len());
+        let mut failed = None;
+        vrf_runtime::fsutil::write_atomic_with(data, |w| {
+            let mut offset = 0usize;
+            for weight in &self.weights {
+                let pad = offset.next_multiple_of(EXTERNAL_ALIGN) - offset;
+                w.write_all(&vec![0u8; pad])?;
+                offset += pad;
+                let values = match weight.stored_values() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(ExternalDataError::Tensor(
+                            weight.name.clone(),
+                            e.to_string(),
+                        ));
+                        return Err(std::io::Error::other("weight not converted"));
+                    }
+                };
+                weight.write_values(&values, w)?;
+                let len = weight.stored_bytes();
+                entries.push((offset, len));
+                offset += len;
+            }
+            Ok(())
+        })
+        .map_err(|cause| {
+            failed.take().unwrap_or(ExternalDataError::Io {
+                path: data.to_path_buf(),
+                cause,
+            })
+        })?;
+        let mut proto = self.proto.clone();
+        if let Some(g) = proto.graph.as_mut() {
+            for (weight, (offset, len)) in self.weights.iter().zip(entries) {
+                let entry = |k: &str, v: String| StringStringEntryProto {
+                    key: k.into(),
+                    value: v,
+                };
+                g.initializer.push(TensorProto {
+                    dims: weight.tensor.dims().iter().map(|&d| d as i64).collect(),
+                    data_type: weight.data_type() as i32,
+                    name: weight.name.clone(),
+                    external_data: vec![
+                        entry("location", location.into()),
+                        entry("offset", offset.to_string()),
+                        entry("length", len.to_string()),
+                    ],
+                    data_location: DataLocation::External as i32,
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(proto)
+    }
+}
+
+/// Why writing a model's external data failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalDataError {
+    /// Writing the file failed.
+    #[error("writing {}: {cause}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// A weight could not be converted.
+    #[error("converting weight {0}: {1}")]
+    Tensor(String, String),
 }

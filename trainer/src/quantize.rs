@@ -1,0 +1,138 @@
+//! `vrf-trainer export --quantize int8`: the backbone's linear layers with int8 weights, in the
+//! graph pattern ONNX Runtime's own dynamic quantization writes (and fuses into
+//! `DynamicQuantizeMatMul`, run by its u8×s8 integer kernels):
+//!
+//! ```text
+//! x ─ DynamicQuantizeLinear ─┬ x_q ─┐
+//!                            ├ x_zp ┼ MatMulInteger(x_q, W_q, x_zp) ─ Cast(float) ─ Mul ─ y
+//!                            └ x_s ── Mul(x_s, w_s) ─────────────────────────────────┘
+//! ```
+//!
+//! Weights are symmetric per output column (`W_q = round(W / w_s)`, `w_s = max|W[:, j]| / 127`);
+//! activations are asymmetric uint8 per tensor, computed at run time. The token embeddings
+//! (a `Gather`) and the small basis-reward heads stay f32.
+
+use std::collections::HashMap;
+
+use candle_core::DType;
+use candle_onnx::onnx::{tensor_proto::DataType, NodeProto, TensorProto};
+
+use crate::onnx::{attr_int, OnnxModel};
+
+/// How `export` stores the backbone's weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Quantize {
+    /// f32 weights (exact).
+    #[default]
+    None,
+    /// int8 linear-layer weights, per-column scales; activations quantized at run time.
+    Int8,
+}
+
+/// Whether a weight stays f32 under int8 quantization: everything but the decoder layers'
+/// projections (`{..}.weight.T` initializers that feed a `MatMul`).
+fn keeps_f32(name: &str) -> bool {
+    name.starts_with("heads.") || !name.ends_with(".weight.T")
+}
+
+/// Rewrites every `MatMul` on a quantizable `[in, out]` weight into the int8 pattern above and
+/// marks the weight for int8 storage; returns how many were rewritten.
+pub fn quantize_int8(model: &mut OnnxModel) -> candle_core::Result<usize> {
+    let index: HashMap<String, usize> = model
+        .weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.name.clone(), i))
+        .collect();
+    let Some(graph) = model.proto.graph.as_mut() else {
+        return Ok(0);
+    };
+    let mut nodes = Vec::with_capacity(graph.node.len() * 2);
+    // One DynamicQuantizeLinear per activation, shared by the projections reading it (q, k, v;
+    // gate, up), as ONNX Runtime's quantizer does.
+    let mut quantized_inputs: HashMap<String, [String; 3]> = HashMap::new();
+    let mut count = 0;
+    for node in std::mem::take(&mut graph.node) {
+        let target = (node.op_type == "MatMul" && node.input.len() == 2)
+            .then(|| index.get(&node.input[1]).copied())
+            .flatten()
+            .filter(|&i| {
+                let w = &model.weights[i];
+                !keeps_f32(&w.name) && w.tensor.rank() == 2 && w.int8_scale.is_none()
+            });
+        let Some(wi) = target else {
+            nodes.push(node);
+            continue;
+        };
+        let (x, out) = (node.input[0].clone(), node.output[0].clone());
+        let w = &mut model.weights[wi];
+        // Per-column absmax of the [in, out] weight; an all-zero column gets scale 1.
+        let absmax = w.tensor.to_dtype(DType::F32)?.abs()?.max(0)?;
+        let scale = (absmax.clone() / 127.0)?.maximum(&absmax.eq(0f32)?.to_dtype(DType::F32)?)?;
+        let scale_name = format!("{}.scale", w.name);
+        graph.initializer.push(TensorProto {
+            dims: vec![scale.elem_count() as i64],
+            data_type: DataType::Float as i32,
+            name: scale_name.clone(),
+            raw_data: scale
+                .to_vec1::<f32>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            ..Default::default()
+        });
+        w.int8_scale = Some(scale);
+        let w_name = w.name.clone();
+
+        let [xq, xs, xz] = quantized_inputs
+            .entry(x.clone())
+            .or_insert_with(|| {
+                let outs = ["quant", "scale", "zero_point"].map(|s| format!("{x}/{s}"));
+                nodes.push(NodeProto {
+                    input: vec![x.clone()],
+                    output: outs.to_vec(),
+                    name: format!("{x}/DynamicQuantizeLinear"),
+                    op_type: "DynamicQuantizeLinear".into(),
+                    ..Default::default()
+                });
+                outs
+            })
+            .clone();
+        let node_out = |op: &str| format!("{out}/int8/{op}");
+        let simple = |op: &str, inputs: Vec<String>, output: String, attribute| NodeProto {
+            input: inputs,
+            output: vec![output.clone()],
+            name: output,
+            op_type: op.into(),
+            attribute,
+            ..Default::default()
+        };
+        nodes.push(simple(
+            "MatMulInteger",
+            vec![xq, w_name, xz],
+            node_out("MatMulInteger"),
+            vec![],
+        ));
+        nodes.push(simple(
+            "Cast",
+            vec![node_out("MatMulInteger")],
+            node_out("Cast"),
+            vec![attr_int("to", DataType::Float as i64)],
+        ));
+        nodes.push(simple(
+            "Mul",
+            vec![xs, scale_name],
+            node_out("scale"),
+            vec![],
+        ));
+        nodes.push(simple(
+            "Mul",
+            vec![node_out("Cast"), node_out("scale")],
+            out,
+            vec![],
+        ));
+        count += 1;
+    }
+    graph.node = nodes;
+    Ok(count)
+}
