@@ -1,6 +1,7 @@
 //! The runtime's side of `scripts/bench-runtime.sh` (prints figures; not a timed test): load time
-//! of a model directory (checksums verified, overlapped with ONNX Runtime's session creation),
-//! then backbone tokens per second at batch 1 and 16 on fixed token ids, and peak RSS.
+//! of a model directory (every checksum hashed, overlapped with ONNX Runtime's session creation;
+//! then unverified; then with the graph found in the checksum cache), backbone tokens per second
+//! at batch 1 and 16 on fixed token ids, and peak RSS.
 //! `scripts/bench-ort.py` measures raw onnxruntime on the same graph and ids.
 //!
 //! ```text
@@ -9,7 +10,7 @@
 
 use std::time::Instant;
 
-use vrf_runtime::{RuntimeOptions, VrfModel};
+use vrf_runtime::{ChecksumCache, RuntimeOptions, VrfModel};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -17,6 +18,10 @@ fn arg(name: &str) -> Option<String> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
+}
+
+fn args_has(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
 }
 
 fn peak_rss_gib() -> Option<f64> {
@@ -47,15 +52,30 @@ fn main() -> anyhow::Result<()> {
     let threads: usize = arg("--threads").map_or(Ok(2), |t| t.parse())?;
     let len: usize = arg("--len").map_or(Ok(128), |t| t.parse())?;
     let budget: f64 = arg("--budget-s").map_or(Ok(20.0), |t| t.parse())?;
-    let t = Instant::now();
-    let rt = VrfModel::load(
-        &model,
-        &RuntimeOptions::new()
-            .with_threads(threads)
-            .with_batch_size(64),
-    )?;
-    let load_s = t.elapsed().as_secs_f64();
-    println!("runtime load {load_s:.2} s (checksums verified)");
+    // A fresh checksum cache: the first load hashes every file, the last finds the graph in it.
+    let cache_dir = tempfile::tempdir()?;
+    let opts = RuntimeOptions::new()
+        .with_threads(threads)
+        .with_batch_size(64)
+        .with_checksum_cache(Some(ChecksumCache::new(
+            cache_dir.path().join("verified.json"),
+        )));
+    let load = |opts: &RuntimeOptions| -> anyhow::Result<VrfModel> {
+        let t = Instant::now();
+        let rt = VrfModel::load(&model, opts)?;
+        println!(
+            "runtime load {:.2} s (checksums: {:?})",
+            t.elapsed().as_secs_f64(),
+            rt.checksums()
+        );
+        Ok(rt)
+    };
+    drop(load(&opts)?);
+    drop(load(&opts.clone().with_verify_checksums(false))?);
+    let rt = load(&opts)?;
+    if args_has("--load-only") {
+        return Ok(());
+    }
     let vocab = (rt.text_encoder().vocab_size() as u32).min(1000);
     for batch in [1, 16] {
         let rows = ids(batch, len, vocab);

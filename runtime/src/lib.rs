@@ -12,6 +12,8 @@
 
 #[cfg(feature = "onnx")]
 pub mod backbone;
+#[cfg(feature = "onnx")]
+pub mod checksum_cache;
 pub mod error;
 pub mod format;
 // Builds for wasm32 too (std::fs there fails at run time), so native tools compiled for every
@@ -29,6 +31,8 @@ pub mod user_model;
 // The serving types; the math stays under [`math`].
 #[cfg(feature = "onnx")]
 pub use backbone::ExecutionProvider;
+#[cfg(feature = "onnx")]
+pub use checksum_cache::{ChecksumCache, Checksums};
 #[cfg(feature = "onnx")]
 pub use error::RuntimeError;
 pub use error::{MathError, MathResult, ModelError};

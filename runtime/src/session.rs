@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{s, Array1, Array2};
 
 use crate::backbone::{BackboneOutput, ExecutionProvider, OnnxBackbone};
+use crate::checksum_cache::{ChecksumCache, Checksums};
 use crate::error::RuntimeError;
 use crate::format::{
     check_entry, FileEntry, Manifest, SeenUsers, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE,
@@ -49,6 +50,7 @@ pub struct RuntimeOptions {
     batch_size: usize,
     ort_library: Option<PathBuf>,
     verify_checksums: bool,
+    checksum_cache: Option<ChecksumCache>,
 }
 
 impl Default for RuntimeOptions {
@@ -59,6 +61,7 @@ impl Default for RuntimeOptions {
             batch_size: 16,
             ort_library: None,
             verify_checksums: true,
+            checksum_cache: ChecksumCache::default_location(),
         }
     }
 }
@@ -99,6 +102,14 @@ impl RuntimeOptions {
         self
     }
 
+    /// Where verified graph files are remembered (by path, size, mtime and digest) so a restart
+    /// need not hash them again; `None`: hash on every load. Default:
+    /// [`ChecksumCache::default_location`].
+    pub fn with_checksum_cache(mut self, cache: Option<ChecksumCache>) -> Self {
+        self.checksum_cache = cache;
+        self
+    }
+
     /// ONNX Runtime intra-op threads.
     pub fn threads(&self) -> usize {
         self.threads
@@ -122,6 +133,11 @@ impl RuntimeOptions {
     /// Whether checksums are verified while loading.
     pub fn verify_checksums(&self) -> bool {
         self.verify_checksums
+    }
+
+    /// The cache of verified graph files, if any.
+    pub fn checksum_cache(&self) -> Option<&ChecksumCache> {
+        self.checksum_cache.as_ref()
     }
 }
 
@@ -267,6 +283,7 @@ pub struct VrfModel {
     seen: SeenUsers,
     seen_index: HashMap<String, usize>,
     batch_size: usize,
+    checksums: Checksums,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, RuntimeError> {
@@ -308,31 +325,51 @@ impl VrfModel {
         }
         // The graph and its external data are loaded by ONNX Runtime from disk; they are hashed
         // (streamed, constant memory) on other threads while the session is created, so a
-        // multi-GB model costs the longer of the two, not their sum.
-        let graph_files: Vec<&str> = if opts.verify_checksums {
-            std::iter::once(manifest.onnx.file.as_str())
-                .chain(manifest.onnx.external_data.as_deref())
-                .collect()
+        // multi-GB model costs the longer of the two, not their sum; files a checksum cache
+        // vouches for (same path, size, mtime and digest) are not hashed again.
+        let mut checksums = if opts.verify_checksums {
+            Checksums::Verified
         } else {
-            Vec::new()
+            Checksums::NotVerified
         };
-        let user = UserModel::from_unverified_bytes(&manifest, &verified(USER_MODEL_FILE)?)
-            .map_err(|e| with_dir(e, &dir))?;
-        let seen = SeenUsers::from_json(
-            &verified(SEEN_USERS_FILE)?,
-            manifest.d,
-            &dir.join(SEEN_USERS_FILE).display().to_string(),
-        )?;
-        let template = TextTemplate::new(manifest.text.template.clone())?;
-        // The manifest's pad id: the tokenizer need not name a pad token of its own.
-        let text = TextEncoder::from_bytes_with_pad_id(
-            &verified(TOKENIZER_FILE)?,
-            &dir.join(TOKENIZER_FILE),
-            template,
-            manifest.text.max_len,
-            manifest.text.pad_id,
-        )?;
-        let (backbone, hashed) = std::thread::scope(|scope| {
+        let mut graph_files: Vec<&str> = Vec::new();
+        if opts.verify_checksums {
+            for name in std::iter::once(manifest.onnx.file.as_str())
+                .chain(manifest.onnx.external_data.as_deref())
+            {
+                let cached = match (&opts.checksum_cache, manifest.files.get(name)) {
+                    (Some(cache), Some(entry)) => cache.contains(&dir.join(name), entry),
+                    _ => false,
+                };
+                if cached {
+                    checksums = Checksums::VerifiedEarlier;
+                } else {
+                    graph_files.push(name);
+                }
+            }
+        }
+        // The small files (tokenizer, user model, seen users) are read and parsed on another
+        // thread too: the Qwen3 tokenizer alone takes a noticeable part of a second.
+        let small_files = || -> Result<_, RuntimeError> {
+            let user = UserModel::from_unverified_bytes(&manifest, &verified(USER_MODEL_FILE)?)
+                .map_err(|e| with_dir(e, &dir))?;
+            let seen = SeenUsers::from_json(
+                &verified(SEEN_USERS_FILE)?,
+                manifest.d,
+                &dir.join(SEEN_USERS_FILE).display().to_string(),
+            )?;
+            let template = TextTemplate::new(manifest.text.template.clone())?;
+            // The manifest's pad id: the tokenizer need not name a pad token of its own.
+            let text = TextEncoder::from_bytes_with_pad_id(
+                &verified(TOKENIZER_FILE)?,
+                &dir.join(TOKENIZER_FILE),
+                template,
+                manifest.text.max_len,
+                manifest.text.pad_id,
+            )?;
+            Ok((user, seen, text))
+        };
+        let (backbone, hashed, small) = std::thread::scope(|scope| {
             let hashing: Vec<_> = graph_files
                 .iter()
                 .map(|name| {
@@ -340,6 +377,7 @@ impl VrfModel {
                     scope.spawn(move || verify_streamed(dir, manifest, name))
                 })
                 .collect();
+            let small = scope.spawn(small_files);
             let backbone = OnnxBackbone::open(
                 &dir.join(&manifest.onnx.file),
                 &manifest.onnx,
@@ -354,10 +392,21 @@ impl VrfModel {
                     Err(RuntimeError::Input("the checksum thread panicked".into()))
                 })
             });
-            (backbone, hashed)
+            let small = small.join().unwrap_or_else(|_| {
+                Err(RuntimeError::Input("the model-file thread panicked".into()))
+            });
+            (backbone, hashed, small)
         });
         // A corrupted graph is reported as such, even when ONNX Runtime also refused it.
         hashed?;
+        if let Some(cache) = &opts.checksum_cache {
+            for name in &graph_files {
+                if let Some(entry) = manifest.files.get(*name) {
+                    cache.record(&dir.join(name), entry);
+                }
+            }
+        }
+        let (user, seen, text) = small?;
         let backbone = backbone?;
         let seen_index = seen
             .users
@@ -374,7 +423,14 @@ impl VrfModel {
             seen,
             seen_index,
             batch_size: opts.batch_size,
+            checksums,
         })
+    }
+
+    /// How the model's files were checked at load (hashed now, or the graph vouched for by the
+    /// checksum cache, or not at all).
+    pub fn checksums(&self) -> Checksums {
+        self.checksums
     }
 
     /// The model directory.

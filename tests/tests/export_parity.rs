@@ -16,7 +16,7 @@ use vrf_runtime::format::{
 };
 use vrf_runtime::text::PAD_CANDIDATES;
 use vrf_runtime::{
-    ExecutionProvider, ModelError, Question, Reference, RuntimeError, RuntimeOptions,
+    Checksums, ExecutionProvider, ModelError, Question, Reference, RuntimeError, RuntimeOptions,
     UserPosterior, VrfModel,
 };
 use vrf_trainer::data::{Dataset, Split};
@@ -503,6 +503,33 @@ fn external_data_export_loads_and_matches() {
     let (fa, fb) = (a.features(&texts).unwrap(), b.features(&texts).unwrap());
     assert_eq!(fa.hidden, fb.hidden);
     assert_eq!(fa.rewards, fb.rewards);
+    // A checksum cache spares the second load the hashing and says so; a changed graph file
+    // (same size, new mtime) is hashed again and refused.
+    let cache = vrf_runtime::ChecksumCache::new(out.with_file_name("verified-cache.json"));
+    let opts = RuntimeOptions::new()
+        .with_threads(1)
+        .with_checksum_cache(Some(cache));
+    let load = || VrfModel::load(&out, &opts);
+    assert_eq!(load().unwrap().checksums(), Checksums::Verified);
+    assert_eq!(load().unwrap().checksums(), Checksums::VerifiedEarlier);
+    let data = out.join("backbone.onnx.data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&data, &bytes).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let e = load().unwrap_err();
+    assert!(e.to_string().contains("backbone.onnx.data"), "{e}");
+    bytes[last] ^= 0x55;
+    std::fs::write(&data, &bytes).unwrap();
+    // The restored data file is hashed again (and passes); the graph file is still vouched for.
+    assert_eq!(load().unwrap().checksums(), Checksums::VerifiedEarlier);
     // Re-exporting without --force refuses to overwrite.
     assert!(export(&f.run, &out, &ExportOptions::default())
         .unwrap_err()

@@ -31,11 +31,14 @@ use crate::run::Posteriors;
 use crate::tokenize::{TextEncoder, TextTemplate};
 use crate::vars::SeededVarMap;
 
-/// Protobuf cannot hold more than 2 GiB; above this many initializer bytes they go to
-/// `backbone.onnx.data`.
-pub const EXTERNAL_DATA_THRESHOLD: usize = 1 << 30;
-/// Default relative self-check tolerance of an int8 export (see [`ExportOptions::int8_tolerance`]).
-pub const INT8_TOLERANCE: f32 = 0.1;
+/// Above this many weight bytes they go to `backbone.onnx.data`, written tensor by tensor:
+/// protobuf cannot hold more than 2 GiB, and an inline graph is built whole in memory (twice:
+/// the message and its encoding), which at this size would already cost 2× the model.
+pub const EXTERNAL_DATA_THRESHOLD: usize = 256 << 20;
+/// Default relative self-check tolerance of an int8 export (see [`ExportOptions::int8_tolerance`]):
+/// a guard against a broken graph (errors near 100 %), not an accuracy promise; int8 came within
+/// 2.5 % on the tiny model and 12 % on the random-weight Qwen3-0.6B shape.
+pub const INT8_TOLERANCE: f32 = 0.2;
 /// Name of the external-data file, when one is written.
 pub const EXTERNAL_DATA_FILE: &str = "backbone.onnx.data";
 

@@ -59,8 +59,9 @@ enum Cmd {
         /// Largest max-abs difference between candle-onnx and candle the self-check accepts.
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f32,
-        /// Write weights as external data above this many MiB of initializers (protobuf's limit is 2 GiB).
-        #[arg(long, default_value_t = 1024)]
+        /// Write weights as external data, tensor by tensor, above this many MiB of weights
+        /// (protobuf's limit is 2 GiB; an inline graph is built whole in memory).
+        #[arg(long, default_value_t = 256)]
         external_data_mib: usize,
         /// Weight storage: `none` (f32) or `int8` (linear layers with per-column int8 weights,
         /// activations quantized at run time by ONNX Runtime; checked with ONNX Runtime).

@@ -269,7 +269,7 @@ impl Weight {
     /// The stored values as a contiguous f32 CPU tensor: the weight itself when it already is
     /// one (no copy), else one converted copy; int8 weights as their rounded, clamped levels.
     fn stored_values(&self) -> candle_core::Result<Tensor> {
-        let t = self.tensor.to_dtype(DType::F32)?;
+        let t = self.tensor.detach().to_dtype(DType::F32)?;
         let t = match &self.int8_scale {
             None => t,
             // [in, out] / [out]: each output column has its own scale.

@@ -513,10 +513,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let digest = model.manifest().digest();
     let server = Server::start(Arc::clone(&model), Arc::new(store), opts)?;
     eprintln!(
-        "vrf serve: listening on http://{} (model {}, digest {}…; store {}, {users} users; auth: {auth})",
+        "vrf serve: listening on http://{} (model {}, digest {}…, checksums {:?}; store {}, {users} users; auth: {auth})",
         server.local_addr(),
         model.dir().display(),
         &digest[..12],
+        model.checksums(),
         a.store.display(),
     );
     server.wait()?;

@@ -404,7 +404,9 @@ mod tests {
         let lengths = [10, 6, 3];
         let target = Tensor::randn(0f32, 1.0, (3, cfg.hidden_size), &dev)?;
         let loss_of = |m: &Qwen3| -> candle_core::Result<Tensor> {
-            (pool_last(&m.forward(&x)?, &lengths)? - &target)?.sqr()?.mean_all()
+            (pool_last(&m.forward(&x)?, &lengths)? - &target)?
+                .sqr()?
+                .mean_all()
         };
 
         let named = vars.all_named();
@@ -544,7 +546,9 @@ mod tests {
         let x = ids(16, 64, 1000, 0)?;
         let lengths: Vec<usize> = (0..16).map(|i| 64 - i * 3).collect();
         let step = || -> candle_core::Result<()> {
-            let loss = pool_last(&model.forward(&x)?, &lengths)?.sqr()?.mean_all()?;
+            let loss = pool_last(&model.forward(&x)?, &lengths)?
+                .sqr()?
+                .mean_all()?;
             loss.backward()?;
             Ok(())
         };
