@@ -22,11 +22,24 @@ use vrf_trainer::data::Dataset;
 use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::quantize::Quantize;
 
+/// The value after `name`; a relative path is taken from the workspace root (`cargo bench` runs
+/// in the package directory).
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
+}
+
+fn path_arg(args: &[String], name: &str) -> Option<PathBuf> {
+    arg(args, name).map(|p| {
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            p
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+        }
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -101,8 +114,8 @@ fn main() -> anyhow::Result<()> {
     let budget: f64 = arg(&args, "--budget-s").map_or(Ok(10.0), |t| t.parse())?;
     let with_accuracy = !args.iter().any(|a| a == "--no-accuracy");
     let tmp = tempfile::tempdir()?;
-    let (run, data) = match (arg(&args, "--run"), arg(&args, "--data")) {
-        (Some(r), d) => (PathBuf::from(r), d.map(PathBuf::from)),
+    let (run, data) = match (path_arg(&args, "--run"), path_arg(&args, "--data")) {
+        (Some(r), d) => (r, d),
         (None, None) => {
             eprintln!("no --run given: fitting a small model on a small benchmark");
             let data = common::small_benchmark(tmp.path())?;
