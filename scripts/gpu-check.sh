@@ -37,6 +37,9 @@ log "2. Qwen3-0.6B training step, 8 pairs x 256 tokens"
 python3 scripts/make-qwen3.py --shape 0.6b --out /tmp/qwen3-0.6b-random
 timeout 150 "$BIN/train_step_bench" --device cuda --backbone /tmp/qwen3-0.6b-random \
   --pairs 8 --len 256 --steps 3 --recompute off --check-cpu --threads 16
+# bf16 products with f32 master weights, beside PyTorch's autocast below.
+timeout 100 "$BIN/train_step_bench" --device cuda --backbone /tmp/qwen3-0.6b-random \
+  --pairs 8 --len 256 --steps 3 --recompute off --threads 16 --matmul bf16
 for extra in "" "--bf16"; do
   timeout 120 python3 scripts/bench-torch-step.py --device cuda --backbone /tmp/qwen3-0.6b-random \
     --pairs 8 --len 256 --steps 3 --threads 16 $extra

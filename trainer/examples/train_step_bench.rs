@@ -20,8 +20,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
-use vrf_trainer::backbone::{pool_last, Qwen3, Qwen3Config};
-use vrf_trainer::config::Recompute;
+use vrf_trainer::backbone::{load_hf_dir, pool_last, BackboneOptions, Qwen3, Qwen3Config};
+use vrf_trainer::config::{LoraConfig, Matmul, Recompute};
 use vrf_trainer::optim::{AdamW, ParamGroup};
 use vrf_trainer::vars::SeededVarMap;
 
@@ -61,6 +61,15 @@ struct Args {
     /// Side of the square matmul that measures the GEMM limit.
     #[arg(long, default_value_t = 2048)]
     gemm: usize,
+    /// LoRA rank on every projection, the backbone frozen (0: full fine-tuning).
+    #[arg(long, default_value_t = 0)]
+    lora_rank: usize,
+    /// LoRA α.
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// Precision of the backbone's matrix products (bf16: for CUDA).
+    #[arg(long, value_enum, default_value = "f32")]
+    matmul: Matmul,
 }
 
 /// The process's peak resident set (VmHWM) in GiB, where /proc offers it.
@@ -146,13 +155,21 @@ fn main() -> Result<()> {
 
     let vars = SeededVarMap::new(0);
     let t0 = Instant::now();
+    let lora = LoraConfig {
+        rank: a.lora_rank,
+        alpha: a.lora_alpha,
+    };
+    let opts = BackboneOptions {
+        lora,
+        matmul: a.matmul,
+    };
     let (model, dir) = if a.backbone == "tiny" {
         let cfg = Qwen3Config::tiny(a.vocab);
-        (Qwen3::new(&cfg, vars.builder(&dev))?, false)
+        (Qwen3::with_options(&cfg, vars.builder(&dev), opts)?, false)
     } else {
-        let m = Qwen3::from_hf_dir(&a.backbone, &vars, &dev)
+        let cfg = load_hf_dir(&a.backbone, &vars, &dev)
             .with_context(|| format!("loading {}", a.backbone))?;
-        (m, true)
+        (Qwen3::with_options(&cfg, vars.builder(&dev), opts)?, true)
     };
     let load_s = t0.elapsed().as_secs_f64();
     let recompute = match a.recompute {
@@ -173,9 +190,15 @@ fn main() -> Result<()> {
     let vb = vars.builder(&dev);
     let l1 = candle_nn::linear(h, h, vb.pp("head.l1"))?;
     let l2 = candle_nn::linear(h, 1, vb.pp("head.l2"))?;
+    // With LoRA the backbone's own weights are frozen: no optimizer moments for them.
+    let trainable = vars
+        .all_named()
+        .into_iter()
+        .filter(|(n, _)| !lora.enabled() || !n.starts_with("model.") || n.contains(".lora_"))
+        .collect();
     let mut opt = AdamW::new(
         vec![ParamGroup {
-            vars: vars.all_named(),
+            vars: trainable,
             lr_mult: 1.0,
         }],
         0.01,
@@ -228,12 +251,17 @@ fn main() -> Result<()> {
     let pct = 100.0 * flops / med / (gflops * 1e9);
     let params: usize = vars.all_named().iter().map(|(_, v)| v.elem_count()).sum();
     println!(
-        "candle {} | {} ({:.1} M params) | {} pairs x {} tokens | threads {} | recompute {} (micro-batch {}) | \
+        "candle {} | {} ({:.1} M params{}) | {} pairs x {} tokens | threads {} | recompute {} (micro-batch {}) | \
          GEMM {:.0} GFLOP/s | load {:.2} s | step {:.3} s (median of {}) | {:.0} tokens/s | \
          {:.1} % of GEMM | peak RSS {:.2} GiB",
         a.device,
         a.backbone,
         params as f64 / 1e6,
+        if lora.enabled() {
+            format!(", LoRA r = {} on every projection, backbone frozen", lora.rank)
+        } else {
+            String::new()
+        },
         a.pairs,
         a.len,
         a.threads,

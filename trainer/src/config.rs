@@ -95,6 +95,19 @@ pub enum Recompute {
     Off,
 }
 
+/// Precision of the backbone's matrix products (weights, gradients and optimizer state stay
+/// f32 either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Matmul {
+    /// f32 products.
+    #[default]
+    F32,
+    /// bf16 inputs, f32 results (PyTorch autocast's convention): for GPUs' tensor cores; on
+    /// the CPU candle's bf16 GEMM is slower than its f32 one.
+    Bf16,
+}
+
 /// How end-to-end steps are batched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -296,6 +309,8 @@ pub struct TrainConfig {
     pub recompute: Recompute,
     /// Texts per recomputed micro-batch (0: a step's texts at once); with recomputation only.
     pub micro_batch: usize,
+    /// Precision of the backbone's matrix products.
+    pub matmul: Matmul,
     /// Save a checkpoint every this many steps (0: only at stage ends).
     pub checkpoint_every: usize,
     /// Stop after this many steps in all, as if interrupted (0: never); `--resume` continues.
@@ -335,6 +350,7 @@ impl Default for TrainConfig {
             eval_batch: 64,
             recompute: Recompute::Auto,
             micro_batch: 0,
+            matmul: Matmul::F32,
             checkpoint_every: 200,
             stop_after_steps: 0,
         }
@@ -372,6 +388,36 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Settings of the comparison baselines (LoRe, PReF, PAL, VPL); unused by VRF and BT.
     pub baseline: crate::baselines::BaselineConfig,
+    /// LoRA adapters on the backbone's projections (rank 0: full fine-tuning).
+    pub lora: LoraConfig,
+}
+
+/// LoRA (Hu et al., 2021) on the decoder's attention and MLP projections: `W + (α/r)·B·A`, `A`
+/// `[r, in]` random, `B` `[out, r]` zero at the start; the backbone's own weights (projections,
+/// embeddings, norms) are frozen and get no gradients. Export merges the adapters into `W`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraConfig {
+    /// Rank r; 0 switches LoRA off.
+    pub rank: usize,
+    /// Scale numerator α (the update is scaled by α / r).
+    pub alpha: f64,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            rank: 0,
+            alpha: 16.0,
+        }
+    }
+}
+
+impl LoraConfig {
+    /// Whether adapters are on.
+    pub fn enabled(&self) -> bool {
+        self.rank > 0
+    }
 }
 
 /// Qwen-style chat template used for the synthetic benchmark and as default.
@@ -387,6 +433,7 @@ impl Default for RunConfig {
             loss: LossConfig::default(),
             train: TrainConfig::default(),
             baseline: Default::default(),
+            lora: LoraConfig::default(),
         }
     }
 }
@@ -430,6 +477,9 @@ impl RunConfig {
         let t = &self.train;
         if m.k == 0 {
             return err("model.k", "must be at least 1");
+        }
+        if self.lora.enabled() && !positive(self.lora.alpha) {
+            return err("lora.alpha", "must be positive");
         }
         if m.d == 0 {
             return err("model.d", "must be at least 1");

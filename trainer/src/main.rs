@@ -504,6 +504,17 @@ struct Overrides {
     /// Texts per recomputed micro-batch (0: all of a step's texts at once).
     #[arg(long)]
     micro_batch: Option<usize>,
+    /// LoRA rank on the backbone's attention and MLP projections, the rest of the backbone
+    /// frozen (0: full fine-tuning); export merges the adapters into the graph.
+    #[arg(long)]
+    lora_rank: Option<usize>,
+    /// LoRA scale numerator α (updates are scaled by α / rank).
+    #[arg(long)]
+    lora_alpha: Option<f64>,
+    /// Precision of the backbone's matrix products: f32, or bf16 with f32 weights, gradients
+    /// and optimizer state (for CUDA's tensor cores; slower than f32 on the CPU).
+    #[arg(long, value_enum)]
+    matmul: Option<vrf_trainer::config::Matmul>,
 }
 
 impl Overrides {
@@ -549,6 +560,9 @@ impl Overrides {
         set!(self.max_len, c.train.max_len);
         set!(self.recompute, c.train.recompute);
         set!(self.micro_batch, c.train.micro_batch);
+        set!(self.lora_rank, c.lora.rank);
+        set!(self.lora_alpha, c.lora.alpha);
+        set!(self.matmul, c.train.matmul);
     }
 }
 

@@ -1,9 +1,9 @@
 //! The full reward model: backbone → basis heads, and (VRF) encoder → pooling → bases → weights.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor, Var};
 
-use crate::backbone::{pool_last, Qwen3, Qwen3Config};
+use crate::backbone::{pool_last, BackboneOptions, Qwen3, Qwen3Config};
 use crate::bases::Bases;
 use crate::config::{BackboneSource, BaseInit, Method, Recompute, RunConfig};
 use crate::encoder::{assignment, pair_features, pool, Encoder};
@@ -72,7 +72,8 @@ impl RewardModel {
     ) -> Result<Self> {
         let vb = vars.builder(device);
         let h = backbone_cfg.hidden_size;
-        let mut backbone = Qwen3::new(&backbone_cfg, vb.clone())?;
+        let mut backbone =
+            Qwen3::with_options(&backbone_cfg, vb.clone(), BackboneOptions::of(cfg))?;
         let recompute = match cfg.train.recompute {
             Recompute::On => true,
             Recompute::Off => false,
@@ -129,6 +130,17 @@ impl RewardModel {
             vars,
             device: device.clone(),
         })
+    }
+
+    /// `vars` without the backbone's frozen weights (with LoRA only its adapters train), so the
+    /// optimizer keeps no moments for them.
+    pub fn trainable(&self, vars: Vec<(String, Var)>) -> Vec<(String, Var)> {
+        if !self.backbone.frozen() {
+            return vars;
+        }
+        vars.into_iter()
+            .filter(|(n, _)| !n.starts_with(prefix::BACKBONE) || n.contains(".lora_"))
+            .collect()
     }
 
     /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`, detached (no

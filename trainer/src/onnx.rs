@@ -121,6 +121,24 @@ impl OnnxGraph {
         self.weights.push(Weight {
             name: name.into(),
             tensor: t.clone(),
+            low_rank: None,
+            int8_scale: None,
+        });
+        Ok(name.to_string())
+    }
+
+    /// Adds the initializer `name` = `base + scale · left · right` (a LoRA-adapted weight, merged
+    /// when written, so no merged copy of every layer is held at once).
+    pub fn weight_plus_low_rank(
+        &mut self,
+        name: &str,
+        base: &Tensor,
+        (left, right, scale): (&Tensor, &Tensor, f64),
+    ) -> candle_core::Result<String> {
+        self.weights.push(Weight {
+            name: name.into(),
+            tensor: base.clone(),
+            low_rank: Some((left.clone(), right.clone(), scale)),
             int8_scale: None,
         });
         Ok(name.to_string())
@@ -242,6 +260,8 @@ pub struct Weight {
     pub name: String,
     /// The values (any float dtype, any layout).
     pub tensor: Tensor,
+    /// A low-rank term `(left, right, scale)` added when written: `tensor + scale·left·right`.
+    pub low_rank: Option<(Tensor, Tensor, f64)>,
     /// Per-column scales `[out]` when stored as symmetric int8 (`round(w / scale)`), else f32.
     pub int8_scale: Option<Tensor>,
 }
@@ -266,10 +286,25 @@ impl Weight {
         }
     }
 
+    /// The weight's f32 values (low-rank term added), detached from any gradient graph.
+    pub fn values(&self) -> candle_core::Result<Tensor> {
+        let t = self.tensor.detach().to_dtype(DType::F32)?;
+        match &self.low_rank {
+            None => Ok(t),
+            Some((l, r, scale)) => {
+                let (l, r) = (
+                    l.detach().to_dtype(DType::F32)?,
+                    r.detach().to_dtype(DType::F32)?,
+                );
+                t + (l.matmul(&r)? * *scale)?
+            }
+        }
+    }
+
     /// The stored values as a contiguous f32 CPU tensor: the weight itself when it already is
     /// one (no copy), else one converted copy; int8 weights as their rounded, clamped levels.
     fn stored_values(&self) -> candle_core::Result<Tensor> {
-        let t = self.tensor.detach().to_dtype(DType::F32)?;
+        let t = self.values()?;
         let t = match &self.int8_scale {
             None => t,
             // [in, out] / [out]: each output column has its own scale.

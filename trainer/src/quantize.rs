@@ -68,7 +68,7 @@ pub fn quantize_int8(model: &mut OnnxModel) -> candle_core::Result<usize> {
         let w = &mut model.weights[wi];
         // Per-column absmax of the [in, out] weight; an all-zero column gets scale 1.
         // Detached: a scale tracked back to the weight variable would keep `abs(W)` alive.
-        let absmax = w.tensor.detach().to_dtype(DType::F32)?.abs()?.max(0)?;
+        let absmax = w.values()?.abs()?.max(0)?;
         let scale = (absmax.clone() / 127.0)?.maximum(&absmax.eq(0f32)?.to_dtype(DType::F32)?)?;
         let scale_name = format!("{}.scale", w.name);
         graph.initializer.push(TensorProto {

@@ -281,7 +281,7 @@ impl<'a> Trainer<'a> {
         };
         vec![
             ParamGroup {
-                vars: main,
+                vars: self.model.trainable(main),
                 lr_mult: 1.0,
             },
             ParamGroup {

@@ -472,6 +472,68 @@ fn hf_directory_backbone_fits() {
     assert!(report.max_err() <= 1e-4, "{}", report.max_err());
     assert_eq!(report.manifest.hidden, 32);
     assert!(out.join("vrf.json").exists() && out.join("backbone.onnx").exists());
+
+    // LoRA: only the adapters (and the heads, encoder, bases) train; the backbone's own weights
+    // leave the fit exactly as they came, the optimizer keeps no moments for them, and the
+    // export merges the adapters (its self-check compares with the adapted candle forward).
+    let mut c = cfg();
+    c.lora = vrf_trainer::config::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+    };
+    let lora_dir = tmp.path().join("run-lora");
+    fit_hf_backbone(&lora_dir, c, &hf, &data);
+    let dev = candle_core::Device::Cpu;
+    let ck = vrf_trainer::checkpoint::load_checkpoint(&lora_dir, &dev)
+        .unwrap()
+        .unwrap();
+    let mut hf_weights = std::collections::HashMap::new();
+    for shard in ["model-00001-of-00002", "model-00002-of-00002"] {
+        let path = hf.join(format!("{shard}.safetensors"));
+        hf_weights.extend(candle_core::safetensors::load(path, &dev).unwrap());
+    }
+    for name in [
+        "model.embed_tokens.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+        "model.norm.weight",
+    ] {
+        let f32v = |t: &candle_core::Tensor| {
+            t.to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(
+            f32v(&ck.weights[name]),
+            f32v(&hf_weights[name]),
+            "{name} changed"
+        );
+    }
+    let b = &ck.weights["model.layers.0.self_attn.q_proj.lora_B"];
+    let moved = b
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(moved > 0.0, "lora_B did not train");
+    assert!(
+        ck.optim
+            .keys()
+            .all(|k| !k.contains(".weight") || !k.contains("model.")),
+        "optimizer state for frozen weights: {:?}",
+        ck.optim
+            .keys()
+            .filter(|k| k.contains("model."))
+            .collect::<Vec<_>>()
+    );
+    let out = tmp.path().join("model-lora");
+    let report = vrf_trainer::export::export(&lora_dir, &out, &Default::default()).unwrap();
+    assert!(report.max_err() <= 1e-4, "{}", report.max_err());
 }
 
 /// A Qwen3 directory with the real Qwen3 tokenizer (151 936-token vocabulary, special tokens,

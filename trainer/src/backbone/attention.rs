@@ -3,8 +3,9 @@
 use candle_core::{Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, linear_weight};
+use super::linear::{matmul_in, Linear};
 use super::norm::RmsNorm;
+use super::BackboneOptions;
 use super::Qwen3Config;
 use crate::onnx::{attr_int, attr_ints, OnnxGraph};
 
@@ -24,13 +25,13 @@ pub(crate) struct LayerInputs<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
     /// Query projection `[heads·head_dim, H]`.
-    pub(crate) q_proj: Tensor,
+    pub(crate) q_proj: Linear,
     /// Key projection `[kv_heads·head_dim, H]`.
-    pub(crate) k_proj: Tensor,
+    pub(crate) k_proj: Linear,
     /// Value projection `[kv_heads·head_dim, H]`.
-    pub(crate) v_proj: Tensor,
+    pub(crate) v_proj: Linear,
     /// Output projection `[H, heads·head_dim]`.
-    pub(crate) o_proj: Tensor,
+    pub(crate) o_proj: Linear,
     /// Per-head norm of the queries (before rope).
     pub(crate) q_norm: RmsNorm,
     /// Per-head norm of the keys (before rope).
@@ -41,22 +42,25 @@ pub(crate) struct Attention {
     pub(crate) num_kv_heads: usize,
     /// Width of one head.
     pub(crate) head_dim: usize,
+    /// dtype of the attention products (f32, or bf16 with f32 softmax).
+    pub(crate) compute: candle_core::DType,
 }
 
 impl Attention {
-    pub(super) fn new(cfg: &Qwen3Config, vb: VarBuilder) -> Result<Self> {
+    pub(super) fn new(cfg: &Qwen3Config, vb: VarBuilder, opts: BackboneOptions) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (q, kv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
         Ok(Self {
-            q_proj: linear_weight(&vb, q, h, "q_proj")?,
-            k_proj: linear_weight(&vb, kv, h, "k_proj")?,
-            v_proj: linear_weight(&vb, kv, h, "v_proj")?,
-            o_proj: linear_weight(&vb, h, q, "o_proj")?,
+            q_proj: Linear::new(&vb, q, h, "q_proj", opts)?,
+            k_proj: Linear::new(&vb, kv, h, "k_proj", opts)?,
+            v_proj: Linear::new(&vb, kv, h, "v_proj", opts)?,
+            o_proj: Linear::new(&vb, h, q, "o_proj", opts)?,
             q_norm: RmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
             k_norm: RmsNorm::new(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: hd,
+            compute: opts.compute_dtype(),
         })
     }
 
@@ -68,13 +72,15 @@ impl Attention {
         // Per-head RmsNorm over head_dim, before rope (Qwen3).
         let q = self
             .q_norm
-            .forward(&linear(x, &self.q_proj)?.reshape((b, l, nh, hd))?)?
+            .forward(&self.q_proj.forward(x)?.reshape((b, l, nh, hd))?)?
             .transpose(1, 2)?;
         let k = self
             .k_norm
-            .forward(&linear(x, &self.k_proj)?.reshape((b, l, nkv, hd))?)?
+            .forward(&self.k_proj.forward(x)?.reshape((b, l, nkv, hd))?)?
             .transpose(1, 2)?;
-        let v = linear(x, &self.v_proj)?
+        let v = self
+            .v_proj
+            .forward(x)?
             .reshape((b, l, nkv, hd))?
             .transpose(1, 2)?;
         // GQA without copying k/v: query head h uses kv head h / n_rep, so the n_rep query heads
@@ -87,16 +93,15 @@ impl Attention {
         let k = apply_rope(&k, cos, sin)?.contiguous()?;
         let v = v.contiguous()?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?
+        let att = (matmul_in(&q, &k.t()?, self.compute)? * scale)?
             .reshape((b, nh, l, l))?
             .broadcast_add(&at.mask)?;
         let att = candle_nn::ops::softmax(&att, D::Minus1)?.reshape((b, nkv, n_rep * l, l))?;
-        let y = att
-            .matmul(&v)?
+        let y = matmul_in(&att, &v, self.compute)?
             .reshape((b, nh, l, hd))?
             .transpose(1, 2)?
             .reshape((b, l, nh * hd))?;
-        linear(&y, &self.o_proj)
+        self.o_proj.forward(&y)
     }
 
     /// ONNX of [`Attention::forward`]: the same GQA grouping, `mask` is `[B, 1, L, L]` additive.
@@ -113,8 +118,8 @@ impl Attention {
             self.num_kv_heads as i64,
             self.head_dim as i64,
         );
-        let heads = |g: &mut OnnxGraph, w: &Tensor, name: &str, n: i64| -> Result<String> {
-            let w = g.weight_t(&format!("{scope}.{name}.weight"), w)?;
+        let heads = |g: &mut OnnxGraph, w: &Linear, name: &str, n: i64| -> Result<String> {
+            let w = w.onnx_weight(g, &format!("{scope}.{name}.weight"))?;
             let y = g.linear(scope, x, &w, None);
             let shape = g.ints(&format!("const.shape_0_0_{n}_{hd}"), &[0, 0, n, hd]);
             Ok(g.op(scope, "Reshape", &[&y, &shape], vec![]))
@@ -168,7 +173,9 @@ impl Attention {
         );
         let merged = g.ints(&format!("const.shape_0_0_{}", nh * hd), &[0, 0, nh * hd]);
         let y = g.op(scope, "Reshape", &[&y, &merged], vec![]);
-        let o = g.weight_t(&format!("{scope}.o_proj.weight"), &self.o_proj)?;
+        let o = self
+            .o_proj
+            .onnx_weight(g, &format!("{scope}.o_proj.weight"))?;
         Ok(g.linear(scope, &y, &o, None))
     }
 }

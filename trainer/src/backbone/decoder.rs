@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use super::attention::{Attention, LayerInputs};
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
+use super::BackboneOptions;
 use super::Qwen3Config;
 use crate::onnx::OnnxGraph;
 
@@ -23,39 +24,58 @@ pub(crate) struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub(super) fn new(cfg: &Qwen3Config, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
+    /// With LoRA the norms are frozen (detached) and the projections carry adapters.
+    pub(super) fn new(cfg: &Qwen3Config, vb: VarBuilder, opts: BackboneOptions) -> Result<Self> {
+        let mut layer = Self {
             input_layernorm: RmsNorm::new(
                 cfg.hidden_size,
                 cfg.rms_norm_eps,
                 vb.pp("input_layernorm"),
             )?,
-            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"), opts)?,
             post_attention_layernorm: RmsNorm::new(
                 cfg.hidden_size,
                 cfg.rms_norm_eps,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
-        })
+            mlp: Mlp::new(cfg, vb.pp("mlp"), opts)?,
+        };
+        if opts.lora.enabled() {
+            for norm in [
+                &mut layer.input_layernorm,
+                &mut layer.post_attention_layernorm,
+                &mut layer.self_attn.q_norm,
+                &mut layer.self_attn.k_norm,
+            ] {
+                norm.weight = norm.weight.detach();
+            }
+        }
+        Ok(layer)
     }
 
-    /// Every weight of the layer (what its backward gives gradients to).
+    /// Every trainable tensor of the layer (what its backward gives gradients to): all its
+    /// weights, or with LoRA only the adapters.
     pub(super) fn weights(&self) -> Vec<&Tensor> {
         let (a, m) = (&self.self_attn, &self.mlp);
-        vec![
-            &self.input_layernorm.weight,
+        let projections = [
             &a.q_proj,
             &a.k_proj,
             &a.v_proj,
             &a.o_proj,
-            &a.q_norm.weight,
-            &a.k_norm.weight,
-            &self.post_attention_layernorm.weight,
             &m.gate_proj,
             &m.up_proj,
             &m.down_proj,
-        ]
+        ];
+        let mut out: Vec<&Tensor> = projections.iter().flat_map(|p| p.trainable()).collect();
+        if a.q_proj.lora.is_none() {
+            out.extend([
+                &self.input_layernorm.weight,
+                &a.q_norm.weight,
+                &a.k_norm.weight,
+                &self.post_attention_layernorm.weight,
+            ]);
+        }
+        out
     }
 
     /// `x: [B, L, H]` → `[B, L, H]`.

@@ -3,7 +3,8 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, linear_weight};
+use super::linear::Linear;
+use super::BackboneOptions;
 use super::Qwen3Config;
 use crate::onnx::OnnxGraph;
 
@@ -11,34 +12,34 @@ use crate::onnx::OnnxGraph;
 #[derive(Debug, Clone)]
 pub(crate) struct Mlp {
     /// Gate projection `[I, H]` (through SiLU).
-    pub(crate) gate_proj: Tensor,
+    pub(crate) gate_proj: Linear,
     /// Up projection `[I, H]`.
-    pub(crate) up_proj: Tensor,
+    pub(crate) up_proj: Linear,
     /// Down projection `[H, I]`.
-    pub(crate) down_proj: Tensor,
+    pub(crate) down_proj: Linear,
 }
 
 impl Mlp {
-    pub(super) fn new(cfg: &Qwen3Config, vb: VarBuilder) -> Result<Self> {
+    pub(super) fn new(cfg: &Qwen3Config, vb: VarBuilder, opts: BackboneOptions) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            gate_proj: linear_weight(&vb, i, h, "gate_proj")?,
-            up_proj: linear_weight(&vb, i, h, "up_proj")?,
-            down_proj: linear_weight(&vb, h, i, "down_proj")?,
+            gate_proj: Linear::new(&vb, i, h, "gate_proj", opts)?,
+            up_proj: Linear::new(&vb, i, h, "up_proj", opts)?,
+            down_proj: Linear::new(&vb, h, i, "down_proj", opts)?,
         })
     }
 
     /// `x: [.., H]` → `[.., H]`.
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = linear(x, &self.gate_proj)?.silu()?;
-        linear(&(g * linear(x, &self.up_proj)?)?, &self.down_proj)
+        let g = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(g * self.up_proj.forward(x)?)?)
     }
 
     /// ONNX of [`Mlp::forward`] (SiLU as `x·sigmoid(x)`).
     pub(super) fn onnx(&self, g: &mut OnnxGraph, scope: &str, x: &str) -> Result<String> {
-        let wg = g.weight_t(&format!("{scope}.gate_proj.weight"), &self.gate_proj)?;
-        let wu = g.weight_t(&format!("{scope}.up_proj.weight"), &self.up_proj)?;
-        let wd = g.weight_t(&format!("{scope}.down_proj.weight"), &self.down_proj)?;
+        let wg = (self.gate_proj).onnx_weight(g, &format!("{scope}.gate_proj.weight"))?;
+        let wu = (self.up_proj).onnx_weight(g, &format!("{scope}.up_proj.weight"))?;
+        let wd = (self.down_proj).onnx_weight(g, &format!("{scope}.down_proj.weight"))?;
         let gate = g.linear(scope, x, &wg, None);
         let sig = g.op(scope, "Sigmoid", &[&gate], vec![]);
         let silu = g.op(scope, "Mul", &[&gate, &sig], vec![]);

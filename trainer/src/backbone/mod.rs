@@ -30,11 +30,13 @@ mod hf;
 mod linear;
 mod mlp;
 mod norm;
+mod options;
 mod qwen3;
 mod recompute;
 
 pub use config::Qwen3Config;
 pub use hf::load_hf_dir;
+pub use options::BackboneOptions;
 pub use qwen3::{pool_last, Qwen3};
 
 /// Errors of configuration and checkpoint loading.

@@ -13,7 +13,7 @@ use super::decoder::DecoderLayer;
 use super::linear::LINEAR_INIT;
 use super::norm::RmsNorm;
 use super::recompute::{accumulate, vjp, Entry, Tape};
-use super::{load_hf_dir, Qwen3Config, Result};
+use super::{load_hf_dir, BackboneOptions, Qwen3Config, Result};
 use crate::onnx::{attr_int, attr_tensor, f32_value, OnnxGraph};
 use crate::vars::SeededVarMap;
 
@@ -32,25 +32,42 @@ pub struct Qwen3 {
     pub(crate) device: Device,
     /// With activation recomputation: the recorded forwards awaiting their backward.
     recompute: Option<Arc<Tape>>,
+    /// LoRA: embeddings, norms and projection weights get no gradients.
+    frozen: bool,
 }
 
 impl Qwen3 {
     /// Builds the decoder from `vb` (the root: tensors are read under `model.`). Over a
     /// [`SeededVarMap`], missing tensors are created with the seeded init.
     pub fn new(cfg: &Qwen3Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        Self::with_options(cfg, vb, BackboneOptions::default())
+    }
+
+    /// [`Qwen3::new`] with training options: LoRA adapters on every projection (the
+    /// embeddings, norms and projection weights then frozen: detached, no gradients), and the
+    /// precision of the matrix products.
+    pub fn with_options(
+        cfg: &Qwen3Config,
+        vb: VarBuilder,
+        opts: BackboneOptions,
+    ) -> candle_core::Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let vb = vb.pp("model");
-        let embed_tokens = vb.pp("embed_tokens").get_with_hints(
+        let mut embed_tokens = vb.pp("embed_tokens").get_with_hints(
             (cfg.vocab_size, cfg.hidden_size),
             "weight",
             LINEAR_INIT,
         )?;
         let vbl = vb.pp("layers");
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, vbl.pp(i)))
+            .map(|i| DecoderLayer::new(cfg, vbl.pp(i), opts))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
+        let mut norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
+        if opts.lora.enabled() {
+            embed_tokens = embed_tokens.detach();
+            norm.weight = norm.weight.detach();
+        }
         Ok(Self {
             cfg: cfg.clone(),
             embed_tokens,
@@ -58,7 +75,13 @@ impl Qwen3 {
             norm,
             device: vb.device().clone(),
             recompute: None,
+            frozen: opts.lora.enabled(),
         })
+    }
+
+    /// Whether the backbone's own weights are frozen (LoRA).
+    pub fn frozen(&self) -> bool {
+        self.frozen
     }
 
     /// Loads a Hugging Face directory into `vars` (see [`load_hf_dir`]) and builds the decoder.
@@ -242,6 +265,9 @@ impl Qwen3 {
                     })
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 g = Tensor::cat(&parts, 0)?;
+            }
+            if self.frozen {
+                continue;
             }
             // Embedding lookup's gradient: each token's row receives its input gradient.
             let h = self.cfg.hidden_size;
@@ -430,6 +456,47 @@ mod tests {
         }
         let after = loss_of(&model)?.to_scalar::<f32>()?;
         assert!(after < first * 0.9, "loss {first} -> {last} -> {after}");
+        Ok(())
+    }
+
+    /// bf16 products (`--matmul bf16`): recomputed backward gives every f32 variable an f32
+    /// gradient close to the f32 model's, and the pooled states stay within bf16's precision.
+    #[test]
+    fn bf16_products_with_recomputation_track_f32() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let vars = SeededVarMap::new(5);
+        let cfg = Qwen3Config::tiny(50);
+        let f32m = Qwen3::new(&cfg, vars.builder(&dev))?;
+        let opts = BackboneOptions {
+            matmul: crate::config::Matmul::Bf16,
+            ..BackboneOptions::default()
+        };
+        let bf16m = Qwen3::with_options(&cfg, vars.builder(&dev), opts)?.with_recompute(0);
+        let x = ids(3, 10, 50, 3)?;
+        let lengths = [10, 6, 2];
+        let rel = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
+            let s = a.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? / s)
+        };
+        let (pa, pb) = (f32m.pooled(&x, &lengths)?, bf16m.pooled(&x, &lengths)?);
+        assert!(rel(&pa, &pb)? < 3e-2, "pooled {}", rel(&pa, &pb)?);
+        let loss = |h: Tensor| h.sqr()?.mean_all();
+        let want = loss(pool_last(&f32m.forward(&x)?, &lengths)?)?.backward()?;
+        let mut got = loss(pool_last(&bf16m.forward_recorded(&x)?, &lengths)?)?.backward()?;
+        bf16m.backward_recorded(&mut got)?;
+        for (name, var) in vars.all_named() {
+            let (w, g) = (
+                want.get(var.as_tensor()).expect("f32 gradient"),
+                got.get(var.as_tensor())
+                    .ok_or_else(|| anyhow::anyhow!("no bf16 gradient for {name}"))?,
+            );
+            assert_eq!(g.dtype(), DType::F32, "{name}");
+            assert!(
+                rel(w, g)? < 0.1,
+                "{name}: relative gradient error {}",
+                rel(w, g)?
+            );
+        }
         Ok(())
     }
 

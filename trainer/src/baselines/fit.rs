@@ -264,7 +264,7 @@ fn train(
     let (users, shared): (Vec<_>, Vec<_>) = own
         .into_iter()
         .partition(|(n, _)| Some(n.as_str()) == user_var);
-    let mut main = model.vars.vars_with_prefix(&[prefix::BACKBONE]);
+    let mut main = model.trainable(model.vars.vars_with_prefix(&[prefix::BACKBONE]));
     main.extend(shared);
     let mut opt = AdamW::new(
         vec![
