@@ -33,10 +33,50 @@ pub enum Checksums {
     NotVerified,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Record {
+/// What identifies one version of a file on disk: size, modification and change times, inode and
+/// device. Any write changes the change time, and replacing the file changes the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
     bytes: u64,
     mtime_ns: u128,
+    ctime_ns: i128,
+    ino: u64,
+    dev: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `meta` (`None` where the platform gives no modification time).
+    pub fn of(meta: &std::fs::Metadata) -> Option<Self> {
+        let mtime_ns = meta
+            .modified()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        #[cfg(unix)]
+        let (ctime_ns, ino, dev) = {
+            use std::os::unix::fs::MetadataExt;
+            (
+                i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+                meta.ino(),
+                meta.dev(),
+            )
+        };
+        #[cfg(not(unix))]
+        let (ctime_ns, ino, dev) = (0, 0, 0);
+        Some(Self {
+            bytes: meta.len(),
+            mtime_ns,
+            ctime_ns,
+            ino,
+            dev,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Record {
+    stamp: FileStamp,
     sha256: String,
     /// Insertion counter, to drop the oldest records.
     seq: u64,
@@ -48,12 +88,9 @@ pub struct ChecksumCache {
     path: PathBuf,
 }
 
-/// Size and mtime of `file`, and its canonical path (the cache key).
-fn stat(file: &Path) -> Option<(String, u64, u128)> {
-    let meta = std::fs::metadata(file).ok()?;
-    let mtime = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
-    let key = std::fs::canonicalize(file).ok()?.display().to_string();
-    Some((key, meta.len(), mtime.as_nanos()))
+/// The cache key of `file`: its canonical path.
+fn key(file: &Path) -> Option<String> {
+    Some(std::fs::canonicalize(file).ok()?.display().to_string())
 }
 
 impl ChecksumCache {
@@ -87,26 +124,31 @@ impl ChecksumCache {
             .unwrap_or_default()
     }
 
-    /// Whether `file` was hashed before to `entry`'s digest and has not changed size or mtime
-    /// since.
+    /// Whether `file` was hashed before to `entry`'s digest and is, by its stamp, the same
+    /// file version now.
     pub fn contains(&self, file: &Path, entry: &FileEntry) -> bool {
-        let Some((key, bytes, mtime_ns)) = stat(file) else {
+        let (Some(key), Some(stamp)) = (
+            key(file),
+            std::fs::metadata(file)
+                .ok()
+                .as_ref()
+                .and_then(FileStamp::of),
+        ) else {
             return false;
         };
         self.read().get(&key).is_some_and(|r| {
-            r.bytes == bytes
-                && r.bytes == entry.bytes
-                && r.mtime_ns == mtime_ns
-                && r.sha256 == entry.sha256
+            r.stamp == stamp && stamp.bytes == entry.bytes && r.sha256 == entry.sha256
         })
     }
 
-    /// Records that `file` hashed to `entry` (call only after a successful full hash).
-    pub fn record(&self, file: &Path, entry: &FileEntry) {
-        let Some((key, bytes, mtime_ns)) = stat(file) else {
+    /// Records that `file` hashed to `entry`, with the stamp its open handle had before and
+    /// after the hashing (unchanged, or the caller records nothing); a later version of the file
+    /// has another stamp, so it is never vouched for by this record.
+    pub fn record(&self, file: &Path, entry: &FileEntry, stamp: FileStamp) {
+        let Some(key) = key(file) else {
             return;
         };
-        if bytes != entry.bytes {
+        if stamp.bytes != entry.bytes {
             return;
         }
         let mut records = self.read();
@@ -114,8 +156,7 @@ impl ChecksumCache {
         records.insert(
             key,
             Record {
-                bytes,
-                mtime_ns,
+                stamp,
                 sha256: entry.sha256.clone(),
                 seq,
             },
@@ -149,14 +190,28 @@ mod tests {
         let f = d.path().join("w.bin");
         std::fs::write(&f, b"weights").unwrap();
         let entry = FileEntry::of(b"weights");
+        let stamp = || FileStamp::of(&std::fs::metadata(&f).unwrap()).unwrap();
         assert!(!cache.contains(&f, &entry));
-        cache.record(&f, &entry);
+        cache.record(&f, &entry, stamp());
         assert!(cache.contains(&f, &entry));
         // Another manifest's digest for the same file is not vouched for.
         assert!(!cache.contains(&f, &FileEntry::of(b"weighTs")));
-        // Same size, new content: the mtime moves on.
+        // Same size, new content, the old mtime put back: the change time still moves on.
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&f, b"weighTs").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(!cache.contains(&f, &entry));
+        // A stamp taken before a change does not vouch for the changed file.
+        let before = stamp();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&f, b"weights").unwrap();
+        cache.record(&f, &entry, before);
         assert!(!cache.contains(&f, &entry));
         // A garbled cache file means hashing again, not an error.
         std::fs::write(cache.path(), b"{not json").unwrap();

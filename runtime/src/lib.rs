@@ -32,7 +32,7 @@ pub mod user_model;
 #[cfg(feature = "onnx")]
 pub use backbone::ExecutionProvider;
 #[cfg(feature = "onnx")]
-pub use checksum_cache::{ChecksumCache, Checksums};
+pub use checksum_cache::{ChecksumCache, Checksums, FileStamp};
 #[cfg(feature = "onnx")]
 pub use error::RuntimeError;
 pub use error::{MathError, MathResult, ModelError};

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{s, Array1, Array2};
 
 use crate::backbone::{BackboneOutput, ExecutionProvider, OnnxBackbone};
-use crate::checksum_cache::{ChecksumCache, Checksums};
+use crate::checksum_cache::{ChecksumCache, Checksums, FileStamp};
 use crate::error::RuntimeError;
 use crate::format::{
     check_entry, FileEntry, Manifest, SeenUsers, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE,
@@ -387,22 +387,25 @@ impl VrfModel {
                 opts.provider(),
                 opts.ort_library(),
             );
-            let hashed: Result<(), RuntimeError> = hashing.into_iter().try_for_each(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(RuntimeError::Input("the checksum thread panicked".into()))
+            let hashed: Result<Vec<Option<FileStamp>>, RuntimeError> = hashing
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RuntimeError::Input("the checksum thread panicked".into()))
+                    })
                 })
-            });
+                .collect();
             let small = small.join().unwrap_or_else(|_| {
                 Err(RuntimeError::Input("the model-file thread panicked".into()))
             });
             (backbone, hashed, small)
         });
         // A corrupted graph is reported as such, even when ONNX Runtime also refused it.
-        hashed?;
+        let hashed = hashed?;
         if let Some(cache) = &opts.checksum_cache {
-            for name in &graph_files {
-                if let Some(entry) = manifest.files.get(*name) {
-                    cache.record(&dir.join(name), entry);
+            for (name, stamp) in graph_files.iter().zip(hashed) {
+                if let (Some(entry), Some(stamp)) = (manifest.files.get(*name), stamp) {
+                    cache.record(&dir.join(name), entry, stamp);
                 }
             }
         }
@@ -673,13 +676,24 @@ impl VrfModel {
 }
 
 /// Streams `dir/name` through SHA-256 (constant memory) and checks size and digest against the
-/// manifest's entry; the error names the file.
-fn verify_streamed(dir: &Path, manifest: &Manifest, name: &str) -> Result<(), RuntimeError> {
+/// manifest's entry; the error names the file. Returns the file's stamp when it was the same
+/// before and after the hashing (what a checksum cache may record).
+fn verify_streamed(
+    dir: &Path,
+    manifest: &Manifest,
+    name: &str,
+) -> Result<Option<FileStamp>, RuntimeError> {
     let path = dir.join(name);
-    let got = std::fs::File::open(&path)
-        .and_then(FileEntry::of_reader)
-        .map_err(|cause| RuntimeError::Io { path, cause })?;
-    Ok(check_entry(name, manifest.files.get(name), got).map_err(|e| with_dir(e, dir))?)
+    let io = |cause| RuntimeError::Io {
+        path: path.clone(),
+        cause,
+    };
+    let file = std::fs::File::open(&path).map_err(io)?;
+    let before = file.metadata().ok().as_ref().and_then(FileStamp::of);
+    let got = FileEntry::of_reader(&file).map_err(io)?;
+    let after = file.metadata().ok().as_ref().and_then(FileStamp::of);
+    check_entry(name, manifest.files.get(name), got).map_err(|e| with_dir(e, dir))?;
+    Ok(before.filter(|b| Some(*b) == after))
 }
 
 /// Prefixes a checksum error's file name with the directory.

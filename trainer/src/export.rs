@@ -610,7 +610,13 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
             ("stage".to_string(), state.stage.clone()),
             ("global_step".to_string(), state.global_step.to_string()),
             (
-                "self_check_max_abs_err".to_string(),
+                // int8 is checked relative to each output's scale, f32 in absolute terms.
+                if int8 {
+                    "self_check_max_rel_err"
+                } else {
+                    "self_check_max_abs_err"
+                }
+                .to_string(),
                 format!("{report_err:.3e}"),
             ),
             ("self_check_engine".to_string(), engine.to_string()),

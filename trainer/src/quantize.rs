@@ -47,6 +47,22 @@ pub fn quantize_int8(model: &mut OnnxModel) -> candle_core::Result<usize> {
     let Some(graph) = model.proto.graph.as_mut() else {
         return Ok(0);
     };
+    // Only a weight whose one use is a MatMul's right operand may become int8: any other reader
+    // (a second MatMul, a Gather, a graph output) would receive int8 data it cannot take.
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for name in graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter())
+        .chain(graph.output.iter().map(|o| &o.name))
+    {
+        *uses.entry(name.as_str()).or_default() += 1;
+    }
+    let single_use: std::collections::HashSet<String> = uses
+        .into_iter()
+        .filter(|&(_, n)| n == 1)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let mut nodes = Vec::with_capacity(graph.node.len() * 2);
     // One DynamicQuantizeLinear per activation, shared by the projections reading it (q, k, v;
     // gate, up), as ONNX Runtime's quantizer does.
@@ -58,7 +74,10 @@ pub fn quantize_int8(model: &mut OnnxModel) -> candle_core::Result<usize> {
             .flatten()
             .filter(|&i| {
                 let w = &model.weights[i];
-                !keeps_f32(&w.name) && w.tensor.rank() == 2 && w.int8_scale.is_none()
+                !keeps_f32(&w.name)
+                    && w.tensor.rank() == 2
+                    && w.int8_scale.is_none()
+                    && single_use.contains(&w.name)
             });
         let Some(wi) = target else {
             nodes.push(node);
@@ -136,4 +155,45 @@ pub fn quantize_int8(model: &mut OnnxModel) -> candle_core::Result<usize> {
     }
     graph.node = nodes;
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::OnnxGraph;
+    use candle_core::{Device, Tensor};
+
+    /// A weight read by one MatMul becomes int8; one read twice (or by another op) stays f32,
+    /// since the other reader would get int8 data.
+    #[test]
+    fn only_single_use_matmul_weights_are_quantized() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w =
+            |s: f64| -> candle_core::Result<Tensor> { Tensor::randn(0f32, 1.0, (4, 3), &dev)? * s };
+        let mut g = OnnxGraph::new();
+        let a = g.weight("a.weight.T", &w(1.0)?)?;
+        let shared = g.weight("b.weight.T", &w(2.0)?)?;
+        let y = g.op("s", "MatMul", &["x", &a], vec![]);
+        let z1 = g.op("s", "MatMul", &[&y, &shared], vec![]);
+        let z2 = g.op("s", "MatMul", &[&z1, &shared], vec![]);
+        g.output_f32(&z2, "out", &["n", "3"]);
+        let mut m = g.into_model("t", "");
+        assert_eq!(quantize_int8(&mut m)?, 1);
+        let int8: Vec<&str> = m
+            .weights
+            .iter()
+            .filter(|w| w.int8_scale.is_some())
+            .map(|w| w.name.as_str())
+            .collect();
+        assert_eq!(int8, ["a.weight.T"]);
+        let ops: Vec<&str> = m
+            .proto
+            .graph
+            .as_ref()
+            .map(|g| g.node.iter().map(|n| n.op_type.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(ops.iter().filter(|o| **o == "MatMulInteger").count(), 1);
+        assert_eq!(ops.iter().filter(|o| **o == "MatMul").count(), 2);
+        Ok(())
+    }
 }

@@ -129,11 +129,15 @@ fn read_header(
                 "data_offsets [{begin}, {end}] do not hold a {dtype:?} tensor of shape {shape:?}"
             )));
         }
-        if data_start + end > file_len {
-            return Err(bad(&format!(
-                "data ends at byte {} but the file has {file_len} (truncated?)",
-                data_start + end
-            )));
+        // Checked: offsets come from the file, and a wrapped sum would pass this test.
+        match data_start.checked_add(end) {
+            Some(stop) if stop <= file_len => {}
+            stop => {
+                return Err(bad(&format!(
+                    "data ends at byte {} but the file has {file_len} (truncated?)",
+                    stop.map_or_else(|| "beyond 2^64".to_string(), |s| s.to_string())
+                )))
+            }
         }
         entries.push(Entry {
             name,
@@ -251,6 +255,14 @@ mod tests {
             e.contains("x.safetensors") && e.contains("tensor `w`") && e.contains("truncated"),
             "{e}"
         );
+        // Offsets near 2^64 are refused, not wrapped around.
+        let header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551608,18446744073709551612]}}"#;
+        let mut forged = (header.len() as u64).to_le_bytes().to_vec();
+        forged.extend_from_slice(header);
+        forged.extend_from_slice(&[0u8; 8]);
+        std::fs::write(&p, &forged).unwrap();
+        let e = load(&p, &dev).unwrap_err().to_string();
+        assert!(e.contains("tensor `w`") && e.contains("beyond 2^64"), "{e}");
         std::fs::write(&p, b"not a tensor file at all").unwrap();
         let e = load(&p, &dev).unwrap_err().to_string();
         assert!(e.contains("not a safetensors file"), "{e}");
