@@ -1,7 +1,8 @@
-//! Files whose SHA-256 was verified, remembered by path, size and modification time: a multi-GB
-//! graph is hashed on its first load (≈ 1 GB/s, seconds for Qwen3-0.6B) and not on every
-//! restart. A file whose size or mtime changed, or whose manifest digest differs from the one
-//! recorded, is hashed again; a model loaded from the cache says so
+//! Files whose SHA-256 was verified, remembered by path and file stamp (size, modification and
+//! change times, inode, device): a multi-GB graph is hashed on its first load (≈ 1 GB/s, seconds
+//! for Qwen3-0.6B) and not on every restart. A file written or replaced since (another stamp), or
+//! whose manifest digest differs from the one recorded, is hashed again; the cache cannot see
+//! bit rot that leaves the stamp alone. A model loaded from the cache says so
 //! ([`crate::VrfModel::checksums`]), so nothing is skipped silently.
 //!
 //! The cache is best effort: an unreadable or unwritable cache file only means hashing again.
@@ -27,7 +28,7 @@ pub enum Checksums {
     /// Every file was hashed in this load.
     Verified,
     /// Small files were hashed; the graph files matched a record of an earlier full hash
-    /// (same path, size, mtime and digest).
+    /// (same path, stamp and digest: see [`FileStamp`]).
     VerifiedEarlier,
     /// Not checked (`with_verify_checksums(false)`).
     NotVerified,

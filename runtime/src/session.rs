@@ -102,7 +102,7 @@ impl RuntimeOptions {
         self
     }
 
-    /// Where verified graph files are remembered (by path, size, mtime and digest) so a restart
+    /// Where verified graph files are remembered (by path, file stamp and digest) so a restart
     /// need not hash them again; `None`: hash on every load. Default:
     /// [`ChecksumCache::default_location`].
     pub fn with_checksum_cache(mut self, cache: Option<ChecksumCache>) -> Self {
@@ -326,7 +326,7 @@ impl VrfModel {
         // The graph and its external data are loaded by ONNX Runtime from disk; they are hashed
         // (streamed, constant memory) on other threads while the session is created, so a
         // multi-GB model costs the longer of the two, not their sum; files a checksum cache
-        // vouches for (same path, size, mtime and digest) are not hashed again.
+        // vouches for (same path, file stamp and digest) are not hashed again.
         let mut checksums = if opts.verify_checksums {
             Checksums::Verified
         } else {
