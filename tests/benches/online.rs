@@ -20,18 +20,12 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::arg;
 use ndarray::{s, Array1, Array2, Axis};
 use vrf_runtime::math::best_question;
 use vrf_runtime::{Features, Reference, RuntimeOptions, UserModel, UserState, VrfModel};
 use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, ExportOptions};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 /// One unseen user's pairs, through the backbone once: references as questions, eval pairs as
 /// the test.

@@ -14,38 +14,14 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
+use common::{arg, median, path_arg};
 use vrf_runtime::{Reference, RuntimeOptions, VrfModel};
 use vrf_trainer::data::Dataset;
 use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::quantize::Quantize;
-
-/// The value after `name`; a relative path is taken from the workspace root (`cargo bench` runs
-/// in the package directory).
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn path_arg(args: &[String], name: &str) -> Option<PathBuf> {
-    arg(args, name).map(|p| {
-        let p = PathBuf::from(p);
-        if p.is_absolute() {
-            p
-        } else {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
-        }
-    })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Bytes of the backbone graph and its external data.
 fn graph_bytes(dir: &Path) -> u64 {

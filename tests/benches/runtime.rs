@@ -13,18 +13,13 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use common::median;
 use vrf_runtime::{RuntimeOptions, VrfModel};
 use vrf_trainer::data::Dataset;
 use vrf_trainer::export::{export, load_trained, ExportOptions};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Median over `reps` runs of the seconds one call of `f` takes (each run averages `inner` calls).
 fn time(reps: usize, inner: usize, mut f: impl FnMut()) -> f64 {
@@ -49,19 +44,7 @@ fn main() -> anyhow::Result<()> {
     // candle reads its thread count from RAYON_NUM_THREADS before its first parallel op.
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let args: Vec<String> = std::env::args().collect();
-    // `cargo bench` runs in the package directory: resolve relative paths from the workspace root.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let run_arg = args
-        .iter()
-        .position(|a| a == "--run")
-        .and_then(|i| args.get(i + 1))
-        .map(|p| {
-            if PathBuf::from(p).is_absolute() {
-                PathBuf::from(p)
-            } else {
-                root.join(p)
-            }
-        });
+    let run_arg = common::path_arg(&args, "--run");
     let tmp = tempfile::tempdir()?;
     let data_path = common::small_benchmark(tmp.path())?;
     let run = match run_arg {

@@ -24,17 +24,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::arg;
 use serde_json::json;
 use vrf_runtime::serve::{BatchOptions, ServeOptions, Server, SqliteStore, UserStore};
 use vrf_runtime::{Reference, RuntimeOptions, VrfModel};
 use vrf_trainer::export::{export, ExportOptions};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 /// Direct library calls: `callers` threads, `per_caller` calls each, as the load driver does.
 fn direct(

@@ -191,11 +191,7 @@ fn main() -> Result<()> {
     let l1 = candle_nn::linear(h, h, vb.pp("head.l1"))?;
     let l2 = candle_nn::linear(h, 1, vb.pp("head.l2"))?;
     // With LoRA the backbone's own weights are frozen: no optimizer moments for them.
-    let trainable = vars
-        .all_named()
-        .into_iter()
-        .filter(|(n, _)| !lora.enabled() || !n.starts_with("model.") || n.contains(".lora_"))
-        .collect();
+    let trainable = vrf_trainer::model::trainable_vars(vars.all_named(), model.frozen());
     let mut opt = AdamW::new(
         vec![ParamGroup {
             vars: trainable,

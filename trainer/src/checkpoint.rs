@@ -198,7 +198,7 @@ fn readable_checkpoint(run: &Path) -> Option<PathBuf> {
 pub fn load_checkpoint_weights(
     run: &Path,
     device: &Device,
-    f: impl FnMut(String, Tensor) -> Result<(), CheckpointError>,
+    f: impl FnMut(String, Tensor) -> candle_core::Result<()>,
 ) -> Result<Option<TrainState>, CheckpointError> {
     let Some(dir) = readable_checkpoint(run) else {
         return Ok(None);

@@ -21,7 +21,7 @@ use vrf_runtime::format::{
 };
 use vrf_runtime::user_model::names;
 
-use crate::checkpoint::{load_checkpoint_weights, read_json, CheckpointError, TrainState};
+use crate::checkpoint::{load_checkpoint_weights, read_json, TrainState};
 use crate::config::{Method, RunConfig};
 use crate::data::write_atomic;
 use crate::model::{onnx_names, prefix, RewardModel};
@@ -106,7 +106,10 @@ impl CheckResult {
     /// The larger of the two outputs' errors, each relative to its reference's largest magnitude.
     pub fn relative_err(&self) -> f32 {
         let rel = |e: f32, m: f32| if m > 0.0 { e / m } else { e };
-        rel(self.hidden_err, self.hidden_max).max(rel(self.rewards_err, self.rewards_max))
+        nan_max(
+            rel(self.hidden_err, self.hidden_max),
+            rel(self.rewards_err, self.rewards_max),
+        )
     }
 }
 
@@ -126,10 +129,7 @@ pub struct ExportReport {
 impl ExportReport {
     /// Largest self-check difference over all outputs and shapes.
     pub fn max_err(&self) -> f32 {
-        self.checks
-            .iter()
-            .map(|c| c.hidden_err.max(c.rewards_err))
-            .fold(0.0, f32::max)
+        worst(&self.checks, false)
     }
 }
 
@@ -152,17 +152,12 @@ pub fn load_trained(run: &Path, dev: &Device) -> Result<Trained> {
     let template = TextTemplate::new(cfg.template.clone())?;
     let encoder = TextEncoder::from_file(run.join("tokenizer.json"), template, cfg.train.max_len)?;
     let vars = SeededVarMap::new(cfg.train.seed);
-    let weights = run.join("checkpoint").join("model.safetensors");
     // Each tensor is dropped once its variable holds a copy: one model's size, not two.
     let state = load_checkpoint_weights(run, dev, |name, t| {
         if name == prefix::FREE {
             return Ok(());
         }
         vars.insert(&name, t)
-            .map_err(|cause| CheckpointError::Tensor {
-                path: weights.clone(),
-                cause,
-            })
     })?
     .with_context(|| {
         format!(
@@ -237,19 +232,22 @@ fn sample_inputs(
     (ids, lengths)
 }
 
+/// The larger of two errors, NaN if either is (`f32::max` would skip a NaN and pass the check).
+fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() {
         return f32::NAN;
     }
-    // NaN anywhere makes the check fail (f32::max would skip it).
-    a.iter().zip(b).fold(0.0, |m: f32, (x, y)| {
-        let d = (x - y).abs();
-        if d.is_nan() || m.is_nan() {
-            f32::NAN
-        } else {
-            m.max(d)
-        }
-    })
+    a.iter()
+        .zip(b)
+        .fold(0.0, |m, (x, y)| nan_max(m, (x - y).abs()))
 }
 
 /// One self-check input with the candle forward's outputs.
@@ -354,29 +352,15 @@ fn check_onnx_runtime(
     Ok(out)
 }
 
-/// Evaluates `proto` with candle-onnx on sample inputs and compares with the candle forward.
-pub fn self_check(
-    model: &RewardModel,
-    proto: &ModelProto,
-    shapes: &[(usize, usize)],
-    pad: u32,
-) -> Result<Vec<CheckResult>> {
-    check_candle_onnx(proto, &reference_cases(model, shapes, pad)?)
-}
-
 /// The largest error over `checks` (absolute, or relative to each output's scale); NaN if any is.
 fn worst(checks: &[CheckResult], relative: bool) -> f32 {
-    checks.iter().fold(0.0, |m: f32, c| {
+    checks.iter().fold(0.0, |m, c| {
         let e = if relative {
             c.relative_err()
         } else {
-            c.hidden_err.max(c.rewards_err)
+            nan_max(c.hidden_err, c.rewards_err)
         };
-        if e.is_nan() || c.hidden_err.is_nan() || c.rewards_err.is_nan() || m.is_nan() {
-            f32::NAN
-        } else {
-            m.max(e)
-        }
+        nan_max(m, e)
     })
 }
 

@@ -60,6 +60,17 @@ pub struct RewardModel {
     pub device: Device,
 }
 
+/// `vars` without a frozen backbone's own weights: with LoRA, of the backbone's variables only
+/// the adapters (`….lora_A`, `….lora_B`) train.
+pub fn trainable_vars(vars: Vec<(String, Var)>, frozen_backbone: bool) -> Vec<(String, Var)> {
+    if !frozen_backbone {
+        return vars;
+    }
+    vars.into_iter()
+        .filter(|(n, _)| !n.starts_with(prefix::BACKBONE) || n.contains(".lora_"))
+        .collect()
+}
+
 impl RewardModel {
     /// Builds the model; variables already in `vars` (loaded weights) are used as they are,
     /// missing ones are initialised from the run's seed.
@@ -135,12 +146,7 @@ impl RewardModel {
     /// `vars` without the backbone's frozen weights (with LoRA only its adapters train), so the
     /// optimizer keeps no moments for them.
     pub fn trainable(&self, vars: Vec<(String, Var)>) -> Vec<(String, Var)> {
-        if !self.backbone.frozen() {
-            return vars;
-        }
-        vars.into_iter()
-            .filter(|(n, _)| !n.starts_with(prefix::BACKBONE) || n.contains(".lora_"))
-            .collect()
+        trainable_vars(vars, self.backbone.frozen())
     }
 
     /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`, detached (no

@@ -313,9 +313,12 @@ impl Weight {
         t.to_device(&candle_core::Device::Cpu)?.contiguous()
     }
 
-    /// Writes the stored little-endian bytes of `values` (from [`Weight::stored_values`]) in
-    /// pieces, reading the tensor in place.
-    fn write_values(&self, values: &Tensor, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    /// Writes the stored little-endian bytes to `w` in pieces, reading the stored values in
+    /// place; a weight that cannot be converted is an error naming it.
+    fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let values = self
+            .stored_values()
+            .map_err(|e| std::io::Error::other(format!("converting weight {}: {e}", self.name)))?;
         let (storage, layout) = values.storage_and_layout();
         let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(all)), Some((start, end))) =
             (&*storage, layout.contiguous_offsets())
@@ -340,12 +343,10 @@ impl Weight {
 
     /// The initializer proto with its data inline.
     fn inline(&self) -> Result<TensorProto, ExternalDataError> {
-        let values = self
-            .stored_values()
-            .map_err(|e| ExternalDataError::Tensor(self.name.clone(), e.to_string()))?;
         let mut raw_data = Vec::with_capacity(self.stored_bytes());
-        self.write_values(&values, &mut raw_data)
-            .map_err(|e| ExternalDataError::Tensor(self.name.clone(), e.to_string()))?;
+        // Writing into memory fails only where the weight cannot be converted.
+        self.write_to(&mut raw_data)
+            .map_err(|e| ExternalDataError::Weight(e.to_string()))?;
         Ok(TensorProto {
             dims: self.tensor.dims().iter().map(|&d| d as i64).collect(),
             data_type: self.data_type() as i32,
@@ -396,35 +397,22 @@ impl OnnxModel {
     ) -> Result<ModelProto, ExternalDataError> {
         use candle_onnx::onnx::{tensor_proto::DataLocation, StringStringEntryProto};
         let mut entries = Vec::with_capacity(self.weights.len());
-        let mut failed = None;
         vrf_runtime::fsutil::write_atomic_with(data, |w| {
             let mut offset = 0usize;
             for weight in &self.weights {
                 let pad = offset.next_multiple_of(EXTERNAL_ALIGN) - offset;
                 w.write_all(&vec![0u8; pad])?;
                 offset += pad;
-                let values = match weight.stored_values() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        failed = Some(ExternalDataError::Tensor(
-                            weight.name.clone(),
-                            e.to_string(),
-                        ));
-                        return Err(std::io::Error::other("weight not converted"));
-                    }
-                };
-                weight.write_values(&values, w)?;
+                weight.write_to(w)?;
                 let len = weight.stored_bytes();
                 entries.push((offset, len));
                 offset += len;
             }
             Ok(())
         })
-        .map_err(|cause| {
-            failed.take().unwrap_or(ExternalDataError::Io {
-                path: data.to_path_buf(),
-                cause,
-            })
+        .map_err(|cause| ExternalDataError::Io {
+            path: data.to_path_buf(),
+            cause,
         })?;
         let mut proto = self.proto.clone();
         if let Some(g) = proto.graph.as_mut() {
@@ -462,7 +450,7 @@ pub enum ExternalDataError {
         /// The OS error.
         cause: std::io::Error,
     },
-    /// A weight could not be converted.
-    #[error("converting weight {0}: {1}")]
-    Tensor(String, String),
+    /// A weight could not be converted (the message names it).
+    #[error("{0}")]
+    Weight(String),
 }

@@ -74,10 +74,7 @@ pub fn quantize_int8(model: &mut OnnxModel) -> candle_core::Result<usize> {
             .flatten()
             .filter(|&i| {
                 let w = &model.weights[i];
-                !keeps_f32(&w.name)
-                    && w.tensor.rank() == 2
-                    && w.int8_scale.is_none()
-                    && single_use.contains(&w.name)
+                !keeps_f32(&w.name) && w.tensor.rank() == 2 && single_use.contains(&w.name)
             });
         let Some(wi) = target else {
             nodes.push(node);

@@ -167,7 +167,7 @@ pub fn load(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, Che
 pub fn load_each(
     path: &Path,
     device: &Device,
-    mut f: impl FnMut(String, Tensor) -> Result<(), CheckpointError>,
+    mut f: impl FnMut(String, Tensor) -> candle_core::Result<()>,
 ) -> Result<(), CheckpointError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
@@ -180,12 +180,13 @@ pub fn load_each(
             .map_err(io_err(path))?;
         let view = TensorView::new(e.dtype, e.shape, &buf)
             .map_err(|err| format_err(path, format!("tensor `{}`: {err}", e.name)))?;
-        let t = view.load(device).map_err(|cause| CheckpointError::Tensor {
+        let tensor_err = |cause| CheckpointError::Tensor {
             path: path.to_path_buf(),
             cause,
-        })?;
+        };
+        let t = view.load(device).map_err(tensor_err)?;
         drop(buf);
-        f(e.name, t)?;
+        f(e.name, t).map_err(tensor_err)?;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! What the parity test and the runtime benchmark share: a small synthetic benchmark and a short
-//! fit of the default (staged) configuration.
+//! What the parity test and the benchmarks share: a small synthetic benchmark, a short fit of
+//! the default (staged) configuration, and the benchmarks' argument and median helpers.
 
 use std::path::{Path, PathBuf};
 
@@ -51,4 +51,34 @@ pub fn fit_small(root: &Path, data: &Path, cfg: &RunConfig) -> anyhow::Result<Pa
         },
     )?;
     Ok(run)
+}
+
+/// The value after `name` in `args`.
+#[allow(dead_code)]
+pub fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// [`arg`] as a path; a relative one is taken from the workspace root (`cargo bench` runs in
+/// the package directory).
+#[allow(dead_code)]
+pub fn path_arg(args: &[String], name: &str) -> Option<PathBuf> {
+    arg(args, name).map(|p| {
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            p
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+        }
+    })
+}
+
+/// The median of `v` (the upper one of an even count).
+#[allow(dead_code)]
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

@@ -156,7 +156,7 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LoraConfig;
+    use crate::config::{LoraConfig, Matmul};
     use crate::vars::SeededVarMap;
     use candle_core::Device;
 
@@ -198,14 +198,6 @@ mod tests {
         assert!(l.trainable().iter().all(|t| grads.get(t).is_some()));
         Ok(())
     }
-}
-
-#[cfg(test)]
-mod bf16_tests {
-    use super::*;
-    use crate::config::Matmul;
-    use crate::vars::SeededVarMap;
-    use candle_core::Device;
 
     /// bf16 products keep f32 weights and f32 gradients, within bf16's precision of f32's.
     #[test]
