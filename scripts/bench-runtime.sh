@@ -5,7 +5,11 @@
 # onnxruntime's own session creation, tokens/s at batch 1 and 16, peak RSS, and the ratios.
 #
 #   bash scripts/bench-runtime.sh MODEL_DIR...        # directories written by vrf-trainer export
-#   THREADS=2 LEN=128 bash scripts/bench-runtime.sh runs/model
+#   THREADS=2 LEN=128 ROUNDS=3 bash scripts/bench-runtime.sh runs/model
+#
+# Timings on a small shared machine drift by 10-30 % between runs, more than the gaps measured,
+# so both sides run ROUNDS times, interleaved (the order alternates), and the ratios are taken
+# within each round; the last lines give their medians.
 #
 # Not a test: it prints figures. A Qwen3-0.6B-shape directory (random weights) is made by
 # scripts/make-qwen3.py, `vrf-trainer fit --backbone DIR --epochs 0 ...` and `vrf-trainer export`
@@ -14,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"
 LEN="${LEN:-128}"
+ROUNDS="${ROUNDS:-3}"
 [ $# -ge 1 ] || { echo "usage: bash scripts/bench-runtime.sh MODEL_DIR..." >&2; exit 2; }
 bash scripts/fetch-ort.sh >/dev/null
 cargo build --release -q -p vrf-runtime --example score_bench
@@ -23,15 +28,28 @@ echo "$(nproc) logical CPUs; $THREADS intra-op threads; $LEN tokens per row"
 for dir in "$@"; do
   [ -f "$dir/vrf.json" ] || { echo "$dir: no vrf.json (not an exported model directory)" >&2; exit 2; }
   echo "== $dir ($(du -sh "$dir" | cut -f1))"
-  # Each side once with a cold-ish start (the other side's run warmed the page cache for both).
-  rt=$(target/release/examples/score_bench --model "$dir" --threads "$THREADS" --len "$LEN")
-  ort=$("$PY" scripts/bench-ort.py --model "$dir/backbone.onnx" --threads "$THREADS" --len "$LEN")
-  echo "$rt"; echo "$ort"
   num() { echo "$1" | grep "$2" | grep -oE "$3" | head -1 | grep -oE "[0-9.]+" ; }
-  for b in 1 16; do
-    r=$(num "$rt" "batch *$b x" "[0-9]+ tokens/s"); o=$(num "$ort" "batch *$b x" "[0-9]+ tokens/s")
-    echo "runtime / onnxruntime, batch $b: $(echo "scale=3; $r / $o" | bc)x"
+  median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+  r1="" r16="" dl=""
+  for round in $(seq "$ROUNDS"); do
+    echo "-- round $round of $ROUNDS"
+    run_rt() { rt=$(target/release/examples/score_bench --model "$dir" --threads "$THREADS" --len "$LEN"); }
+    run_ort() { ort=$("$PY" scripts/bench-ort.py --model "$dir/backbone.onnx" --threads "$THREADS" --len "$LEN"); }
+    # Alternate which side goes first, so neither always meets the colder page cache.
+    if [ $((round % 2)) = 1 ]; then run_rt; run_ort; else run_ort; run_rt; fi
+    echo "$rt"; echo "$ort"
+    for b in 1 16; do
+      r=$(num "$rt" "batch *$b x" "[0-9]+ tokens/s"); o=$(num "$ort" "batch *$b x" "[0-9]+ tokens/s")
+      ratio=$(echo "scale=3; $r / $o" | bc)
+      echo "runtime / onnxruntime, batch $b: ${ratio}x"
+      if [ "$b" = 1 ]; then r1="$r1 $ratio"; else r16="$r16 $ratio"; fi
+    done
+    rl=$(num "$rt" "load" "load [0-9.]+ s"); ol=$(num "$ort" "session creation" "creation [0-9.]+ s")
+    d=$(echo "$rl - $ol" | bc)
+    dl="$dl $d"
+    echo "load: runtime $rl s, onnxruntime session $ol s, difference $d s"
   done
-  rl=$(num "$rt" "load" "load [0-9.]+ s"); ol=$(num "$ort" "session creation" "creation [0-9.]+ s")
-  echo "load: runtime $rl s, onnxruntime session $ol s, difference $(echo "$rl - $ol" | bc) s"
+  echo "== $dir, medians over $ROUNDS rounds: runtime / onnxruntime batch 1 $(echo "$r1" | median)x" \
+    "(rounds:$r1), batch 16 $(echo "$r16" | median)x (rounds:$r16); load difference" \
+    "$(echo "$dl" | median) s (rounds:$dl)"
 done

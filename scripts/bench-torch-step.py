@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--bf16", action="store_true",
                     help="CUDA: bf16 autocast matmuls, f32 master weights and AdamW state")
+    ap.add_argument("--tf32", action="store_true",
+                    help="CUDA: TF32 tensor-core matmuls on f32 tensors (allow_tf32)")
     a = ap.parse_args()
 
     import torch
@@ -46,6 +48,7 @@ def main():
     torch.manual_seed(0)
 
     dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x = torch.randn(a.gemm, a.gemm, device=dev)
     y = torch.randn(a.gemm, a.gemm, device=dev)

@@ -6,7 +6,10 @@
 #
 #   bash scripts/bench-train.sh                 # both sizes, 2 threads
 #   SIZES=tiny THREADS=1 bash scripts/bench-train.sh
+#   GEMM=gemm bash scripts/bench-train.sh       # candle's default products only, without MKL
 #
+# candle runs twice: with its default products (the gemm crate) and built with the trainer's
+# `mkl` feature (Intel MKL from PyPI, scripts/setup-mkl.sh), the library PyTorch's CPU wheel uses.
 # Not a test: it prints figures. Installs torch + transformers from PyPI into
 # $VRF_CACHE/torch-venv once (~3 GB with the CUDA wheels that `import torch` needs) and writes
 # the 0.6B directory into $VRF_CACHE/qwen3-0.6b-random once (1.1 GB). A 0.6B step takes
@@ -16,36 +19,46 @@ cd "$(dirname "$0")/.."
 CACHE="${VRF_CACHE:-$HOME/.cache/vrf}"
 THREADS="${THREADS:-2}"
 SIZES="${SIZES:-tiny 0.6b}"
+GEMM="${GEMM:-gemm mkl}"
 STEPS="${STEPS:-2}"
 VENV="$CACHE/torch-venv"
+for lib in $GEMM; do
+  case "$lib" in gemm | mkl) ;; *) echo "unknown GEMM library $lib (gemm, mkl)" >&2; exit 2 ;; esac
+done
 
 if ! "$VENV/bin/python" -c "import torch, transformers" 2>/dev/null; then
   echo "== installing torch + transformers into $VENV (once)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q torch transformers safetensors
 fi
-cargo build --release -q -p vrf-trainer --example train_step_bench
 BIN=target/release/examples/train_step_bench
+if [[ " $GEMM " == *" mkl "* ]]; then
+  MKLROOT="$(bash scripts/setup-mkl.sh)"
+  MKLROOT="$MKLROOT" cargo build --release -q -p vrf-trainer --features mkl --example train_step_bench
+  cp "$BIN" "$BIN-mkl"
+fi
+cargo build --release -q -p vrf-trainer --example train_step_bench
+cp "$BIN" "$BIN-gemm"
 "$VENV/bin/python" -c "import torch; print('torch', torch.__version__, '| candle via', '$BIN')"
 uname -m; nproc; grep -m1 "model name" /proc/cpuinfo || true
 
 for size in $SIZES; do
   case "$size" in
     tiny)
-      for tool in candle torch; do
-        if [ "$tool" = candle ]; then
-          "$BIN" --backbone tiny --pairs 8 --len 128 --steps 10 --threads "$THREADS" --recompute off
-        else
-          "$VENV/bin/python" scripts/bench-torch-step.py --backbone tiny --pairs 8 --len 128 \
-            --steps 10 --threads "$THREADS"
-        fi
-      done ;;
+      for lib in $GEMM; do
+        "$BIN-$lib" --backbone tiny --pairs 8 --len 128 --steps 10 --threads "$THREADS" --recompute off
+      done
+      "$VENV/bin/python" scripts/bench-torch-step.py --backbone tiny --pairs 8 --len 128 \
+        --steps 10 --threads "$THREADS" ;;
     0.6b)
       DIR="$CACHE/qwen3-0.6b-random"
       python3 scripts/make-qwen3.py --shape 0.6b --out "$DIR"
       # Recomputation on both sides (the trainer's default for a directory backbone); without
       # it neither fits 8 × 256 in well under 24 GB.
-      "$BIN" --backbone "$DIR" --pairs 8 --len 256 --steps "$STEPS" --threads "$THREADS" --recompute on
+      for lib in $GEMM; do
+        "$BIN-$lib" --backbone "$DIR" --pairs 8 --len 256 --steps "$STEPS" --threads "$THREADS" \
+          --recompute on
+      done
       "$VENV/bin/python" scripts/bench-torch-step.py --backbone "$DIR" --pairs 8 --len 256 \
         --steps "$STEPS" --threads "$THREADS" --checkpoint ;;
     *) echo "unknown size $size (tiny, 0.6b)" >&2; exit 2 ;;

@@ -55,10 +55,15 @@ bash scripts/setup.sh >/dev/null   # protoc and the ONNX Runtime library, as for
 time cargo build --release --locked --target-dir target/cuda -p vrf-trainer --features cuda \
   --bin vrf-trainer --example train_step_bench
 time cargo build --release --locked --target-dir target/cuda -p vrf-runtime --features cuda,cli --bin vrf
-mkdir -p target/cuda-bin
-for b in vrf-trainer vrf examples/train_step_bench; do
-  cp "target/cuda/release/$b" "target/cuda-bin/$(basename "$b")"
-  strip "target/cuda-bin/$(basename "$b")"
+# What the GPU machine runs, stripped and xz-compressed: a call carries at most 64 MiB and the
+# two binaries are about 120 MB stripped (candle's kernels are embedded PTX text, which compresses
+# well); gpu-check.sh unpacks them there. The runtime's `vrf` is built above as a build check
+# only (the GPU machine has no onnxruntime-gpu for its CUDA execution provider).
+rm -rf target/cuda-bin; mkdir -p target/cuda-bin
+for b in vrf-trainer examples/train_step_bench; do
+  name="$(basename "$b")"
+  strip -o "target/cuda-bin/$name" "target/cuda/release/$b"
+  xz -T2 -6 -f "target/cuda-bin/$name"
 done
 # The GPU machine has no network: the Qwen3 tokenizer travels with the binaries.
 python3 - <<'PY'
@@ -69,5 +74,6 @@ src = mq.fetch_tokenizer()
 dst = os.path.join("target/cuda-bin/cache", os.path.basename(src))
 shutil.rmtree(dst, ignore_errors=True); shutil.copytree(src, dst)
 PY
-ls -la target/cuda-bin
+ls -la target/cuda-bin target/cuda/release/vrf
+du -sh target/cuda-bin
 echo "build-cuda: ok (sm_${CUDA_COMPUTE_CAP}); binaries in target/cuda-bin/"

@@ -5,18 +5,32 @@
 #   1. the embedded benchmark fitted on CUDA and on the CPU, same seed, 2 epochs: accuracies;
 #   2. one Qwen3-0.6B training step (random weights made there by scripts/make-qwen3.py with the
 #      carried tokenizer), 8 pairs × 256 tokens: candle on CUDA beside PyTorch on the same GPU
-#      (f32, and bf16 autocast), tokens/s and peak memory;
+#      (f32, bf16 autocast, TF32), tokens/s and peak memory;
 #   3. the trainer's CUDA forward against its CPU forward on the same weights.
 # Budget: about 8 minutes of a 10-minute command. Results go to $OUT (the device tool's folder).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BIN="${BIN:-target/cuda-bin}"
+CARRIED="${CARRIED:-target/cuda-bin}"
+BIN="${BIN:-/tmp/cuda-bin}"
 OUT="${OUT:-/tmp/gpu-check}"
-mkdir -p "$OUT"
-export VRF_CACHE="$BIN/cache"
+mkdir -p "$OUT" "$BIN"
 log() { echo "== $*"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-chmod +x "$BIN"/* 2>/dev/null || true
+# The binaries travel xz-compressed (build-cuda.sh); Python's lzma unpacks them (no xz needed).
+python3 - "$CARRIED" "$BIN" <<'PY'
+import lzma, os, shutil, sys
+src, dst = sys.argv[1:]
+for name in os.listdir(src):
+    path = os.path.join(src, name)
+    if name.endswith(".xz"):
+        out = os.path.join(dst, name[:-3])
+        with lzma.open(path) as f, open(out, "wb") as g:
+            shutil.copyfileobj(f, g)
+        os.chmod(out, 0o755)
+    elif os.path.isdir(path):
+        shutil.copytree(path, os.path.join(dst, name), dirs_exist_ok=True)
+PY
+export VRF_CACHE="$BIN/cache"
 # The CUDA build links cuBLAS, cuRAND and NVRTC 13 dynamically: take them from the image's CUDA
 # and from PyTorch's nvidia wheels, wherever they are.
 NVLIBS="$(python3 -c 'import glob, os, site
@@ -37,11 +51,13 @@ log "2. Qwen3-0.6B training step, 8 pairs x 256 tokens"
 python3 scripts/make-qwen3.py --shape 0.6b --out /tmp/qwen3-0.6b-random
 timeout 150 "$BIN/train_step_bench" --device cuda --backbone /tmp/qwen3-0.6b-random \
   --pairs 8 --len 256 --steps 3 --recompute off --check-cpu --threads 16
-# bf16 products with f32 master weights, beside PyTorch's autocast below.
-timeout 100 "$BIN/train_step_bench" --device cuda --backbone /tmp/qwen3-0.6b-random \
-  --pairs 8 --len 256 --steps 3 --recompute off --threads 16 --matmul bf16
-for extra in "" "--bf16"; do
-  timeout 120 python3 scripts/bench-torch-step.py --device cuda --backbone /tmp/qwen3-0.6b-random \
+# bf16 products with f32 master weights (beside PyTorch's autocast below), then TF32.
+for matmul in bf16 tf32; do
+  timeout 90 "$BIN/train_step_bench" --device cuda --backbone /tmp/qwen3-0.6b-random \
+    --pairs 8 --len 256 --steps 3 --recompute off --threads 16 --matmul "$matmul"
+done
+for extra in "" "--bf16" "--tf32"; do
+  timeout 90 python3 scripts/bench-torch-step.py --device cuda --backbone /tmp/qwen3-0.6b-random \
     --pairs 8 --len 256 --steps 3 --threads 16 $extra
 done
 log "done"

@@ -148,8 +148,7 @@ fn check_against_cpu(a: &Args, model: &Qwen3, vars: &SeededVarMap) -> Result<()>
 fn main() -> Result<()> {
     let a = Args::parse();
     anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
-    // candle's CPU kernels size their pool from RAYON_NUM_THREADS: set before any is created.
-    std::env::set_var("RAYON_NUM_THREADS", a.threads.max(1).to_string());
+    vrf_trainer::threads::set(a.threads);
     let dev = vrf_trainer::run::device(&a.device)?;
     let gflops = gemm_gflops(a.gemm, &dev)?;
 
@@ -250,7 +249,11 @@ fn main() -> Result<()> {
         "candle {} | {} ({:.1} M params{}) | {} pairs x {} tokens | threads {} | recompute {} (micro-batch {}) | \
          GEMM {:.0} GFLOP/s | load {:.2} s | step {:.3} s (median of {}) | {:.0} tokens/s | \
          {:.1} % of GEMM | peak RSS {:.2} GiB",
-        a.device,
+        if a.device == "cpu" {
+            format!("cpu ({})", vrf_trainer::threads::gemm_library())
+        } else {
+            a.device.clone()
+        },
         a.backbone,
         params as f64 / 1e6,
         if lora.enabled() {

@@ -106,6 +106,9 @@ pub enum Matmul {
     /// bf16 inputs, f32 results (PyTorch autocast's convention): for GPUs' tensor cores; on
     /// the CPU candle's bf16 GEMM is slower than its f32 one.
     Bf16,
+    /// f32 tensors, products on CUDA's TF32 tensor cores (PyTorch's
+    /// `allow_tf32`); CUDA only.
+    Tf32,
 }
 
 /// How end-to-end steps are batched.

@@ -35,6 +35,7 @@ pub mod run;
 pub mod score;
 pub mod synth;
 pub mod tensor_file;
+pub mod threads;
 pub mod tokenize;
 pub mod train;
 pub mod vars;

@@ -566,11 +566,6 @@ impl Overrides {
     }
 }
 
-/// candle's CPU kernels size their pool from RAYON_NUM_THREADS; set it before any is created.
-fn set_threads(n: usize) {
-    std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
-}
-
 fn synth(a: &SynthArgs) -> anyhow::Result<()> {
     let cfg = SynthConfig {
         seen_users: a.seen_users,
@@ -680,7 +675,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 
 fn fit(a: &FitArgs) -> anyhow::Result<()> {
     let cfg = base_config(a)?;
-    set_threads(cfg.train.threads);
+    vrf_trainer::threads::set(cfg.train.threads);
     let dev = device(&a.device)?;
     let mut configs = vec![Variant::new(a.method.name(), cfg.clone())];
     if a.baseline == "bt" && a.method != Method::Bt {
@@ -716,7 +711,7 @@ fn finished_rows(outcome: FitOutcome<Vec<Row>>) -> Option<Vec<Row>> {
 fn ablate(a: &FitArgs) -> anyhow::Result<()> {
     let mut cfg = base_config(a)?;
     cfg.method = Method::Vrf;
-    set_threads(cfg.train.threads);
+    vrf_trainer::threads::set(cfg.train.threads);
     let dev = device(&a.device)?;
     let mut configs = experiment::ablations(&cfg);
     if a.baseline == "bt" {
@@ -738,7 +733,7 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
 
 fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref(), &a.hp, None, &a.backbone)?;
-    set_threads(cfg.train.threads);
+    vrf_trainer::threads::set(cfg.train.threads);
     let dev = device(&a.device)?;
     let plan = ComparePlan {
         out: a.out.clone(),
@@ -794,7 +789,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             quantize,
             int8_tolerance,
         } => {
-            set_threads(1);
+            vrf_trainer::threads::set(1);
             let opts = ExportOptions {
                 force: *force,
                 tolerance: *tolerance,
@@ -850,7 +845,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             device: d,
             threads,
         } => {
-            set_threads(*threads);
+            vrf_trainer::threads::set(*threads);
             let dev = device(d)?;
             let r = eval_run(run, data.as_deref(), &dev)?;
             print!("{}", format_report(&r));
