@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"
 LEN="${LEN:-128}"
 ROUNDS="${ROUNDS:-3}"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer, not '$ROUNDS'" >&2; exit 2; }
 [ $# -ge 1 ] || { echo "usage: bash scripts/bench-runtime.sh MODEL_DIR..." >&2; exit 2; }
 bash scripts/fetch-ort.sh >/dev/null
 cargo build --release -q -p vrf-runtime --example score_bench

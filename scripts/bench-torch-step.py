@@ -48,7 +48,11 @@ def main():
     torch.manual_seed(0)
 
     dev = torch.device(a.device)
-    torch.backends.cuda.matmul.allow_tf32 = a.tf32
+    if a.tf32 and dev.type != "cuda":
+        ap.error("--tf32 needs --device cuda (TF32 is a tensor-core mode)")
+    # The GEMM limit is measured in plain f32 on both sides (train_step_bench does the same),
+    # so "% of GEMM" compares across precisions; TF32 is switched on after it.
+    torch.backends.cuda.matmul.allow_tf32 = False
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x = torch.randn(a.gemm, a.gemm, device=dev)
     y = torch.randn(a.gemm, a.gemm, device=dev)
@@ -57,6 +61,7 @@ def main():
     best = min(timed(lambda: (x @ y, sync())) for _ in range(3))
     gflops = 2 * a.gemm**3 / best / 1e9
     del x, y
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32
 
     t0 = time.perf_counter()
     if a.backbone == "tiny":

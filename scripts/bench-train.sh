@@ -39,7 +39,7 @@ if [[ " $GEMM " == *" mkl "* ]]; then
 fi
 cargo build --release -q -p vrf-trainer --example train_step_bench
 cp "$BIN" "$BIN-gemm"
-"$VENV/bin/python" -c "import torch; print('torch', torch.__version__, '| candle via', '$BIN')"
+"$VENV/bin/python" -c "import torch; print('torch', torch.__version__, '| candle:', ' '.join('$BIN-' + l for l in '$GEMM'.split()))"
 uname -m; nproc; grep -m1 "model name" /proc/cpuinfo || true
 
 for size in $SIZES; do

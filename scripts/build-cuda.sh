@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the trainer and the runtime with `--features cuda` on a machine without a GPU: nvcc, the
 # CUDA headers and libraries come from PyPI wheels (CUDA 13, the GPU machine's version) in a
-# cache venv (13.0, what the GPU machine's driver accepts); candle's kernels are compiled for compute capability 9.0 (H100 / H200). Writes
-# stripped binaries to target/cuda-bin/ (vrf-trainer, vrf, train_step_bench) and the Qwen3
-# tokenizer to target/cuda-bin/cache/, for scripts/gpu-check.sh to carry.
+# cache venv (13.0, what the GPU machine's driver accepts); candle's kernels are compiled for
+# compute capability 9.0 (H100 / H200). Writes what the GPU machine runs to target/cuda-bin/ for
+# scripts/gpu-check.sh to carry: vrf-trainer and train_step_bench, stripped and xz-compressed,
+# and the Qwen3 tokenizer in cache/. The runtime's `vrf` (CUDA execution provider) is built as a
+# check and stays in target/cuda/release/.
 #
 #   bash scripts/build-cuda.sh            # CUDA_COMPUTE_CAP=90 by default
 #

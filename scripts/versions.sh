@@ -12,6 +12,6 @@ PROTOBUF_PY_VERSION="${PROTOBUF_PY_VERSION:-7.36.2}"
 ML_DTYPES_VERSION="${ML_DTYPES_VERSION:-0.7.0}"
 # wasm-opt from npm (Debian's binaryen 108 produces a broken module).
 BINARYEN_VERSION="${BINARYEN_VERSION:-132}"
-# Intel MKL (static LP64 libraries, headers, Intel OpenMP) from PyPI for the trainer's optional
+# Intel MKL (static LP64 libraries, Intel OpenMP) from PyPI for the trainer's optional
 # `mkl` feature (scripts/setup-mkl.sh).
 MKL_VERSION="${MKL_VERSION:-2026.2.0}"

@@ -31,7 +31,8 @@ fn main() {
     }
     println!("cargo:rustc-link-search=native={}", lib.display());
     // Not bundled into this crate's rlib: the archives are hundreds of MB and only the final
-    // link needs them.
+    // link needs them. They call each other in a cycle, which rust-lld (the default linker on
+    // x86_64 Linux since Rust 1.90) resolves; GNU ld would need them in a --start-group.
     for name in LIBS {
         println!("cargo:rustc-link-lib=static:-bundle={name}");
     }

@@ -67,7 +67,7 @@ struct Args {
     /// LoRA α.
     #[arg(long, default_value_t = 16.0)]
     lora_alpha: f64,
-    /// Precision of the backbone's matrix products (bf16: for CUDA).
+    /// Precision of the backbone's matrix products (bf16 and tf32: for CUDA).
     #[arg(long, value_enum, default_value = "f32")]
     matmul: Matmul,
 }
@@ -150,6 +150,10 @@ fn main() -> Result<()> {
     anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
     vrf_trainer::threads::set(a.threads);
     let dev = vrf_trainer::run::device(&a.device)?;
+    anyhow::ensure!(
+        a.matmul != Matmul::Tf32 || dev.is_cuda(),
+        "--matmul tf32 needs --device cuda (TF32 is a tensor-core mode)"
+    );
     let gflops = gemm_gflops(a.gemm, &dev)?;
 
     let vars = SeededVarMap::new(0);

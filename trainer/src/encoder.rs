@@ -102,7 +102,8 @@ pub fn pool(
         }
         Pooling::Mean => {
             let counts = assign.sum_keepdim(D::Minus1)?;
-            let mean = assign.matmul(mu)?.broadcast_div(&counts)?;
+            // `mu` is a column slice of the encoder's output; MKL's matmul needs unit-stride rows.
+            let mean = assign.matmul(&mu.contiguous()?)?.broadcast_div(&counts)?;
             let var = assign.matmul(&logvar.exp()?)?.broadcast_div(&counts)?;
             Ok((mean, var))
         }

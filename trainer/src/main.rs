@@ -511,8 +511,9 @@ struct Overrides {
     /// LoRA scale numerator α (updates are scaled by α / rank).
     #[arg(long)]
     lora_alpha: Option<f64>,
-    /// Precision of the backbone's matrix products: f32, or bf16 with f32 weights, gradients
-    /// and optimizer state (for CUDA's tensor cores; slower than f32 on the CPU).
+    /// Precision of the backbone's matrix products: f32; bf16 with f32 weights, gradients and
+    /// optimizer state (for CUDA's tensor cores; slower than f32 on the CPU); or tf32 (f32
+    /// tensors on CUDA's TF32 tensor cores; CUDA only).
     #[arg(long, value_enum)]
     matmul: Option<vrf_trainer::config::Matmul>,
 }

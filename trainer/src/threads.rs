@@ -21,7 +21,7 @@ pub fn gemm_library() -> &'static str {
 
 #[cfg(feature = "mkl")]
 mod mkl {
-    use std::os::raw::c_int;
+    use std::ffi::c_int;
 
     extern "C" {
         fn MKL_Set_Num_Threads(n: c_int);

@@ -580,6 +580,21 @@ fn real_qwen3_tokenizer_fits_and_exports() {
 }
 
 #[test]
+fn tf32_off_cuda_is_refused_before_the_run_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    let dir = tmp.path().join("run");
+    let mut c = cfg();
+    c.train.matmul = vrf_trainer::config::Matmul::Tf32;
+    let e = fit(&dir, &c, &data).unwrap_err().to_string();
+    assert!(e.contains("needs a CUDA device"), "{e}");
+    assert!(
+        !dir.join("config.json").exists(),
+        "the refused fit wrote its config"
+    );
+}
+
+#[test]
 fn a_run_directory_in_use_is_refused_not_shared() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_data(tmp.path(), true, false);

@@ -53,7 +53,7 @@ impl Qwen3 {
     ) -> candle_core::Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        opts.apply_to(vb.device())?;
+        opts.apply_to(vb.device());
         let vb = vb.pp("model");
         let mut embed_tokens = vb.pp("embed_tokens").get_with_hints(
             (cfg.vocab_size, cfg.hidden_size),
