@@ -26,16 +26,18 @@ cargo build --release -q -p vrf-runtime --example score_bench
 PY=.onnxruntime/pyenv/bin/python
 grep -m1 "model name" /proc/cpuinfo || true
 echo "$(nproc) logical CPUs; $THREADS intra-op threads; $LEN tokens per row"
+# The first number in the line of $1 matching $2, within the part matching $3.
+num() { echo "$1" | grep "$2" | grep -oE "$3" | head -1 | grep -oE "[0-9.]+" ; }
+# The median of the whitespace-separated numbers on stdin.
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+run_rt() { rt=$(target/release/examples/score_bench --model "$dir" --threads "$THREADS" --len "$LEN"); }
+run_ort() { ort=$("$PY" scripts/bench-ort.py --model "$dir/backbone.onnx" --threads "$THREADS" --len "$LEN"); }
 for dir in "$@"; do
   [ -f "$dir/vrf.json" ] || { echo "$dir: no vrf.json (not an exported model directory)" >&2; exit 2; }
   echo "== $dir ($(du -sh "$dir" | cut -f1))"
-  num() { echo "$1" | grep "$2" | grep -oE "$3" | head -1 | grep -oE "[0-9.]+" ; }
-  median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
   r1="" r16="" dl=""
   for round in $(seq "$ROUNDS"); do
     echo "-- round $round of $ROUNDS"
-    run_rt() { rt=$(target/release/examples/score_bench --model "$dir" --threads "$THREADS" --len "$LEN"); }
-    run_ort() { ort=$("$PY" scripts/bench-ort.py --model "$dir/backbone.onnx" --threads "$THREADS" --len "$LEN"); }
     # Alternate which side goes first, so neither always meets the colder page cache.
     if [ $((round % 2)) = 1 ]; then run_rt; run_ort; else run_ort; run_rt; fi
     echo "$rt"; echo "$ort"

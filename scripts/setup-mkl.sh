@@ -25,21 +25,19 @@ if [ ! -f "$DEST/.complete" ]; then
   python3 - "$tmp/wheels" "$tmp/root" <<'PY'
 import pathlib, shutil, sys, zipfile
 wheels, root = map(pathlib.Path, sys.argv[1:])
-want = {"lib": {"libmkl_intel_lp64.a", "libmkl_intel_thread.a", "libmkl_core.a", "libiomp5.a"}}
+want = {"libmkl_intel_lp64.a", "libmkl_intel_thread.a", "libmkl_core.a", "libiomp5.a"}
+(root / "lib").mkdir(parents=True)
 found = set()
 for wheel in sorted(wheels.glob("*.whl")):
     with zipfile.ZipFile(wheel) as z:
         for member in z.namelist():
             name = member.rsplit("/", 1)[-1]
-            for sub, names in want.items():
-                if name in names and name not in found:
-                    (root / sub).mkdir(parents=True, exist_ok=True)
-                    with z.open(member) as src, open(root / sub / name, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    found.add(name)
-missing = set().union(*want.values()) - found
-if missing:
-    sys.exit(f"setup-mkl: the wheels in {wheels} lack {sorted(missing)}")
+            if name in want - found:
+                with z.open(member) as src, open(root / "lib" / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                found.add(name)
+if want - found:
+    sys.exit(f"setup-mkl: the wheels in {wheels} lack {sorted(want - found)}")
 PY
   touch "$tmp/root/.complete"
   rm -rf "$DEST"

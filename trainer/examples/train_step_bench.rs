@@ -150,14 +150,6 @@ fn main() -> Result<()> {
     anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
     vrf_trainer::threads::set(a.threads);
     let dev = vrf_trainer::run::device(&a.device)?;
-    anyhow::ensure!(
-        a.matmul != Matmul::Tf32 || dev.is_cuda(),
-        "--matmul tf32 needs --device cuda (TF32 is a tensor-core mode)"
-    );
-    let gflops = gemm_gflops(a.gemm, &dev)?;
-
-    let vars = SeededVarMap::new(0);
-    let t0 = Instant::now();
     let lora = LoraConfig {
         rank: a.lora_rank,
         alpha: a.lora_alpha,
@@ -166,6 +158,12 @@ fn main() -> Result<()> {
         lora,
         matmul: a.matmul,
     };
+    opts.check_training_device(&dev)
+        .map_err(anyhow::Error::msg)?;
+    let gflops = gemm_gflops(a.gemm, &dev)?;
+
+    let vars = SeededVarMap::new(0);
+    let t0 = Instant::now();
     let (model, dir) = if a.backbone == "tiny" {
         let cfg = Qwen3Config::tiny(a.vocab);
         (Qwen3::with_options(&cfg, vars.builder(&dev), opts)?, false)

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::{load_hf_dir, Qwen3Config};
+use crate::backbone::{load_hf_dir, BackboneOptions, Qwen3Config};
 use crate::checkpoint::{load_checkpoint, read_json, write_json};
-use crate::config::{BackboneSource, Matmul, RunConfig};
+use crate::config::{BackboneSource, RunConfig};
 use crate::corpus::Corpus;
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
@@ -174,13 +174,9 @@ pub fn fit_run(
         let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
         cfg.clone()
     };
-    if cfg.train.matmul == Matmul::Tf32 && !dev.is_cuda() {
-        return Err(TrainError::Config(
-            "matmul = tf32 (--matmul tf32) needs a CUDA device (TF32 is a tensor-core mode); \
-             this fit's device is the CPU, whose products are f32: use --matmul f32 or --device cuda"
-                .into(),
-        ));
-    }
+    BackboneOptions::of(&cfg)
+        .check_training_device(dev)
+        .map_err(TrainError::Config)?;
     write_json(&cfg_path, &cfg)?;
     write_json(
         &dir.join("run.json"),

@@ -38,10 +38,25 @@ impl BackboneOptions {
         }
     }
 
+    /// Whether training with these options may run on `device`: TF32 is a CUDA tensor-core mode,
+    /// so training with it elsewhere is refused (the message says what to use instead) rather
+    /// than run in f32 in silence.
+    pub fn check_training_device(&self, device: &Device) -> Result<(), String> {
+        if self.matmul == Matmul::Tf32 && !device.is_cuda() {
+            return Err(
+                "matmul = tf32 (--matmul tf32) needs a CUDA device (TF32 is a tensor-core mode); \
+                 this device is the CPU, whose products are f32: use --matmul f32 or --device cuda"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Sets what the options ask of a CUDA device: TF32 products for `Matmul::Tf32`, plain f32
     /// otherwise. cuBLAS's setting is process-wide, so the last backbone built on CUDA decides
     /// it for all; one process trains one model. Elsewhere TF32 products are f32 ones (a TF32
-    /// run exports and evaluates on the CPU); a fit refuses TF32 off CUDA (`run::fit_run`).
+    /// run exports and evaluates on the CPU); training refuses TF32 off CUDA
+    /// ([`Self::check_training_device`]).
     pub fn apply_to(&self, device: &Device) {
         if device.is_cuda() {
             candle_core::cuda::set_gemm_reduced_precision_f32(self.matmul == Matmul::Tf32);
@@ -54,13 +69,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tf32_computes_in_f32_and_applies_nothing_off_cuda() {
-        let opts = BackboneOptions {
-            matmul: Matmul::Tf32,
+    fn tf32_computes_in_f32_and_trains_only_on_cuda() {
+        let opts = |matmul| BackboneOptions {
+            matmul,
             ..BackboneOptions::default()
         };
-        assert_eq!(opts.compute_dtype(), DType::F32);
-        // A TF32 run's model is rebuilt on the CPU to export and evaluate it: no error there.
-        opts.apply_to(&Device::Cpu);
+        assert_eq!(opts(Matmul::Tf32).compute_dtype(), DType::F32);
+        let e = opts(Matmul::Tf32)
+            .check_training_device(&Device::Cpu)
+            .unwrap_err();
+        assert!(e.contains("needs a CUDA device"), "{e}");
+        for m in [Matmul::F32, Matmul::Bf16] {
+            opts(m).check_training_device(&Device::Cpu).unwrap();
+        }
     }
 }
