@@ -12,7 +12,7 @@
 # within each round; the last lines give their medians.
 #
 # Not a test: it prints figures. A Qwen3-0.6B-shape directory (random weights) is made by
-# scripts/make-qwen3.py, `vrf-trainer fit --backbone DIR --epochs 0 ...` and `vrf-trainer export`
+# scripts/make-qwen3.py, `vrf-bench fit --backbone DIR --epochs 0 ...` and `vrf-trainer export`
 # (README, "Paper scale").
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -67,6 +67,11 @@ for b in vrf-trainer examples/train_step_bench; do
   strip -o "target/cuda-bin/$name" "target/cuda/release/$b"
   xz -T2 -6 -f "target/cuda-bin/$name"
 done
+# The embedded benchmark the GPU check fits (the harness's CPU build writes it; its meta file
+# stays here, the engine's fit needs only the JSONL).
+cargo run --release -q --locked -p vrf-bench -- synth --out target/cuda-bin/synth.jsonl
+rm -f target/cuda-bin/synth.synth_meta.json
+xz -T2 -6 -f target/cuda-bin/synth.jsonl
 # The GPU machine has no network: the Qwen3 tokenizer travels with the binaries.
 python3 - <<'PY'
 import importlib.util, os, shutil

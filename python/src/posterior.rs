@@ -4,7 +4,7 @@
 use ndarray::Array1;
 use numpy::{PyArray1, ToPyArray};
 use pyo3::prelude::*;
-use vrf_runtime::math::Posterior as Latent;
+use vrf_format::math::Posterior as Latent;
 use vrf_runtime::UserPosterior;
 
 use crate::errors::input;

@@ -9,7 +9,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use crate::error::RuntimeError;
-use crate::format::OnnxSpec;
+use vrf_format::manifest::OnnxSpec;
 
 /// Where ONNX Runtime executes the backbone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,6 +130,41 @@ pub struct BackboneOutput {
     pub hidden: Array2<f32>,
     /// Basis rewards φ `[N, K]`.
     pub rewards: Array2<f32>,
+}
+
+/// What the runtime needs of a backbone: right-padded token ids in, last-token hidden states
+/// `[batch, hidden]` and basis rewards `[batch, k]` out. [`OnnxBackbone`] is the engine; tests of
+/// the session and the service can stand a stub in its place ([`crate::VrfModel::with_backbone`]).
+pub trait Backbone: Send + Sync + std::fmt::Debug {
+    /// Runs right-padded `ids`/`mask` `[batch, seq]` (row-major).
+    fn run(
+        &self,
+        ids: Vec<i64>,
+        mask: Vec<i64>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<BackboneOutput, RuntimeError>;
+
+    /// Where it runs.
+    fn provider(&self) -> ExecutionProvider {
+        ExecutionProvider::Cpu
+    }
+}
+
+impl Backbone for OnnxBackbone {
+    fn run(
+        &self,
+        ids: Vec<i64>,
+        mask: Vec<i64>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<BackboneOutput, RuntimeError> {
+        OnnxBackbone::run(self, ids, mask, batch, seq)
+    }
+
+    fn provider(&self) -> ExecutionProvider {
+        OnnxBackbone::provider(self)
+    }
 }
 
 /// An ONNX Runtime session over `backbone.onnx`; `run` is serialised by a mutex, so one

@@ -13,7 +13,7 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::FileEntry;
+use vrf_format::manifest::FileEntry;
 
 /// Most files remembered (the oldest records go first).
 const MAX_RECORDS: usize = 256;
@@ -175,7 +175,7 @@ impl ChecksumCache {
             let _ = std::fs::create_dir_all(dir);
         }
         if let Ok(bytes) = serde_json::to_vec(&records) {
-            let _ = crate::fsutil::write_atomic(&self.path, &bytes);
+            let _ = vrf_format::fsutil::write_atomic(&self.path, &bytes);
         }
     }
 }

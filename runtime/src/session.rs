@@ -16,16 +16,16 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{s, Array1, Array2};
 
-use crate::backbone::{BackboneOutput, ExecutionProvider, OnnxBackbone};
+use crate::backbone::{Backbone, BackboneOutput, ExecutionProvider, OnnxBackbone};
 use crate::checksum_cache::{ChecksumCache, Checksums, FileStamp};
 use crate::error::RuntimeError;
-use crate::format::{
+use crate::text::{TextEncoder, TextTemplate};
+use vrf_format::manifest::{
     check_entry, FileEntry, Manifest, SeenUsers, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE,
     USER_MODEL_FILE,
 };
-use crate::math::{argmax, Posterior, QuestionValue, UserPosterior};
-use crate::text::{TextEncoder, TextTemplate};
-use crate::user_model::{UserModel, UserState};
+use vrf_format::math::{argmax, Posterior, QuestionValue, UserPosterior};
+use vrf_format::{UserModel, UserState};
 
 /// How to load a model: build with [`RuntimeOptions::new`] (or `default()`) and the `with_*`
 /// methods.
@@ -278,7 +278,7 @@ pub struct VrfModel {
     dir: PathBuf,
     manifest: Manifest,
     text: TextEncoder,
-    backbone: OnnxBackbone,
+    backbone: Box<dyn Backbone>,
     user: UserModel,
     seen: SeenUsers,
     seen_index: HashMap<String, usize>,
@@ -296,7 +296,26 @@ fn read(path: &Path) -> Result<Vec<u8>, RuntimeError> {
 impl VrfModel {
     /// Loads a model directory written by `vrf-trainer export`.
     pub fn load(dir: impl AsRef<Path>, opts: &RuntimeOptions) -> Result<Self, RuntimeError> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::load_inner(dir.as_ref(), opts, None)
+    }
+
+    /// Loads a model directory's tokenizer, user model and seen users around a backbone of the
+    /// caller's (a stub in tests, another engine): the directory's graph is neither opened nor
+    /// hashed. The backbone must return the manifest's `hidden` and `k` columns.
+    pub fn with_backbone(
+        dir: impl AsRef<Path>,
+        opts: &RuntimeOptions,
+        backbone: Box<dyn Backbone>,
+    ) -> Result<Self, RuntimeError> {
+        Self::load_inner(dir.as_ref(), opts, Some(backbone))
+    }
+
+    fn load_inner(
+        dir: &Path,
+        opts: &RuntimeOptions,
+        given: Option<Box<dyn Backbone>>,
+    ) -> Result<Self, RuntimeError> {
+        let dir = dir.to_path_buf();
         if opts.batch_size == 0 {
             return Err(RuntimeError::Input("batch_size must be at least 1".into()));
         }
@@ -333,7 +352,7 @@ impl VrfModel {
             Checksums::NotVerified
         };
         let mut graph_files: Vec<&str> = Vec::new();
-        if opts.verify_checksums {
+        if opts.verify_checksums && given.is_none() {
             for name in std::iter::once(manifest.onnx.file.as_str())
                 .chain(manifest.onnx.external_data.as_deref())
             {
@@ -378,15 +397,19 @@ impl VrfModel {
                 })
                 .collect();
             let small = scope.spawn(small_files);
-            let backbone = OnnxBackbone::open(
-                &dir.join(&manifest.onnx.file),
-                &manifest.onnx,
-                manifest.hidden,
-                manifest.k,
-                opts.threads(),
-                opts.provider(),
-                opts.ort_library(),
-            );
+            let backbone = match given {
+                Some(b) => Ok(b),
+                None => OnnxBackbone::open(
+                    &dir.join(&manifest.onnx.file),
+                    &manifest.onnx,
+                    manifest.hidden,
+                    manifest.k,
+                    opts.threads(),
+                    opts.provider(),
+                    opts.ort_library(),
+                )
+                .map(|b| Box::new(b) as Box<dyn Backbone>),
+            };
             let hashed: Result<Vec<Option<FileStamp>>, RuntimeError> = hashing
                 .into_iter()
                 .map(|h| {
@@ -456,9 +479,9 @@ impl VrfModel {
         &self.text
     }
 
-    /// The backbone session.
-    pub fn backbone(&self) -> &OnnxBackbone {
-        &self.backbone
+    /// The backbone (the ONNX Runtime session unless [`VrfModel::with_backbone`] gave another).
+    pub fn backbone(&self) -> &dyn Backbone {
+        self.backbone.as_ref()
     }
 
     /// Runs the graph on token ids (rows of any lengths; right-padded here).
@@ -581,7 +604,7 @@ impl VrfModel {
     }
 
     /// The expected information gain of asking each question of this user (one backbone pass
-    /// over all 2Q texts); [`crate::math::best_question`] picks the most valuable.
+    /// over all 2Q texts); [`vrf_format::math::best_question`] picks the most valuable.
     pub fn question_values(
         &self,
         state: &UserState,

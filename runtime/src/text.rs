@@ -399,7 +399,7 @@ pub fn save_tokenizer(tokenizer: &Tokenizer, path: impl AsRef<Path>) -> Result<(
     let json = tokenizer
         .to_string(false)
         .map_err(|e| save_err(e.to_string()))?;
-    crate::fsutil::write_atomic(path, json.as_bytes()).map_err(|e| save_err(e.to_string()))
+    vrf_format::fsutil::write_atomic(path, json.as_bytes()).map_err(|e| save_err(e.to_string()))
 }
 
 #[cfg(test)]

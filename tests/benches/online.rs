@@ -22,9 +22,9 @@ use std::path::PathBuf;
 
 use common::arg;
 use ndarray::{s, Array1, Array2, Axis};
-use vrf_runtime::math::best_question;
+use vrf_data::{Dataset, Split};
+use vrf_format::math::best_question;
 use vrf_runtime::{Features, Reference, RuntimeOptions, UserModel, UserState, VrfModel};
-use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, ExportOptions};
 
 /// One unseen user's pairs, through the backbone once: references as questions, eval pairs as

@@ -18,8 +18,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{arg, median, path_arg};
+use vrf_data::Dataset;
 use vrf_runtime::{Reference, RuntimeOptions, VrfModel};
-use vrf_trainer::data::Dataset;
 use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::quantize::Quantize;
 

@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use common::median;
+use vrf_data::Dataset;
 use vrf_runtime::{RuntimeOptions, VrfModel};
-use vrf_trainer::data::Dataset;
 use vrf_trainer::export::{export, load_trained, ExportOptions};
 
 /// Median over `reps` runs of the seconds one call of `f` takes (each run averages `inner` calls).

@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use ndarray::{Array1, Array2, ArrayView2};
-use vrf_runtime::format::{
+use vrf_data::{Dataset, Split};
+use vrf_format::manifest::{
     FileEntry, BACKBONE_FILE, MANIFEST_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
 };
 use vrf_runtime::text::PAD_CANDIDATES;
@@ -19,7 +20,6 @@ use vrf_runtime::{
     Checksums, ExecutionProvider, ModelError, Question, Reference, RuntimeError, RuntimeOptions,
     UserPosterior, VrfModel,
 };
-use vrf_trainer::data::{Dataset, Split};
 use vrf_trainer::export::{export, load_trained, ExportOptions, Trained};
 use vrf_trainer::run::Posteriors;
 
@@ -603,11 +603,11 @@ fn int8_export_runs_in_the_runtime_close_to_f32() {
 }
 
 /// What the `vrf` CLI reads per JSONL line (a reference triplet, a prompt with candidates),
-/// mutated (`vrf_wasm::fixture::mutate`), then served by the exported model: `Ok` or a typed
+/// mutated (`vrf_format::fixture::mutate`), then served by the exported model: `Ok` or a typed
 /// error, never a panic — NUL bytes, invalid UTF-8 made lossy, empty and over-long texts included.
 #[test]
 fn mutated_cli_inputs_are_served_or_refused_never_panic() {
-    use vrf_wasm::fixture::{mutate, random_mutations};
+    use vrf_format::fixture::{mutate, random_mutations};
     let model = runtime(&fixture().model_dir).unwrap();
     let line = br#"{"prompt":"How do I brew tea?","chosen":"Warm the pot first. In short: patience.","rejected":"whatever"}"#;
     let long = "word ".repeat(5_000);
@@ -666,7 +666,7 @@ fn question_values_on_the_exported_model_weigh_the_observations_the_answers_woul
     let kl = |a_preferred: bool| {
         let mut s = state.clone();
         rt.observe(&mut s, &[q.answered(a_preferred)]).unwrap();
-        vrf_runtime::math::kl_diag(&s.posterior().unwrap(), &now).unwrap()
+        vrf_format::math::kl_diag(&s.posterior().unwrap(), &now).unwrap()
     };
     let want = p * kl(true) + (1.0 - p) * kl(false);
     let got = values[1].information_gain;
@@ -675,6 +675,6 @@ fn question_values_on_the_exported_model_weigh_the_observations_the_answers_woul
         "{got} vs {want}"
     );
     assert!((values[1].p_first - p).abs() < 1e-4);
-    assert!(vrf_runtime::math::best_question(&values).is_some());
+    assert!(vrf_format::math::best_question(&values).is_some());
     assert!(rt.question_values(&state, &[]).is_err());
 }

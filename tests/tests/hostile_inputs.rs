@@ -1,5 +1,5 @@
 //! Property tests: every parser of outside input, fed valid examples after random mutation
-//! (`vrf_wasm::fixture::mutate`: flipped bytes, truncation, duplicated and deleted ranges, NaN /
+//! (`vrf_format::fixture::mutate`: flipped bytes, truncation, duplicated and deleted ranges, NaN /
 //! huge numbers / NUL / invalid UTF-8 / deep nesting spliced in), returns `Ok` or a typed error — never a panic, a hang or an
 //! unbounded allocation. Inputs that once failed live in `tests/corpus/hostile/` and are replayed
 //! first. Case counts are bounded (`PROPTEST_CASES` overrides) so CI stays fast.
@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use vrf_runtime::format::SeenUsers;
+use vrf_data::convert::{personal_llm, prism, table, tldr};
+use vrf_data::{self, Dataset, Split, Triplet};
+use vrf_format::fixture::{mutate as apply, random_model, Dims, Mutation};
+use vrf_format::manifest::SeenUsers;
 use vrf_runtime::{Manifest, Pooling, UserModel, UserState};
 use vrf_trainer::checkpoint::TrainState;
 use vrf_trainer::config::RunConfig;
-use vrf_trainer::convert::{personal_llm, prism, table, tldr};
-use vrf_trainer::data::{self, Dataset, Split, Triplet};
 use vrf_trainer::train::{check_position, Stage};
-use vrf_wasm::fixture::{mutate as apply, random_model, Dims, Mutation};
 
 fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
     prop::collection::vec(
@@ -86,7 +86,7 @@ fn training_jsonl() -> Vec<u8> {
         t("u0", "d?", Split::Ref),
         t("u0", "e?", Split::Eval),
     ];
-    data::to_jsonl(&rows).unwrap().into_bytes()
+    vrf_data::to_jsonl(&rows).unwrap().into_bytes()
 }
 
 fn manifest_json() -> (Vec<u8>, Vec<u8>) {
@@ -162,7 +162,7 @@ fn check_training_jsonl(bytes: &[u8]) {
         let _ = ds.check_trainable();
         let _ = ds.summary();
     }
-    let _ = data::parse_jsonl(&String::from_utf8_lossy(bytes), &path);
+    let _ = vrf_data::parse_jsonl(&String::from_utf8_lossy(bytes), &path);
 }
 
 fn check_manifest(bytes: &[u8], user_model: &[u8]) {

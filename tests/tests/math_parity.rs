@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Result, Tensor};
 use ndarray::{Array1, Array2};
-use vrf_runtime::math as rt;
+use vrf_format::math as rt;
 use vrf_trainer::bases::Bases;
 use vrf_trainer::config::{ModelConfig, Objective, Pooling};
 use vrf_trainer::encoder::{assignment, pair_features, pool, Encoder};

@@ -246,7 +246,7 @@ fn every_endpoint_matches_the_library() {
             .collect();
         let gains: Vec<f32> = want.iter().map(|v| v.information_gain).collect();
         assert_close(&got, &gains, 1e-3, id);
-        assert_eq!(r["best"], vrf_runtime::math::best_question(&want).unwrap());
+        assert_eq!(r["best"], vrf_format::math::best_question(&want).unwrap());
     }
     // Asking does not store anyone.
     assert_error(

@@ -1,4 +1,4 @@
-//! Fault injection into every write step (`vrf_runtime::fsutil::fault`, as a full or read-only
+//! Fault injection into every write step (`vrf_format::fsutil::fault`, as a full or read-only
 //! disk would fail a create, write, fsync or rename): a failed fit resumes to exactly the result
 //! of an uninterrupted one; a failed export leaves the previous model directory intact and
 //! nothing partial behind; a failed summary rewrite leaves the previous summary. One test
@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::Device;
-use vrf_runtime::fsutil::fault;
+use vrf_bench::experiment::{self, run_rows, Plan, Variant};
+use vrf_format::fsutil::fault;
 use vrf_runtime::Manifest;
-use vrf_trainer::experiment::{self, run_rows, Plan, Variant};
 use vrf_trainer::export::{export, ExportOptions};
 use vrf_trainer::run::{fit_run, FitOptions};
 use vrf_trainer::train::FitOutcome;
@@ -56,6 +56,7 @@ fn every_write_step_fails_cleanly_and_recovers() {
             &FitOptions {
                 resume,
                 progress: false,
+                external: None,
             },
         )
     };

@@ -51,7 +51,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    crate::data::write_atomic(path, bytes).map_err(io(path))
+    vrf_data::write_atomic(path, bytes).map_err(io(path))
 }
 
 /// Serialises `value` as pretty JSON to `path`, atomically.
@@ -140,7 +140,7 @@ pub fn save_checkpoint(
     )?;
     // The old checkpoint moves aside to `checkpoint.old` (where load_checkpoint looks if a
     // crash falls between the renames) until the new one is in place.
-    vrf_runtime::fsutil::replace_dir(&tmp, &final_dir).map_err(io(&final_dir))
+    vrf_format::fsutil::replace_dir(&tmp, &final_dir).map_err(io(&final_dir))
 }
 
 /// A checkpoint read back from disk.

@@ -14,16 +14,16 @@ pub enum Method {
     /// Baseline: one reward head, plain Bradley–Terry, same backbone, data and budget.
     Bt,
     /// Baseline LoRe (Bose et al., 2025): low-rank basis on the reward features, softmax user
-    /// weights; unseen users fitted by Adam (`crate::baselines::lore`).
+    /// weights; unseen users fitted by Adam (`vrf_bench::baselines::lore`).
     Lore,
     /// Baseline PReF (Shenfeld et al., 2025): linear basis features with SVD initialisation,
-    /// free user vectors, L2 penalty; unseen users by logistic regression (`crate::baselines::pref`).
+    /// free user vectors, L2 penalty; unseen users by logistic regression (`vrf_bench::baselines::pref`).
     Pref,
     /// Baseline PAL-B (Chen et al., 2025): ideal points from K prompt prototypes, cosine reward;
-    /// unseen users train only their mixture weights (`crate::baselines::pal`).
+    /// unseen users train only their mixture weights (`vrf_bench::baselines::pal`).
     Pal,
     /// Baseline VPL (Poddar et al., 2024): variational pair/sequence encoder and a z-conditioned
-    /// reward decoder; unseen users amortised (`crate::baselines::vpl`).
+    /// reward decoder; unseen users amortised (`vrf_bench::baselines::vpl`).
     Vpl,
 }
 
@@ -40,7 +40,7 @@ impl Method {
         }
     }
 
-    /// Whether the method is one of the paper's comparison baselines (`crate::baselines`),
+    /// Whether the method is one of the paper's comparison baselines (`vrf_bench::baselines`),
     /// trained and evaluated by their own loop rather than the VRF/BT trainer.
     pub fn is_baseline(self) -> bool {
         matches!(
@@ -144,7 +144,7 @@ pub enum Prior {
 
 /// How per-pair Gaussians are combined into a user posterior (ablation (e)); one definition,
 /// the runtime's, so the exported manifest and the trainer's config cannot disagree.
-pub use vrf_runtime::format::Pooling;
+pub use vrf_format::manifest::Pooling;
 
 /// Initialisation of the basis means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -390,7 +390,7 @@ pub struct RunConfig {
     /// Optimisation.
     pub train: TrainConfig,
     /// Settings of the comparison baselines (LoRe, PReF, PAL, VPL); unused by VRF and BT.
-    pub baseline: crate::baselines::BaselineConfig,
+    pub baseline: BaselineConfig,
     /// LoRA adapters on the backbone's projections (rank 0: full fine-tuning).
     pub lora: LoraConfig,
 }
@@ -599,5 +599,111 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("loss.beta"));
         let bad = r#"{"model": {"k": 4, "kk": 3}}"#;
         assert!(serde_json::from_str::<RunConfig>(bad).is_err());
+    }
+}
+
+/// Settings of the baselines (defaults from the published code where it fixes them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaselineConfig {
+    /// LoRe: rank K of the basis V (H → K).
+    pub lore_k: usize,
+    /// LoRe and PAL: Adam steps fitting an unseen user's weight logits (LoRe: 500).
+    pub adapt_steps: usize,
+    /// LoRe and PAL: Adam learning rate of that fit (LoRe: 0.1).
+    pub adapt_lr: f64,
+    /// PReF: number J of basis features φ (H → J).
+    pub pref_j: usize,
+    /// PReF: strength of the L2 penalty on the pair features ‖φ(c) − φ(r)‖₂ (PReF: 0.02).
+    pub pref_l2: f64,
+    /// PReF: rounds of the imputed SVD (missing entries re-filled from the rank-J fit; PReF: 10).
+    pub pref_svd_iters: usize,
+    /// PReF: fraction of the step budget spent regressing φ-differences on the SVD's pair
+    /// factors before the likelihood phase (PReF's separate "SVD train" phase).
+    pub pref_svd_fit_frac: f64,
+    /// PReF: gradient-descent steps of an unseen user's logistic regression (PReF: 1000).
+    pub pref_adapt_steps: usize,
+    /// PReF: its learning rate (PReF: SGD at 0.01).
+    pub pref_adapt_lr: f64,
+    /// PAL-B: number K of prompt prototypes g_k.
+    pub pal_k: usize,
+    /// PAL-B: dimension of the preference embedding space.
+    pub pal_dim: usize,
+    /// VPL: latent dimension of z.
+    pub vpl_latent: usize,
+    /// VPL: hidden width of the pair encoder and the decoder MLPs.
+    pub vpl_hidden: usize,
+    /// VPL: weight β of the KL term.
+    pub vpl_beta: f64,
+    /// VPL: floor of the cosine KL annealing (VPL's annealer baseline: 0.1).
+    pub vpl_anneal_floor: f64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            lore_k: 8,
+            adapt_steps: 500,
+            adapt_lr: 0.1,
+            pref_j: 8,
+            pref_l2: 0.02,
+            pref_svd_iters: 10,
+            pref_svd_fit_frac: 0.2,
+            pref_adapt_steps: 1000,
+            pref_adapt_lr: 0.01,
+            pal_k: 8,
+            pal_dim: 32,
+            vpl_latent: 32,
+            vpl_hidden: 64,
+            vpl_beta: 0.01,
+            vpl_anneal_floor: 0.1,
+        }
+    }
+}
+
+impl BaselineConfig {
+    /// Checks values that would otherwise fail deep inside training.
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        for (f, v) in [
+            ("baseline.lore_k", self.lore_k),
+            ("baseline.pref_j", self.pref_j),
+            ("baseline.pal_k", self.pal_k),
+            ("baseline.pal_dim", self.pal_dim),
+            ("baseline.vpl_latent", self.vpl_latent),
+            ("baseline.vpl_hidden", self.vpl_hidden),
+        ] {
+            if v == 0 {
+                return err(f, "must be at least 1");
+            }
+        }
+        for (f, v) in [
+            ("baseline.adapt_lr", self.adapt_lr),
+            ("baseline.pref_adapt_lr", self.pref_adapt_lr),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return err(f, "must be positive");
+            }
+        }
+        for (f, v) in [
+            ("baseline.pref_l2", self.pref_l2),
+            ("baseline.vpl_beta", self.vpl_beta),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return err(f, "must be a finite number ≥ 0");
+            }
+        }
+        if !(0.0..1.0).contains(&self.pref_svd_fit_frac) {
+            return err("baseline.pref_svd_fit_frac", "must be a fraction in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.vpl_anneal_floor) {
+            return err("baseline.vpl_anneal_floor", "must be in [0, 1]");
+        }
+        Ok(())
     }
 }

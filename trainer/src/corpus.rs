@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Result, Tensor};
 
-use crate::data::{DataError, Dataset, TextIndex};
 use crate::error::TrainError;
 use crate::model::RewardModel;
 use crate::tokenize::{TextEncoder, TokenizeError};
+use vrf_data::{DataError, Dataset, TextIndex};
 
 /// Token ids of every unique text of a dataset.
 pub struct Corpus {

@@ -66,7 +66,7 @@ impl Encoder {
         };
         let l = out.narrow(D::Minus1, self.d, self.d)?;
         // The runtime's bound, so trainer and export agree on ℓ's range.
-        let b = f64::from(vrf_runtime::math::LOGVAR_BOUND);
+        let b = f64::from(vrf_format::math::LOGVAR_BOUND);
         let l = ((l / b)?.tanh()? * b)?;
         Ok((mu, l))
     }

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 
 use crate::backbone::BackboneError;
 use crate::checkpoint::CheckpointError;
-use crate::data::DataError;
-use crate::synth::SynthError;
+use vrf_data::synth::SynthError;
+use vrf_data::DataError;
 
 /// Result of the trainer library's fallible functions.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 /// Why a trainer operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// A tensor operation failed (shape mismatch, device error, …).
     #[error(transparent)]
@@ -29,15 +30,12 @@ pub enum TrainError {
     /// The synthetic benchmark could not be generated.
     #[error(transparent)]
     Synth(#[from] SynthError),
-    /// A published dataset could not be converted.
-    #[error(transparent)]
-    Convert(#[from] crate::convert::ConvertError),
     /// Tokenising texts (or training the tokenizer) failed.
     #[error(transparent)]
     Tokenize(#[from] vrf_runtime::text::TokenizeError),
     /// An exported model failed validation in the runtime's model format.
     #[error(transparent)]
-    Model(#[from] vrf_runtime::ModelError),
+    Model(#[from] vrf_format::ModelError),
     /// A file-system error on a named path (the OS message is printed once, by this variant).
     #[error("{}: {message}", path.display())]
     Io {
@@ -60,19 +58,20 @@ pub enum TrainError {
         "stage {stage} step {step}: loss is {loss}; lower the learning rate or enable clipping"
     )]
     NonFinite {
-        /// The training stage.
-        stage: crate::train::Stage,
+        /// The training stage (its name).
+        stage: String,
         /// The global step.
         step: usize,
         /// The offending loss value.
         loss: f64,
     },
-    /// A comparison baseline (LoRe, PReF, PAL, VPL) could not be trained or evaluated.
+    /// A method trained outside the engine ([`crate::run::ExternalMethod`]: the comparison
+    /// baselines, the experiment harness) failed; its own typed error is the source.
     #[error(transparent)]
-    Baseline(#[from] crate::baselines::BaselineError),
-    /// `vrf-trainer compare` could not run or write an analysis.
-    #[error(transparent)]
-    Compare(#[from] crate::compare::CompareError),
+    External(Box<dyn std::error::Error + Send + Sync>),
+    /// A method the engine does not train (the comparison baselines) was given to it.
+    #[error("method {0} is a comparison baseline, trained and evaluated by vrf-bench (`vrf-bench fit --method {0}`), not by the engine")]
+    NotEngineMethod(&'static str),
     /// Anything else that stops a run, said in words (names the input concerned).
     #[error("{0}")]
     Other(String),

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Method;
 use crate::corpus::{dedup, positions, rows, Corpus};
-use crate::data::Dataset;
 use crate::encoder::segments;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::loss;
 use crate::metrics::{mean_offdiag_corr, pairwise_accuracy};
 use crate::model::RewardModel;
+use vrf_data::Dataset;
 
 /// Numbers of the collapse diagnostics (VRF only).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -104,7 +104,7 @@ pub struct EvalReport {
 impl EvalReport {
     /// A report for `method` and `seed` on `ds` with the counts filled in and every accuracy NaN,
     /// no collapse diagnostics, no few-shot points and zero cost.
-    pub(crate) fn skeleton(method: &str, seed: u64, ds: &Dataset, corpus: &Corpus) -> Self {
+    pub fn skeleton(method: &str, seed: u64, ds: &Dataset, corpus: &Corpus) -> Self {
         let count = |g: &[usize]| g.iter().map(|&u| ds.users[u].evals.len()).sum::<usize>();
         EvalReport {
             method: method.into(),
@@ -140,7 +140,7 @@ pub struct UserPosterior {
 }
 
 /// The chosen and rejected text ids of `triplets`, interleaved `[c₀, r₀, c₁, r₁, …]`.
-pub(crate) fn pair_texts(corpus: &Corpus, triplets: impl IntoIterator<Item = usize>) -> Vec<usize> {
+pub fn pair_texts(corpus: &Corpus, triplets: impl IntoIterator<Item = usize>) -> Vec<usize> {
     let idx = &corpus.index;
     triplets
         .into_iter()
@@ -150,7 +150,7 @@ pub(crate) fn pair_texts(corpus: &Corpus, triplets: impl IntoIterator<Item = usi
 
 /// Frozen features of a set of texts (backbone states and basis rewards), by text id: what
 /// evaluation and stage 2 (frozen backbone) compute posteriors and accuracies from.
-pub(crate) struct Features {
+pub struct Features {
     pos: HashMap<usize, u32>,
     e: Tensor,
     phi: Tensor,
@@ -158,7 +158,7 @@ pub(crate) struct Features {
 
 impl Features {
     /// Embeds the chosen and rejected texts of `triplets`, each unique text once.
-    pub(crate) fn embed(
+    pub fn embed(
         model: &RewardModel,
         corpus: &Corpus,
         triplets: impl IntoIterator<Item = usize>,
@@ -171,7 +171,7 @@ impl Features {
     }
 
     /// Embeds every reference and eval text of every user of `ds`.
-    pub(crate) fn of_users(model: &RewardModel, corpus: &Corpus, ds: &Dataset) -> Result<Self> {
+    pub fn of_users(model: &RewardModel, corpus: &Corpus, ds: &Dataset) -> Result<Self> {
         Self::embed(
             model,
             corpus,
@@ -192,7 +192,7 @@ impl Features {
     }
 
     /// Basis-reward differences φ(chosen) − φ(rejected) `[triplets, K]` of dataset triplets `tr`.
-    pub(crate) fn delta(&self, corpus: &Corpus, tr: &[usize]) -> Result<Tensor> {
+    pub fn delta(&self, corpus: &Corpus, tr: &[usize]) -> Result<Tensor> {
         let (c, r) = self.pair_rows(corpus, tr);
         Ok((rows(&self.phi, &c)? - rows(&self.phi, &r)?)?)
     }
@@ -219,7 +219,7 @@ pub(crate) fn user_posterior(
 }
 
 /// Posterior `(μ, σ², w)` of a group of users from the given reference triplets per user.
-pub(crate) fn posteriors(
+pub fn posteriors(
     model: &RewardModel,
     f: &Features,
     corpus: &Corpus,
@@ -247,7 +247,7 @@ pub(crate) fn group_accuracy(
 /// The few-shot reference draws of `ds`'s unseen users: for each k of 1, 3, 5 and 9 up to the
 /// largest reference count, k random reference pairs of each unseen user (all of a user's pairs
 /// where it has fewer), from an RNG seeded by k.
-pub(crate) fn few_shot_draws(ds: &Dataset) -> Vec<(usize, Vec<Vec<usize>>)> {
+pub fn few_shot_draws(ds: &Dataset) -> Vec<(usize, Vec<Vec<usize>>)> {
     let max_refs = ds
         .unseen
         .iter()
@@ -291,7 +291,7 @@ pub fn evaluate(
     let mut cached = Vec::new();
     match cfg.method {
         Method::Lore | Method::Pref | Method::Pal | Method::Vpl => {
-            return Err(crate::baselines::BaselineError::NotHere(cfg.method.name()).into())
+            return Err(TrainError::NotEngineMethod(cfg.method.name()))
         }
         Method::Bt => {
             let acc = |g: &[usize]| -> Result<f64> {

@@ -1,5 +1,5 @@
 //! `vrf-trainer export`: a trained run → a portable model directory (see
-//! [`vrf_runtime::format`]): `backbone.onnx` (backbone + basis-reward heads, opset 17),
+//! [`vrf_format::manifest`]): `backbone.onnx` (backbone + basis-reward heads, opset 17),
 //! `tokenizer.json`, `user_model.safetensors` (encoder + bases), `seen_users.json` and the
 //! `vrf.json` manifest with a SHA-256 of every file.
 //!
@@ -15,21 +15,21 @@ use candle_onnx::onnx::ModelProto;
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vrf_runtime::format::{
+use vrf_format::manifest::{
     self, EncoderSpec, FileEntry, Manifest, OnnxSpec, SeenUser, SeenUsers, TextSpec, BACKBONE_FILE,
     MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
 };
-use vrf_runtime::user_model::names;
+use vrf_format::names;
 
 use crate::checkpoint::{load_checkpoint_weights, read_json, TrainState};
 use crate::config::{Method, RunConfig};
-use crate::data::write_atomic;
 use crate::model::{onnx_names, prefix, RewardModel};
 use crate::onnx::OPSET;
 use crate::quantize::{quantize_int8, Quantize};
 use crate::run::Posteriors;
 use crate::tokenize::{TextEncoder, TextTemplate};
 use crate::vars::SeededVarMap;
+use vrf_data::write_atomic;
 
 /// Above this many weight bytes they go to `backbone.onnx.data`, written tensor by tensor:
 /// protobuf cannot hold more than 2 GiB, and an inline graph is built whole in memory (twice:
@@ -327,7 +327,7 @@ fn check_onnx_runtime(
     cases: &[Case],
 ) -> Result<Vec<CheckResult>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let session = vrf_runtime::backbone::OnnxBackbone::open(
+    let session = vrf_runtime::OnnxBackbone::open(
         path,
         spec,
         h,
@@ -461,7 +461,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let _scratch = vrf_runtime::fsutil::RemoveOnDrop(tmp.clone());
+    let _scratch = vrf_format::fsutil::RemoveOnDrop(tmp.clone());
     let mut files = BTreeMap::new();
     let put = |files: &mut BTreeMap<String, FileEntry>, name: &str, bytes: &[u8]| -> Result<()> {
         write_atomic(tmp.join(name), bytes)
@@ -561,8 +561,8 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
     };
 
     let manifest = Manifest {
-        format: format::FORMAT.into(),
-        format_version: format::FORMAT_VERSION,
+        format: manifest::FORMAT.into(),
+        format_version: manifest::FORMAT_VERSION,
         k,
         d,
         hidden: h,
@@ -620,7 +620,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
     write_atomic(&manifest_path, manifest.to_json().as_bytes())
         .map_err(|e| TrainError::io(&manifest_path, e))?;
 
-    vrf_runtime::fsutil::replace_dir(&tmp, out)
+    vrf_format::fsutil::replace_dir(&tmp, out)
         .with_context(|| format!("moving {} to {}", tmp.display(), out.display()))?;
     Ok(ExportReport {
         out: out.to_path_buf(),

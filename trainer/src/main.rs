@@ -1,21 +1,17 @@
-//! `vrf-trainer`: generate the synthetic benchmark, fit VRF (and the BT baseline), evaluate.
+//! `vrf-trainer`: the engine's CLI. `fit` trains one run directory on a JSONL file (VRF or the
+//! BT baseline), `eval` re-evaluates it, `export` writes the portable model directory. The
+//! experiment harness (the embedded benchmark, baselines, ablations, comparisons) is `vrf-bench`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use vrf_trainer::checkpoint::read_json;
-use vrf_trainer::compare::{CompareOutcome, ComparePlan};
-use vrf_trainer::config::{
-    BackboneSource, BaseInit, Batching, Method, Objective, Pooling, Prior, Recompute, RunConfig,
-    Schedule, StageOneUsers, StageTwoPool,
-};
+use vrf_trainer::cli::{load_config, Overrides};
+use vrf_trainer::config::Method;
 use vrf_trainer::eval::format_report;
-use vrf_trainer::experiment::{self, run_rows, Plan, Row, Variant};
 use vrf_trainer::export::{export, ExportOptions};
-use vrf_trainer::run::{device, eval_run};
-use vrf_trainer::synth::{generate, PairMode, SynthConfig};
+use vrf_trainer::run::{device, eval_run, fit_run, FitOptions};
 use vrf_trainer::train::FitOutcome;
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
@@ -27,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "vrf-trainer",
     version,
-    about = "Train and evaluate VRF personalised reward models"
+    about = "Train, evaluate and export VRF personalised reward models"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,14 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Fit a model (default: VRF and the BT baseline on the embedded synthetic benchmark).
+    /// Fit one run directory: VRF (or BT) on a JSONL file, then evaluate it (eval.json).
     Fit(Box<FitArgs>),
-    /// Fit the ablation suite (docs/METHOD.md §3 ablations (a)–(e) and the §3b remedies) and print a table.
-    Ablate(Box<FitArgs>),
-    /// Compare methods on the synthetic benchmark at several α over several seeds: Table 1, the
-    /// few-shot curve, accuracy by VRF's uncertainty, adaptation time, best-of-N against the true
-    /// utilities, and figures (OUT/compare.md, OUT/compare.json, OUT/figures/).
-    Compare(Box<CompareArgs>),
     /// Export a trained VRF run to a portable model directory (ONNX backbone + heads, tokenizer,
     /// encoder and bases, cached seen users, vrf.json manifest), checked against candle.
     Export {
@@ -87,277 +77,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
-    /// Write the synthetic PersonalLLM-style benchmark (docs/METHOD.md §6) as JSONL.
-    Synth(SynthArgs),
-    /// Convert a published dataset (PersonalLLM, TL;DR, PRISM) to the trainer's JSONL with the
-    /// paper's protocol; prints and writes (`<stem>.stats.json`) its Table 3 statistics.
-    #[command(subcommand)]
-    Data(DataCmd),
-    /// Fit the reference rankers (bag of words; true scorers: global, per user, MAP, oracle) on
-    /// a generated benchmark and print their accuracies.
-    Reference {
-        /// Benchmark JSONL (with its `*.synth_meta.json` side-file).
-        #[arg(long)]
-        data: PathBuf,
-    },
-}
-
-/// `vrf-trainer data <dataset>`.
-#[derive(Subcommand)]
-enum DataCmd {
-    /// PersonalLLM: the `train` and `test` tables (parquet or JSON lines) → synthetic users.
-    PersonalLlm {
-        /// The train table.
-        #[arg(long)]
-        train: PathBuf,
-        /// The test table (eval prompts).
-        #[arg(long)]
-        test: PathBuf,
-        /// Output JSONL (true user weights go to `<stem>.user_weights.json`).
-        #[arg(long)]
-        out: PathBuf,
-        /// Dirichlet concentration α (the paper: 0.1, 1, 10).
-        #[arg(long, default_value_t = 0.1)]
-        alpha: f64,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Seen users.
-        #[arg(long, default_value_t = 1000)]
-        seen_users: usize,
-        /// Unseen users.
-        #[arg(long, default_value_t = 1000)]
-        unseen_users: usize,
-    },
-    /// TL;DR: OpenAI summarize_from_feedback `comparisons` (files or directories of JSON lines).
-    Tldr {
-        /// Comparison files or directories holding them.
-        #[arg(long, required = true, num_args = 1..)]
-        input: Vec<PathBuf>,
-        /// Output JSONL.
-        #[arg(long)]
-        out: PathBuf,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Target comparisons per seen user (the paper: 50 or 100).
-        #[arg(long, default_value_t = 50)]
-        target: usize,
-        /// Seen users (and as many unseen).
-        #[arg(long, default_value_t = 20)]
-        users: usize,
-        /// Keep workers with at least this many comparisons.
-        #[arg(long, default_value_t = 50)]
-        min_comparisons: usize,
-    },
-    /// PRISM: `conversations.jsonl` → highest- vs lowest-scored response per turn.
-    Prism {
-        /// `conversations.jsonl` (or a parquet export of it).
-        #[arg(long)]
-        input: PathBuf,
-        /// Output JSONL.
-        #[arg(long)]
-        out: PathBuf,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Use every conversation, not only the balanced subset.
-        #[arg(long)]
-        all_users: bool,
-    },
-}
-
-fn data(cmd: &DataCmd) -> anyhow::Result<()> {
-    use vrf_trainer::convert::{output, personal_llm, prism, tldr};
-    let (out, triplets, report) = match cmd {
-        DataCmd::PersonalLlm {
-            train,
-            test,
-            out,
-            alpha,
-            seed,
-            seen_users,
-            unseen_users,
-        } => {
-            let opt = personal_llm::PersonalLlmOptions {
-                alpha: *alpha,
-                seed: *seed,
-                seen_users: *seen_users,
-                unseen_users: *unseen_users,
-                ..Default::default()
-            };
-            let (t, r, w) = personal_llm::convert(train, test, &opt)?;
-            output::write_json(&personal_llm::weights_path(out), &w)?;
-            (out, t, r)
-        }
-        DataCmd::Tldr {
-            input,
-            out,
-            seed,
-            target,
-            users,
-            min_comparisons,
-        } => {
-            let opt = tldr::TldrOptions {
-                seed: *seed,
-                n_target: *target,
-                seen_users: *users,
-                unseen_users: *users,
-                min_comparisons: *min_comparisons,
-                ..Default::default()
-            };
-            let (t, r) = tldr::convert(input, &opt)?;
-            (out, t, r)
-        }
-        DataCmd::Prism {
-            input,
-            out,
-            seed,
-            all_users,
-        } => {
-            let opt = prism::PrismOptions {
-                seed: *seed,
-                balanced_only: !*all_users,
-                ..Default::default()
-            };
-            let (t, r) = prism::convert(input, &opt)?;
-            (out, t, r)
-        }
-    };
-    output::write(out, &triplets, &report)?;
-    print!("{}", output::table(&report));
-    eprintln!(
-        "wrote {} triplets to {} (statistics in {})",
-        triplets.len(),
-        out.display(),
-        output::stats_path(out).display()
-    );
-    Ok(())
-}
-
-#[derive(Args, Clone)]
-struct SynthArgs {
-    /// Output JSONL path.
-    #[arg(long, default_value = "data/synth.jsonl")]
-    out: PathBuf,
-    /// Seen (training) users.
-    #[arg(long, default_value_t = 200)]
-    seen_users: usize,
-    /// Unseen (held-out) users.
-    #[arg(long, default_value_t = 200)]
-    unseen_users: usize,
-    /// Dirichlet concentration α of user weights (0.1 very diverse … 10 near uniform).
-    #[arg(long, default_value_t = 0.1)]
-    alpha: f64,
-    /// Generator seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Prompts in the training pool (reference and target rows).
-    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
-    train_prompts: usize,
-    /// Prompts in the eval pool (eval rows only).
-    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
-    eval_prompts: usize,
-    /// Pairs: best-worst (highest vs lowest of each prompt's responses) or random (two random
-    /// responses of different scores, the higher chosen: a harder benchmark).
-    #[arg(long, value_enum, default_value = "best-worst")]
-    pairs: PairMode,
-}
-
-/// The synthetic benchmark's size and seed, shared by `fit`, `ablate` and `compare`.
-#[derive(Args)]
-struct BenchArgs {
-    /// Synthetic data: seen users.
-    #[arg(long, default_value_t = 200)]
-    seen_users: usize,
-    /// Synthetic data: unseen users.
-    #[arg(long, default_value_t = 200)]
-    unseen_users: usize,
-    /// Synthetic data: generator seed.
-    #[arg(long, default_value_t = 0)]
-    data_seed: u64,
-    /// Synthetic data: training prompts.
-    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
-    train_prompts: usize,
-    /// Synthetic data: eval prompts.
-    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
-    eval_prompts: usize,
-}
-
-impl BenchArgs {
-    /// The generator configuration at α and pair mode `pairs`.
-    fn synth(&self, alpha: f64, pairs: PairMode) -> SynthConfig {
-        SynthConfig {
-            seen_users: self.seen_users,
-            unseen_users: self.unseen_users,
-            alpha,
-            seed: self.data_seed,
-            train_prompts: self.train_prompts,
-            eval_prompts: self.eval_prompts,
-            pairs,
-            ..Default::default()
-        }
-    }
-}
-
-#[derive(Args)]
-struct CompareArgs {
-    /// Output directory: OUT/alpha-<α>/{data.jsonl, <method>-seed<S>/}, the tables and figures.
-    #[arg(long, default_value = "runs/compare")]
-    out: PathBuf,
-    /// Methods, comma-separated (BT is the best-of-N opponent, VRF gives the uncertainty bins).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "vrf,bt,lore,pref,pal,vpl"
-    )]
-    methods: Vec<Method>,
-    /// Dirichlet concentrations α of the benchmark, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "0.1,1,10")]
-    alphas: Vec<f64>,
-    /// Training seeds, comma-separated.
-    #[arg(long, alias = "seed", value_delimiter = ',', default_value = "0,1,2")]
-    seeds: Vec<u64>,
-    /// Start from this JSON config (fields as in a run's config.json); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
-    #[arg(long, default_value = "tiny")]
-    backbone: String,
-    /// cpu or cuda (cuda needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Reuse finished runs and continue interrupted ones.
-    #[arg(long)]
-    resume: bool,
-    /// Fit only share I of N of each α's (method, seed) jobs, then stop; a final call with
-    /// `--resume` and no shard analyses everything.
-    #[arg(long, value_parser = parse_shard)]
-    shard: Option<(usize, usize)>,
-    /// No progress bars.
-    #[arg(long)]
-    quiet: bool,
-    #[command(flatten)]
-    bench: BenchArgs,
-    #[command(flatten)]
-    hp: Overrides,
 }
 
 #[derive(Args)]
 struct FitArgs {
-    /// Training/eval JSONL (docs/METHOD.md §7); default: the synthetic benchmark, generated into OUT.
+    /// Training/eval JSONL (docs/METHOD.md §7).
     #[arg(long)]
-    data: Option<PathBuf>,
-    /// Output directory (one sub-directory per method).
-    #[arg(long, default_value = "runs/default")]
+    data: PathBuf,
+    /// Run directory to write (config.json, checkpoint/, metrics.jsonl, eval.json, ...).
+    #[arg(long)]
     out: PathBuf,
-    /// Model to fit.
+    /// vrf or bt (the comparison baselines are fitted by `vrf-bench fit --method`).
     #[arg(long, value_enum, default_value = "vrf")]
     method: Method,
-    /// Also fit the BT baseline with the same backbone, data and budget (`none` to skip).
-    #[arg(long, default_value = "bt", value_parser = ["bt", "none"])]
-    baseline: String,
     /// Start from this JSON config (fields as in a run's config.json); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -367,420 +99,39 @@ struct FitArgs {
     /// cpu or cuda (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Training seed(s), comma-separated; several give mean ± std (docs/METHOD.md §5). Default: the
-    /// config's seed (0).
-    #[arg(long, alias = "seed", value_delimiter = ',')]
-    seeds: Option<Vec<u64>>,
-    /// Continue interrupted runs in OUT (finished ones are reused).
+    /// Training seed (default: the config's, 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue an interrupted run in OUT from its checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Run only share I of N of the (run, seed) jobs, e.g. `0/2` and `1/2` in two processes;
-    /// then `--resume` without it collects the table.
-    #[arg(long, value_parser = parse_shard)]
-    shard: Option<(usize, usize)>,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
-    /// Synthetic data: α of the default benchmark.
-    #[arg(long, default_value_t = 0.1)]
-    alpha: f64,
-    #[command(flatten)]
-    bench: BenchArgs,
-    /// Synthetic data: best-worst or random pairs; random data and runs go to OUT/random-pairs.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "best-worst",
-        conflicts_with = "data"
-    )]
-    pairs: PairMode,
     #[command(flatten)]
     hp: Overrides,
 }
 
-/// Hyperparameter overrides; unset flags keep the config's value.
-#[derive(Args)]
-struct Overrides {
-    /// CPU threads for candle.
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Epochs.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Learning-rate multiplier of encoder, bases and free user logits.
-    #[arg(long)]
-    latent_lr_mult: Option<f64>,
-    /// Number of bases K.
-    #[arg(long)]
-    k: Option<usize>,
-    /// Latent dimension d.
-    #[arg(long)]
-    d: Option<usize>,
-    /// Softmax temperature τ.
-    #[arg(long)]
-    tau: Option<f64>,
-    /// KL weight β (0 = ablation c).
-    #[arg(long)]
-    beta: Option<f64>,
-    /// Diversity weight λ_div (0 = ablation b).
-    #[arg(long)]
-    lambda_div: Option<f64>,
-    /// Diversity margin δ.
-    #[arg(long)]
-    delta: Option<f64>,
-    /// va or bt (ablation a).
-    #[arg(long, value_enum)]
-    objective: Option<Objective>,
-    /// mog or std-normal (ablation d).
-    #[arg(long, value_enum)]
-    prior: Option<Prior>,
-    /// pog or mean (ablation e).
-    #[arg(long, value_parser = parse_pooling)]
-    pooling: Option<Pooling>,
-    /// end-to-end or staged.
-    #[arg(long, value_enum)]
-    schedule: Option<Schedule>,
-    /// Give the encoder each reference pair's Δφ.
-    #[arg(long)]
-    enc_phi: Option<bool>,
-    /// Remedy: KL warm-up fraction.
-    #[arg(long)]
-    kl_warmup: Option<f64>,
-    /// Remedy: margin from the initial basis spread.
-    #[arg(long)]
-    delta_auto: Option<bool>,
-    /// Remedy: basis-reward correlation penalty weight.
-    #[arg(long)]
-    lambda_phi: Option<f64>,
-    /// Remedy: usage-balancing weight.
-    #[arg(long)]
-    lambda_bal: Option<f64>,
-    /// Remedy: weight-entropy weight.
-    #[arg(long)]
-    lambda_ent: Option<f64>,
-    /// randn or orthogonal basis means.
-    #[arg(long, value_enum)]
-    base_init: Option<BaseInit>,
-    /// Epochs of causal-LM pretraining of the backbone on the training texts (0: none).
-    #[arg(long)]
-    lm_epochs: Option<usize>,
-    /// Epochs of heads + free user logits on the frozen backbone after stage 1 (0: none).
-    #[arg(long)]
-    s1_head_epochs: Option<usize>,
-    /// Stage 1 users: softmax weights, or free vectors turned into archetypes afterwards.
-    #[arg(long, value_enum)]
-    s1_users: Option<StageOneUsers>,
-    /// Stage 1 with user vectors: L2 weight on the vectors.
-    #[arg(long)]
-    s1_vector_l2: Option<f64>,
-    /// Stage 2 reference subsets from the reference pairs only, or from reference + target pairs.
-    #[arg(long, value_enum)]
-    s2_pool: Option<StageTwoPool>,
-    /// Stage-2 epochs (staged fit).
-    #[arg(long)]
-    s2_epochs: Option<usize>,
-    /// Stage-3 epochs (staged fit).
-    #[arg(long)]
-    s3_epochs: Option<usize>,
-    /// End-to-end batching: prompts or users.
-    #[arg(long, value_enum)]
-    batching: Option<Batching>,
-    /// Users per step (end to end, user batching).
-    #[arg(long)]
-    users_per_step: Option<usize>,
-    /// Prompts per step (BT and stage 1).
-    #[arg(long)]
-    prompts_per_step: Option<usize>,
-    /// Maximum tokens per text.
-    #[arg(long)]
-    max_len: Option<usize>,
-    /// Recompute the backbone's activations layer by layer in the backward (auto: for a
-    /// Hugging Face backbone) instead of keeping them: memory for one layer, one extra forward.
-    #[arg(long, value_enum)]
-    recompute: Option<Recompute>,
-    /// Texts per recomputed micro-batch (0: all of a step's texts at once).
-    #[arg(long)]
-    micro_batch: Option<usize>,
-    /// LoRA rank on the backbone's attention and MLP projections, the rest of the backbone
-    /// frozen (0: full fine-tuning); export merges the adapters into the graph.
-    #[arg(long)]
-    lora_rank: Option<usize>,
-    /// LoRA scale numerator α (updates are scaled by α / rank).
-    #[arg(long)]
-    lora_alpha: Option<f64>,
-    /// Precision of the backbone's matrix products: f32; bf16 with f32 weights, gradients and
-    /// optimizer state (for CUDA's tensor cores; slower than f32 on the CPU); or tf32 (f32
-    /// tensors on CUDA's TF32 tensor cores; CUDA only).
-    #[arg(long, value_enum)]
-    matmul: Option<vrf_trainer::config::Matmul>,
-}
-
-impl Overrides {
-    fn apply(&self, c: &mut RunConfig) {
-        macro_rules! set {
-            ($flag:expr, $field:expr) => {
-                if let Some(v) = $flag {
-                    $field = v;
-                }
-            };
-        }
-        set!(self.threads, c.train.threads);
-        set!(self.epochs, c.train.epochs);
-        set!(self.lr, c.train.lr);
-        set!(self.latent_lr_mult, c.train.latent_lr_mult);
-        set!(self.k, c.model.k);
-        set!(self.d, c.model.d);
-        set!(self.tau, c.model.tau);
-        set!(self.beta, c.loss.beta);
-        set!(self.lambda_div, c.loss.lambda_div);
-        set!(self.delta, c.loss.delta);
-        set!(self.objective, c.loss.objective);
-        set!(self.prior, c.loss.prior);
-        set!(self.pooling, c.model.pooling);
-        set!(self.schedule, c.train.schedule);
-        set!(self.enc_phi, c.model.enc_phi);
-        set!(self.kl_warmup, c.loss.kl_warmup);
-        set!(self.delta_auto, c.loss.delta_auto);
-        set!(self.lambda_phi, c.loss.lambda_phi);
-        set!(self.lambda_bal, c.loss.lambda_bal);
-        set!(self.lambda_ent, c.loss.lambda_ent);
-        set!(self.base_init, c.model.base_init);
-        set!(self.lm_epochs, c.train.lm_epochs);
-        set!(self.s1_head_epochs, c.train.s1_head_epochs);
-        set!(self.s1_users, c.train.s1_users);
-        set!(self.s1_vector_l2, c.train.s1_vector_l2);
-        set!(self.s2_pool, c.train.s2_pool);
-        set!(self.s2_epochs, c.train.s2_epochs);
-        set!(self.s3_epochs, c.train.s3_epochs);
-        set!(self.batching, c.train.batching);
-        set!(self.users_per_step, c.train.users_per_step);
-        set!(self.prompts_per_step, c.train.prompts_per_step);
-        set!(self.max_len, c.train.max_len);
-        set!(self.recompute, c.train.recompute);
-        set!(self.micro_batch, c.train.micro_batch);
-        set!(self.lora_rank, c.lora.rank);
-        set!(self.lora_alpha, c.lora.alpha);
-        set!(self.matmul, c.train.matmul);
-    }
-}
-
-fn synth(a: &SynthArgs) -> anyhow::Result<()> {
-    let cfg = SynthConfig {
-        seen_users: a.seen_users,
-        unseen_users: a.unseen_users,
-        alpha: a.alpha,
-        seed: a.seed,
-        train_prompts: a.train_prompts,
-        eval_prompts: a.eval_prompts,
-        pairs: a.pairs,
-        ..Default::default()
-    };
-    write_synth(&cfg, &a.out)
-}
-
-/// Generates the benchmark `cfg` into `out` (and its meta file beside it).
-fn write_synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<()> {
-    let s = generate(cfg)?;
-    let meta = s
-        .write(out)
-        .with_context(|| format!("writing {}", out.display()))?;
-    eprintln!(
-        "wrote {} triplets to {} (true user weights in {})",
-        s.triplets.len(),
-        out.display(),
-        meta.display()
-    );
-    Ok(())
-}
-
-/// The run configuration of `--config` (or the defaults) with the flag overrides, `--method`
-/// when given and `--backbone` applied, validated.
-fn load_config(
-    config: Option<&Path>,
-    hp: &Overrides,
-    method: Option<Method>,
-    backbone: &str,
-) -> anyhow::Result<RunConfig> {
-    let mut cfg: RunConfig = match config {
-        Some(p) => read_json(p)?,
-        None => RunConfig::default(),
-    };
-    hp.apply(&mut cfg);
-    if let Some(m) = method {
-        cfg.method = m;
-    }
-    if backbone != "tiny" {
-        cfg.backbone = BackboneSource::Hf {
-            path: backbone.to_string(),
-        };
-    }
-    cfg.validate()?;
-    Ok(cfg)
-}
-
-fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
-    load_config(a.config.as_deref(), &a.hp, Some(a.method), &a.backbone)
-}
-
-/// Where fit writes: OUT, or OUT/random-pairs for the random-pair benchmark, so its data and
-/// runs never mix with the default benchmark's.
-fn fit_out(a: &FitArgs) -> PathBuf {
-    match a.pairs {
-        PairMode::BestWorst => a.out.clone(),
-        PairMode::Random => a.out.join("random-pairs"),
-    }
-}
-
-/// The data file: `--data`, or the synthetic benchmark generated into [`fit_out`] once.
-fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
-    let out = fit_out(a);
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    match &a.data {
-        Some(p) => Ok(p.clone()),
-        None => {
-            let p = out.join("data.jsonl");
-            if !p.exists() {
-                write_synth(&a.bench.synth(a.alpha, a.pairs), &p)?;
-            }
-            Ok(p)
-        }
-    }
-}
-
-fn plan(a: &FitArgs, cfg: &RunConfig) -> anyhow::Result<Plan> {
-    let seeds = a.seeds.clone().unwrap_or_else(|| vec![cfg.train.seed]);
-    Ok(Plan {
-        out: fit_out(a),
-        data: data_path(a)?,
-        seeds,
-        resume: a.resume || a.shard.is_some(),
-        verbose: !a.quiet,
-        shard: a.shard,
-    })
-}
-
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/2")?;
-    let (i, n): (usize, usize) = (
-        i.parse().map_err(|_| "I must be a number")?,
-        n.parse().map_err(|_| "N must be a number")?,
-    );
-    if n == 0 || i >= n {
-        return Err(format!("need 0 ≤ I < N, got {i}/{n}"));
-    }
-    Ok((i, n))
-}
-
 fn fit(a: &FitArgs) -> anyhow::Result<()> {
-    let cfg = base_config(a)?;
+    let mut cfg = load_config(a.config.as_deref(), &a.hp, Some(a.method), &a.backbone)?;
+    if let Some(seed) = a.seed {
+        cfg.train.seed = seed;
+    }
     vrf_trainer::threads::set(cfg.train.threads);
     let dev = device(&a.device)?;
-    let mut configs = vec![Variant::new(a.method.name(), cfg.clone())];
-    if a.baseline == "bt" && a.method != Method::Bt {
-        let mut c = cfg.clone();
-        c.method = Method::Bt;
-        configs.push(Variant::new("bt", c));
-    }
-    let p = plan(a, &cfg)?;
-    let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
-        return Ok(());
-    };
-    println!("\n{}", experiment::save(&p, "summary", &rows)?);
-    println!(
-        "({} thread(s); tables in {})",
-        cfg.train.threads,
-        p.out.join("summary.md").display()
-    );
-    Ok(())
-}
-
-/// The rows of a finished plan; for a run stopped as configured (`train.stop_after_steps`), a
-/// notice instead (no evaluation, not an error).
-fn finished_rows(outcome: FitOutcome<Vec<Row>>) -> Option<Vec<Row>> {
-    match outcome {
-        FitOutcome::Finished(rows) => Some(rows),
-        FitOutcome::Stopped(stop) => {
-            eprintln!("{stop}");
-            None
-        }
-    }
-}
-
-fn ablate(a: &FitArgs) -> anyhow::Result<()> {
-    let mut cfg = base_config(a)?;
-    cfg.method = Method::Vrf;
-    vrf_trainer::threads::set(cfg.train.threads);
-    let dev = device(&a.device)?;
-    let mut configs = experiment::ablations(&cfg);
-    if a.baseline == "bt" {
-        let mut c = cfg.clone();
-        c.method = Method::Bt;
-        configs.push(Variant {
-            id: "bt".into(),
-            label: "BT baseline".into(),
-            cfg: c,
-        });
-    }
-    let p = plan(a, &cfg)?;
-    let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
-        return Ok(());
-    };
-    println!("\n{}", experiment::save(&p, "ablation", &rows)?);
-    Ok(())
-}
-
-fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    let cfg = load_config(a.config.as_deref(), &a.hp, None, &a.backbone)?;
-    vrf_trainer::threads::set(cfg.train.threads);
-    let dev = device(&a.device)?;
-    let plan = ComparePlan {
-        out: a.out.clone(),
-        methods: a.methods.clone(),
-        alphas: a.alphas.clone(),
-        seeds: a.seeds.clone(),
-        base: cfg,
-        // α is set per benchmark by the plan.
-        synth: a
-            .bench
-            .synth(SynthConfig::default().alpha, SynthConfig::default().pairs),
-        resume: a.resume,
-        shard: a.shard,
-        verbose: !a.quiet,
-    };
-    match vrf_trainer::compare::run(&plan, &dev)? {
-        CompareOutcome::Done(r) => {
-            print!("{}", vrf_trainer::compare::table::markdown(&r));
-            println!(
-                "\n(tables in {}, figures in {})",
-                a.out.join("compare.md").display(),
-                a.out.join("figures").display()
-            );
-        }
-        CompareOutcome::Sharded => eprintln!(
-            "this shard's fits are done; run `vrf-trainer compare --resume` with the same \
-             settings and no --shard to analyse every run"
-        ),
-        CompareOutcome::Stopped(stop) => eprintln!("{stop}"),
+    let opts = FitOptions::new(a.resume, !a.quiet);
+    match fit_run(&a.out, &cfg, &a.data, &dev, &opts)
+        .with_context(|| format!("fitting {}", a.out.display()))?
+    {
+        FitOutcome::Finished(r) => print!("{}", format_report(&r)),
+        FitOutcome::Stopped(stop) => eprintln!("{stop}"),
     }
     Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.cmd {
-        Cmd::Synth(a) => synth(a),
-        Cmd::Data(d) => data(d),
-        Cmd::Reference { data } => {
-            let r = vrf_trainer::reference::for_data(data)?
-                .with_context(|| format!("{} has no synth meta side-file", data.display()))?;
-            print!("{}", r.table());
-            Ok(())
-        }
         Cmd::Fit(a) => fit(a),
-        Cmd::Ablate(a) => ablate(a),
-        Cmd::Compare(a) => compare(a),
         Cmd::Export {
             run,
             out,
@@ -848,16 +199,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             vrf_trainer::threads::set(*threads);
             let dev = device(d)?;
-            let r = eval_run(run, data.as_deref(), &dev)?;
+            let r = eval_run(run, data.as_deref(), &dev, None)?;
             print!("{}", format_report(&r));
             Ok(())
         }
     }
-}
-
-/// `--pooling` takes the manifest's names (`pog`, `mean`).
-fn parse_pooling(s: &str) -> Result<Pooling, String> {
-    Pooling::from_name(s).ok_or_else(|| format!("unknown pooling {s:?}: expected pog or mean"))
 }
 
 fn main() -> std::process::ExitCode {

@@ -95,7 +95,7 @@ impl RewardModel {
         }
         let k = match cfg.method {
             Method::Vrf => cfg.model.k,
-            // The baselines (crate::baselines) keep their own parameters; their K = 1 head is unused.
+            // The baselines (vrf_bench::baselines) keep their own parameters; their K = 1 head is unused.
             _ => 1,
         };
         let heads = BasisHeads::new(h, k, vb.pp("heads"))?;

@@ -397,7 +397,7 @@ impl OnnxModel {
     ) -> Result<ModelProto, ExternalDataError> {
         use candle_onnx::onnx::{tensor_proto::DataLocation, StringStringEntryProto};
         let mut entries = Vec::with_capacity(self.weights.len());
-        vrf_runtime::fsutil::write_atomic_with(data, |w| {
+        vrf_format::fsutil::write_atomic_with(data, |w| {
             let mut offset = 0usize;
             for weight in &self.weights {
                 let pad = offset.next_multiple_of(EXTERNAL_ALIGN) - offset;

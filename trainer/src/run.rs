@@ -13,7 +13,6 @@ use crate::backbone::{load_hf_dir, BackboneOptions, Qwen3Config};
 use crate::checkpoint::{load_checkpoint, read_json, write_json};
 use crate::config::{BackboneSource, RunConfig};
 use crate::corpus::Corpus;
-use crate::data::Dataset;
 use crate::error::{Result, TrainError};
 use crate::eval::{evaluate, EvalReport, UserPosterior};
 use crate::lock::DirLock;
@@ -21,6 +20,7 @@ use crate::model::RewardModel;
 use crate::tokenize::{train_bpe, TextEncoder, TextTemplate, DEFAULT_VOCAB_SIZE};
 use crate::train::{free_logit_count, FitOutcome, Trainer};
 use crate::vars::SeededVarMap;
+use vrf_data::Dataset;
 
 /// Where a run's data came from; written to `DIR/run.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -139,11 +139,35 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> Result
 }
 
 /// Options of [`fit_run`].
-pub struct FitOptions {
+pub struct FitOptions<'a> {
     /// Continue from `DIR/checkpoint` if present.
     pub resume: bool,
     /// Show progress bars.
     pub progress: bool,
+    /// Trains the methods the engine does not (the comparison baselines, from vrf-bench);
+    /// without it such a method is refused.
+    pub external: Option<&'a dyn ExternalMethod>,
+}
+
+impl FitOptions<'_> {
+    /// Engine-only options: VRF and BT, no external methods.
+    pub fn new(resume: bool, progress: bool) -> Self {
+        Self {
+            resume,
+            progress,
+            external: None,
+        }
+    }
+}
+
+/// A method trained in its own loop on the engine's prepared run (data, tokenised corpus,
+/// backbone): the paper's comparison baselines live in vrf-bench and come in through this, so
+/// the engine keeps one run directory format without depending on them.
+pub trait ExternalMethod {
+    /// Trains prepared run `dir` (continuing its checkpoint with `resume`) and evaluates it.
+    fn fit(&self, dir: &Path, p: &Prepared, resume: bool, progress: bool) -> Result<EvalReport>;
+    /// Re-evaluates trained run `dir`; `train_seconds` is what its earlier `eval.json` recorded.
+    fn evaluate(&self, dir: &Path, p: &Prepared, train_seconds: Option<f64>) -> Result<EvalReport>;
 }
 
 /// Trains run `dir` on `data` with `cfg`, then evaluates it and writes `eval.json` and
@@ -201,7 +225,10 @@ pub fn fit_run(
         );
     }
     if cfg.method.is_baseline() {
-        let report = crate::baselines::fit(dir, &p, resume, opts.progress)?;
+        let external = opts
+            .external
+            .ok_or(TrainError::NotEngineMethod(cfg.method.name()))?;
+        let report = external.fit(dir, &p, resume, opts.progress)?;
         return Ok(FitOutcome::Finished(report));
     }
     let ck = if resume {
@@ -262,8 +289,14 @@ fn finish(
     Ok(report)
 }
 
-/// Re-evaluates a finished run directory (`vrf-trainer eval --run DIR`).
-pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> Result<EvalReport> {
+/// Re-evaluates a finished run directory (`vrf-trainer eval --run DIR`); a baseline's run needs
+/// `external` (vrf-bench's).
+pub fn eval_run(
+    dir: &Path,
+    data: Option<&Path>,
+    dev: &Device,
+    external: Option<&dyn ExternalMethod>,
+) -> Result<EvalReport> {
     let cfg: RunConfig = read_json(&dir.join("config.json"))?;
     // After reading the config, so a mistyped --run fails on it and creates nothing.
     let _lock = DirLock::acquire(dir)?;
@@ -280,13 +313,14 @@ pub fn eval_run(dir: &Path, data: Option<&Path>, dev: &Device) -> Result<EvalRep
     }
     let trained = previous_train_seconds(dir);
     if cfg.method.is_baseline() {
-        return crate::baselines::evaluate_run(dir, &p, trained);
+        let external = external.ok_or(TrainError::NotEngineMethod(cfg.method.name()))?;
+        return external.evaluate(dir, &p, trained);
     }
     finish(dir, &p.model, &p.ds, &p.corpus, trained)
 }
 
 /// The training time an earlier `eval.json` of run `dir` recorded, if any.
-pub(crate) fn previous_train_seconds(dir: &Path) -> Option<f64> {
+pub fn previous_train_seconds(dir: &Path) -> Option<f64> {
     read_json::<EvalReport>(&dir.join("eval.json"))
         .ok()
         .and_then(|r| r.cost.train_seconds)

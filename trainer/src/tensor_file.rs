@@ -54,7 +54,7 @@ pub fn save(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), Checkp
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    vrf_runtime::fsutil::write_atomic_with(path, |w| {
+    vrf_format::fsutil::write_atomic_with(path, |w| {
         w.write_all(&(header.len() as u64).to_le_bytes())?;
         w.write_all(&header)?;
         for name in &names {

@@ -8,7 +8,7 @@
 
 pub mod archetypes;
 mod pretrain;
-pub(crate) mod refcache;
+pub mod refcache;
 mod stage;
 mod stage2;
 mod step;
@@ -29,13 +29,13 @@ use serde_json::json;
 use crate::checkpoint::{save_checkpoint, Checkpoint, TrainState};
 use crate::config::{Batching, Method, Schedule, StageOneUsers};
 use crate::corpus::{dedup, Corpus};
-use crate::data::{Dataset, Split};
 use crate::error::{Result, TrainError};
 use crate::eval::pair_texts;
 use crate::model::{prefix, RewardModel};
 use crate::optim::{lr_factor, AdamW, ParamGroup};
 use refcache::RefCache;
 pub use stage::{check_position, FitOutcome, Stage, Stop, DONE};
+use vrf_data::{Dataset, Split};
 
 /// Number of free per-user logits the model needs (stage 1 of the staged fit).
 pub fn free_logit_count(cfg: &crate::config::RunConfig, ds: &Dataset) -> usize {
@@ -101,8 +101,7 @@ impl MetricsLog {
             .map(|l| format!("{l}\n"))
             .collect();
         if kept.len() != text.len() {
-            crate::data::write_atomic(&path, kept.as_bytes())
-                .map_err(|e| TrainError::io(&path, e))?;
+            vrf_data::write_atomic(&path, kept.as_bytes()).map_err(|e| TrainError::io(&path, e))?;
         }
         Ok(())
     }
@@ -412,7 +411,7 @@ impl<'a> Trainer<'a> {
             let loss_v = out.loss.to_scalar::<f32>()? as f64;
             if !loss_v.is_finite() {
                 return Err(TrainError::NonFinite {
-                    stage,
+                    stage: stage.to_string(),
                     step,
                     loss: loss_v,
                 });

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::Device;
+use vrf_data::{Dataset, Split, Triplet};
 use vrf_trainer::config::RunConfig;
-use vrf_trainer::data::{Dataset, Split, Triplet};
 use vrf_trainer::run::{fit_run, FitOptions};
 use vrf_trainer::train::FitOutcome;
 
@@ -44,7 +44,7 @@ fn rows(seen: usize, unseen: usize) -> Vec<Triplet> {
 
 fn write(dir: &Path, name: &str, rows: &[Triplet]) -> PathBuf {
     let p = dir.join(name);
-    vrf_trainer::data::write_jsonl(&p, rows).unwrap();
+    vrf_data::write_jsonl(&p, rows).unwrap();
     p
 }
 
@@ -63,6 +63,7 @@ fn fit(dir: &Path, data: &Path) -> anyhow::Result<vrf_trainer::eval::EvalReport>
     let opts = FitOptions {
         resume: false,
         progress: false,
+        external: None,
     };
     match fit_run(&dir.join("run"), &tiny_cfg(), data, &Device::Cpu, &opts)? {
         FitOutcome::Finished(r) => Ok(r),
@@ -151,6 +152,7 @@ fn a_text_that_tokenises_to_nothing_names_its_line_and_user() {
     let opts = FitOptions {
         resume: false,
         progress: false,
+        external: None,
     };
     match fit_run(&tmp.path().join("run"), &c, &data, &Device::Cpu, &opts) {
         Ok(_) => panic!("an empty text should fail"),
@@ -212,8 +214,6 @@ fn the_binary_names_the_problem_once_without_a_backtrace() {
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--baseline",
-        "none",
     ]);
     assert!(!ok);
     assert!(
@@ -241,8 +241,6 @@ fn a_configured_stop_is_not_an_error() {
         data.to_str().unwrap(),
         "--config",
         cfg.to_str().unwrap(),
-        "--baseline",
-        "none",
         "--out",
         out.to_str().unwrap(),
     ];

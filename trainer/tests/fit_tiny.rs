@@ -41,6 +41,7 @@ fn fit_outcome(dir: &Path, c: &RunConfig, data: &Path) -> anyhow::Result<FitOutc
         &FitOptions {
             resume: false,
             progress: false,
+            external: None,
         },
     )?)
 }
@@ -65,6 +66,7 @@ fn resume_to_the_end(dir: &Path, c: &RunConfig, data: &Path) -> FitOutcome<EvalR
     let opts = FitOptions {
         resume: true,
         progress: false,
+        external: None,
     };
     fit_run(dir, c, data, &Device::Cpu, &opts).unwrap()
 }
@@ -634,6 +636,7 @@ fn a_tampered_checkpoint_state_is_refused_saying_what_to_delete() {
             &FitOptions {
                 resume: true,
                 progress: false,
+                external: None,
             },
         )
     };

@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use ndarray::{ArrayView2, Axis};
-use vrf_runtime::format::Manifest;
-use vrf_runtime::user_model::UserModel;
-use vrf_wasm::fixture::Parity;
+use vrf_format::fixture::Parity;
+use vrf_format::manifest::Manifest;
+use vrf_format::UserModel;
 
 const MANIFEST: &str = include_str!("../tests/fixtures/random/vrf.json");
 const MODEL: &[u8] = include_bytes!("../tests/fixtures/random/user_model.safetensors");

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use vrf_runtime::format::{MANIFEST_FILE, USER_MODEL_FILE};
-use vrf_wasm::fixture::{demo_model, synthetic_demo, write_atomic};
+use vrf_format::fixture::{demo_model, synthetic_demo, write_atomic};
+use vrf_format::manifest::{MANIFEST_FILE, USER_MODEL_FILE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use vrf_runtime::format::{Manifest, MANIFEST_FILE, USER_MODEL_FILE};
-use vrf_wasm::fixture::{parity, random_model, write_atomic, Dims};
+use vrf_format::fixture::{parity, random_model, write_atomic, Dims};
+use vrf_format::manifest::{Manifest, MANIFEST_FILE, USER_MODEL_FILE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut out, mut model, mut seed) = (None, None, 7u64);

@@ -1,8 +1,8 @@
 //! vrf-wasm: the per-user VRF math (encoder, product of Gaussians, W₂, softmax) for browsers.
 //!
-//! It reuses `vrf-runtime`'s pure-ndarray math and model format (built without its ONNX
-//! feature), so there is a single copy of the formulas: this crate only converts between
-//! JavaScript values and [`vrf_runtime::UserModel`] / [`vrf_runtime::UserState`], and turns every
+//! It reuses `vrf-format`'s pure-ndarray math and model format (no ONNX, no I/O, no
+//! threads), so there is a single copy of the formulas: this crate only converts between
+//! JavaScript values and [`vrf_format::UserModel`] / [`vrf_format::UserState`], and turns every
 //! refusal into a JS `Error` whose message says what is wrong.
 //!
 //! JSON (the manifest, the safetensors header, the saved state) is read with the JavaScript
@@ -13,17 +13,16 @@
 #![warn(missing_docs)]
 
 use ndarray::{ArrayView1, ArrayView2};
-use vrf_runtime::format::{
+use vrf_format::manifest::{
     check_version, verify_file, EncoderSpec, FileEntry, Pooling, UserModelSpec, MANIFEST_FILE,
     USER_MODEL_FILE,
 };
-use vrf_runtime::user_model::{RawTensor, UserModel, UserState};
-use vrf_runtime::{ModelError, UserPosterior};
+use vrf_format::{ModelError, UserPosterior};
+use vrf_format::{RawTensor, UserModel, UserState};
 use wasm_bindgen::prelude::*;
 
-pub use vrf_runtime::math;
+pub use vrf_format::math;
 
-pub mod fixture;
 mod json;
 
 /// A JS `Error` whose message is `vrf: <what>: <why>`.

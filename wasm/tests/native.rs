@@ -2,8 +2,8 @@
 //! the native runtime computes today, so the wasm tests compare against current native numbers.
 #![cfg(not(target_arch = "wasm32"))]
 
-use vrf_runtime::format::Manifest;
-use vrf_wasm::fixture::{parity, random_model, Dims, Parity};
+use vrf_format::fixture::{parity, random_model, Dims, Parity};
+use vrf_format::manifest::Manifest;
 
 const MANIFEST: &str = include_str!("fixtures/random/vrf.json");
 const MODEL: &[u8] = include_bytes!("fixtures/random/user_model.safetensors");

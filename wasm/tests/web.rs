@@ -4,8 +4,8 @@
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::Error;
-use vrf_runtime::format::{FileEntry, Manifest, MANIFEST_FILE, USER_MODEL_FILE};
-use vrf_wasm::fixture::{demo_model, synthetic_demo, Expected, Parity};
+use vrf_format::fixture::{demo_model, synthetic_demo, Expected, Parity};
+use vrf_format::manifest::{FileEntry, Manifest, MANIFEST_FILE, USER_MODEL_FILE};
 use vrf_wasm::{Posterior, VrfUser};
 use wasm_bindgen::{JsCast, JsError, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -347,7 +347,7 @@ fn choosing_one_style_raises_its_weight_and_shrinks_uncertainty() {
 
 #[wasm_bindgen_test]
 fn mutated_states_manifests_and_model_files_throw_or_load_never_trap() {
-    use vrf_wasm::fixture::{mutate, random_mutations};
+    use vrf_format::fixture::{mutate, random_mutations};
     let p = parity();
     for ops in &random_mutations(11, 150) {
         // A panic would trap the module and fail the test; errors are fine.
@@ -366,7 +366,7 @@ fn mutated_states_manifests_and_model_files_throw_or_load_never_trap() {
 
 #[wasm_bindgen_test]
 fn question_values_and_forgetting_match_the_runtime_math() {
-    use vrf_runtime::user_model::UserModel;
+    use vrf_format::UserModel;
     for fx in &FIXTURES {
         let p = parity_of(fx);
         let manifest = Manifest::from_json(fx.manifest.as_bytes(), MANIFEST_FILE).unwrap();

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use crate::math::{QuestionValue, UserPosterior};
 use crate::session::{Question, Reference};
+use vrf_format::math::{QuestionValue, UserPosterior};
 
 /// Request bounds: beyond them a request is refused (413 for the body, 422 for the rest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

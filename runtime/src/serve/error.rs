@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 
 use super::batcher::BatchError;
 use super::store::StoreError;
-use crate::error::{ModelError, RuntimeError};
+use crate::error::RuntimeError;
+use vrf_format::ModelError;
 
 /// Why `vrf serve` could not start.
 #[derive(Debug, thiserror::Error)]

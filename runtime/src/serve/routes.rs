@@ -24,8 +24,8 @@ use super::batcher::{BatchError, Batcher};
 use super::error::{ApiError, ApiJson, ApiPath};
 use super::metrics::Metrics;
 use super::store::{StoreError, StoredUser, UserStore};
-use crate::math::{best_question, Posterior, UserPosterior};
 use crate::session::{Features, Question, Reference, Scores, VrfModel};
+use vrf_format::math::{best_question, Posterior, UserPosterior};
 
 /// What every handler shares.
 pub(crate) struct AppState {

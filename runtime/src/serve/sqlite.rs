@@ -9,8 +9,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::store::{now_ms, StoreError, StoredUser, Update, UserStore};
-use crate::format::{Manifest, Pooling};
-use crate::user_model::UserState;
+use vrf_format::manifest::{Manifest, Pooling};
+use vrf_format::UserState;
 
 /// What the `meta` table's `schema` row says of a user store.
 const SCHEMA: &str = "vrf-user-store";
@@ -291,7 +291,7 @@ impl UserStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ModelError;
+    use vrf_format::ModelError;
 
     fn state(count: usize, v: f32) -> UserState {
         UserState {

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::error::ModelError;
-use crate::user_model::UserState;
+use vrf_format::ModelError;
+use vrf_format::UserState;
 
 /// One stored user: their running evidence and when it was first and last written.
 #[derive(Debug, Clone, PartialEq)]

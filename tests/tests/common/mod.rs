@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use vrf_data::synth::{generate, SynthConfig};
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::run::{fit_run, FitOptions};
-use vrf_trainer::synth::{generate, SynthConfig};
 
 /// Writes a small synthetic benchmark (12 seen, 6 unseen users) to `dir/data.jsonl`.
 pub fn small_benchmark(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -48,6 +48,7 @@ pub fn fit_small(root: &Path, data: &Path, cfg: &RunConfig) -> anyhow::Result<Pa
         &FitOptions {
             resume: false,
             progress: false,
+            external: None,
         },
     )?;
     Ok(run)

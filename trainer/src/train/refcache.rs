@@ -12,7 +12,7 @@ const TEXTS: &str = "ref_cache.texts";
 const STATES: &str = "ref_cache.states";
 
 /// Detached reference-text states `[n, H]`, by unique text id.
-pub(crate) struct RefCache {
+pub struct RefCache {
     pos: HashMap<usize, usize>,
     h: usize,
     data: Vec<f32>,
@@ -20,7 +20,7 @@ pub(crate) struct RefCache {
 
 impl RefCache {
     /// A cache of `texts` with states `e` `[n, H]` (row i is `texts[i]`).
-    pub(crate) fn new(texts: &[usize], e: &Tensor) -> Result<Self> {
+    pub fn new(texts: &[usize], e: &Tensor) -> Result<Self> {
         let (_, h) = e.dims2()?;
         let pos = texts.iter().enumerate().map(|(i, &t)| (t, i)).collect();
         Ok(Self {
@@ -31,7 +31,7 @@ impl RefCache {
     }
 
     /// Overwrites the rows of those `texts` that are cached with fresh states `e` `[n, H]`.
-    pub(crate) fn update(&mut self, texts: &[usize], e: &Tensor) -> Result<()> {
+    pub fn update(&mut self, texts: &[usize], e: &Tensor) -> Result<()> {
         let v = e.flatten_all()?.to_vec1::<f32>()?;
         for (i, t) in texts.iter().enumerate() {
             if let Some(&p) = self.pos.get(t) {
@@ -43,7 +43,7 @@ impl RefCache {
     }
 
     /// The cache as tensors for a checkpoint (`ref_cache.texts` u32 `[n]`, `ref_cache.states`).
-    pub(crate) fn tensors(&self, dev: &Device) -> Result<HashMap<String, Tensor>> {
+    pub fn tensors(&self, dev: &Device) -> Result<HashMap<String, Tensor>> {
         let n = self.pos.len();
         let mut texts = vec![0u32; n];
         for (&t, &p) in &self.pos {
@@ -59,7 +59,7 @@ impl RefCache {
     }
 
     /// Restores a cache saved by [`RefCache::tensors`]; `None` if the checkpoint has none.
-    pub(crate) fn from_tensors(m: &HashMap<String, Tensor>) -> Result<Option<Self>> {
+    pub fn from_tensors(m: &HashMap<String, Tensor>) -> Result<Option<Self>> {
         match (m.get(TEXTS), m.get(STATES)) {
             (Some(t), Some(e)) => {
                 let texts: Vec<usize> = t
@@ -74,7 +74,7 @@ impl RefCache {
     }
 
     /// States of `texts` `[n, H]` (all must be cached).
-    pub(crate) fn gather(&self, texts: &[usize], dev: &Device) -> Result<Tensor> {
+    pub fn gather(&self, texts: &[usize], dev: &Device) -> Result<Tensor> {
         let mut out = Vec::with_capacity(texts.len() * self.h);
         for t in texts {
             let p = *self

@@ -73,7 +73,7 @@ impl Stage {
         }
         match (cfg.method, cfg.train.schedule) {
             (Method::Bt, _) => s.push(Stage::Bt),
-            // The comparison baselines train in their own loop (crate::baselines), not in stages.
+            // The comparison baselines train in their own loop (vrf_bench::baselines, through run::ExternalMethod), not in stages.
             (Method::Lore | Method::Pref | Method::Pal | Method::Vpl, _) => {}
             (Method::Vrf, Schedule::EndToEnd) => s.push(Stage::EndToEnd),
             (Method::Vrf, Schedule::Staged) => {

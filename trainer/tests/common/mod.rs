@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vrf_trainer::data::{write_jsonl, Split, Triplet};
+use vrf_data::{write_jsonl, Split, Triplet};
 
 const TOPICS: [&str; 16] = [
     "bread", "tea", "maps", "cats", "bikes", "rain", "jazz", "chess", "tents", "kites", "soap",

@@ -1,0 +1,592 @@
+//! `vrf-bench`: the experiment harness's CLI. `fit` with no arguments is the main job: generate
+//! the embedded benchmark, fit VRF and the BT baseline, evaluate them beside the reference
+//! rankers. `ablate`, `compare`, `synth`, `data`, `reference` and `eval` (baselines included).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use vrf_bench::compare::{CompareOutcome, ComparePlan};
+use vrf_bench::experiment::{self, run_rows, Plan, Row, Variant};
+use vrf_bench::Baselines;
+use vrf_data::synth::{generate, PairMode, SynthConfig};
+use vrf_trainer::cli::{load_config, Overrides};
+use vrf_trainer::config::{Method, RunConfig};
+use vrf_trainer::eval::format_report;
+use vrf_trainer::run::{device, eval_run};
+use vrf_trainer::train::FitOutcome;
+
+// candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
+// each time (page faults dominate small models), mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "vrf-bench",
+    version,
+    about = "The VRF experiment harness: the embedded benchmark, baselines, ablations, comparisons"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Fit a model (default: VRF and the BT baseline on the embedded synthetic benchmark).
+    Fit(Box<FitArgs>),
+    /// Fit the ablation suite (docs/METHOD.md §3 ablations (a)–(e) and the §3b remedies) and print a table.
+    Ablate(Box<FitArgs>),
+    /// Compare methods on the synthetic benchmark at several α over several seeds: Table 1, the
+    /// few-shot curve, accuracy by VRF's uncertainty, adaptation time, best-of-N against the true
+    /// utilities, and figures (OUT/compare.md, OUT/compare.json, OUT/figures/).
+    Compare(Box<CompareArgs>),
+    /// Re-evaluate a trained run directory (VRF, BT or a baseline) and rewrite its eval.json.
+    Eval {
+        /// Run directory (holds config.json and checkpoint/).
+        #[arg(long)]
+        run: PathBuf,
+        /// Evaluate on this JSONL instead of the run's own data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// cpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// CPU threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Write the synthetic PersonalLLM-style benchmark (docs/METHOD.md §6) as JSONL.
+    Synth(SynthArgs),
+    /// Convert a published dataset (PersonalLLM, TL;DR, PRISM) to the trainer's JSONL with the
+    /// paper's protocol; prints and writes (`<stem>.stats.json`) its Table 3 statistics.
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// Fit the reference rankers (bag of words; true scorers: global, per user, MAP, oracle) on
+    /// a generated benchmark and print their accuracies.
+    Reference {
+        /// Benchmark JSONL (with its `*.synth_meta.json` side-file).
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+/// `vrf-trainer data <dataset>`.
+#[derive(Subcommand)]
+enum DataCmd {
+    /// PersonalLLM: the `train` and `test` tables (parquet or JSON lines) → synthetic users.
+    PersonalLlm {
+        /// The train table.
+        #[arg(long)]
+        train: PathBuf,
+        /// The test table (eval prompts).
+        #[arg(long)]
+        test: PathBuf,
+        /// Output JSONL (true user weights go to `<stem>.user_weights.json`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Dirichlet concentration α (the paper: 0.1, 1, 10).
+        #[arg(long, default_value_t = 0.1)]
+        alpha: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seen users.
+        #[arg(long, default_value_t = 1000)]
+        seen_users: usize,
+        /// Unseen users.
+        #[arg(long, default_value_t = 1000)]
+        unseen_users: usize,
+    },
+    /// TL;DR: OpenAI summarize_from_feedback `comparisons` (files or directories of JSON lines).
+    Tldr {
+        /// Comparison files or directories holding them.
+        #[arg(long, required = true, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// Output JSONL.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Target comparisons per seen user (the paper: 50 or 100).
+        #[arg(long, default_value_t = 50)]
+        target: usize,
+        /// Seen users (and as many unseen).
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// Keep workers with at least this many comparisons.
+        #[arg(long, default_value_t = 50)]
+        min_comparisons: usize,
+    },
+    /// PRISM: `conversations.jsonl` → highest- vs lowest-scored response per turn.
+    Prism {
+        /// `conversations.jsonl` (or a parquet export of it).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output JSONL.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Use every conversation, not only the balanced subset.
+        #[arg(long)]
+        all_users: bool,
+    },
+}
+
+fn data(cmd: &DataCmd) -> anyhow::Result<()> {
+    use vrf_data::convert::{output, personal_llm, prism, tldr};
+    let (out, triplets, report) = match cmd {
+        DataCmd::PersonalLlm {
+            train,
+            test,
+            out,
+            alpha,
+            seed,
+            seen_users,
+            unseen_users,
+        } => {
+            let opt = personal_llm::PersonalLlmOptions {
+                alpha: *alpha,
+                seed: *seed,
+                seen_users: *seen_users,
+                unseen_users: *unseen_users,
+                ..Default::default()
+            };
+            let (t, r, w) = personal_llm::convert(train, test, &opt)?;
+            output::write_json(&personal_llm::weights_path(out), &w)?;
+            (out, t, r)
+        }
+        DataCmd::Tldr {
+            input,
+            out,
+            seed,
+            target,
+            users,
+            min_comparisons,
+        } => {
+            let opt = tldr::TldrOptions {
+                seed: *seed,
+                n_target: *target,
+                seen_users: *users,
+                unseen_users: *users,
+                min_comparisons: *min_comparisons,
+                ..Default::default()
+            };
+            let (t, r) = tldr::convert(input, &opt)?;
+            (out, t, r)
+        }
+        DataCmd::Prism {
+            input,
+            out,
+            seed,
+            all_users,
+        } => {
+            let opt = prism::PrismOptions {
+                seed: *seed,
+                balanced_only: !*all_users,
+                ..Default::default()
+            };
+            let (t, r) = prism::convert(input, &opt)?;
+            (out, t, r)
+        }
+    };
+    output::write(out, &triplets, &report)?;
+    print!("{}", output::table(&report));
+    eprintln!(
+        "wrote {} triplets to {} (statistics in {})",
+        triplets.len(),
+        out.display(),
+        output::stats_path(out).display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Clone)]
+struct SynthArgs {
+    /// Output JSONL path.
+    #[arg(long, default_value = "data/synth.jsonl")]
+    out: PathBuf,
+    /// Seen (training) users.
+    #[arg(long, default_value_t = 200)]
+    seen_users: usize,
+    /// Unseen (held-out) users.
+    #[arg(long, default_value_t = 200)]
+    unseen_users: usize,
+    /// Dirichlet concentration α of user weights (0.1 very diverse … 10 near uniform).
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Prompts in the training pool (reference and target rows).
+    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
+    train_prompts: usize,
+    /// Prompts in the eval pool (eval rows only).
+    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
+    eval_prompts: usize,
+    /// Pairs: best-worst (highest vs lowest of each prompt's responses) or random (two random
+    /// responses of different scores, the higher chosen: a harder benchmark).
+    #[arg(long, value_enum, default_value = "best-worst")]
+    pairs: PairMode,
+}
+
+/// The synthetic benchmark's size and seed, shared by `fit`, `ablate` and `compare`.
+#[derive(Args)]
+struct BenchArgs {
+    /// Synthetic data: seen users.
+    #[arg(long, default_value_t = 200)]
+    seen_users: usize,
+    /// Synthetic data: unseen users.
+    #[arg(long, default_value_t = 200)]
+    unseen_users: usize,
+    /// Synthetic data: generator seed.
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    /// Synthetic data: training prompts.
+    #[arg(long, default_value_t = SynthConfig::default().train_prompts)]
+    train_prompts: usize,
+    /// Synthetic data: eval prompts.
+    #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
+    eval_prompts: usize,
+}
+
+impl BenchArgs {
+    /// The generator configuration at α and pair mode `pairs`.
+    fn synth(&self, alpha: f64, pairs: PairMode) -> SynthConfig {
+        SynthConfig {
+            seen_users: self.seen_users,
+            unseen_users: self.unseen_users,
+            alpha,
+            seed: self.data_seed,
+            train_prompts: self.train_prompts,
+            eval_prompts: self.eval_prompts,
+            pairs,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Output directory: OUT/alpha-<α>/{data.jsonl, <method>-seed<S>/}, the tables and figures.
+    #[arg(long, default_value = "runs/compare")]
+    out: PathBuf,
+    /// Methods, comma-separated (BT is the best-of-N opponent, VRF gives the uncertainty bins).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "vrf,bt,lore,pref,pal,vpl"
+    )]
+    methods: Vec<Method>,
+    /// Dirichlet concentrations α of the benchmark, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,1,10")]
+    alphas: Vec<f64>,
+    /// Training seeds, comma-separated.
+    #[arg(long, alias = "seed", value_delimiter = ',', default_value = "0,1,2")]
+    seeds: Vec<u64>,
+    /// Start from this JSON config (fields as in a run's config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
+    #[arg(long, default_value = "tiny")]
+    backbone: String,
+    /// cpu or cuda (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Reuse finished runs and continue interrupted ones.
+    #[arg(long)]
+    resume: bool,
+    /// Fit only share I of N of each α's (method, seed) jobs, then stop; a final call with
+    /// `--resume` and no shard analyses everything.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    bench: BenchArgs,
+    #[command(flatten)]
+    hp: Overrides,
+}
+
+#[derive(Args)]
+struct FitArgs {
+    /// Training/eval JSONL (docs/METHOD.md §7); default: the synthetic benchmark, generated into OUT.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output directory (one sub-directory per method).
+    #[arg(long, default_value = "runs/default")]
+    out: PathBuf,
+    /// Model to fit.
+    #[arg(long, value_enum, default_value = "vrf")]
+    method: Method,
+    /// Also fit the BT baseline with the same backbone, data and budget (`none` to skip).
+    #[arg(long, default_value = "bt", value_parser = ["bt", "none"])]
+    baseline: String,
+    /// Start from this JSON config (fields as in a run's config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
+    #[arg(long, default_value = "tiny")]
+    backbone: String,
+    /// cpu or cuda (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Training seed(s), comma-separated; several give mean ± std (docs/METHOD.md §5). Default: the
+    /// config's seed (0).
+    #[arg(long, alias = "seed", value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Continue interrupted runs in OUT (finished ones are reused).
+    #[arg(long)]
+    resume: bool,
+    /// Run only share I of N of the (run, seed) jobs, e.g. `0/2` and `1/2` in two processes;
+    /// then `--resume` without it collects the table.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Synthetic data: α of the default benchmark.
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f64,
+    #[command(flatten)]
+    bench: BenchArgs,
+    /// Synthetic data: best-worst or random pairs; random data and runs go to OUT/random-pairs.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "best-worst",
+        conflicts_with = "data"
+    )]
+    pairs: PairMode,
+    #[command(flatten)]
+    hp: Overrides,
+}
+
+fn synth(a: &SynthArgs) -> anyhow::Result<()> {
+    let cfg = SynthConfig {
+        seen_users: a.seen_users,
+        unseen_users: a.unseen_users,
+        alpha: a.alpha,
+        seed: a.seed,
+        train_prompts: a.train_prompts,
+        eval_prompts: a.eval_prompts,
+        pairs: a.pairs,
+        ..Default::default()
+    };
+    write_synth(&cfg, &a.out)
+}
+
+/// Generates the benchmark `cfg` into `out` (and its meta file beside it).
+fn write_synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<()> {
+    let s = generate(cfg)?;
+    let meta = s
+        .write(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "wrote {} triplets to {} (true user weights in {})",
+        s.triplets.len(),
+        out.display(),
+        meta.display()
+    );
+    Ok(())
+}
+
+fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
+    Ok(load_config(
+        a.config.as_deref(),
+        &a.hp,
+        Some(a.method),
+        &a.backbone,
+    )?)
+}
+
+/// Where fit writes: OUT, or OUT/random-pairs for the random-pair benchmark, so its data and
+/// runs never mix with the default benchmark's.
+fn fit_out(a: &FitArgs) -> PathBuf {
+    match a.pairs {
+        PairMode::BestWorst => a.out.clone(),
+        PairMode::Random => a.out.join("random-pairs"),
+    }
+}
+
+/// The data file: `--data`, or the synthetic benchmark generated into [`fit_out`] once.
+fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
+    let out = fit_out(a);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    match &a.data {
+        Some(p) => Ok(p.clone()),
+        None => {
+            let p = out.join("data.jsonl");
+            if !p.exists() {
+                write_synth(&a.bench.synth(a.alpha, a.pairs), &p)?;
+            }
+            Ok(p)
+        }
+    }
+}
+
+fn plan(a: &FitArgs, cfg: &RunConfig) -> anyhow::Result<Plan> {
+    let seeds = a.seeds.clone().unwrap_or_else(|| vec![cfg.train.seed]);
+    Ok(Plan {
+        out: fit_out(a),
+        data: data_path(a)?,
+        seeds,
+        resume: a.resume || a.shard.is_some(),
+        verbose: !a.quiet,
+        shard: a.shard,
+    })
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/2")?;
+    let (i, n): (usize, usize) = (
+        i.parse().map_err(|_| "I must be a number")?,
+        n.parse().map_err(|_| "N must be a number")?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("need 0 ≤ I < N, got {i}/{n}"));
+    }
+    Ok((i, n))
+}
+
+fn fit(a: &FitArgs) -> anyhow::Result<()> {
+    let cfg = base_config(a)?;
+    vrf_trainer::threads::set(cfg.train.threads);
+    let dev = device(&a.device)?;
+    let mut configs = vec![Variant::new(a.method.name(), cfg.clone())];
+    if a.baseline == "bt" && a.method != Method::Bt {
+        let mut c = cfg.clone();
+        c.method = Method::Bt;
+        configs.push(Variant::new("bt", c));
+    }
+    let p = plan(a, &cfg)?;
+    let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
+        return Ok(());
+    };
+    println!("\n{}", experiment::save(&p, "summary", &rows)?);
+    println!(
+        "({} thread(s); tables in {})",
+        cfg.train.threads,
+        p.out.join("summary.md").display()
+    );
+    Ok(())
+}
+
+/// The rows of a finished plan; for a run stopped as configured (`train.stop_after_steps`), a
+/// notice instead (no evaluation, not an error).
+fn finished_rows(outcome: FitOutcome<Vec<Row>>) -> Option<Vec<Row>> {
+    match outcome {
+        FitOutcome::Finished(rows) => Some(rows),
+        FitOutcome::Stopped(stop) => {
+            eprintln!("{stop}");
+            None
+        }
+    }
+}
+
+fn ablate(a: &FitArgs) -> anyhow::Result<()> {
+    let mut cfg = base_config(a)?;
+    cfg.method = Method::Vrf;
+    vrf_trainer::threads::set(cfg.train.threads);
+    let dev = device(&a.device)?;
+    let mut configs = experiment::ablations(&cfg);
+    if a.baseline == "bt" {
+        let mut c = cfg.clone();
+        c.method = Method::Bt;
+        configs.push(Variant {
+            id: "bt".into(),
+            label: "BT baseline".into(),
+            cfg: c,
+        });
+    }
+    let p = plan(a, &cfg)?;
+    let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
+        return Ok(());
+    };
+    println!("\n{}", experiment::save(&p, "ablation", &rows)?);
+    Ok(())
+}
+
+fn compare(a: &CompareArgs) -> anyhow::Result<()> {
+    let cfg = load_config(a.config.as_deref(), &a.hp, None, &a.backbone)?;
+    vrf_trainer::threads::set(cfg.train.threads);
+    let dev = device(&a.device)?;
+    let plan = ComparePlan {
+        out: a.out.clone(),
+        methods: a.methods.clone(),
+        alphas: a.alphas.clone(),
+        seeds: a.seeds.clone(),
+        base: cfg,
+        // α is set per benchmark by the plan.
+        synth: a
+            .bench
+            .synth(SynthConfig::default().alpha, SynthConfig::default().pairs),
+        resume: a.resume,
+        shard: a.shard,
+        verbose: !a.quiet,
+    };
+    match vrf_bench::compare::run(&plan, &dev)? {
+        CompareOutcome::Done(r) => {
+            print!("{}", vrf_bench::compare::table::markdown(&r));
+            println!(
+                "\n(tables in {}, figures in {})",
+                a.out.join("compare.md").display(),
+                a.out.join("figures").display()
+            );
+        }
+        CompareOutcome::Sharded => eprintln!(
+            "this shard's fits are done; run `vrf-bench compare --resume` with the same \
+             settings and no --shard to analyse every run"
+        ),
+        CompareOutcome::Stopped(stop) => eprintln!("{stop}"),
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.cmd {
+        Cmd::Synth(a) => synth(a),
+        Cmd::Data(d) => data(d),
+        Cmd::Reference { data } => {
+            let r = vrf_bench::reference::for_data(data)?
+                .with_context(|| format!("{} has no synth meta side-file", data.display()))?;
+            print!("{}", r.table());
+            Ok(())
+        }
+        Cmd::Fit(a) => fit(a),
+        Cmd::Ablate(a) => ablate(a),
+        Cmd::Compare(a) => compare(a),
+        Cmd::Eval {
+            run,
+            data,
+            device: d,
+            threads,
+        } => {
+            vrf_trainer::threads::set(*threads);
+            let dev = device(d)?;
+            let r = eval_run(run, data.as_deref(), &dev, Some(&Baselines))?;
+            print!("{}", format_report(&r));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole cause chain on one line, no backtrace noise for users; the library's
+            // errors print their cause in their message and do not expose it again as source().
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
