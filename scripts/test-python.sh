@@ -31,10 +31,25 @@ documented = {p: {m for m in ops if m in ("get", "post", "delete", "put", "patch
 assert routes == documented, f"router {routes} vs openapi {documented}"
 print(f"openapi: valid, {len(routes)} routes match the router")
 PY
+# The wheel goes to target/wheels (ignored by git), as docs/python.md's build command puts it.
 rm -rf target/wheels
 "$tools/bin/maturin" build -q -m python/Cargo.toml -o target/wheels --interpreter python3
 wheels=(target/wheels/vrf-*.whl)
 if [ "${#wheels[@]}" -ne 1 ]; then echo "test-python: expected one wheel, got ${wheels[*]}" >&2; exit 1; fi
+# Its extension is stripped (python/pyproject.toml's `strip = true`): no symbol table, no debug
+# info, though the cargo profiles keep line tables.
+so=target/wheels/_vrf-extension.so
+python3 - "${wheels[0]}" "$so" <<'PY'
+import sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+name = next(n for n in wheel.namelist() if n.startswith("vrf/_vrf") and n.endswith(".so"))
+open(sys.argv[2], "wb").write(wheel.read(name))
+PY
+sections="$(readelf -S -W "$so")"
+rm -f "$so"
+if grep -Eq ' \.(symtab|debug_info) ' <<<"$sections"; then
+  echo "test-python: the wheel's extension is not stripped" >&2; exit 1
+fi
 # A clean venv each time: the wheel must install with nothing but its declared dependencies.
 venv=target/py-clean-venv
 rm -rf "$venv"
@@ -45,4 +60,4 @@ cargo build -q -p vrf-runtime --bin vrf
 # Without ORT_DYLIB_PATH: the package must find the onnxruntime wheel's own library.
 (cd target && env -u ORT_DYLIB_PATH VRF_TEST_MODEL="$model" VRF_CLI="$PWD/debug/vrf" \
   "$PWD/py-clean-venv/bin/python" -m pytest -q -p no:cacheprovider ../python/tests)
-echo "test-python: wheel ${wheels[0]##*/} installed in a clean venv; pytest passed"
+echo "test-python: wheel ${wheels[0]##*/} ($(du -k "${wheels[0]}" | cut -f1) KiB, stripped) installed in a clean venv; pytest passed"

@@ -3,7 +3,7 @@
 //! state `e` recovers on the eval prompts' responses, after fitting on the training prompts'.
 //! A style the probe cannot read is one no basis reward can specialise on.
 //!
-//!     cargo run --release -p vrf-trainer --example feature_probe -- RUN_DIR [DATA.jsonl]
+//!     cargo run --release -p vrf-bench --example feature_probe -- RUN_DIR [DATA.jsonl]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! the oracle personalised ranker with perfect scorer features, scorer correlations, and text
 //! lengths in words and in tokens of a BPE tokenizer trained on the corpus.
 //!
-//!     cargo run --release -p vrf-trainer --example synth_stats [-- SEED]
+//!     cargo run --release -p vrf-bench --example synth_stats [-- SEED]
 //!
 //! `QW=<f64>` overrides the quality weight of the three α runs.
 

@@ -75,12 +75,12 @@ fn pm(x: (f64, f64), scale: f64, signed: bool) -> String {
 /// A markdown table of rows: accuracy (%) mean ± std over seeds and the collapse diagnostics.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| run | seeds | seen | unseen | overall | gain seen | gain unseen | top bases | w entropy | φ corr | unseen k=1/3/5/9 | train s/run |\n\
+        "| run | seeds | seen | unseen | overall | gain seen | gain unseen | top bases | w entropy | φ corr | unseen k=0/1/3/5/9 | train s/run |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let c = |f: fn(&vrf_trainer::eval::Collapse) -> f64| r.stat(|x| x.collapse.as_ref().map(f));
-        let fs: Vec<String> = [1usize, 3, 5, 9]
+        let fs: Vec<String> = [0usize, 1, 3, 5, 9]
             .iter()
             .map(|k| {
                 let v = r
@@ -107,6 +107,44 @@ pub fn table(rows: &[Row]) -> String {
             pm(c(|c| c.basis_reward_correlation), 1.0, false),
             fs.join(" / "),
             mean_std(&r.seconds).0,
+        );
+    }
+    s
+}
+
+/// A markdown table of the rows' calibration and uncertainty on unseen users (mean ± std over
+/// seeds): ECE (15 equal-mass bins) and log-loss of `P(y_c ≻ y_r)`, and Spearman ρ between a
+/// user's σ² and error rate at full reference sets and at k drawn from 1…|R| per user.
+pub fn calibration_table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| run | ECE | log-loss | ρ(σ², error) full | ρ(σ², error) mixed k | accuracy mixed k | ECE mixed k |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let cal = |f: fn(&vrf_trainer::metrics::Calibration) -> f64| {
+            r.stat(|x| x.calibration.as_ref().map(f))
+        };
+        let unc = |f: fn(&vrf_trainer::eval::UncertaintyReport) -> Option<f64>| {
+            r.stat(|x| x.uncertainty.as_ref().and_then(f))
+        };
+        let pm3 = |x: (f64, f64)| {
+            if x.0.is_nan() {
+                "–".to_string()
+            } else if x.1 > 0.0 {
+                format!("{:.3} ± {:.3}", x.0, x.1)
+            } else {
+                format!("{:.3}", x.0)
+            }
+        };
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            pm3(cal(|c| c.ece)),
+            pm3(cal(|c| c.log_loss)),
+            pm3(unc(|u| Some(u.spearman_full))),
+            pm3(unc(|u| Some(u.spearman_mixed_k))),
+            pm(unc(|u| Some(u.mixed_k_accuracy)), 100.0, false),
+            pm3(unc(|u| u.mixed_k_calibration.as_ref().map(|c| c.ece))),
         );
     }
     s
@@ -315,7 +353,10 @@ pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> Result<String> {
                 .collect()
         })
         .unwrap_or_default();
-    let t = table(rows) + &reference_section(&headroom, reference.as_ref());
+    let t = table(rows)
+        + "\nCalibration and uncertainty on unseen users:\n\n"
+        + &calibration_table(rows)
+        + &reference_section(&headroom, reference.as_ref());
     let summary = Summary {
         rows,
         reference: reference.as_ref(),
@@ -365,7 +406,9 @@ pub fn ablations(base: &RunConfig) -> Vec<Variant> {
         c.loss.prior = Prior::StdNormal
     });
     add("e-mean-pool", "(e) PoG → mean pooling", &|c| {
-        c.model.pooling = Pooling::Mean
+        // The population prior is a factor of the product; mean pooling has none.
+        c.model.pooling = Pooling::Mean;
+        c.model.prior = false;
     });
     if base.train.schedule == Schedule::Staged {
         add(
@@ -459,6 +502,8 @@ mod tests {
             few_shot: vec![],
             truncated_texts: 0,
             cost: Default::default(),
+            calibration: None,
+            uncertainty: None,
         };
         let rows = vec![Row {
             name: "VRF".into(),

@@ -13,8 +13,7 @@ use vrf_bench::Baselines;
 use vrf_data::synth::{generate, PairMode, SynthConfig};
 use vrf_trainer::cli::{load_config, Overrides};
 use vrf_trainer::config::{Method, RunConfig};
-use vrf_trainer::eval::format_report;
-use vrf_trainer::run::{device, eval_run};
+use vrf_trainer::run::device;
 use vrf_trainer::train::FitOutcome;
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
@@ -44,20 +43,7 @@ enum Cmd {
     /// utilities, and figures (OUT/compare.md, OUT/compare.json, OUT/figures/).
     Compare(Box<CompareArgs>),
     /// Re-evaluate a trained run directory (VRF, BT or a baseline) and rewrite its eval.json.
-    Eval {
-        /// Run directory (holds config.json and checkpoint/).
-        #[arg(long)]
-        run: PathBuf,
-        /// Evaluate on this JSONL instead of the run's own data.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// cpu or cuda.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// CPU threads.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-    },
+    Eval(vrf_trainer::cli::EvalArgs),
     /// Write the synthetic PersonalLLM-style benchmark (docs/METHOD.md §6) as JSONL.
     Synth(SynthArgs),
     /// Convert a published dataset (PersonalLLM, TL;DR, PRISM) to the trainer's JSONL with the
@@ -73,7 +59,7 @@ enum Cmd {
     },
 }
 
-/// `vrf-trainer data <dataset>`.
+/// `vrf-bench data <dataset>`.
 #[derive(Subcommand)]
 enum DataCmd {
     /// PersonalLLM: the `train` and `test` tables (parquet or JSON lines) → synthetic users.
@@ -563,30 +549,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Fit(a) => fit(a),
         Cmd::Ablate(a) => ablate(a),
         Cmd::Compare(a) => compare(a),
-        Cmd::Eval {
-            run,
-            data,
-            device: d,
-            threads,
-        } => {
-            vrf_trainer::threads::set(*threads);
-            let dev = device(d)?;
-            let r = eval_run(run, data.as_deref(), &dev, Some(&Baselines))?;
-            print!("{}", format_report(&r));
-            Ok(())
-        }
+        Cmd::Eval(a) => a.run(Some(&Baselines)),
     }
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // The whole cause chain on one line, no backtrace noise for users; the library's
-            // errors print their cause in their message and do not expose it again as source().
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    vrf_trainer::cli::exit_code(run(Cli::parse()))
 }

@@ -1,4 +1,4 @@
-//! `vrf-trainer compare` end to end on a tiny synthetic benchmark (few users and prompts,
+//! `vrf-bench compare` end to end on a tiny synthetic benchmark (few users and prompts,
 //! 1 epoch, 1 seed, 2 αs, every method): fitted in two shards, then analysed with `--resume`;
 //! the tables are complete and consistent and the figures are valid SVG and PNG. Also checks
 //! that the per-user scorer reproduces each run's own evaluation.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Errors while reading, validating or writing preference data.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// A file could not be read or written.
     #[error("{}: {cause}", path.display())]

@@ -79,7 +79,7 @@ pub enum ModelError {
         message: String,
     },
     /// The manifest is of a format version this runtime does not read.
-    #[error("{origin}: format_version {found} is not supported (this runtime reads version {supported}); re-export the model with a matching vrf-trainer")]
+    #[error("{origin}: format_version {found} is not supported (this runtime reads versions 1 to {supported}); re-export the model with a matching vrf-trainer")]
     FormatVersion {
         /// The file.
         origin: String,

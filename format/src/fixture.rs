@@ -1,6 +1,6 @@
-//! Test and demo inputs computed by the native runtime: the parity fixture the wasm tests
+//! Test and demo inputs computed by this crate's native math: the parity fixture the wasm tests
 //! compare against, synthetic model files for when no trainer export is at hand, and the demo
-//! page's data. The numbers all come from `vrf-runtime` (the same code the wasm build runs), so a
+//! page's data. The numbers all come from `vrf-format` (the same code the wasm build runs), so a
 //! mismatch in wasm is a real platform difference, not a second formula.
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +79,7 @@ pub fn synthetic_manifest(dims: Dims, tau: f32, user_model: &[u8], what: &str) -
             hidden_dim: dims.enc_hidden,
             dphi: true,
             pooling: Pooling::Pog,
+            prior: false,
         },
         text: TextSpec {
             template: "{prompt}\n{response}".into(),

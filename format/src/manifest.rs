@@ -21,7 +21,10 @@ use crate::error::ModelError;
 /// Value of [`Manifest::format`].
 pub const FORMAT: &str = "vrf-model";
 /// The manifest format version this runtime reads and the trainer writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format version this crate reads: version 1 has no population prior (its models load
+/// with the prior-less posterior of their time, and a user with no answers is an error).
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Manifest file name.
 pub const MANIFEST_FILE: &str = "vrf.json";
 /// ONNX graph of the backbone and basis-reward heads.
@@ -73,6 +76,11 @@ pub struct EncoderSpec {
     pub dphi: bool,
     /// Pooling of per-pair Gaussians.
     pub pooling: Pooling,
+    /// Whether the posterior includes the learned population prior `p₀ = N(m₀, diag(s₀²))`
+    /// (`prior.mean`, `prior.log_var` in `user_model.safetensors`; docs/METHOD.md §2): a user
+    /// with no answers gets the prior (cold start). Format version 2; absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prior: bool,
 }
 
 /// How `(prompt, response)` becomes token ids, exactly as in training.
@@ -215,6 +223,12 @@ impl Manifest {
             })
         };
         self.user_model_spec().validate(origin)?;
+        if self.encoder.prior && self.format_version < 2 {
+            return bad(format!(
+                "field `encoder.prior` needs format_version 2, this manifest has {}",
+                self.format_version
+            ));
+        }
         if self.text.max_len == 0 {
             return bad("field `text.max_len` must be at least 1".into());
         }
@@ -288,7 +302,9 @@ pub fn check_version(
         }
     }
     match format_version {
-        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(v) if (u64::from(MIN_FORMAT_VERSION)..=u64::from(FORMAT_VERSION)).contains(&v) => {
+            Ok(())
+        }
         Some(v) => Err(ModelError::FormatVersion {
             origin: origin.to_string(),
             found: v,
@@ -368,6 +384,12 @@ impl UserModelSpec {
                 "field `tau` = {} must be positive",
                 crate::error::Float(self.tau)
             ));
+        }
+        if self.encoder.prior && self.encoder.pooling != Pooling::Pog {
+            return bad(
+                "field `encoder.prior` is true, but a population prior is defined only for `pog` pooling"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -458,6 +480,7 @@ pub(crate) mod tests {
                 hidden_dim: 3,
                 dphi: true,
                 pooling: Pooling::Pog,
+                prior: false,
             },
             text: TextSpec {
                 template: "{prompt}|{response}".into(),
@@ -489,12 +512,15 @@ pub(crate) mod tests {
         );
 
         let mut v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
-        v["format_version"] = 2.into();
+        v["format_version"] = 3.into();
         let e = Manifest::from_json(v.to_string().as_bytes(), "m/vrf.json").unwrap_err();
         assert!(
-            matches!(e, ModelError::FormatVersion { found: 2, .. }),
+            matches!(e, ModelError::FormatVersion { found: 3, .. }),
             "{e}"
         );
+        // Version 1 (before the population prior) still reads.
+        v["format_version"] = 1.into();
+        assert!(Manifest::from_json(v.to_string().as_bytes(), "m/vrf.json").is_ok());
         assert!(e.to_string().contains("m/vrf.json"), "{e}");
 
         let mut bad = m.clone();

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
 use crate::manifest::{Manifest, Pooling, UserModelSpec, USER_MODEL_FILE};
 use crate::math::{
-    mean_pool, pair_features, personalised_rewards, pog, preference_probability, question_value,
-    Bases, Encoder, Linear, Mlp, NaturalParams, Posterior, QuestionValue, UserPosterior,
+    mean_pool, pair_features, personalised_rewards, pog_with_prior, preference_probability,
+    question_value_with_prior, Bases, Encoder, Linear, Mlp, NaturalParams, Posterior,
+    QuestionValue, UserPosterior,
 };
 use crate::MathError;
 
@@ -27,6 +28,10 @@ pub mod names {
     pub const BASES_MEANS: &str = "bases.means";
     /// Basis log-variances `[K, d]`.
     pub const BASES_LOG_VAR: &str = "bases.log_var";
+    /// Population prior mean `m₀` `[d]` (format version 2, `encoder.prior`).
+    pub const PRIOR_MEAN: &str = "prior.mean";
+    /// Population prior log-variance `log s₀²` `[d]` (format version 2, `encoder.prior`).
+    pub const PRIOR_LOG_VAR: &str = "prior.log_var";
     /// All names, in file order.
     pub const ALL: [&str; 6] = [
         ENC_L1_W,
@@ -47,6 +52,7 @@ pub struct UserModel {
     pooling: Pooling,
     dphi: bool,
     hidden: usize,
+    prior: Option<Posterior>,
 }
 
 /// One tensor as a model file stores it, before any check: the dtype as safetensors names it
@@ -147,7 +153,27 @@ impl UserModel {
             pooling,
             dphi,
             hidden,
+            prior: None,
         })
+    }
+
+    /// The same model with a population prior `p₀` in every posterior (docs/METHOD.md §2); PoG
+    /// pooling only.
+    pub fn with_prior(mut self, prior: Posterior) -> Result<Self, ModelError> {
+        if self.pooling != Pooling::Pog {
+            return Err(ModelError::Manifest {
+                origin: "user model".into(),
+                message: "a population prior is defined only for `pog` pooling".into(),
+            });
+        }
+        crate::math::check_len("prior (d)", self.d(), prior.d())?;
+        self.prior = Some(prior);
+        Ok(self)
+    }
+
+    /// The population prior `p₀`, when the model has one: the posterior of a user with no answers.
+    pub fn prior(&self) -> Option<&Posterior> {
+        self.prior.as_ref()
     }
 
     /// Loads `user_model.safetensors` bytes, checking them against the manifest's SHA-256 and
@@ -200,14 +226,20 @@ impl UserModel {
             array2(tensor(l, names::BASES_MEANS, &[k, d])?, k, d),
             array2(tensor(l, names::BASES_LOG_VAR, &[k, d])?, k, d),
         )?;
-        Self::new(
+        let model = Self::new(
             encoder,
             bases,
             spec.tau,
             spec.encoder.pooling,
             spec.encoder.dphi,
             spec.hidden,
-        )
+        )?;
+        if !spec.encoder.prior {
+            return Ok(model);
+        }
+        let mean = Array1::from(tensor(l, names::PRIOR_MEAN, &[d])?);
+        let var = Array1::from(tensor(l, names::PRIOR_LOG_VAR, &[d])?).mapv(libm::expf);
+        model.with_prior(Posterior::new(mean, var)?)
     }
 
     /// The encoder.
@@ -283,13 +315,18 @@ impl UserModel {
 
     /// A user's posterior, weights and uncertainty from reference pair features `[M, F]`, in one
     /// pass (encoder → pooling → W₂ → softmax).
+    /// With no rows, a model with a population prior gives the prior (cold start); one without
+    /// refuses with [`MathError::EmptyReferenceSet`].
     pub fn posterior(&self, features: ArrayView2<'_, f32>) -> Result<UserPosterior, ModelError> {
         if features.nrows() == 0 {
-            return Err(MathError::EmptyReferenceSet.into());
+            return match &self.prior {
+                Some(p0) => self.posterior_from_latent(p0),
+                None => Err(MathError::EmptyReferenceSet.into()),
+            };
         }
         let (mu, logvar) = self.encoder.encode(features)?;
         let q = match self.pooling {
-            Pooling::Pog => pog(mu.view(), logvar.view())?,
+            Pooling::Pog => pog_with_prior(mu.view(), logvar.view(), self.prior.as_ref())?,
             Pooling::Mean => mean_pool(mu.view(), logvar.view())?,
         };
         self.posterior_from_latent(&q)
@@ -375,10 +412,10 @@ impl UserModel {
         )?;
         crate::math::check_len("delta (rows)", features_ab.nrows(), delta.nrows())?;
         crate::math::check_len("delta (columns = K)", self.k(), delta.ncols())?;
-        let reference = if state.count == 0 {
-            self.bases.population()?
-        } else {
-            state.posterior()?
+        let reference = match (state.count, &self.prior) {
+            (0, Some(p0)) => p0.clone(),
+            (0, None) => self.bases.population()?,
+            _ => state.natural().posterior_with_prior(self.prior.as_ref())?,
         };
         let weights = self.posterior_from_latent(&reference)?.weights;
         let (mu_ab, lv_ab) = self.encoder.encode(features_ab)?;
@@ -387,8 +424,9 @@ impl UserModel {
         (0..delta.nrows())
             .map(|q| {
                 let p = preference_probability(weights.view(), delta.row(q))?;
-                Ok(question_value(
+                Ok(question_value_with_prior(
                     &current,
+                    self.prior.as_ref(),
                     &reference,
                     p,
                     (mu_ab.row(q), lv_ab.row(q)),
@@ -400,8 +438,16 @@ impl UserModel {
 
     /// The posterior (mean, variance, weights, uncertainty) of a user's state; an error before
     /// its first observation.
+    /// With a population prior, a state with no observations gives the prior (cold start).
     pub fn posterior_of(&self, state: &UserState) -> Result<UserPosterior, ModelError> {
-        self.posterior_from_latent(&state.posterior()?)
+        match (self.pooling, &self.prior) {
+            (Pooling::Pog, Some(p0)) => {
+                state.validate(self.pooling, self.d())?;
+                let q = state.natural().posterior_with_prior(Some(p0))?;
+                self.posterior_from_latent(&q)
+            }
+            _ => self.posterior_from_latent(&state.posterior()?),
+        }
     }
 
     /// Personalised rewards `φ·w` under a user's weights of candidates with basis rewards
@@ -602,10 +648,15 @@ pub(crate) mod tests {
 
     /// Safetensors bytes of a random user model matching `format::tests::manifest()`.
     pub(crate) fn bytes(seed: u64) -> Vec<u8> {
+        bytes_with(seed, false)
+    }
+
+    /// As [`bytes`], with the population prior's two tensors when `prior`.
+    fn bytes_with(seed: u64, prior: bool) -> Vec<u8> {
         let mut rng = Rng::new(seed);
         let m = manifest();
         let (inp, hid, d, k) = (m.encoder.input_dim, m.encoder.hidden_dim, m.d, m.k);
-        let shapes: [(&str, Vec<usize>); 6] = [
+        let mut shapes: Vec<(&str, Vec<usize>)> = vec![
             (names::ENC_L1_W, vec![hid, inp]),
             (names::ENC_L1_B, vec![hid]),
             (names::ENC_L2_W, vec![2 * d, hid]),
@@ -613,6 +664,10 @@ pub(crate) mod tests {
             (names::BASES_MEANS, vec![k, d]),
             (names::BASES_LOG_VAR, vec![k, d]),
         ];
+        if prior {
+            shapes.push((names::PRIOR_MEAN, vec![d]));
+            shapes.push((names::PRIOR_LOG_VAR, vec![d]));
+        }
         let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
             .iter()
             .map(|(n, s)| {
@@ -635,6 +690,73 @@ pub(crate) mod tests {
             })
             .collect();
         safetensors::serialize(&views, None).unwrap()
+    }
+
+    #[test]
+    fn a_model_with_a_prior_serves_users_with_no_answers_and_shrinks_the_rest() {
+        let b = bytes_with(5, true);
+        let mut m = manifest();
+        m.encoder.prior = true;
+        m.files.insert(USER_MODEL_FILE.into(), FileEntry::of(&b));
+        let with = UserModel::from_bytes(&m, &b).unwrap();
+        let p0 = with
+            .prior()
+            .expect("the manifest says it has a prior")
+            .clone();
+        let none = Array2::<f32>::zeros((0, with.feature_dim()));
+        // No answers: the prior itself, by the one-pass and the incremental path.
+        let cold = with.posterior(none.view()).unwrap();
+        assert_close(cold.mean.view(), p0.mean(), 0.0);
+        assert_close(cold.var.view(), p0.var(), 0.0);
+        assert_eq!(with.posterior_of(&with.new_state()).unwrap(), cold);
+        // One answer: the prior is one more factor, so the variance is below both the prior's
+        // and the pair's alone, and the incremental path agrees.
+        let mut rng = Rng::new(9);
+        let f = rng.normal_array((1, with.feature_dim()), 1.0);
+        let one = with.posterior(f.view()).unwrap();
+        let mut state = with.new_state();
+        with.observe(&mut state, f.view()).unwrap();
+        assert_close(
+            with.posterior_of(&state).unwrap().mean.view(),
+            one.mean.view(),
+            1e-5,
+        );
+        let (mu, lv) = with.encoder().encode(f.view()).unwrap();
+        for j in 0..with.d() {
+            assert!(one.var[j] < p0.var()[j] && one.var[j] < lv[[0, j]].exp());
+            let _ = mu[[0, j]];
+        }
+        // The same file read as a version-1 model (no `encoder.prior`): no prior, no cold start.
+        let (without, _, _) = model_and_manifest(5);
+        assert!(without.prior().is_none());
+        assert_eq!(
+            without.posterior(none.view()).unwrap_err().to_string(),
+            ModelError::from(MathError::EmptyReferenceSet).to_string()
+        );
+        // A prior in a version-1 manifest, or with mean pooling, is refused by name.
+        let mut v1 = m.clone();
+        v1.format_version = 1;
+        assert!(v1
+            .validate("vrf.json")
+            .unwrap_err()
+            .to_string()
+            .contains("encoder.prior"));
+        let mut mean = m.clone();
+        mean.encoder.pooling = Pooling::Mean;
+        assert!(mean
+            .validate("vrf.json")
+            .unwrap_err()
+            .to_string()
+            .contains("pog"));
+        // A missing prior tensor is named.
+        let plain = bytes(5);
+        let mut m2 = m.clone();
+        m2.files
+            .insert(USER_MODEL_FILE.into(), FileEntry::of(&plain));
+        assert!(UserModel::from_bytes(&m2, &plain)
+            .unwrap_err()
+            .to_string()
+            .contains(names::PRIOR_MEAN));
     }
 
     pub(crate) fn model_and_manifest(seed: u64) -> (UserModel, Manifest, Vec<u8>) {

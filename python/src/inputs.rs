@@ -1,8 +1,9 @@
 //! Python values → runtime inputs: reference triplets and `(prompt, response)` pairs, as dicts
 //! or tuples, with errors that name the item and the field.
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use vrf_runtime::Reference;
 
 use crate::errors::input;
@@ -16,9 +17,28 @@ fn field(d: &Bound<'_, PyDict>, key: &str, what: &str, i: usize) -> PyResult<Str
         .map_err(|_| input(format!("{what}[{i}].{key}: expected a string")))
 }
 
+/// The name of `obj`'s type (`int`, `float`, `NoneType`, …), for error messages.
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "an unnamed type".to_string(), |n| n.to_string())
+}
+
+/// A user id: a `str`, else a `TypeError` naming `what` and the type found (an integer id from
+/// a dataset column would otherwise fail somewhere less obvious).
+pub fn user_id(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    if obj.is_instance_of::<PyString>() {
+        return obj.extract();
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a str (a user id), got {}",
+        type_name(obj)
+    )))
+}
+
 /// `N` strings from a tuple or list of exactly `N` strings (JSON and datasets give lists).
 fn strings<const N: usize>(item: &Bound<'_, PyAny>) -> Option<[String; N]> {
-    if item.is_instance_of::<pyo3::types::PyString>() {
+    if item.is_instance_of::<PyString>() {
         return None;
     }
     let v: Vec<String> = item.extract().ok()?;
@@ -28,7 +48,7 @@ fn strings<const N: usize>(item: &Bound<'_, PyAny>) -> Option<[String; N]> {
 /// Reference triplets: an iterable of `{"prompt", "chosen", "rejected"}` dicts or
 /// `(prompt, chosen, rejected)` tuples; at least one.
 pub fn references(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Reference>> {
-    if obj.is_instance_of::<pyo3::types::PyString>() {
+    if obj.is_instance_of::<PyString>() {
         return Err(input(
             "references: expected a list of dicts or tuples, got a string",
         ));
@@ -54,9 +74,6 @@ pub fn references(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Reference>> {
             )));
         };
         out.push(r);
-    }
-    if out.is_empty() {
-        return Err(input("references: empty (a user needs at least one)"));
     }
     Ok(out)
 }
@@ -90,7 +107,7 @@ pub fn pairs(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
 
 /// Candidate responses: a list of strings, at least one.
 pub fn responses(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    if obj.is_instance_of::<pyo3::types::PyString>() {
+    if obj.is_instance_of::<PyString>() {
         return Err(input("responses: expected a list of strings, got a string"));
     }
     let v: Vec<String> = obj

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use numpy::{PyArray1, PyArray2, ToPyArray};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use vrf_runtime::{ExecutionProvider, RuntimeOptions, UserPosterior, VrfModel};
 
 use crate::errors::{call_error, input, load_error};
@@ -23,17 +25,19 @@ pub struct Model {
 }
 
 impl Model {
-    /// A user given as a `Posterior` or a seen user's id.
+    /// A user given as a `Posterior` or a seen user's id; anything else is a `TypeError`.
     fn resolve_user(&self, user: &Bound<'_, PyAny>) -> PyResult<UserPosterior> {
         if let Ok(p) = user.extract::<PyRef<'_, Posterior>>() {
             return Ok(p.inner.clone());
         }
-        if let Ok(id) = user.extract::<String>() {
+        if user.is_instance_of::<PyString>() {
+            let id: String = user.extract()?;
             return self.inner.seen_posterior(&id).map_err(call_error);
         }
-        Err(input(
-            "user: expected a vrf.Posterior or a seen user's id (str)",
-        ))
+        Err(PyTypeError::new_err(format!(
+            "user must be a str (a seen user's id) or a vrf.Posterior, got {}",
+            inputs::type_name(user)
+        )))
     }
 
     fn scores(
@@ -120,6 +124,13 @@ impl Model {
         self.inner.manifest().text.max_len
     }
 
+    /// Whether the model has a population prior: `user([])` and a fresh state's posterior are
+    /// then that prior (cold start) instead of an error.
+    #[getter]
+    fn has_prior(&self) -> bool {
+        self.inner.has_prior()
+    }
+
     /// The model's identity (SHA-256 over its files' digests).
     #[getter]
     fn digest(&self) -> String {
@@ -145,9 +156,10 @@ impl Model {
     }
 
     /// A seen (training) user's cached posterior; `UnknownUserError` for another id.
-    fn seen_user(&self, id: &str) -> PyResult<Posterior> {
+    fn seen_user(&self, id: &Bound<'_, PyAny>) -> PyResult<Posterior> {
+        let id = inputs::user_id(id, "id")?;
         Ok(Posterior {
-            inner: self.inner.seen_posterior(id).map_err(call_error)?,
+            inner: self.inner.seen_posterior(&id).map_err(call_error)?,
             count: None,
         })
     }

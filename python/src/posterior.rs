@@ -66,6 +66,12 @@ impl Posterior {
         self.inner.uncertainty
     }
 
+    /// True when the user had no answers: the model's population prior (cold start).
+    #[getter]
+    fn cold_start(&self) -> bool {
+        self.count == Some(0)
+    }
+
     /// Observations behind it (`None` for a seen user's cached posterior).
     #[getter]
     fn count(&self) -> Option<usize> {

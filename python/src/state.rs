@@ -38,6 +38,9 @@ impl State {
         half_life: Option<f32>,
     ) -> PyResult<()> {
         let refs = inputs::references(references)?;
+        if refs.is_empty() {
+            return Err(input("references: empty (nothing to observe)"));
+        }
         let decay = match half_life {
             None => None,
             Some(h) if h.is_finite() && h > 0.0 => Some(0.5f32.powf(1.0 / h)),

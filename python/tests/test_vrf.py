@@ -129,7 +129,7 @@ def test_bad_inputs_raise_the_right_exception(model, data):
         model.score(data["seen"][0], "p", "not a list")
     with pytest.raises(vrf.InputError, match="empty"):
         model.score(data["seen"][0], "p", [])
-    with pytest.raises(vrf.InputError):
+    with pytest.raises(TypeError, match="got float"):
         model.score(3.5, "p", ["a"])
     with pytest.raises(vrf.InputError):
         vrf.Posterior.from_json('{"mean": [0], "var": [-1], "weights": [1]}')
@@ -238,3 +238,38 @@ def test_reward_fn_resolves_users_by_content_not_identity(model, data):
     wrong_k = vrf.Posterior.from_json(json.dumps({"mean": [0.0] * model.d, "var": [1.0] * model.d, "weights": [1.0]}))
     with pytest.raises(vrf.InputError, match="K ="):
         vrf.reward_fn(model, lambda i, row: wrong_k)(prompts, completions)
+
+
+def test_user_ids_that_are_not_strings_are_type_errors(model, data):
+    # A dataset with integer user ids: the error names the column, the sample and the type, and
+    # comes before the backbone pass.
+    prompts, completions = ["Say hi.", "Name a colour."], ["Hello!", "Blue."]
+    reward = vrf.reward_fn(model, "user")
+    with pytest.raises(TypeError, match=r"^user\[0\] must be a str \(a user id\) or that user's reference triplets, got int$"):
+        reward(prompts=prompts, completions=completions, user=[1, 2])
+    with pytest.raises(TypeError, match=r"^user\[1\] must be a str .*, got NoneType$"):
+        reward(prompts=prompts, completions=completions, user=[data["seen"][0], None])
+    with pytest.raises(TypeError, match=r"^user\[0\] .*, got int64$"):
+        reward(prompts=prompts, completions=completions, user=np.array([3, 4]))
+    ref = data["refs"][data["unseen"][0]][0]
+    with pytest.raises(TypeError, match=r"^user\[0\] .*, got dict$"):
+        reward(prompts=prompts, completions=completions, user=[ref, ref])
+    with pytest.raises(TypeError, match=r"^the user that user_of\(0, row\) returned must be a str \(a user id\), a vrf.Posterior or reference triplets, got int$"):
+        vrf.reward_fn(model, lambda i, row: row["uid"])(prompts, completions, uid=[7, 8])
+    with pytest.raises(vrf.InputError, match=r"column 'user' is a list of 1, expected a list of 2"):
+        reward(prompts=prompts, completions=completions, user=[data["seen"][0]])
+    # String ids from a numpy column work.
+    seen = data["seen"][:2]
+    got = reward(prompts=prompts, completions=completions, user=np.array(seen))
+    want = [float(model.score(u, p, [c])[0]) for u, p, c in zip(seen, prompts, completions)]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+    # The model's own calls that take an id.
+    with pytest.raises(TypeError, match=r"^user must be a str \(a seen user's id\) or a vrf.Posterior, got int$"):
+        model.score(1, "p", ["a"])
+    with pytest.raises(TypeError, match=r"^user must be a str .*, got NoneType$"):
+        model.rank(None, "p", ["a"])
+    with pytest.raises(TypeError, match=r"^user must be a str .*, got int$"):
+        model.preference_probability(2, "p", "a", "b")
+    with pytest.raises(TypeError, match=r"^id must be a str \(a user id\), got int$"):
+        model.seen_user(1)

@@ -569,13 +569,29 @@ impl VrfModel {
     }
 
     /// An unseen user's posterior (mean, variance, basis weights, uncertainty) from their
-    /// reference triplets, in one pass.
+    /// reference triplets, in one pass. With none, a model with a population prior gives the
+    /// prior ([`VrfModel::cold_start`]); one without refuses (`EmptyReferenceSet`).
     pub fn posterior(&self, refs: &[Reference]) -> Result<UserPosterior, RuntimeError> {
         if refs.is_empty() {
-            return Err(crate::MathError::EmptyReferenceSet.into());
+            return self.cold_start();
         }
         let pf = self.pair_features(refs)?;
         Ok(self.user.posterior(pf.features.view())?)
+    }
+
+    /// The posterior of a user with no answers: the model's population prior (cold start), whose
+    /// weights give the population's reward. An error (`EmptyReferenceSet`) for a model exported
+    /// without a prior (format version 1, or `--population-prior false`).
+    pub fn cold_start(&self) -> Result<UserPosterior, RuntimeError> {
+        match self.user.prior() {
+            Some(p0) => Ok(self.user.posterior_from_latent(p0)?),
+            None => Err(crate::MathError::EmptyReferenceSet.into()),
+        }
+    }
+
+    /// Whether the model has a population prior, so users with no answers can be served.
+    pub fn has_prior(&self) -> bool {
+        self.user.prior().is_some()
     }
 
     /// A fresh incremental user state with no observations.

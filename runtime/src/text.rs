@@ -18,6 +18,7 @@ pub const PAD_CANDIDATES: [&str; 5] = ["<|endoftext|>", "<pad>", "[PAD]", "</s>"
 
 /// Errors from templates, tokenizer loading, encoding and training.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenizeError {
     /// A template lacks a placeholder.
     #[error("text template {template:?} has no `{placeholder}` placeholder")]

@@ -386,10 +386,9 @@ fn broken_model_directories_and_inputs_give_clear_errors() {
 
     // Bad requests on a good model.
     let rt = runtime(&fixture().model_dir).unwrap();
-    assert!(matches!(
-        rt.posterior(&[]).unwrap_err(),
-        RuntimeError::Model(ModelError::Math(vrf_runtime::MathError::EmptyReferenceSet))
-    ));
+    // No references: the exported population prior (cold start), never a made-up user.
+    assert!(rt.has_prior());
+    assert_eq!(rt.posterior(&[]).unwrap(), rt.cold_start().unwrap());
     let user_with = |weights: Vec<f32>| UserPosterior {
         mean: Array1::zeros(2),
         var: Array1::ones(2),
@@ -662,11 +661,13 @@ fn question_values_on_the_exported_model_weigh_the_observations_the_answers_woul
     let p = rt
         .preference_probability(&user, &q.prompt, &q.a, &q.b)
         .unwrap();
-    let now = state.posterior().unwrap();
+    // The posteriors include the model's population prior.
+    let latent = |u: UserPosterior| vrf_format::math::Posterior::new(u.mean, u.var).unwrap();
+    let now = latent(user.clone());
     let kl = |a_preferred: bool| {
         let mut s = state.clone();
         rt.observe(&mut s, &[q.answered(a_preferred)]).unwrap();
-        vrf_format::math::kl_diag(&s.posterior().unwrap(), &now).unwrap()
+        vrf_format::math::kl_diag(&latent(rt.posterior_of(&s).unwrap()), &now).unwrap()
     };
     let want = p * kl(true) + (1.0 - p) * kl(false);
     let got = values[1].information_gain;

@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2};
 use vrf_format::math as rt;
 use vrf_trainer::bases::Bases;
 use vrf_trainer::config::{ModelConfig, Objective, Pooling};
-use vrf_trainer::encoder::{assignment, pair_features, pool, Encoder};
+use vrf_trainer::encoder::{assignment, pair_features, pool, Encoder, Prior};
 use vrf_trainer::loss;
 use vrf_trainer::vars::SeededVarMap;
 
@@ -128,7 +128,7 @@ fn encoder_pog_w2_softmax_match() -> Result<()> {
         .collect();
     let a = assignment(&seg, lens.len(), &dev)?;
     for pooling in [Pooling::Pog, Pooling::Mean] {
-        let (mu, v) = pool(&mu_i, &lv_i, &a, pooling)?;
+        let (mu, v) = pool(&mu_i, &lv_i, &a, pooling, None)?;
         let w = s.bases.weights(&mu, &v)?;
         let w2 = s.bases.w2_sq(&mu, &v)?;
         let mut start = 0;
@@ -180,6 +180,52 @@ fn encoder_pog_w2_softmax_match() -> Result<()> {
             start += n;
         }
     }
+
+    // With a population prior: one more factor in the candle product and in the runtime's, for
+    // users with pairs, and the prior itself (cold start) for a user with none.
+    let prior = Prior {
+        mean: Tensor::randn(0f32, 1.0, d, &dev)?,
+        log_var: Tensor::randn(0f32, 0.7, d, &dev)?,
+    };
+    let rprior = rt::Posterior::new(
+        arr1(&prior.mean),
+        arr1(&prior.bounded_log_var()?).mapv(f32::exp),
+    )
+    .unwrap();
+    let a0 = assignment(&seg, lens.len() + 1, &dev)?;
+    let (mu, v) = pool(&mu_i, &lv_i, &a0, Pooling::Pog, Some(&prior))?;
+    let mut start = 0;
+    for (u, &n) in lens.iter().chain([0usize].iter()).enumerate() {
+        let rows = rfeats.slice(ndarray::s![start..start + n, ..]);
+        let post = if n == 0 {
+            rprior.clone()
+        } else {
+            let (pm, pl) = renc.encode(rows).unwrap();
+            rt::pog_with_prior(pm.view(), pl.view(), Some(&rprior)).unwrap()
+        };
+        close(
+            &mu.get(u)?.to_vec1::<f32>()?,
+            &flat(&post.mean()),
+            "posterior mean with the prior",
+        );
+        close(
+            &v.get(u)?.to_vec1::<f32>()?,
+            &flat(&post.var()),
+            "posterior variance with the prior",
+        );
+        start += n;
+    }
+    let (m0, v0) = prior.repeat(2)?;
+    close(
+        &m0.get(1)?.to_vec1::<f32>()?,
+        &flat(&rprior.mean()),
+        "prior mean",
+    );
+    close(
+        &v0.get(1)?.to_vec1::<f32>()?,
+        &flat(&rprior.var()),
+        "prior variance",
+    );
     Ok(())
 }
 

@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use vrf_runtime::serve::{
     BatchOptions, Limits, ServeOptions, Server, SqliteStore, Token, UserStore,
 };
-use vrf_runtime::{Question, Reference, RuntimeOptions, VrfModel};
+use vrf_runtime::{
+    Backbone, BackboneOutput, Question, Reference, RuntimeError, RuntimeOptions, VrfModel,
+};
 use vrf_trainer::export::{export, ExportOptions};
 
 /// The model every test serves: fitted and exported once per process.
@@ -285,6 +287,138 @@ fn every_endpoint_matches_the_library() {
         .find_map(|l| l.strip_prefix("vrf_batch_texts_count "))
         .and_then(|v| v.parse::<u64>().ok());
     assert!(calls.is_some_and(|n| n > 0), "{}", metrics.body);
+    server.shutdown().unwrap();
+}
+
+/// A backbone with no graph: deterministic features from the token ids, and a count of calls.
+#[derive(Debug)]
+struct StubBackbone {
+    hidden: usize,
+    k: usize,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Backbone for StubBackbone {
+    fn run(
+        &self,
+        ids: Vec<i64>,
+        mask: Vec<i64>,
+        batch: usize,
+        seq: usize,
+    ) -> Result<BackboneOutput, RuntimeError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let row_seed = |b: usize| -> f32 {
+            let row = (b * seq)..((b + 1) * seq);
+            row.map(|i| (ids[i] * mask[i]) as f32).sum::<f32>()
+        };
+        let hidden = ndarray::Array2::from_shape_fn((batch, self.hidden), |(b, j)| {
+            (row_seed(b) * 0.37 + j as f32).sin()
+        });
+        let rewards = ndarray::Array2::from_shape_fn((batch, self.k), |(b, c)| {
+            (row_seed(b) * 0.11 + 1.3 * c as f32).cos()
+        });
+        Ok(BackboneOutput { hidden, rewards })
+    }
+}
+
+#[test]
+fn a_stub_backbone_serves_through_the_same_routes() {
+    let m = model();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let stub = StubBackbone {
+        hidden: m.manifest().hidden,
+        k: m.manifest().k,
+        calls: Arc::clone(&calls),
+    };
+    let opts = RuntimeOptions::new().with_threads(1).with_batch_size(16);
+    let stubbed = Arc::new(VrfModel::with_backbone(model_dir(), &opts, Box::new(stub)).unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::for_model(tmp.path().join("u.sqlite"), stubbed.manifest()).unwrap());
+    let server =
+        Server::start(Arc::clone(&stubbed), store as Arc<dyn UserStore>, options()).unwrap();
+    let addr = server.local_addr();
+
+    let (prompt, responses) = ("Explain ownership.", ["Ownership: one owner.", "Dunno."]);
+    let seen_id = m.seen_user_ids().next().unwrap().to_string();
+    let seen = m.seen_posterior(&seen_id).unwrap();
+    let body = json!({"prompt": prompt, "responses": responses, "user": seen_id});
+    let s = call(addr, "POST", "/v1/score", Some(&body));
+    assert_eq!(s.status, 200, "{}", s.body);
+    let got = floats(&s.json()["scores"]);
+    // The service's scores are the stub's rewards under the user's weights, not the graph's.
+    let want = stubbed.score(&seen, prompt, &responses).unwrap();
+    assert_close(&got, want.scores.as_slice().unwrap(), 1e-5, "stub scores");
+    let onnx = m.score(&seen, prompt, &responses).unwrap();
+    assert!(
+        got.iter()
+            .zip(onnx.scores.iter())
+            .any(|(a, b)| (a - b).abs() > 1e-3),
+        "the stub's scores equal the ONNX graph's: the stub was not used"
+    );
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "the stub backbone was never called"
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn an_unknown_user_gets_the_population_prior_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, _store) = start(tmp.path(), options());
+    let addr = server.local_addr();
+    let m = model();
+    assert!(m.has_prior(), "the default fit exports a population prior");
+    let (prompt, responses) = ("Name a colour.", ["Blue, like the sky.", "Blue."]);
+    let body = |cold: Option<bool>| {
+        let mut b = json!({"prompt": prompt, "responses": responses, "user": "nobody-yet"});
+        if let Some(c) = cold {
+            b["cold_start"] = c.into();
+        }
+        b
+    };
+    // Not asked for: still 404, so a mistyped id is never silently the population.
+    assert_error(
+        &call(addr, "POST", "/v1/score", Some(&body(None))),
+        404,
+        "not_found",
+    );
+    let s = call(addr, "POST", "/v1/score", Some(&body(Some(true))));
+    assert_eq!(s.status, 200, "{}", s.body);
+    let s = s.json();
+    assert_eq!(s["cold_start"], true);
+    let want = m
+        .score(&m.cold_start().unwrap(), prompt, &responses)
+        .unwrap();
+    assert_close(
+        &floats(&s["scores"]),
+        want.scores.as_slice().unwrap(),
+        1e-4,
+        "prior scores",
+    );
+    assert_close(
+        &floats(&s["weights"]),
+        m.cold_start().unwrap().weights.as_slice().unwrap(),
+        1e-6,
+        "prior weights",
+    );
+    let r = call(addr, "POST", "/v1/rank", Some(&body(Some(true)))).json();
+    assert_eq!(r["cold_start"], true);
+    // A user with answers is not flagged, with or without the switch.
+    let seen_id = m.seen_user_ids().next().unwrap().to_string();
+    let mut b = body(Some(true));
+    b["user"] = seen_id.into();
+    let s = call(addr, "POST", "/v1/score", Some(&b)).json();
+    assert_eq!(s["cold_start"], false);
+    // The switch without a user id is a validation error.
+    let bad = json!({"prompt": prompt, "responses": responses,
+                     "references": refs_json(&refs())["references"], "cold_start": true});
+    assert_error(
+        &call(addr, "POST", "/v1/score", Some(&bad)),
+        422,
+        "validation",
+    );
     server.shutdown().unwrap();
 }
 

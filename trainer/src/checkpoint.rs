@@ -10,8 +10,13 @@ use serde::{Deserialize, Serialize};
 use crate::optim::AdamW;
 use crate::vars::SeededVarMap;
 
+// A child module: it reads and writes the tensor files and reports through this module's
+// [`CheckpointError`], so the two import each other (parent and child, by design).
+pub mod tensor_file;
+
 /// Errors reading or writing a run directory.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// Filesystem error on a named path.
     #[error("{path}: {cause}")]
@@ -74,7 +79,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, Checkpo
 
 /// Saves named tensors as safetensors, atomically, one tensor's bytes at a time.
 pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
-    crate::tensor_file::save(path, tensors)
+    tensor_file::save(path, tensors)
 }
 
 /// Loads every tensor of a safetensors file onto `device`, one tensor's bytes at a time.
@@ -82,7 +87,7 @@ pub fn load_tensors(
     path: &Path,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>, CheckpointError> {
-    crate::tensor_file::load(path, device)
+    tensor_file::load(path, device)
 }
 
 /// Where training stands; saved next to the weights.
@@ -204,7 +209,7 @@ pub fn load_checkpoint_weights(
         return Ok(None);
     };
     let (state, _optim_t): (TrainState, usize) = read_json(&dir.join("state.json"))?;
-    crate::tensor_file::load_each(&dir.join("model.safetensors"), device, f)?;
+    tensor_file::load_each(&dir.join("model.safetensors"), device, f)?;
     Ok(Some(state))
 }
 

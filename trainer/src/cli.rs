@@ -1,7 +1,8 @@
 //! The flags every fitting command shares (the engine's `vrf-trainer fit` and the harness's
 //! `vrf-bench fit`, `ablate`, `compare`): hyperparameter overrides on top of a config file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::Args;
 
@@ -11,6 +12,8 @@ use crate::config::{
     RunConfig, Schedule, StageOneUsers, StageTwoPool,
 };
 use crate::error::Result;
+use crate::eval::format_report;
+use crate::run::{device, eval_run, ExternalMethod};
 
 /// Hyperparameter overrides; unset flags keep the config's value.
 #[derive(Args)]
@@ -57,6 +60,9 @@ pub struct Overrides {
     /// end-to-end or staged.
     #[arg(long, value_enum)]
     schedule: Option<Schedule>,
+    /// A learned population prior in every user's posterior (cold start; PoG only).
+    #[arg(long)]
+    population_prior: Option<bool>,
     /// Give the encoder each reference pair's Δφ.
     #[arg(long)]
     enc_phi: Option<bool>,
@@ -157,6 +163,7 @@ impl Overrides {
         set!(self.pooling, c.model.pooling);
         set!(self.schedule, c.train.schedule);
         set!(self.enc_phi, c.model.enc_phi);
+        set!(self.population_prior, c.model.prior);
         set!(self.kl_warmup, c.loss.kl_warmup);
         set!(self.delta_auto, c.loss.delta_auto);
         set!(self.lambda_phi, c.loss.lambda_phi);
@@ -210,4 +217,44 @@ pub fn load_config(
 /// `--pooling` takes the manifest's names (`pog`, `mean`).
 pub fn parse_pooling(s: &str) -> Result<Pooling, String> {
     Pooling::from_name(s).ok_or_else(|| format!("unknown pooling {s:?}: expected pog or mean"))
+}
+
+/// `eval`: re-evaluate a trained run directory and rewrite its eval.json.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Run directory (holds config.json and checkpoint/).
+    #[arg(long)]
+    run: PathBuf,
+    /// Evaluate on this JSONL instead of the run's own data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// CPU threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl EvalArgs {
+    /// Evaluates and prints the report; `external` evaluates the methods the engine does not.
+    pub fn run(&self, external: Option<&dyn ExternalMethod>) -> anyhow::Result<()> {
+        crate::threads::set(self.threads);
+        let dev = device(&self.device)?;
+        let r = eval_run(&self.run, self.data.as_deref(), &dev, external)?;
+        print!("{}", format_report(&r));
+        Ok(())
+    }
+}
+
+/// A binary's exit: success, or the whole cause chain on one line with no backtrace noise (the
+/// library's errors print their cause in their message and do not expose it again as source()).
+pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -176,6 +176,19 @@ pub struct ModelConfig {
     pub base_radius: f64,
     /// Scale applied to the encoder's μ output (matches the encoder to the bases' scale).
     pub mu_scale: f64,
+    /// A learned population prior as one more factor of every user's product of Gaussians
+    /// (docs/METHOD.md §2): few answers shrink towards the population, none gives the prior
+    /// (cold start). PoG only. Absent from a config.json written before it existed: off.
+    #[serde(default = "absent_is_off")]
+    pub prior: bool,
+    /// Initial `log s₀²` of the population prior (its mean starts at 0): how much a first answer
+    /// outweighs the population before training.
+    pub prior_log_var_init: f64,
+}
+
+/// A switch missing from an older run's config.json keeps that run's behaviour.
+fn absent_is_off() -> bool {
+    false
 }
 
 impl Default for ModelConfig {
@@ -189,6 +202,8 @@ impl Default for ModelConfig {
             base_init: BaseInit::Randn,
             base_radius: 3.0,
             mu_scale: 1.0,
+            prior: true,
+            prior_log_var_init: 0.0,
         }
     }
 }
@@ -461,6 +476,7 @@ impl RunConfig {
     pub fn spec_literal() -> Self {
         let mut c = Self::default();
         c.model.enc_phi = false;
+        c.model.prior = false;
         c.loss.lambda_phi = 0.0;
         c.train.schedule = Schedule::EndToEnd;
         c.train.latent_lr_mult = 1.0;
@@ -492,6 +508,12 @@ impl RunConfig {
         }
         if !positive(m.mu_scale) {
             return err("model.mu_scale", "must be positive");
+        }
+        if m.prior && m.pooling != Pooling::Pog {
+            return err(
+                "model.prior",
+                "a population prior needs pog pooling (use --population-prior false with --pooling mean)",
+            );
         }
         if l.kl_samples == 0 {
             return err("loss.kl_samples", "must be at least 1");

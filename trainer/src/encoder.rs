@@ -19,13 +19,61 @@ pub fn pair_features(e_c: &Tensor, e_r: &Tensor, dphi: Option<&Tensor>) -> Resul
     }
 }
 
-/// MLP `in → H → 2d` (gelu) giving each pair's μ_i and bounded log σ_i².
+/// The learned population prior `p₀ = N(m₀, diag(exp(ℓ₀)))` (docs/METHOD.md §2): one more
+/// Gaussian in every user's product, so few answers shrink towards the population and none
+/// gives the prior itself. Trained with the encoder (stage 2 draws reference subsets of 0…|R|).
+#[derive(Clone, Debug)]
+pub struct Prior {
+    /// Mean `m₀` `[d]`.
+    pub mean: Tensor,
+    /// Log-variance `ℓ₀ = log s₀²` `[d]`, bounded like the encoder's.
+    pub log_var: Tensor,
+}
+
+impl Prior {
+    /// Variables `mean` (0) and `log_var` (`log_var_init`) under `vb`.
+    pub fn new(d: usize, log_var_init: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            mean: vb.get_with_hints(d, "mean", candle_nn::Init::Const(0.0))?,
+            log_var: vb.get_with_hints(d, "log_var", candle_nn::Init::Const(log_var_init))?,
+        })
+    }
+
+    /// Precision `1/s₀²` `[1, d]`, with ℓ₀ bounded to the encoder's range.
+    fn precision(&self) -> Result<Tensor> {
+        let b = f64::from(vrf_format::math::LOGVAR_BOUND);
+        ((&self.log_var / b)?.tanh()? * b)?
+            .neg()?
+            .exp()?
+            .unsqueeze(0)
+    }
+
+    /// Log-variance as exported (bounded exactly as in [`Prior::precision`]).
+    pub fn bounded_log_var(&self) -> Result<Tensor> {
+        let b = f64::from(vrf_format::math::LOGVAR_BOUND);
+        (&self.log_var / b)?.tanh()? * b
+    }
+
+    /// `(μ, σ²)` `[n, d]` of `n` users with no answers: the prior, repeated.
+    pub fn repeat(&self, n: usize) -> Result<(Tensor, Tensor)> {
+        let var = self.precision()?.recip()?;
+        let d = self.mean.dim(0)?;
+        Ok((
+            self.mean.unsqueeze(0)?.broadcast_as((n, d))?.contiguous()?,
+            var.broadcast_as((n, d))?.contiguous()?,
+        ))
+    }
+}
+
+/// MLP `in → H → 2d` (gelu) giving each pair's μ_i and bounded log σ_i², and optionally the
+/// population prior the pairs' Gaussians are multiplied with.
 #[derive(Clone, Debug)]
 pub struct Encoder {
     pub(crate) l1: Linear,
     pub(crate) l2: Linear,
     d: usize,
     mu_scale: f64,
+    prior: Option<Prior>,
 }
 
 impl Encoder {
@@ -42,7 +90,19 @@ impl Encoder {
             l2: linear(hidden, 2 * d, vb.pp("l2"))?,
             d,
             mu_scale,
+            prior: None,
         })
+    }
+
+    /// Adds the population prior (variables `prior.mean`, `prior.log_var` under `vb`).
+    pub fn with_prior(mut self, log_var_init: f64, vb: VarBuilder) -> Result<Self> {
+        self.prior = Some(Prior::new(self.d, log_var_init, vb.pp("prior"))?);
+        Ok(self)
+    }
+
+    /// The population prior, when the model has one.
+    pub fn prior(&self) -> Option<&Prior> {
+        self.prior.as_ref()
     }
 
     /// Latent dimension d.
@@ -83,19 +143,26 @@ pub fn assignment(seg: &[usize], n_users: usize, dev: &Device) -> Result<Tensor>
 
 /// Pools per-pair Gaussians into per-user `(μ_u, σ_u²)`, each `[users, d]`.
 ///
-/// PoG (Eq. 5): λ = Σ exp(−ℓ_i), σ² = 1/λ, μ = σ² Σ exp(−ℓ_i) μ_i. Mean pooling (ablation e):
-/// the mean of μ_i and the mean of σ_i².
+/// PoG (Eq. 5): λ = Σ exp(−ℓ_i), σ² = 1/λ, μ = σ² Σ exp(−ℓ_i) μ_i; with a population prior the
+/// prior is one more factor (λ += 1/s₀², η += m₀/s₀²), so a user with no pairs gets the prior.
+/// Mean pooling (ablation e): the mean of μ_i and the mean of σ_i².
 pub fn pool(
     mu: &Tensor,
     logvar: &Tensor,
     assign: &Tensor,
     pooling: Pooling,
+    prior: Option<&Prior>,
 ) -> Result<(Tensor, Tensor)> {
     match pooling {
         Pooling::Pog => {
             let prec = logvar.neg()?.exp()?;
-            let lam = assign.matmul(&prec)?;
-            let eta = assign.matmul(&(&prec * mu)?)?;
+            let mut lam = assign.matmul(&prec)?;
+            let mut eta = assign.matmul(&(&prec * mu)?)?;
+            if let Some(p0) = prior {
+                let prec0 = p0.precision()?;
+                lam = lam.broadcast_add(&prec0)?;
+                eta = eta.broadcast_add(&(&prec0 * p0.mean.unsqueeze(0)?)?)?;
+            }
             let var = lam.recip()?;
             let mean = (&var * eta)?;
             Ok((mean, var))

@@ -16,7 +16,7 @@ use crate::corpus::{dedup, positions, rows, Corpus};
 use crate::encoder::segments;
 use crate::error::{Result, TrainError};
 use crate::loss;
-use crate::metrics::{mean_offdiag_corr, pairwise_accuracy};
+use crate::metrics::{calibration, mean_offdiag_corr, pairwise_accuracy, spearman, Calibration};
 use crate::model::RewardModel;
 use vrf_data::Dataset;
 
@@ -99,6 +99,27 @@ pub struct EvalReport {
     /// Training and unseen-user adaptation time (absent in reports written before it existed).
     #[serde(default)]
     pub cost: Cost,
+    /// Calibration of unseen users' preference probabilities `P(y_c ≻ y_r)` on their eval pairs
+    /// (VRF: Eq. 8's variance-attenuated probability; the others: σ of the reward margin).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+    /// VRF: whether a user's uncertainty predicts their error (absent for other methods).
+    #[serde(default)]
+    pub uncertainty: Option<UncertaintyReport>,
+}
+
+/// Does σ² (a user's mean posterior variance) predict the user's error rate on their eval pairs?
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UncertaintyReport {
+    /// Spearman ρ(σ², error) over unseen users with their full reference sets.
+    pub spearman_full: f64,
+    /// Spearman ρ(σ², error) over unseen users whose k is drawn uniformly from 1…|R| (seeded):
+    /// the case where the amount of information differs between users.
+    pub spearman_mixed_k: f64,
+    /// Unseen accuracy in that mixed-k draw.
+    pub mixed_k_accuracy: f64,
+    /// Calibration of the mixed-k draw's preference probabilities.
+    pub mixed_k_calibration: Option<Calibration>,
 }
 
 impl EvalReport {
@@ -120,6 +141,8 @@ impl EvalReport {
             few_shot: vec![],
             truncated_texts: corpus.truncated,
             cost: Cost::default(),
+            calibration: None,
+            uncertainty: None,
         }
     }
 }
@@ -213,6 +236,11 @@ pub(crate) fn user_posterior(
     refs: &[Vec<usize>],
 ) -> Result<(Tensor, Tensor)> {
     let (tr, seg) = flatten_users(refs);
+    if tr.is_empty() {
+        // No pair at all: the model's prior for every user (or its error without one).
+        let none = Tensor::zeros((0, 1), candle_core::DType::F32, f.e.device())?;
+        return Ok(model.posterior(&none, &seg, refs.len())?);
+    }
     let (c, r) = f.pair_rows(corpus, &tr);
     let feats = model.ref_features(&rows(&f.e, &c)?, &rows(&f.e, &r)?)?;
     Ok(model.posterior(&feats, &seg, refs.len())?)
@@ -302,6 +330,11 @@ pub fn evaluate(
             };
             report.seen_accuracy = acc(&ds.seen)?;
             report.unseen_accuracy = acc(&ds.unseen)?;
+            let tr: Vec<usize> = evals_of(&ds.unseen).into_iter().flatten().collect();
+            if !tr.is_empty() {
+                let margin = f.delta(corpus, &tr)?.squeeze(D::Minus1)?;
+                report.calibration = calibration(&sigmoid(&margin)?);
+            }
         }
         Method::Vrf => {
             let k = cfg.model.k;
@@ -396,17 +429,127 @@ pub fn evaluate(
             // Few-shot curve for unseen users: k random reference pairs each (fixed seed).
             if !ds.unseen.is_empty() {
                 let evals = evals_of(&ds.unseen);
-                for (kk, refs) in few_shot_draws(ds) {
+                // With a population prior, k = 0 (the prior alone: cold start) too.
+                let cold = model
+                    .encoder
+                    .as_ref()
+                    .and_then(|e| e.prior())
+                    .map(|_| (0, vec![Vec::new(); ds.unseen.len()]));
+                for (kk, refs) in cold.into_iter().chain(few_shot_draws(ds)) {
                     let (_, _, w) = posteriors(model, &f, corpus, &refs)?;
                     report
                         .few_shot
                         .push((kk, group_accuracy(&f, corpus, &evals, &w)?));
                 }
+                // Calibration and σ² against error, at full reference sets and at mixed k.
+                let full = user_outcomes(model, &f, corpus, &refs_of(&ds.unseen), &evals)?;
+                report.calibration = calibration(&full.probabilities);
+                let mixed = user_outcomes(model, &f, corpus, &mixed_k_draw(ds), &evals)?;
+                report.uncertainty = Some(UncertaintyReport {
+                    spearman_full: spearman(&full.sigma2, &full.error),
+                    spearman_mixed_k: spearman(&mixed.sigma2, &mixed.error),
+                    mixed_k_accuracy: mixed.accuracy,
+                    mixed_k_calibration: calibration(&mixed.probabilities),
+                });
             }
         }
     }
     report.overall_accuracy = macro_average(report.seen_accuracy, report.unseen_accuracy);
     Ok((report, cached))
+}
+
+/// σ(x) of a margin vector, as f64.
+fn sigmoid(margin: &Tensor) -> Result<Vec<f64>> {
+    Ok(margin
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|m| 1.0 / (1.0 + (-f64::from(m)).exp()))
+        .collect())
+}
+
+/// What a group of users' posteriors give on their eval pairs.
+struct UserOutcomes {
+    /// Each user's σ² (mean posterior variance).
+    sigma2: Vec<f64>,
+    /// Each user's error rate on their eval pairs (NaN without pairs).
+    error: Vec<f64>,
+    /// Every eval pair's `P(chosen ≻ rejected)` (Eq. 8), users in order.
+    probabilities: Vec<f64>,
+    /// Pairwise accuracy over all the pairs.
+    accuracy: f64,
+}
+
+/// Posteriors of users from `refs` (per user) and their outcomes on `evals` (per user).
+fn user_outcomes(
+    model: &RewardModel,
+    f: &Features,
+    corpus: &Corpus,
+    refs: &[Vec<usize>],
+    evals: &[Vec<usize>],
+) -> Result<UserOutcomes> {
+    let (_, var, w) = posteriors(model, f, corpus, refs)?;
+    let sigma2: Vec<f64> = var
+        .mean(D::Minus1)?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let (tr, seg) = flatten_users(evals);
+    if tr.is_empty() {
+        let n = refs.len();
+        return Ok(UserOutcomes {
+            sigma2,
+            error: vec![f64::NAN; n],
+            probabilities: vec![],
+            accuracy: f64::NAN,
+        });
+    }
+    let seg32: Vec<u32> = seg.iter().map(|&u| u as u32).collect();
+    let (mu, v) = loss::moments(&rows(&w, &seg32)?, &f.delta(corpus, &tr)?)?;
+    let probabilities = sigmoid(&loss::attenuated_logit(&mu, &v)?)?;
+    let mu = mu.to_vec1::<f32>()?;
+    let (mut wrong, mut count) = (vec![0usize; refs.len()], vec![0usize; refs.len()]);
+    for (&u, &m) in seg.iter().zip(&mu) {
+        count[u] += 1;
+        // A tie counts as wrong, as in pairwise accuracy.
+        if m <= 0.0 {
+            wrong[u] += 1;
+        }
+    }
+    let error = wrong
+        .iter()
+        .zip(&count)
+        .map(|(&w, &c)| {
+            if c == 0 {
+                f64::NAN
+            } else {
+                w as f64 / c as f64
+            }
+        })
+        .collect();
+    let accuracy = 1.0 - wrong.iter().sum::<usize>() as f64 / mu.len() as f64;
+    Ok(UserOutcomes {
+        sigma2,
+        error,
+        probabilities,
+        accuracy,
+    })
+}
+
+/// Each unseen user's reference pairs cut to a k drawn uniformly from 1…|R_u| (a fixed seed):
+/// users who differ in how much is known about them.
+pub fn mixed_k_draw(ds: &Dataset) -> Vec<Vec<usize>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(4321);
+    ds.unseen
+        .iter()
+        .map(|&u| {
+            let mut r = ds.users[u].refs.clone();
+            r.shuffle(&mut rng);
+            let k = rand::Rng::random_range(&mut rng, 1..=r.len().max(1));
+            r.truncate(k);
+            r
+        })
+        .collect()
 }
 
 /// Macro-average of the seen and unseen accuracies, ignoring a missing group.

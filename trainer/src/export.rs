@@ -203,6 +203,13 @@ pub fn user_model_tensors(model: &RewardModel) -> Result<HashMap<String, Tensor>
     out.insert(names::ENC_L2_B.to_string(), f32c(&fold(b2)?)?);
     out.insert(names::BASES_MEANS.to_string(), f32c(&bases.means)?);
     out.insert(names::BASES_LOG_VAR.to_string(), f32c(&bases.log_var)?);
+    if let Some(p0) = enc.prior() {
+        out.insert(names::PRIOR_MEAN.to_string(), f32c(&p0.mean)?);
+        out.insert(
+            names::PRIOR_LOG_VAR.to_string(),
+            f32c(&p0.bounded_log_var()?)?,
+        );
+    }
     Ok(out)
 }
 
@@ -572,6 +579,7 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
             hidden_dim: h,
             dphi: cfg.model.enc_phi,
             pooling: cfg.model.pooling,
+            prior: cfg.model.prior,
         },
         text: TextSpec {
             template: encoder.template.as_str().to_string(),

@@ -4,7 +4,7 @@
 //! One module per concept: [`backbone`] (Qwen3), [`heads`] (basis rewards), [`encoder`]
 //! (variational encoder and pooling), [`bases`] (Gaussian bases, W₂, KL), [`loss`], [`metrics`]
 //! (accuracy, basis-reward correlation), [`model`], [`vars`] (seeded variables), [`optim`],
-//! [`train`] (the staged fit), [`eval`], [`checkpoint`] and [`tensor_file`], [`run`] (a run
+//! [`train`] (the staged fit), [`eval`], [`checkpoint`] (with its tensor files), [`run`] (a run
 //! directory from start to finish), [`onnx`] (graph builder), [`export`] and [`quantize`]
 //! (the portable model directory), [`tokenize`] and [`corpus`] (tokenised texts and batches),
 //! [`config`] and [`cli`] (the run configuration and its flags). Data comes from `vrf-data`;
@@ -32,7 +32,6 @@ pub mod onnx;
 pub mod optim;
 pub mod quantize;
 pub mod run;
-pub mod tensor_file;
 pub mod threads;
 pub mod tokenize;
 pub mod train;

@@ -11,7 +11,7 @@ use vrf_trainer::cli::{load_config, Overrides};
 use vrf_trainer::config::Method;
 use vrf_trainer::eval::format_report;
 use vrf_trainer::export::{export, ExportOptions};
-use vrf_trainer::run::{device, eval_run, fit_run, FitOptions};
+use vrf_trainer::run::{device, fit_run, FitOptions};
 use vrf_trainer::train::FitOutcome;
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
@@ -63,20 +63,7 @@ enum Cmd {
         int8_tolerance: f32,
     },
     /// Re-evaluate a trained run directory and rewrite its eval.json.
-    Eval {
-        /// Run directory (holds config.json and checkpoint/).
-        #[arg(long)]
-        run: PathBuf,
-        /// Evaluate on this JSONL instead of the run's own data.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// cpu or cuda.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// CPU threads.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-    },
+    Eval(vrf_trainer::cli::EvalArgs),
 }
 
 #[derive(Args)]
@@ -191,30 +178,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Eval {
-            run,
-            data,
-            device: d,
-            threads,
-        } => {
-            vrf_trainer::threads::set(*threads);
-            let dev = device(d)?;
-            let r = eval_run(run, data.as_deref(), &dev, None)?;
-            print!("{}", format_report(&r));
-            Ok(())
-        }
+        Cmd::Eval(a) => a.run(None),
     }
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // The whole cause chain on one line, no backtrace noise for users; the library's
-            // errors print their cause in their message and do not expose it again as source().
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    vrf_trainer::cli::exit_code(run(Cli::parse()))
 }

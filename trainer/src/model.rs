@@ -103,7 +103,12 @@ impl RewardModel {
         if cfg.method == Method::Vrf {
             let m = &cfg.model;
             let input = 2 * h + if m.enc_phi { m.k } else { 0 };
-            encoder = Some(Encoder::new(input, h, m.d, m.mu_scale, vb.pp("encoder"))?);
+            let enc = Encoder::new(input, h, m.d, m.mu_scale, vb.pp("encoder"))?;
+            encoder = Some(if m.prior {
+                enc.with_prior(m.prior_log_var_init, vb.pp("encoder"))?
+            } else {
+                enc
+            });
             let fresh = !vars
                 .varmap
                 .data()
@@ -232,9 +237,19 @@ impl RewardModel {
             .encoder
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg("BT model has no encoder".into()))?;
+        if seg.is_empty() {
+            // No pair at all (every user at k = 0): the prior for everyone.
+            return match enc.prior() {
+                Some(p0) => p0.repeat(n_users),
+                None => Err(candle_core::Error::Msg(
+                    "a user posterior needs at least one reference pair (no population prior)"
+                        .into(),
+                )),
+            };
+        }
         let (mu, logvar) = enc.forward(feats)?;
         let a = assignment(seg, n_users, &self.device)?;
-        pool(&mu, &logvar, &a, self.cfg.model.pooling)
+        pool(&mu, &logvar, &a, self.cfg.model.pooling, enc.prior())
     }
 
     /// The bases (VRF only).

@@ -441,6 +441,7 @@ impl OnnxModel {
 
 /// Why writing a model's external data failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExternalDataError {
     /// Writing the file failed.
     #[error("writing {}: {cause}", path.display())]

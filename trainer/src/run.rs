@@ -180,6 +180,10 @@ pub fn fit_run(
     dev: &Device,
     opts: &FitOptions,
 ) -> Result<FitOutcome<EvalReport>> {
+    // Refused before anything is written: the engine alone trains VRF and BT.
+    if cfg.method.is_baseline() && opts.external.is_none() {
+        return Err(TrainError::NotEngineMethod(cfg.method.name()));
+    }
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     // Held to the end of the run: a second process on the same directory is refused.
     let _lock = DirLock::acquire(dir)?;

@@ -252,3 +252,25 @@ fn a_configured_stop_is_not_an_error() {
     );
     assert!(!err.contains("error"), "{err}");
 }
+
+#[test]
+fn the_engine_refuses_a_baseline_method_before_writing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write(tmp.path(), "d.jsonl", &rows(3, 1));
+    let out = tmp.path().join("out");
+    let (ok, err) = trainer(&[
+        "fit",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--method",
+        "lore",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("lore") && err.contains("vrf-bench fit --method lore"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused fit wrote {}", out.display());
+}

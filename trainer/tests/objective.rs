@@ -223,7 +223,7 @@ fn pog_closed_form_and_mean_pooling() -> Result<()> {
     let mu = Tensor::new(&[[1f32, 0.0], [3.0, 2.0]], &dev)?;
     let lv = Tensor::new(&[[1f32, 4.0], [1.0, 1.0]], &dev)?.log()?;
     let a = assignment(&[0, 0], 1, &dev)?;
-    let (m, v) = pool(&mu, &lv, &a, Pooling::Pog)?;
+    let (m, v) = pool(&mu, &lv, &a, Pooling::Pog, None)?;
     let (m, v) = (
         m.to_vec2::<f32>()?[0].clone(),
         v.to_vec2::<f32>()?[0].clone(),
@@ -235,7 +235,7 @@ fn pog_closed_form_and_mean_pooling() -> Result<()> {
     {
         assert!((x - y).abs() < 1e-6, "{m:?} {v:?}");
     }
-    let (m, v) = pool(&mu, &lv, &a, Pooling::Mean)?;
+    let (m, v) = pool(&mu, &lv, &a, Pooling::Mean, None)?;
     assert_eq!(m.to_vec2::<f32>()?[0], vec![2.0, 1.0]);
     let v = v.to_vec2::<f32>()?[0].clone();
     assert!((v[0] - 1.0).abs() < 1e-6 && (v[1] - 2.5).abs() < 1e-6);

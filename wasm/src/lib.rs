@@ -89,6 +89,12 @@ impl Posterior {
     pub fn count(&self) -> usize {
         self.count
     }
+
+    /// True when the user has no answers yet: the model's population prior (cold start).
+    #[wasm_bindgen(getter, js_name = coldStart)]
+    pub fn cold_start(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// Personalised scores of a batch of candidates and the index of the best one.
@@ -161,6 +167,13 @@ impl VrfUser {
         self.model.feature_dim()
     }
 
+    /// Whether the model has a population prior: before the first observation the posterior is
+    /// that prior (cold start) instead of an error.
+    #[wasm_bindgen(getter, js_name = hasPrior)]
+    pub fn has_prior(&self) -> bool {
+        self.model.prior().is_some()
+    }
+
     /// Whether pair features end with Δφ, so `observeHidden` needs the basis rewards.
     #[wasm_bindgen(getter, js_name = usesDphi)]
     pub fn uses_dphi(&self) -> bool {
@@ -217,7 +230,7 @@ impl VrfUser {
             .map_err(|e| js_error(WHAT, e))
     }
 
-    /// The posterior of the pairs observed so far; throws before the first observation.
+    /// The posterior of the pairs observed so far; before the first observation the population prior (cold start), or an error for a model without one.
     pub fn posterior(&self) -> Result<Posterior, JsError> {
         Ok(Posterior {
             inner: self.user_posterior("posterior")?,
@@ -225,18 +238,18 @@ impl VrfUser {
         })
     }
 
-    /// Weights over the bases (as `posterior().weights`); throws before the first observation.
+    /// Weights over the bases (as `posterior().weights`); before the first observation the population prior (cold start), or an error for a model without one.
     pub fn weights(&self) -> Result<Vec<f32>, JsError> {
         Ok(self.user_posterior("weights")?.weights.to_vec())
     }
 
-    /// Scalar uncertainty (as `posterior().uncertainty`); throws before the first observation.
+    /// Scalar uncertainty (as `posterior().uncertainty`); before the first observation the population prior (cold start), or an error for a model without one.
     pub fn uncertainty(&self) -> Result<f32, JsError> {
         Ok(self.user_posterior("uncertainty")?.uncertainty)
     }
 
     /// Personalised scores of candidates given their basis rewards (`N·K` values, row-major)
-    /// and the index of the best; throws before the first observation.
+    /// and the index of the best; before the first observation the population prior (cold start), or an error for a model without one.
     pub fn score(&self, rewards: &[f32]) -> Result<Scores, JsError> {
         let phi = rows("score", "rewards", rewards, self.model.k())?;
         let user = self.user_posterior("score")?;
@@ -370,6 +383,7 @@ fn read_manifest(text: &str) -> Result<(UserModelSpec, Option<FileEntry>), Model
             hidden_dim: enc.usize("hidden_dim").map_err(bad)?,
             dphi: enc.boolean("dphi").map_err(bad)?,
             pooling,
+            prior: enc.opt_boolean("prior").map_err(bad)?.unwrap_or(false),
         },
     };
     spec.validate(MANIFEST_FILE)?;

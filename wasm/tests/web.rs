@@ -238,11 +238,11 @@ fn bad_input_throws_errors_that_say_what_is_wrong() {
 
 #[wasm_bindgen_test]
 fn bad_model_files_throw() {
-    let v2 = MANIFEST.replace("\"format_version\": 1", "\"format_version\": 2");
-    assert_ne!(v2, MANIFEST);
-    let m = throws(VrfUser::new(&v2, MODEL));
+    let v3 = MANIFEST.replace("\"format_version\": 2", "\"format_version\": 3");
+    assert_ne!(v3, MANIFEST);
+    let m = throws(VrfUser::new(&v3, MODEL));
     assert!(
-        m.contains("format_version 2 is not supported") && m.contains(MANIFEST_FILE),
+        m.contains("format_version 3 is not supported") && m.contains(MANIFEST_FILE),
         "{m}"
     );
 

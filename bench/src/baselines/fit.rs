@@ -482,6 +482,17 @@ pub(crate) fn evaluate(
         report.cost.adapt_seconds = Some(s);
         report.cost.adapt_seconds_per_user = Some(s / ds.unseen.len() as f64);
         report.unseen_accuracy = accuracy(&ds.unseen, &reps)?;
+        // Calibration of σ(margin) on the unseen users' eval pairs, as for VRF and BT.
+        let evals = of(&ds.unseen, |u| &u.evals);
+        if !evals.is_empty() {
+            let b = make_batch(ds, corpus, &evals, &ds.unseen, &src)?;
+            let margins = method.margins(&b, &reps)?.to_vec1::<f32>()?;
+            let p: Vec<f64> = margins
+                .into_iter()
+                .map(|m| 1.0 / (1.0 + (-f64::from(m)).exp()))
+                .collect();
+            report.calibration = vrf_trainer::metrics::calibration(&p);
+        }
         // Few-shot curve: k random reference pairs per unseen user, VRF's draws.
         for (kk, refs) in few_shot_draws(ds) {
             let b = make_batch(ds, corpus, &refs.concat(), &ds.unseen, &src)?;

@@ -31,6 +31,7 @@ use vrf_trainer::optim::{AdamW, ParamGroup};
 
 /// Why a baseline could not be trained or evaluated.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BaselineError {
     /// The method is not a baseline (VRF and BT have their own trainer).
     #[error("{0} is not one of the baselines (lore, pref, pal, vpl)")]

@@ -1,4 +1,4 @@
-//! `vrf-trainer compare`: every method side by side on the synthetic benchmark at several
+//! `vrf-bench compare`: every method side by side on the synthetic benchmark at several
 //! Dirichlet concentrations α, over several seeds — the paper's Table 1 and Figs. 3–4 as one
 //! command.
 //!
@@ -51,6 +51,7 @@ pub type Ms = (f64, f64);
 
 /// Why the comparison could not run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CompareError {
     /// Nothing to compare.
     #[error("compare needs at least one {0}")]

@@ -169,7 +169,7 @@ pub fn markdown(r: &CompareReport) -> String {
         s += "\n";
     }
     if !ids.is_empty() {
-        s += "\nReference rankers (fitted on training rows only; see `vrf-trainer reference`): ";
+        s += "\nReference rankers (fitted on training rows only; see `vrf-bench reference`): ";
         s += &ids
             .iter()
             .map(|(i, l)| format!("`{i}`: {l}"))

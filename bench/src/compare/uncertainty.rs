@@ -10,46 +10,7 @@ use crate::score::UserAccuracy;
 /// Names of the three tercile bins, low to high uncertainty.
 pub const TERCILES: [&str; 3] = ["low", "mid", "high"];
 
-/// Ranks `1..=n` of `xs`, ties given the mean of the ranks they span (NaN ranks last).
-pub fn average_ranks(xs: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..xs.len()).collect();
-    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
-    let mut ranks = vec![0.0; xs.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && xs[order[j + 1]] == xs[order[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for &o in &order[i..=j] {
-            ranks[o] = r;
-        }
-        i = j + 1;
-    }
-    ranks
-}
-
-/// Spearman's rank correlation of `x` and `y` (Pearson correlation of their average ranks);
-/// NaN for fewer than two pairs or a constant variable.
-pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
-    if x.len() != y.len() || x.len() < 2 {
-        return f64::NAN;
-    }
-    let (rx, ry) = (average_ranks(x), average_ranks(y));
-    let n = rx.len() as f64;
-    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in rx.iter().zip(&ry) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx).powi(2);
-        syy += (b - my).powi(2);
-    }
-    if sxx == 0.0 || syy == 0.0 {
-        return f64::NAN;
-    }
-    (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0)
-}
+pub use vrf_trainer::metrics::{average_ranks, spearman};
 
 /// The bin (`0..bins`) of each value by rank: the i-th smallest of n goes to ⌊i·bins/n⌋, so bins
 /// differ in size by at most one (equal values may fall in neighbouring bins; ties keep input order).
@@ -146,23 +107,6 @@ pub fn rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<UncertaintyRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spearman_with_ties_matches_hand_computation() {
-        // Perfect monotone → 1, reversed → −1.
-        assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]) - 1.0).abs() < 1e-12);
-        assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
-        // Ties: x ranks [1, 2.5, 2.5, 4], y ranks [1, 2, 3, 4]; Pearson of those = 0.9486833.
-        let r = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]);
-        assert!((r - 0.9486832980505138).abs() < 1e-12, "{r}");
-        assert_eq!(
-            average_ranks(&[5.0, 1.0, 5.0, 5.0]),
-            vec![3.0, 1.0, 3.0, 3.0]
-        );
-        // Constant variable or too few pairs → NaN.
-        assert!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_nan());
-        assert!(spearman(&[1.0], &[1.0]).is_nan());
-    }
 
     #[test]
     fn terciles_and_deciles_by_rank() {

@@ -137,7 +137,7 @@ fn missing_true_weights_are_an_error() {
 }
 
 /// The default benchmark's reference table (`VRF_REF_ALPHA`, `VRF_REF_SEED` override α and the
-/// data seed); slow, so run by hand: `cargo test -p vrf-trainer --lib measure -- --ignored`.
+/// data seed); slow, so run by hand: `cargo test -p vrf-bench --lib measure -- --ignored`.
 #[test]
 #[ignore]
 fn measure_default_benchmark() {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Why converting a published dataset failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConvertError {
     /// A file could not be read or written (the OS message rendered once).
     #[error("{}: {message}", path.display())]

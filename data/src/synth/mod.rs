@@ -39,6 +39,7 @@ use generate::prompt_pool_size;
 
 /// Errors from the generator.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SynthError {
     /// The configuration is unusable.
     #[error("invalid synthetic config: {0}")]

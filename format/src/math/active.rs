@@ -49,11 +49,24 @@ pub fn question_value(
     ab: (ArrayView1<'_, f32>, ArrayView1<'_, f32>),
     ba: (ArrayView1<'_, f32>, ArrayView1<'_, f32>),
 ) -> MathResult<QuestionValue> {
+    question_value_with_prior(current, None, reference, p_first, ab, ba)
+}
+
+/// [`question_value`] for a model with a population prior: the posteriors after either answer
+/// include the prior factor (docs/METHOD.md §2).
+pub fn question_value_with_prior(
+    current: &NaturalParams,
+    prior: Option<&Posterior>,
+    reference: &Posterior,
+    p_first: f32,
+    ab: (ArrayView1<'_, f32>, ArrayView1<'_, f32>),
+    ba: (ArrayView1<'_, f32>, ArrayView1<'_, f32>),
+) -> MathResult<QuestionValue> {
     check::finite_scalar("p_first", p_first)?;
     let after = |(mu, logvar): (ArrayView1<'_, f32>, ArrayView1<'_, f32>)| {
         let mut p = current.clone();
         p.observe(mu, logvar)?;
-        p.posterior()
+        p.posterior_with_prior(prior)
     };
     let (q_ab, q_ba) = (after(ab)?, after(ba)?);
     let p = f64::from(p_first.clamp(0.0, 1.0));

@@ -15,11 +15,13 @@ mod select;
 pub(crate) mod testutil;
 mod user;
 
-pub use active::{best_question, kl_diag, question_value, QuestionValue};
+pub use active::{
+    best_question, kl_diag, question_value, question_value_with_prior, QuestionValue,
+};
 pub use bases::{softmax, Bases, DEFAULT_TAU};
 pub use encoder::{pair_feature, pair_features, Encoder, LOGVAR_BOUND};
 pub use mlp::{gelu, Linear, Mlp};
-pub use posterior::{mean_pool, pog, NaturalParams, Posterior, MAX_ABS_LOGVAR};
+pub use posterior::{mean_pool, pog, pog_with_prior, NaturalParams, Posterior, MAX_ABS_LOGVAR};
 pub use reward::{
     mackay_z, moments, personalised_rewards, preference_probability,
     preference_probability_from_moments, sigmoid, softplus, va_loss, va_loss_from_moments,

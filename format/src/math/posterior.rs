@@ -154,11 +154,32 @@ impl NaturalParams {
 
     /// The posterior `σ² = 1/λ`, `μ = η/λ`; an error when nothing was observed.
     pub fn posterior(&self) -> MathResult<Posterior> {
+        self.posterior_with_prior(None)
+    }
+
+    /// The posterior under a population prior `p₀ = N(m₀, diag(s₀²))` (docs/METHOD.md §2): the
+    /// prior is one more Gaussian in the product, `λ = 1/s₀² + Σ exp(−ℓ_i)`,
+    /// `η = m₀/s₀² + Σ exp(−ℓ_i)·μ_i`. With no observations it is the prior itself (cold start);
+    /// without a prior, no observations is an error.
+    pub fn posterior_with_prior(&self, prior: Option<&Posterior>) -> MathResult<Posterior> {
+        let Some(p0) = prior else {
+            if self.count == 0 {
+                return Err(MathError::EmptyReferenceSet);
+            }
+            let var = self.precision.mapv(|l| 1.0 / l);
+            let mean = &self.eta / &self.precision;
+            return Posterior::new(mean, var);
+        };
+        check::len("prior (d)", self.d(), p0.d())?;
         if self.count == 0 {
-            return Err(MathError::EmptyReferenceSet);
+            // Exactly the prior (1/(1/s²) need not round-trip in f32).
+            return Ok(p0.clone());
         }
-        let var = self.precision.mapv(|l| 1.0 / l);
-        let mean = &self.eta / &self.precision;
+        let prec0 = p0.var.mapv(|v| 1.0 / v);
+        let precision = &self.precision + &prec0;
+        let eta = &self.eta + &(&prec0 * &p0.mean);
+        let var = precision.mapv(|l| 1.0 / l);
+        let mean = &eta / &precision;
         Posterior::new(mean, var)
     }
 }
@@ -178,9 +199,21 @@ pub(crate) fn check_decay(factor: f32) -> MathResult<()> {
 
 /// Product of Gaussians of a user's reference observations `μ [M, d]`, `ℓ [M, d]` (docs/METHOD.md Eq. 5).
 pub fn pog(mu: ArrayView2<'_, f32>, logvar: ArrayView2<'_, f32>) -> MathResult<Posterior> {
-    let mut params = NaturalParams::empty(mu.ncols());
-    params.observe_batch(mu, logvar)?;
-    params.posterior()
+    pog_with_prior(mu, logvar, None)
+}
+
+/// [`pog`] with the population prior as one more factor (docs/METHOD.md §2); `M = 0` rows give
+/// the prior itself when there is one.
+pub fn pog_with_prior(
+    mu: ArrayView2<'_, f32>,
+    logvar: ArrayView2<'_, f32>,
+    prior: Option<&Posterior>,
+) -> MathResult<Posterior> {
+    let mut params = NaturalParams::empty(prior.map_or(mu.ncols(), Posterior::d));
+    if mu.nrows() > 0 {
+        params.observe_batch(mu, logvar)?;
+    }
+    params.posterior_with_prior(prior)
 }
 
 /// Mean pooling (ablation (e)): the mean of the `μ_i` and the mean of the `σ_i² = exp(ℓ_i)`.
@@ -236,6 +269,28 @@ mod tests {
         assert_close(p.mean(), array![2.0, 1.6].view(), 1e-6);
         assert_close(p.var(), array![0.5, 0.8].view(), 1e-6);
         assert!((p.uncertainty() - 0.65).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_prior_is_one_more_factor_and_the_whole_posterior_without_answers() {
+        // N([1,0], [1,4]) as the prior and N([3,2], [1,1]) observed: docs/METHOD.md §8's product.
+        let prior = Posterior::new(array![1.0, 0.0], array![1.0, 4.0]).unwrap();
+        let mu = array![[3.0, 2.0]];
+        let logvar = ln(array![[1.0, 1.0]]);
+        let p = pog_with_prior(mu.view(), logvar.view(), Some(&prior)).unwrap();
+        assert_close(p.mean(), array![2.0, 1.6].view(), 1e-6);
+        assert_close(p.var(), array![0.5, 0.8].view(), 1e-6);
+        let none = Array2::<f32>::zeros((0, 2));
+        let cold = pog_with_prior(none.view(), none.view(), Some(&prior)).unwrap();
+        assert_eq!(cold, prior);
+        assert_eq!(
+            pog(none.view(), none.view()).unwrap_err(),
+            MathError::EmptyReferenceSet
+        );
+        // Incremental with the prior added at the end equals the batch.
+        let mut np = NaturalParams::empty(2);
+        np.observe(mu.row(0), logvar.row(0)).unwrap();
+        assert_eq!(np.posterior_with_prior(Some(&prior)).unwrap(), p);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 /// `None` when `values` is empty or all NaN.
 ///
 /// ```
-/// use crate::math::argmax;
+/// use vrf_format::math::argmax;
 /// assert_eq!(argmax([1.0_f32, 3.0, 3.0, f32::NAN]), Some(1));
 /// assert_eq!(argmax([f32::NAN]), None);
 /// let w: Vec<f64> = vec![0.5, -1.0];

@@ -11,6 +11,7 @@ array([...], dtype=float32)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Dict, Hashable, List, Sequence, Union
 
 import numpy as np
@@ -59,6 +60,17 @@ def _text(x: Any, role: str) -> str:
     raise InputError(f"expected a string or a list of {{'role', 'content'}} messages, got {type(x).__name__}")
 
 
+def _check_user(spec: Any, where: str, accepted: str) -> None:
+    """A user spec is a str (an id), a ``Posterior`` or reference triplets (a list of dicts or
+    triplets); anything else (an ``int`` id from a dataset column, ``None``, a single dict) is a
+    ``TypeError`` naming where it came from and the type found."""
+    if isinstance(spec, (str, Posterior)):
+        return
+    if isinstance(spec, Iterable) and not isinstance(spec, (bytes, bytearray, Mapping)):
+        return
+    raise TypeError(f"{where} must be a str (a user id){accepted}, got {type(spec).__name__}")
+
+
 def _user_key(spec: Any) -> Hashable:
     """What identifies a user spec within one call: an id or references by value, a posterior
     by identity."""
@@ -84,7 +96,8 @@ def reward_fn(
     ``user_of`` says whose reward each sample gets: the name of a dataset column holding user
     ids (TRL passes the batch's columns as keyword arguments), or a callable
     ``user_of(i, row) -> user`` where ``row`` holds sample ``i``'s columns and ``user`` is a seen
-    user's id, a ``Posterior``, or that user's reference triplets. All completions go through
+    user's id (a ``str``: an ``int`` id is a ``TypeError`` naming the sample), a ``Posterior``,
+    or that user's reference triplets. Users are checked first; then all completions go through
     the backbone in one batched call (the GIL released); each user is resolved once per call.
     Conversational samples are reduced to the last user message and the last assistant
     message; texts longer than the model's context are truncated from the left, as in training.
@@ -96,20 +109,35 @@ def reward_fn(
             raise InputError(f"{len(prompts)} prompts but {n} completions")
         if n == 0:
             return []
-        columns = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple)) and len(v) == n}
+        columns = {
+            k: v for k, v in kwargs.items() if isinstance(v, (list, tuple, np.ndarray)) and len(v) == n
+        }
+        # Every sample's user, checked before the backbone pass.
+        specs: List[UserSpec] = []
+        if isinstance(user_of, str):
+            if user_of not in columns:
+                if user_of in kwargs:
+                    v = kwargs[user_of]
+                    size = f" of {len(v)}" if hasattr(v, "__len__") else ""
+                    raise InputError(
+                        f"reward_fn: column {user_of!r} is a {type(v).__name__}{size}, expected a list of {n} (one per completion)"
+                    )
+                raise InputError(f"reward_fn: no column {user_of!r} among {sorted(columns)}")
+            for i, spec in enumerate(columns[user_of]):
+                _check_user(spec, f"{user_of}[{i}]", " or that user's reference triplets")
+                specs.append(spec)
+        else:
+            for i in range(n):
+                spec = user_of(i, {k: v[i] for k, v in columns.items()})
+                _check_user(spec, f"the user that user_of({i}, row) returned", ", a vrf.Posterior or reference triplets")
+                specs.append(spec)
         pairs = [(_text(p, "user"), _text(c, "assistant")) for p, c in zip(prompts, completions)]
         _, rewards = model.features(pairs)
         # Each user is resolved once per call: ids and references by content, posteriors by
         # identity (kept alive in the cache, so an id() is never reused for another one).
         cache: Dict[Hashable, Any] = {}
         out: List[float] = []
-        for i in range(n):
-            if isinstance(user_of, str):
-                if user_of not in columns:
-                    raise InputError(f"reward_fn: no column {user_of!r} among {sorted(columns)}")
-                spec: UserSpec = columns[user_of][i]
-            else:
-                spec = user_of(i, {k: v[i] for k, v in columns.items()})
+        for i, spec in enumerate(specs):
             key = _user_key(spec)
             if key not in cache:
                 if isinstance(spec, Posterior):

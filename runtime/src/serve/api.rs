@@ -73,6 +73,10 @@ pub struct ScoreRequest {
     /// Inline reference triplets (a user who is not stored).
     #[serde(default)]
     pub references: Option<Vec<Reference>>,
+    /// With `user`: an id that is neither stored nor a seen user gets the population prior (cold
+    /// start) instead of 404. Needs a model with a population prior.
+    #[serde(default)]
+    pub cold_start: bool,
 }
 
 /// `POST /v1/users/{id}/next-question`.
@@ -136,6 +140,8 @@ pub struct ScoreResponse {
     pub uncertainty: f32,
     /// Indices of responses truncated to the model's context (from the left, as in training).
     pub truncated: Vec<usize>,
+    /// The user had no answers: these are the population's rewards (the model's prior).
+    pub cold_start: bool,
 }
 
 /// One entry of a ranking.
@@ -156,6 +162,8 @@ pub struct RankResponse {
     pub uncertainty: f32,
     /// Indices of responses truncated to the model's context.
     pub truncated: Vec<usize>,
+    /// The user had no answers: the population's ranking (the model's prior).
+    pub cold_start: bool,
 }
 
 /// One question's value in a next-question answer.

@@ -41,6 +41,7 @@ impl Default for BatchOptions {
 
 /// Why a request got no backbone output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BatchError {
     /// The queue is full: retry later.
     #[error("the backbone queue is full ({0} requests waiting)")]

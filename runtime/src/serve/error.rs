@@ -19,6 +19,7 @@ use vrf_format::ModelError;
 
 /// Why `vrf serve` could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {cause}")]

@@ -21,15 +21,15 @@
 //! # Ok(()) }
 //! ```
 
-pub mod api;
-pub mod auth;
-pub mod batcher;
-pub mod conn;
-pub mod error;
-pub mod metrics;
+mod api;
+mod auth;
+mod batcher;
+mod conn;
+mod error;
+mod metrics;
 mod routes;
-pub mod sqlite;
-pub mod store;
+mod sqlite;
+mod store;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -263,12 +263,35 @@ fn inline_posterior(st: &AppState, p: &InlinePosterior) -> Result<UserPosterior,
     Ok(st.model.user_model().posterior_from_latent(&q)?)
 }
 
-/// Scores of a request's candidates under its user, and the user.
+/// The user of a scoring request's `user` id: stored, else seen, else (asked for, and the model
+/// has a population prior) the prior; the flag says it had no answers.
+async fn resolve_user(
+    st: &Shared,
+    id: &str,
+    cold_start: bool,
+) -> Result<(UserPosterior, bool), ApiError> {
+    match lookup(st, id).await {
+        Ok((p, stored)) => Ok((p, stored.is_some_and(|u| u.state.count == 0))),
+        Err(e) if cold_start && e.status == StatusCode::NOT_FOUND => {
+            if !st.model.has_prior() {
+                return Err(ApiError::validation(
+                    "`cold_start` needs a model with a population prior; this one has none \
+                     (format version 1 or exported with --population-prior false)",
+                ));
+            }
+            Ok((st.model.cold_start()?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Scores of a request's candidates under its user, the user, and whether the user had no
+/// answers (cold start).
 async fn scores(
     st: &Shared,
     req: &ScoreRequest,
     deadline: Deadline,
-) -> Result<(Scores, UserPosterior), ApiError> {
+) -> Result<(Scores, UserPosterior, bool), ApiError> {
     let given = [
         req.user.is_some(),
         req.posterior.is_some(),
@@ -291,19 +314,24 @@ async fn scores(
             .iter()
             .map(|r| (req.prompt.as_str(), r.as_str())),
     );
+    if req.cold_start && req.user.is_none() {
+        return Err(ApiError::validation(
+            "`cold_start` applies to a `user` id only",
+        ));
+    }
     // A known user is resolved before any backbone time is spent.
     let known = match (&req.user, &req.posterior) {
-        (Some(id), _) => Some(lookup(st, id).await?.0),
-        (_, Some(p)) => Some(inline_posterior(st, p)?),
+        (Some(id), _) => Some(resolve_user(st, id, req.cold_start).await?),
+        (_, Some(p)) => Some((inline_posterior(st, p)?, false)),
         _ => None,
     };
     // Inline references and candidates go to the backbone as one request.
     let (refs_f, cand_f) = split_features(features(st, &texts, deadline).await?, n_ref);
-    let user = match known {
+    let (user, cold) = match known {
         Some(u) => u,
         None => {
             let pf = st.model.pair_features_of(&refs_f)?;
-            st.model.user_model().posterior(pf.features.view())?
+            (st.model.user_model().posterior(pf.features.view())?, false)
         }
     };
     let scores = st.model.user_model().score(&user, cand_f.rewards.view())?;
@@ -314,6 +342,7 @@ async fn scores(
             truncated: cand_f.truncated,
         },
         user,
+        cold,
     ))
 }
 
@@ -322,13 +351,14 @@ async fn score(
     Extension(deadline): Extension<Deadline>,
     ApiJson(req): ApiJson<ScoreRequest>,
 ) -> Result<Json<ScoreResponse>, ApiError> {
-    let (s, user) = scores(&st, &req, deadline).await?;
+    let (s, user, cold_start) = scores(&st, &req, deadline).await?;
     Ok(Json(ScoreResponse {
         best: s.best(),
         scores: s.scores.to_vec(),
         weights: user.weights.to_vec(),
         uncertainty: user.uncertainty,
         truncated: s.truncated,
+        cold_start,
     }))
 }
 
@@ -337,7 +367,7 @@ async fn rank(
     Extension(deadline): Extension<Deadline>,
     ApiJson(req): ApiJson<ScoreRequest>,
 ) -> Result<Json<RankResponse>, ApiError> {
-    let (s, user) = scores(&st, &req, deadline).await?;
+    let (s, user, cold_start) = scores(&st, &req, deadline).await?;
     Ok(Json(RankResponse {
         ranking: s
             .ranking()
@@ -349,6 +379,7 @@ async fn rank(
             .collect(),
         uncertainty: user.uncertainty,
         truncated: s.truncated,
+        cold_start,
     }))
 }
 

@@ -19,6 +19,7 @@ pub struct StoredUser {
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database file cannot be opened, or is not a database.
     #[error("user store {}: {message}", path.display())]

@@ -41,6 +41,7 @@ pub use qwen3::{pool_last, Qwen3};
 
 /// Errors of configuration and checkpoint loading.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackboneError {
     /// The configuration breaks a shape constraint or asks for an unsupported feature.
     #[error("invalid Qwen3 config: {0}")]

@@ -96,7 +96,12 @@ impl Trainer<'_> {
                             r.extend(user.targets.iter().copied());
                         }
                         r.shuffle(&mut rng);
-                        let lo = t.s2_min_refs.min(n);
+                        // With a population prior the empty subset (cold start) is trained too.
+                        let lo = if cfg.model.prior {
+                            0
+                        } else {
+                            t.s2_min_refs.min(n)
+                        };
                         let k = rand::Rng::random_range(&mut rng, lo..=n);
                         r.truncate(k);
                         r

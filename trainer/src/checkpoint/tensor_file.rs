@@ -12,7 +12,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, View};
 use serde_json::{json, Map, Value};
 
-use crate::checkpoint::CheckpointError;
+use super::CheckpointError;
 
 /// Largest header accepted (the format's own limit is 100 MB).
 const MAX_HEADER: u64 = 100 << 20;
