@@ -117,8 +117,8 @@ pub fn table(rows: &[Row]) -> String {
 /// user's σ² and error rate at full reference sets and at k drawn from 1…|R| per user.
 pub fn calibration_table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| run | ECE | log-loss | ρ(σ², error) full | ρ(σ², error) mixed k | accuracy mixed k | ECE mixed k |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| run | ECE | log-loss | ECE, temperature from seen users | T | ρ(σ², error) full | ρ(σ², error) mixed k | accuracy mixed k | ECE mixed k |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let cal = |f: fn(&vrf_trainer::metrics::Calibration) -> f64| {
@@ -137,14 +137,22 @@ pub fn calibration_table(rows: &[Row]) -> String {
             }
         };
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
-            pm3(cal(|c| c.ece)),
-            pm3(cal(|c| c.log_loss)),
-            pm3(unc(|u| Some(u.spearman_full))),
-            pm3(unc(|u| Some(u.spearman_mixed_k))),
-            pm(unc(|u| Some(u.mixed_k_accuracy)), 100.0, false),
-            pm3(unc(|u| u.mixed_k_calibration.as_ref().map(|c| c.ece))),
+            pm3(cal(|c| f64::from(c.ece))),
+            pm3(cal(|c| f64::from(c.log_loss))),
+            pm3(unc(|u| u
+                .tempered_calibration
+                .as_ref()
+                .map(|c| f64::from(c.ece)))),
+            pm3(unc(|u| Some(f64::from(u.temperature)))),
+            pm3(unc(|u| u.spearman_full.map(f64::from))),
+            pm3(unc(|u| u.spearman_mixed_k.map(f64::from))),
+            pm(unc(|u| Some(f64::from(u.mixed_k_accuracy))), 100.0, false),
+            pm3(unc(|u| u
+                .mixed_k_calibration
+                .as_ref()
+                .map(|c| f64::from(c.ece)))),
         );
     }
     s

@@ -91,16 +91,29 @@ fn check_report(r: &CompareReport) {
                 .iter()
                 .find(|x| x.method == *m && x.alpha == a)
                 .expect("few-shot row");
+            let at = |k: usize| {
+                fs.points
+                    .iter()
+                    .find(|p| p.0 == k)
+                    .expect("k of the curve")
+                    .1
+                     .0
+            };
             // Unseen users have 3 reference pairs: k = 1 and 3 exist, 5 and 9 do not.
-            assert!(
-                in_unit(fs.points[0].1 .0) && in_unit(fs.points[1].1 .0),
-                "{fs:?}"
-            );
+            assert!(in_unit(at(1)) && in_unit(at(3)), "{fs:?}");
             if *m == "bt" {
                 assert!(fs.points.iter().all(|p| p.1 == fs.all), "{fs:?}");
             } else {
-                assert!(fs.points[3].1 .0.is_nan());
+                assert!(at(5).is_nan());
+                // k = 0 is VRF's population prior (cold start); the baselines have none.
+                assert_eq!(in_unit(at(0)), *m == "vrf", "{m}: {fs:?}");
             }
+            // Calibration is measured for every method.
+            assert!(
+                rows[0].ece.0 >= 0.0 && rows[0].ece.0 <= 1.0,
+                "{m}: {:?}",
+                rows[0].ece
+            );
             let u = r
                 .uncertainty
                 .iter()

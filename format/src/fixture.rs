@@ -74,6 +74,7 @@ pub fn synthetic_manifest(dims: Dims, tau: f32, user_model: &[u8], what: &str) -
         d: dims.d,
         hidden: dims.hidden,
         tau,
+        temperature: 1.0,
         encoder: EncoderSpec {
             input_dim: 2 * dims.hidden + dims.k,
             hidden_dim: dims.enc_hidden,

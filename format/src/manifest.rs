@@ -172,6 +172,13 @@ pub struct Manifest {
     pub hidden: usize,
     /// Softmax temperature `τ` of the basis weights.
     pub tau: f32,
+    /// Calibration temperature `T` of preference probabilities `σ(z / T)` (docs/METHOD.md §4),
+    /// fitted on training users at evaluation; 1 (absent) for none.
+    #[serde(
+        default = "unit_temperature",
+        skip_serializing_if = "is_unit_temperature"
+    )]
+    pub temperature: f32,
     /// Encoder conventions.
     pub encoder: EncoderSpec,
     /// Tokenisation conventions.
@@ -268,6 +275,7 @@ impl Manifest {
             d: self.d,
             hidden: self.hidden,
             tau: self.tau,
+            temperature: self.temperature,
             encoder: self.encoder.clone(),
         }
     }
@@ -340,6 +348,14 @@ pub fn check_entry(
     Ok(())
 }
 
+fn unit_temperature() -> f32 {
+    1.0
+}
+
+fn is_unit_temperature(t: &f32) -> bool {
+    *t == 1.0
+}
+
 /// The manifest fields the per-user model ([`crate::UserModel`]) needs: what the wasm crate
 /// reads from `vrf.json`, and what both it and [`Manifest::validate`] check the same way.
 #[derive(Debug, Clone, PartialEq)]
@@ -352,6 +368,8 @@ pub struct UserModelSpec {
     pub hidden: usize,
     /// Softmax temperature `τ` of the basis weights.
     pub tau: f32,
+    /// Calibration temperature `T` of preference probabilities (1: none).
+    pub temperature: f32,
     /// Encoder conventions.
     pub encoder: EncoderSpec,
 }
@@ -383,6 +401,12 @@ impl UserModelSpec {
             return bad(format!(
                 "field `tau` = {} must be positive",
                 crate::error::Float(self.tau)
+            ));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad(format!(
+                "field `temperature` = {} must be positive",
+                crate::error::Float(self.temperature)
             ));
         }
         if self.encoder.prior && self.encoder.pooling != Pooling::Pog {
@@ -475,6 +499,7 @@ pub(crate) mod tests {
             d: 4,
             hidden: 3,
             tau: 1.0,
+            temperature: 1.0,
             encoder: EncoderSpec {
                 input_dim: 11,
                 hidden_dim: 3,

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
 use crate::manifest::{Manifest, Pooling, UserModelSpec, USER_MODEL_FILE};
 use crate::math::{
-    mean_pool, pair_features, personalised_rewards, pog_with_prior, preference_probability,
-    question_value_with_prior, Bases, Encoder, Linear, Mlp, NaturalParams, Posterior,
-    QuestionValue, UserPosterior,
+    calibrated_preference_probability, mean_pool, pair_features, personalised_rewards,
+    pog_with_prior, question_value_with_prior, Bases, Encoder, Linear, Mlp, NaturalParams,
+    Posterior, QuestionValue, UserPosterior,
 };
 use crate::MathError;
 
@@ -53,6 +53,7 @@ pub struct UserModel {
     dphi: bool,
     hidden: usize,
     prior: Option<Posterior>,
+    temperature: f32,
 }
 
 /// One tensor as a model file stores it, before any check: the dtype as safetensors names it
@@ -154,7 +155,28 @@ impl UserModel {
             dphi,
             hidden,
             prior: None,
+            temperature: 1.0,
         })
+    }
+
+    /// The same model with calibration temperature `T` in its preference probabilities
+    /// `σ(z / T)` (docs/METHOD.md §4).
+    pub fn with_temperature(mut self, temperature: f32) -> Result<Self, ModelError> {
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(MathError::OutOfRange {
+                field: "temperature",
+                value: temperature,
+                expected: "positive",
+            }
+            .into());
+        }
+        self.temperature = temperature;
+        Ok(self)
+    }
+
+    /// The calibration temperature of preference probabilities (1: none).
+    pub fn temperature(&self) -> f32 {
+        self.temperature
     }
 
     /// The same model with a population prior `p₀` in every posterior (docs/METHOD.md §2); PoG
@@ -233,7 +255,8 @@ impl UserModel {
             spec.encoder.pooling,
             spec.encoder.dphi,
             spec.hidden,
-        )?;
+        )?
+        .with_temperature(spec.temperature)?;
         if !spec.encoder.prior {
             return Ok(model);
         }
@@ -423,7 +446,11 @@ impl UserModel {
         let current = state.natural();
         (0..delta.nrows())
             .map(|q| {
-                let p = preference_probability(weights.view(), delta.row(q))?;
+                let p = calibrated_preference_probability(
+                    weights.view(),
+                    delta.row(q),
+                    self.temperature,
+                )?;
                 Ok(question_value_with_prior(
                     &current,
                     self.prior.as_ref(),
@@ -470,7 +497,11 @@ impl UserModel {
     ) -> Result<f32, ModelError> {
         crate::math::check_len("rewards_b (K)", rewards_a.len(), rewards_b.len())?;
         let delta = &rewards_a - &rewards_b;
-        Ok(preference_probability(user.weights.view(), delta.view())?)
+        Ok(calibrated_preference_probability(
+            user.weights.view(),
+            delta.view(),
+            self.temperature,
+        )?)
     }
 }
 
@@ -892,7 +923,7 @@ pub(crate) mod tests {
             .unwrap();
         // Question 2 by hand: the two possible posteriors, weighted by P(a ≻ b).
         let now = model.posterior_of(&state).unwrap();
-        let p = preference_probability(now.weights.view(), delta.row(2)).unwrap();
+        let p = crate::math::preference_probability(now.weights.view(), delta.row(2)).unwrap();
         let q_now = state.posterior().unwrap();
         let kl_after = |feat: &Array2<f32>| {
             let mut s = state.clone();

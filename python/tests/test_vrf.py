@@ -122,7 +122,7 @@ def test_bad_inputs_raise_the_right_exception(model, data):
     with pytest.raises(vrf.UnknownUserError):
         model.seen_user("no-such-user")
     with pytest.raises(vrf.InputError, match="empty"):
-        model.user([])
+        model.new_state().observe([])
     with pytest.raises(vrf.InputError, match=r"references\[0\]: missing `rejected`"):
         model.user([{"prompt": "p", "chosen": "a"}])
     with pytest.raises(vrf.InputError, match="string"):
@@ -273,3 +273,23 @@ def test_user_ids_that_are_not_strings_are_type_errors(model, data):
         model.preference_probability(2, "p", "a", "b")
     with pytest.raises(TypeError, match=r"^id must be a str \(a user id\), got int$"):
         model.seen_user(1)
+
+
+def test_a_user_with_no_answers_gets_the_population_prior(model, data):
+    # The parity model is a default fit, which has a population prior (cold start).
+    assert model.has_prior
+    cold = model.user([])
+    assert cold.cold_start and cold.count == 0
+    assert abs(float(cold.weights.sum()) - 1.0) < 1e-5
+    # A fresh state's posterior is the same prior; an answer moves it and clears the flag.
+    state = model.new_state()
+    fresh = state.posterior()
+    assert fresh.cold_start
+    np.testing.assert_allclose(fresh.mean, cold.mean, rtol=0, atol=0)
+    refs = data["refs"][data["unseen"][0]][:1]
+    state.observe(refs)
+    one = state.posterior()
+    assert not one.cold_start and one.count == 1
+    assert float(one.uncertainty) < float(cold.uncertainty)
+    scores = model.score(cold, "Say hi.", ["Hello there!", "hi"])
+    assert scores.shape == (2,) and np.isfinite(scores).all()

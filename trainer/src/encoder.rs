@@ -31,7 +31,7 @@ pub struct Prior {
 }
 
 impl Prior {
-    /// Variables `mean` (0) and `log_var` (`log_var_init`) under `vb`.
+    /// Variables `mean` (0) and `log_var` (`log_var_init`, `model.prior_log_var_init`) under `vb`.
     pub fn new(d: usize, log_var_init: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             mean: vb.get_with_hints(d, "mean", candle_nn::Init::Const(0.0))?,

@@ -111,15 +111,50 @@ pub struct EvalReport {
 /// Does σ² (a user's mean posterior variance) predict the user's error rate on their eval pairs?
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct UncertaintyReport {
-    /// Spearman ρ(σ², error) over unseen users with their full reference sets.
-    pub spearman_full: f64,
+    /// Spearman ρ(σ², error) over unseen users with their full reference sets (`None` where
+    /// undefined: fewer than two users, or a constant σ² or error).
+    pub spearman_full: Option<f32>,
     /// Spearman ρ(σ², error) over unseen users whose k is drawn uniformly from 1…|R| (seeded):
     /// the case where the amount of information differs between users.
-    pub spearman_mixed_k: f64,
+    pub spearman_mixed_k: Option<f32>,
     /// Unseen accuracy in that mixed-k draw.
-    pub mixed_k_accuracy: f64,
+    pub mixed_k_accuracy: f32,
     /// Calibration of the mixed-k draw's preference probabilities.
     pub mixed_k_calibration: Option<Calibration>,
+    /// The temperature `T` of `P = σ(z / T)` (z: Eq. 8's attenuated logit) that minimises the
+    /// log-loss on *seen* users' eval pairs: fitted on training users only.
+    pub temperature: f32,
+    /// Unseen users' calibration with that temperature (full reference sets).
+    pub tempered_calibration: Option<Calibration>,
+}
+
+/// The temperature `T > 0` minimising the mean `softplus(−z/T)` of logits `z` of pairs whose
+/// chosen response was preferred (golden-section search on log T in [−6, 4]); 1 for no logits.
+pub fn fit_temperature(z: &[f64]) -> f64 {
+    if z.is_empty() {
+        return 1.0;
+    }
+    let loss = |log_t: f64| {
+        let t = log_t.exp();
+        z.iter()
+            .map(|&x| {
+                let v = -x / t;
+                // softplus, stable on both sides.
+                v.max(0.0) + (-v.abs()).exp().ln_1p()
+            })
+            .sum::<f64>()
+    };
+    let (mut a, mut b) = (-6.0f64, 4.0f64);
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..80 {
+        let (c, d) = (b - g * (b - a), a + g * (b - a));
+        if loss(c) < loss(d) {
+            b = d;
+        } else {
+            a = c;
+        }
+    }
+    ((a + b) / 2.0).exp()
 }
 
 impl EvalReport {
@@ -445,11 +480,23 @@ pub fn evaluate(
                 let full = user_outcomes(model, &f, corpus, &refs_of(&ds.unseen), &evals)?;
                 report.calibration = calibration(&full.probabilities);
                 let mixed = user_outcomes(model, &f, corpus, &mixed_k_draw(ds), &evals)?;
+                // A temperature fitted on the seen (training) users' eval pairs only.
+                let seen =
+                    user_outcomes(model, &f, corpus, &refs_of(&ds.seen), &evals_of(&ds.seen))?;
+                let temperature = fit_temperature(&seen.logits);
+                let tempered: Vec<f64> = full
+                    .logits
+                    .iter()
+                    .map(|&z| 1.0 / (1.0 + (-z / temperature).exp()))
+                    .collect();
+                let rho = |x: f64| (!x.is_nan()).then_some(x as f32);
                 report.uncertainty = Some(UncertaintyReport {
-                    spearman_full: spearman(&full.sigma2, &full.error),
-                    spearman_mixed_k: spearman(&mixed.sigma2, &mixed.error),
-                    mixed_k_accuracy: mixed.accuracy,
+                    spearman_full: rho(spearman(&full.sigma2, &full.error)),
+                    spearman_mixed_k: rho(spearman(&mixed.sigma2, &mixed.error)),
+                    mixed_k_accuracy: mixed.accuracy as f32,
                     mixed_k_calibration: calibration(&mixed.probabilities),
+                    temperature: temperature as f32,
+                    tempered_calibration: calibration(&tempered),
                 });
             }
         }
@@ -475,6 +522,8 @@ struct UserOutcomes {
     error: Vec<f64>,
     /// Every eval pair's `P(chosen ≻ rejected)` (Eq. 8), users in order.
     probabilities: Vec<f64>,
+    /// The attenuated logits behind them.
+    logits: Vec<f64>,
     /// Pairwise accuracy over all the pairs.
     accuracy: f64,
 }
@@ -501,12 +550,15 @@ fn user_outcomes(
             sigma2,
             error: vec![f64::NAN; n],
             probabilities: vec![],
+            logits: vec![],
             accuracy: f64::NAN,
         });
     }
     let seg32: Vec<u32> = seg.iter().map(|&u| u as u32).collect();
     let (mu, v) = loss::moments(&rows(&w, &seg32)?, &f.delta(corpus, &tr)?)?;
-    let probabilities = sigmoid(&loss::attenuated_logit(&mu, &v)?)?;
+    let z = loss::attenuated_logit(&mu, &v)?;
+    let probabilities = sigmoid(&z)?;
+    let logits = z.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
     let mu = mu.to_vec1::<f32>()?;
     let (mut wrong, mut count) = (vec![0usize; refs.len()], vec![0usize; refs.len()]);
     for (&u, &m) in seg.iter().zip(&mu) {
@@ -532,6 +584,7 @@ fn user_outcomes(
         sigma2,
         error,
         probabilities,
+        logits,
         accuracy,
     })
 }
@@ -610,4 +663,33 @@ pub fn format_report(r: &EvalReport) -> String {
         s += &format!("     unseen few-shot {}\n", fs.join("  "));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fitted_temperature_undoes_a_known_overconfidence() {
+        // Outcomes drawn from σ(x), reported as logits 2x: the log-loss is smallest at T = 2.
+        let mut state = 12345u64;
+        let mut uniform = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let z: Vec<f64> = (0..20000)
+            .map(|_| {
+                let x = 6.0 * uniform() - 3.0;
+                let chosen_first = uniform() < 1.0 / (1.0 + (-x).exp());
+                if chosen_first {
+                    2.0 * x
+                } else {
+                    -2.0 * x
+                }
+            })
+            .collect();
+        let t = super::fit_temperature(&z);
+        assert!((t - 2.0).abs() < 0.15, "{t}");
+        assert_eq!(super::fit_temperature(&[]), 1.0);
+    }
 }

@@ -574,6 +574,11 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         d,
         hidden: h,
         tau: cfg.model.tau as f32,
+        // The calibration temperature the run's evaluation fitted on its seen users.
+        temperature: read_json::<crate::eval::EvalReport>(&run.join("eval.json"))
+            .ok()
+            .and_then(|r| r.uncertainty)
+            .map_or(1.0, |u| u.temperature),
         encoder: EncoderSpec {
             input_dim: 2 * h + if cfg.model.enc_phi { k } else { 0 },
             hidden_dim: h,

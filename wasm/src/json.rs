@@ -90,6 +90,17 @@ impl Obj {
             .ok_or_else(|| self.bad(key, "a boolean"))
     }
 
+    /// The number in field `key`; `None` when the field is absent or `null`.
+    pub(crate) fn opt_number(&self, key: &str) -> Result<Option<f64>, String> {
+        let v = self.get(key);
+        if v.is_undefined() || v.is_null() {
+            return Ok(None);
+        }
+        v.as_f64()
+            .map(Some)
+            .ok_or_else(|| self.bad(key, "a number"))
+    }
+
     /// The number in field `key`.
     pub(crate) fn number(&self, key: &str) -> Result<f64, String> {
         self.get(key)

@@ -378,6 +378,7 @@ fn read_manifest(text: &str) -> Result<(UserModelSpec, Option<FileEntry>), Model
         d: m.usize("d").map_err(bad)?,
         hidden: m.usize("hidden").map_err(bad)?,
         tau: m.number("tau").map_err(bad)? as f32,
+        temperature: m.opt_number("temperature").map_err(bad)?.unwrap_or(1.0) as f32,
         encoder: EncoderSpec {
             input_dim: enc.usize("input_dim").map_err(bad)?,
             hidden_dim: enc.usize("hidden_dim").map_err(bad)?,

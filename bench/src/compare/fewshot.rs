@@ -1,13 +1,14 @@
-//! The few-shot curve for unseen users (the paper's Fig. 3a): accuracy with k ∈ {1, 3, 5, 9}
+//! The few-shot curve for unseen users (the paper's Fig. 3a): accuracy with k ∈ {0, 1, 3, 5, 9}
 //! random reference pairs per user (the draws every method's evaluation shares), and with all.
-//! BT, which reads no reference pairs, has its unseen accuracy at every k.
+//! BT, which reads no reference pairs, has its unseen accuracy at every k; k = 0 is VRF's
+//! population prior (cold start), absent for methods without one.
 
 use serde::Serialize;
 
 use super::{agg, Ms, RunAnalysis};
 
 /// The reference-set sizes of the curve.
-pub const KS: [usize; 4] = [1, 3, 5, 9];
+pub const KS: [usize; 5] = [0, 1, 3, 5, 9];
 
 /// One method's few-shot curve on one α (mean ± std over seeds).
 #[derive(Clone, Debug, Serialize)]

@@ -472,6 +472,42 @@ pub fn write_all(
         draw_lines(title, &panels)
     );
 
+    // Reliability diagram: predicted P(y_c ≻ y_r) against the observed frequency, per method.
+    if report.accuracy.iter().any(|r| !r.reliability.is_empty()) {
+        let panels = alpha_panels(&|a| Panel {
+            title: format!("α = {a}"),
+            x_desc: "predicted probability (bin mean)".into(),
+            y_desc: "observed frequency".into(),
+            series: std::iter::once(Series {
+                name: "calibrated".into(),
+                color: RGBColor(160, 160, 160),
+                points: vec![(0.0, 0.0), (1.0, 1.0)],
+            })
+            .chain(
+                report
+                    .accuracy
+                    .iter()
+                    .filter(|r| r.alpha == a && !r.reliability.is_empty())
+                    .map(|r| Series {
+                        name: label(&r.method),
+                        color: color(idx(&r.method)),
+                        points: r.reliability.clone(),
+                    }),
+            )
+            .collect(),
+            x_ticks: None,
+        });
+        let title = "Reliability of unseen users' preference probabilities (15 equal-mass bins)";
+        render!(
+            files,
+            dir,
+            "reliability",
+            width(panels.len()),
+            text,
+            draw_lines(title, &panels)
+        );
+    }
+
     // Fig. 3b: accuracy by uncertainty tercile.
     if !report.uncertainty.is_empty() {
         let panels = alpha_panels(&|a| Panel {

@@ -21,6 +21,15 @@ pub struct AccuracyRow {
     pub unseen: Ms,
     /// Macro-average of the two.
     pub overall: Ms,
+    /// Expected calibration error of unseen users' `P(y_c ≻ y_r)` (15 equal-mass bins).
+    pub ece: Ms,
+    /// Log-loss of those probabilities, nats.
+    pub log_loss: Ms,
+    /// VRF: Spearman ρ(σ², error) over unseen users with k drawn from 1…|R|.
+    pub rho_mixed_k: Ms,
+    /// Reliability diagram of the first seed: (mean predicted probability, observed frequency)
+    /// per equal-mass bin.
+    pub reliability: Vec<(f64, f64)>,
 }
 
 /// One method's costs on one α (mean ± std over seeds).
@@ -49,6 +58,36 @@ pub fn accuracy_rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<AccuracyRow> 
                 seen: f(|r| r.report.seen_accuracy),
                 unseen: f(|r| r.report.unseen_accuracy),
                 overall: f(|r| r.report.overall_accuracy),
+                ece: f(|r| {
+                    r.report
+                        .calibration
+                        .as_ref()
+                        .map_or(f64::NAN, |c| f64::from(c.ece))
+                }),
+                log_loss: f(|r| {
+                    r.report
+                        .calibration
+                        .as_ref()
+                        .map_or(f64::NAN, |c| f64::from(c.log_loss))
+                }),
+                rho_mixed_k: f(|r| {
+                    r.report
+                        .uncertainty
+                        .as_ref()
+                        .and_then(|u| u.spearman_mixed_k)
+                        .map_or(f64::NAN, f64::from)
+                }),
+                reliability: first
+                    .report
+                    .calibration
+                    .as_ref()
+                    .map(|c| {
+                        c.reliability
+                            .iter()
+                            .map(|&(p, o, _)| (f64::from(p), f64::from(o)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -176,6 +215,19 @@ pub fn markdown(r: &CompareReport) -> String {
             .collect::<Vec<_>>()
             .join("; ");
         s += ".\n";
+    }
+
+    // Calibration.
+    s += "\n## Calibration of unseen users' preference probabilities\n\nExpected calibration error (15 equal-mass bins, each pair counted in both orientations) and log-loss (nats) of P(y_c ≻ y_r) on unseen users' eval pairs (VRF: Eq. 8's variance-attenuated probability; the others: σ of the reward margin), and, for VRF, Spearman ρ between a user's σ² and error rate with k drawn uniformly from 1…|R| per user. Mean ± std over seeds.\n\n| method | α | ECE | log-loss | ρ(σ², error), mixed k |\n|---|---|---|---|---|\n";
+    for x in &r.accuracy {
+        s += &format!(
+            "| {} | {} | {} | {} | {} |\n",
+            label(&x.method),
+            x.alpha,
+            fmt_ms(x.ece, 1.0, 3),
+            fmt_ms(x.log_loss, 1.0, 3),
+            fmt_ms(x.rho_mixed_k, 1.0, 2)
+        );
     }
 
     // Few-shot.

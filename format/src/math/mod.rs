@@ -23,8 +23,9 @@ pub use encoder::{pair_feature, pair_features, Encoder, LOGVAR_BOUND};
 pub use mlp::{gelu, Linear, Mlp};
 pub use posterior::{mean_pool, pog, pog_with_prior, NaturalParams, Posterior, MAX_ABS_LOGVAR};
 pub use reward::{
-    mackay_z, moments, personalised_rewards, preference_probability,
-    preference_probability_from_moments, sigmoid, softplus, va_loss, va_loss_from_moments,
+    calibrated_preference_probability, mackay_z, moments, personalised_rewards,
+    preference_probability, preference_probability_from_moments, sigmoid, softplus, va_loss,
+    va_loss_from_moments,
 };
 pub use select::argmax;
 pub use user::{infer_user, UserPosterior};

@@ -94,6 +94,24 @@ pub fn preference_probability(
     preference_probability_from_moments(mu, var)
 }
 
+/// [`preference_probability`] with a calibration temperature: `σ(z / T)` with `z` Eq. 8's
+/// attenuated logit (docs/METHOD.md §4; `T` is fitted on training users at evaluation).
+pub fn calibrated_preference_probability(
+    w: ArrayView1<'_, f32>,
+    delta: ArrayView1<'_, f32>,
+    temperature: f32,
+) -> MathResult<f32> {
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(MathError::OutOfRange {
+            field: "temperature",
+            value: temperature,
+            expected: "positive",
+        });
+    }
+    let (mu, var) = moments(w, delta)?;
+    Ok(sigmoid(mackay_z(mu, var)? / temperature))
+}
+
 /// Variance-attenuated BT loss `−log sigmoid(z) = softplus(−z)` from the moments (docs/METHOD.md Eq. 8).
 pub fn va_loss_from_moments(mu_delta: f32, var_delta: f32) -> MathResult<f32> {
     Ok(softplus(-mackay_z(mu_delta, var_delta)?))
