@@ -108,6 +108,20 @@ fn tensor<'a>(
         .collect())
 }
 
+/// `value` when finite and positive; otherwise an error naming `field`.
+fn positive(field: &'static str, value: f32) -> Result<f32, ModelError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(MathError::OutOfRange {
+            field,
+            value,
+            expected: "positive",
+        }
+        .into())
+    }
+}
+
 fn array2(v: Vec<f32>, rows: usize, cols: usize) -> Array2<f32> {
     Array2::from_shape_vec((rows, cols), v).expect("shape was checked against the file")
 }
@@ -139,14 +153,7 @@ impl UserModel {
             }
             .into());
         }
-        if !(tau.is_finite() && tau > 0.0) {
-            return Err(MathError::OutOfRange {
-                field: "tau",
-                value: tau,
-                expected: "positive",
-            }
-            .into());
-        }
+        positive("tau", tau)?;
         Ok(Self {
             encoder,
             bases,
@@ -162,15 +169,7 @@ impl UserModel {
     /// The same model with calibration temperature `T` in its preference probabilities
     /// `σ(z / T)` (docs/METHOD.md §4).
     pub fn with_temperature(mut self, temperature: f32) -> Result<Self, ModelError> {
-        if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(MathError::OutOfRange {
-                field: "temperature",
-                value: temperature,
-                expected: "positive",
-            }
-            .into());
-        }
-        self.temperature = temperature;
+        self.temperature = positive("temperature", temperature)?;
         Ok(self)
     }
 

@@ -505,8 +505,8 @@ pub fn evaluate(
     Ok((report, cached))
 }
 
-/// σ(x) of a margin vector, as f64.
-fn sigmoid(margin: &Tensor) -> Result<Vec<f64>> {
+/// σ(x) of a margin vector `[N]`, as f64: the preference probabilities of a reward margin.
+pub fn sigmoid(margin: &Tensor) -> Result<Vec<f64>> {
     Ok(margin
         .to_vec1::<f32>()?
         .into_iter()

@@ -79,26 +79,29 @@ impl Obj {
             .ok_or_else(|| self.bad(key, "a boolean"))
     }
 
-    /// The boolean in field `key`; `None` when the field is absent or `null`.
-    pub(crate) fn opt_boolean(&self, key: &str) -> Result<Option<bool>, String> {
+    /// The value in field `key` read by `read`; `None` when the field is absent or `null`, an
+    /// error naming `what` was expected when `read` refuses it.
+    fn opt_with<T>(
+        &self,
+        key: &str,
+        what: &str,
+        read: impl Fn(&JsValue) -> Option<T>,
+    ) -> Result<Option<T>, String> {
         let v = self.get(key);
         if v.is_undefined() || v.is_null() {
             return Ok(None);
         }
-        v.as_bool()
-            .map(Some)
-            .ok_or_else(|| self.bad(key, "a boolean"))
+        read(&v).map(Some).ok_or_else(|| self.bad(key, what))
+    }
+
+    /// The boolean in field `key`; `None` when the field is absent or `null`.
+    pub(crate) fn opt_boolean(&self, key: &str) -> Result<Option<bool>, String> {
+        self.opt_with(key, "a boolean", JsValue::as_bool)
     }
 
     /// The number in field `key`; `None` when the field is absent or `null`.
     pub(crate) fn opt_number(&self, key: &str) -> Result<Option<f64>, String> {
-        let v = self.get(key);
-        if v.is_undefined() || v.is_null() {
-            return Ok(None);
-        }
-        v.as_f64()
-            .map(Some)
-            .ok_or_else(|| self.bad(key, "a number"))
+        self.opt_with(key, "a number", JsValue::as_f64)
     }
 
     /// The number in field `key`.
@@ -110,13 +113,7 @@ impl Obj {
 
     /// The non-negative integer in field `key`; `None` when the field is absent or `null`.
     pub(crate) fn opt_uint(&self, key: &str) -> Result<Option<u64>, String> {
-        let v = self.get(key);
-        if v.is_undefined() || v.is_null() {
-            return Ok(None);
-        }
-        uint(&v)
-            .map(Some)
-            .ok_or_else(|| self.bad(key, "a non-negative integer"))
+        self.opt_with(key, "a non-negative integer", uint)
     }
 
     /// The non-negative integer in field `key`.

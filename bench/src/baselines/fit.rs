@@ -486,11 +486,7 @@ pub(crate) fn evaluate(
         let evals = of(&ds.unseen, |u| &u.evals);
         if !evals.is_empty() {
             let b = make_batch(ds, corpus, &evals, &ds.unseen, &src)?;
-            let margins = method.margins(&b, &reps)?.to_vec1::<f32>()?;
-            let p: Vec<f64> = margins
-                .into_iter()
-                .map(|m| 1.0 / (1.0 + (-f64::from(m)).exp()))
-                .collect();
+            let p = vrf_trainer::eval::sigmoid(&method.margins(&b, &reps)?)?;
             report.calibration = vrf_trainer::metrics::calibration(&p);
         }
         // Few-shot curve: k random reference pairs per unseen user, VRF's draws.
