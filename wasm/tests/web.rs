@@ -164,6 +164,36 @@ fn scores_best_and_preference_match_native() {
 }
 
 #[wasm_bindgen_test]
+fn the_manifest_prior_and_temperature_are_read() {
+    // A manifest that promises a population prior the file does not hold: the tensor is named.
+    let with_prior = MANIFEST.replace(
+        "\"pooling\": \"pog\"",
+        "\"pooling\": \"pog\",\n    \"prior\": true",
+    );
+    assert_ne!(with_prior, MANIFEST);
+    let m = throws(VrfUser::new(&with_prior, MODEL));
+    assert!(m.contains("prior.mean"), "{m}");
+    // A calibration temperature T: P(a ≻ b) = σ(z / T), so T = 0.5 doubles the logit.
+    let sharp = MANIFEST.replace("\"tau\": 1.0,", "\"tau\": 1.0,\n  \"temperature\": 0.5,");
+    assert_ne!(sharp, MANIFEST);
+    let p = parity();
+    let (mut plain, mut hot) = (user(), VrfUser::new(&sharp, MODEL).unwrap());
+    plain.observe(&p.features).unwrap();
+    hot.observe(&p.features).unwrap();
+    let k = plain.k();
+    let (a, b) = (&p.candidates[..k], &p.candidates[k..2 * k]);
+    let logit = |q: f32| (q / (1.0 - q)).ln();
+    let (p1, p2) = (
+        plain.preference_probability(a, b).unwrap(),
+        hot.preference_probability(a, b).unwrap(),
+    );
+    close("logit at T = 0.5", &[logit(p2)], &[2.0 * logit(p1)]);
+    // Without a prior, no answers is still an error.
+    assert!(!user().has_prior());
+    assert!(throws(user().posterior()).contains("reference"));
+}
+
+#[wasm_bindgen_test]
 fn state_round_trips_through_json_and_reset_forgets() {
     for fx in &FIXTURES {
         let p = parity_of(fx);
