@@ -58,6 +58,10 @@ if [ ! -f "$VRF_PARITY_MODEL_OUT/vrf.json" ]; then echo "parity model missing" >
 # The `vrf` CLI end to end on that model: a user from reference triplets, then scores.
 bash scripts/cli-smoke.sh "$VRF_PARITY_MODEL_OUT"
 
+# `vrf serve` against its OpenAPI contract (docs/openapi.yaml): Schemathesis, pinned, with and
+# without the token; about half a minute.
+bash scripts/fuzz-api.sh "$VRF_PARITY_MODEL_OUT"
+
 # The Python package: its wheel in a clean venv, pytest against that model and the CLI.
 bash scripts/test-python.sh "$VRF_PARITY_MODEL_OUT"
 

@@ -15,3 +15,6 @@ BINARYEN_VERSION="${BINARYEN_VERSION:-132}"
 # Intel MKL (static LP64 libraries, Intel OpenMP) from PyPI for the trainer's optional
 # `mkl` feature (scripts/setup-mkl.sh).
 MKL_VERSION="${MKL_VERSION:-2026.2.0}"
+# Schemathesis from PyPI for the API contract fuzzer (scripts/fuzz-api.sh), pinned so a new
+# release cannot change what it checks.
+SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"

@@ -5,6 +5,8 @@ use vrf_runtime::UserState;
 
 use crate::errors::{call_error, input};
 use crate::inputs;
+// `Model.new_state()` makes a `State` and a `State` keeps its `Model` alive: the two Python
+// classes refer to each other by design, so these modules import each other.
 use crate::model::Model;
 use crate::posterior::Posterior;
 

@@ -431,7 +431,7 @@ fn bad_inputs_get_json_errors_and_store_nothing() {
         max_candidates: 3,
         max_references: 3,
         max_questions: 3,
-        max_text_bytes: 200,
+        max_text_chars: 200,
     };
     let (server, store) = start(tmp.path(), o);
     let addr = server.local_addr();
@@ -656,6 +656,183 @@ fn bad_inputs_get_json_errors_and_store_nothing() {
         assert_error(r, *status, kind);
     }
     assert_eq!(store.len().unwrap(), 0, "a refused request stored a user");
+    server.shutdown().unwrap();
+}
+
+/// What a Schemathesis run against docs/openapi.yaml found (issue 31): each is refused with 422
+/// `validation` naming what is wrong, and nothing is stored.
+#[test]
+fn requests_outside_the_openapi_contract_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, store) = start(tmp.path(), options());
+    let addr = server.local_addr();
+    let raw = |method: &str, path: &str, body: &str| {
+        http::request(addr, method, path, Some(body), &[]).unwrap()
+    };
+    let d = model().manifest().d;
+    let observe = "/v1/users/u/observe";
+    let one = json!({"prompt": "p", "chosen": "x", "rejected": "y"});
+    // (what, response, a text the message must contain)
+    let cases: Vec<(&str, http::Response, &str)> = vec![
+        (
+            "unknown field in a reference",
+            raw(
+                "POST",
+                observe,
+                r#"{"references":[{"prompt":"p","chosen":"x","rejected":"y","weight":5}]}"#,
+            ),
+            "weight",
+        ),
+        (
+            "unknown field in an inline reference",
+            raw(
+                "POST",
+                "/v1/score",
+                r#"{"prompt":"p","responses":["a"],"references":[{"prompt":"p","chosen":"x","rejected":"y","w":1}]}"#,
+            ),
+            "`w`",
+        ),
+        (
+            "unknown field in a question",
+            raw(
+                "POST",
+                "/v1/users/u/next-question",
+                r#"{"questions":[{"prompt":"p","a":"x","b":"y","extra":true}]}"#,
+            ),
+            "extra",
+        ),
+        (
+            "a question as an array",
+            raw(
+                "POST",
+                "/v1/users/u/next-question",
+                r#"{"questions":[["p","x","y"]]}"#,
+            ),
+            "`questions[0]`",
+        ),
+        (
+            "the observe body as an array",
+            raw("POST", observe, r#"[[["p","x","y"]]]"#),
+            "JSON object",
+        ),
+        (
+            "a reference as an array",
+            raw("POST", observe, r#"{"references":[["p","x","y"]]}"#),
+            "`references[0]`",
+        ),
+        (
+            "a reference as a too long array (was 400 trailing characters)",
+            raw("POST", observe, r#"{"references":[["p","x","y","z"]]}"#),
+            "`references[0]`",
+        ),
+        (
+            "the score body as an array",
+            raw("POST", "/v1/score", r#"["p",["a","b"],"s0001",null,null]"#),
+            "JSON object",
+        ),
+        (
+            "a too long array body (was 400 trailing characters)",
+            raw("POST", "/v1/score", r#"["p",["a"],"s0001",null,null,false,1]"#),
+            "JSON object",
+        ),
+        (
+            "a posterior as an array",
+            raw(
+                "POST",
+                "/v1/score",
+                &json!({"prompt": "p", "responses": ["a"], "posterior": [vec![0.0; d], vec![1.0; d]]})
+                    .to_string(),
+            ),
+            "`posterior`",
+        ),
+        (
+            "a null user",
+            raw(
+                "POST",
+                "/v1/score",
+                &json!({"prompt": "p", "responses": ["a"], "user": null, "references": [one]})
+                    .to_string(),
+            ),
+            "`user`",
+        ),
+        (
+            "a number body",
+            raw("POST", "/v1/score", "5"),
+            "JSON object",
+        ),
+        (
+            "a number beyond f64 (well-formed JSON)",
+            raw(
+                "POST",
+                "/v1/score",
+                r#"{"prompt":"p","responses":["a"],"posterior":{"mean":[1e400],"var":[1]}}"#,
+            ),
+            "number out of range",
+        ),
+        (
+            "JSON nested deeper than the parser goes (well-formed)",
+            raw(
+                "POST",
+                observe,
+                &format!("{{\"references\": {}{}}}", "[".repeat(200), "]".repeat(200)),
+            ),
+            "recursion limit",
+        ),
+        (
+            "cold start with a posterior",
+            raw(
+                "POST",
+                "/v1/score",
+                &json!({"prompt": "p", "responses": ["a"], "cold_start": true,
+                        "posterior": {"mean": vec![0.0; d], "var": vec![1.0; d]}})
+                .to_string(),
+            ),
+            "cold_start",
+        ),
+        (
+            "a posterior variance out of range",
+            raw(
+                "POST",
+                "/v1/score",
+                &json!({"prompt": "p", "responses": ["a"],
+                        "posterior": {"mean": vec![0.0; d], "var": vec![1e7; d]}})
+                .to_string(),
+            ),
+            "posterior.var",
+        ),
+    ];
+    for (what, r, text) in &cases {
+        assert_error(r, 422, "validation");
+        assert!(r.body.contains(text), "{what}: {}", r.body);
+    }
+    // The ids `.` and `..` (URL-normalising clients cannot reach them), in every route with one.
+    let body = json!({"references": [one]}).to_string();
+    let questions = json!({"questions": [{"prompt": "p", "a": "x", "b": "y"}]}).to_string();
+    for id in [".", "..", "%2E", "%2e%2E"] {
+        let path = format!("/v1/users/{id}");
+        for r in [
+            raw("GET", &path, ""),
+            raw("DELETE", &path, ""),
+            raw("POST", &format!("{path}/observe"), &body),
+            raw("POST", &format!("{path}/next-question"), &questions),
+        ] {
+            assert_error(&r, 422, "validation");
+            assert!(r.body.contains("`.` and `..`"), "{id}: {}", r.body);
+        }
+    }
+    for id in [".", ".."] {
+        let r = raw(
+            "POST",
+            "/v1/score",
+            &json!({"prompt": "p", "responses": ["a"], "user": id, "cold_start": true}).to_string(),
+        );
+        assert_error(&r, 422, "validation");
+    }
+    assert_eq!(store.len().unwrap(), 0, "a refused request stored a user");
+    // A legal id that starts with dots is usable.
+    let r = raw("POST", "/v1/users/.../observe", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(store.len().unwrap(), 1);
     server.shutdown().unwrap();
 }
 

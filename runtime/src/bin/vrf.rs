@@ -122,9 +122,10 @@ struct ServeArgs {
     /// Most responses per score / rank request, and most references or questions per request.
     #[arg(long, default_value_t = 64)]
     max_candidates: usize,
-    /// Longest prompt or response, bytes.
+    /// Longest prompt or response, characters (Unicode scalar values, as JSON Schema's
+    /// `maxLength` counts them).
     #[arg(long, default_value_t = 16 << 10)]
-    max_text_bytes: usize,
+    max_text_chars: usize,
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     http_threads: usize,
@@ -495,7 +496,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_candidates: a.max_candidates,
         max_references: a.max_candidates,
         max_questions: a.max_candidates,
-        max_text_bytes: a.max_text_bytes,
+        max_text_chars: a.max_text_chars,
     };
     opts.http_threads = a.http_threads;
     opts.conn = ConnOptions {

@@ -2,6 +2,7 @@
 //! request passes before it costs backbone time.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::ApiError;
 use crate::session::{Question, Reference};
@@ -18,8 +19,15 @@ pub struct Limits {
     pub max_references: usize,
     /// Most candidate questions per next-question request.
     pub max_questions: usize,
-    /// Longest prompt or response, bytes of UTF-8.
-    pub max_text_bytes: usize,
+    /// Longest prompt or response text, characters (Unicode scalar values).
+    ///
+    /// Characters, not bytes: JSON Schema's `maxLength` (docs/openapi.yaml) counts characters,
+    /// so a character limit is the one bound the schema can state exactly. With a byte limit
+    /// the schema would have to choose between promising acceptance of texts the server refuses
+    /// (`maxLength` = bytes) or forbidding texts the server accepts (`maxLength` = bytes / 4),
+    /// and a contract test (Schemathesis) catches either. The memory bound stays with
+    /// `max_body_bytes` (a text is at most 4 bytes per character anyway).
+    pub max_text_chars: usize,
 }
 
 impl Default for Limits {
@@ -29,7 +37,7 @@ impl Default for Limits {
             max_candidates: 64,
             max_references: 64,
             max_questions: 64,
-            max_text_bytes: 16 << 10,
+            max_text_chars: 16 << 10,
         }
     }
 }
@@ -37,22 +45,135 @@ impl Default for Limits {
 /// Longest user id, bytes.
 pub const MAX_ID_BYTES: usize = 128;
 
+/// Largest magnitude of an inline posterior's mean entries (docs/openapi.yaml states it).
+pub const MAX_LATENT_ABS: f64 = 1e6;
+/// Smallest inline posterior variance entry.
+pub const MIN_LATENT_VAR: f64 = 1e-6;
+/// Largest inline posterior variance entry.
+pub const MAX_LATENT_VAR: f64 = 1e6;
+
+/// A request body type: where its JSON objects are, so that [`check_objects`] can refuse an
+/// array (or another value) where an object belongs before serde sees it (serde would read a
+/// struct from a JSON array too).
+pub trait WireBody: serde::de::DeserializeOwned {
+    /// Positions of objects below the body (itself always one): `field` for an object field,
+    /// `field[]` for each item of an array field.
+    const OBJECTS: &'static [&'static str];
+}
+
+/// The JSON type of `v`, for messages.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Errors (422, naming the field) unless the body is an object, each of `objects` (see
+/// [`WireBody::OBJECTS`]) present is an object, and no top-level field is `null` (the schema
+/// has no nullable field: an optional field is left out, not null).
+pub fn check_objects(body: &Value, objects: &[&str]) -> Result<(), ApiError> {
+    let Some(top) = body.as_object() else {
+        return Err(ApiError::validation(format!(
+            "the body must be a JSON object, not {}",
+            json_type(body)
+        )));
+    };
+    if let Some((k, _)) = top.iter().find(|(_, v)| v.is_null()) {
+        return Err(ApiError::validation(format!(
+            "`{k}` is null; leave an optional field out instead"
+        )));
+    }
+    for path in objects {
+        let (field, items) = match path.strip_suffix("[]") {
+            Some(f) => (f, true),
+            None => (*path, false),
+        };
+        match (top.get(field), items) {
+            (Some(Value::Array(list)), true) => {
+                for (i, item) in list.iter().enumerate() {
+                    if !item.is_object() {
+                        return Err(ApiError::validation(format!(
+                            "`{field}[{i}]` must be a JSON object, not {}",
+                            json_type(item)
+                        )));
+                    }
+                }
+            }
+            (Some(v), false) if !v.is_object() => {
+                return Err(ApiError::validation(format!(
+                    "`{field}` must be a JSON object, not {}",
+                    json_type(v)
+                )));
+            }
+            // Absent, or an array field that is not an array: typed deserialization says so.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A reference triplet as the API takes it: exactly these fields (unknown ones are refused,
+/// unlike the library's [`Reference`], which other readers share).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireReference {
+    /// The prompt.
+    pub prompt: String,
+    /// The preferred response.
+    pub chosen: String,
+    /// The other response.
+    pub rejected: String,
+}
+
+impl From<WireReference> for Reference {
+    fn from(r: WireReference) -> Self {
+        Reference::new(r.prompt, r.chosen, r.rejected)
+    }
+}
+
+/// A candidate question as the API takes it: exactly these fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireQuestion {
+    /// The prompt.
+    pub prompt: String,
+    /// The first response.
+    pub a: String,
+    /// The second response.
+    pub b: String,
+}
+
+impl From<WireQuestion> for Question {
+    fn from(q: WireQuestion) -> Self {
+        Question::new(q.prompt, q.a, q.b)
+    }
+}
+
 /// `POST /v1/users/{id}/observe`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObserveRequest {
     /// The user's new reference preferences.
-    pub references: Vec<Reference>,
+    pub references: Vec<WireReference>,
+}
+
+impl WireBody for ObserveRequest {
+    const OBJECTS: &'static [&'static str] = &["references[]"];
 }
 
 /// A posterior given inline: the latent mean and variance (`d` each).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InlinePosterior {
-    /// Latent mean.
-    pub mean: Vec<f32>,
-    /// Latent variance (positive).
-    pub var: Vec<f32>,
+    /// Latent mean, each entry within ±[`MAX_LATENT_ABS`].
+    pub mean: Vec<f64>,
+    /// Latent variance, each entry in [[`MIN_LATENT_VAR`], [`MAX_LATENT_VAR`]].
+    pub var: Vec<f64>,
 }
 
 /// `POST /v1/score` and `POST /v1/rank`: a prompt, its candidates, and exactly one of `user`,
@@ -72,11 +193,15 @@ pub struct ScoreRequest {
     pub posterior: Option<InlinePosterior>,
     /// Inline reference triplets (a user who is not stored).
     #[serde(default)]
-    pub references: Option<Vec<Reference>>,
+    pub references: Option<Vec<WireReference>>,
     /// With `user`: an id that is neither stored nor a seen user gets the population prior (cold
     /// start) instead of 404. Needs a model with a population prior.
     #[serde(default)]
     pub cold_start: bool,
+}
+
+impl WireBody for ScoreRequest {
+    const OBJECTS: &'static [&'static str] = &["posterior", "references[]"];
 }
 
 /// `POST /v1/users/{id}/next-question`.
@@ -84,7 +209,11 @@ pub struct ScoreRequest {
 #[serde(deny_unknown_fields)]
 pub struct NextQuestionRequest {
     /// Candidate pairs to ask about.
-    pub questions: Vec<Question>,
+    pub questions: Vec<WireQuestion>,
+}
+
+impl WireBody for NextQuestionRequest {
+    const OBJECTS: &'static [&'static str] = &["questions[]"];
 }
 
 /// A user as `GET /v1/users/{id}` and observe answer it.
@@ -212,8 +341,14 @@ pub struct Health {
 }
 
 /// Errors unless `id` is a usable user id: 1 to [`MAX_ID_BYTES`] bytes of letters, digits and
-/// `-_.:@`.
+/// `-_.:@`, but not `.` or `..` (URL-normalising clients rewrite those path segments, so such a
+/// user could never be reached again).
 pub fn check_id(id: &str) -> Result<(), ApiError> {
+    if id == "." || id == ".." {
+        return Err(ApiError::validation(format!(
+            "user id {id:?}: `.` and `..` are not user ids (URL path normalisation removes them)"
+        )));
+    }
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_BYTES
         && id
@@ -231,12 +366,15 @@ pub fn check_id(id: &str) -> Result<(), ApiError> {
 impl Limits {
     /// Errors unless the text `field` is within the length bound.
     pub fn check_text(&self, field: &str, text: &str) -> Result<(), ApiError> {
-        if text.len() > self.max_text_bytes {
-            return Err(ApiError::validation(format!(
-                "`{field}` is {} bytes; the limit is {}",
-                text.len(),
-                self.max_text_bytes
-            )));
+        // Cheap first: a text within the limit in bytes is within it in characters.
+        if text.len() > self.max_text_chars {
+            let n = text.chars().count();
+            if n > self.max_text_chars {
+                return Err(ApiError::validation(format!(
+                    "`{field}` is {n} characters; the limit is {}",
+                    self.max_text_chars
+                )));
+            }
         }
         Ok(())
     }
@@ -324,12 +462,22 @@ mod tests {
     #[test]
     fn ids_and_counts_are_checked() {
         check_id("user-1_a.b:c@d").unwrap();
-        for bad in ["", "a b", "é", "a/b", &"x".repeat(MAX_ID_BYTES + 1)] {
+        check_id("...").unwrap();
+        check_id(".a").unwrap();
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a b",
+            "é",
+            "a/b",
+            &"x".repeat(MAX_ID_BYTES + 1),
+        ] {
             assert!(check_id(bad).is_err(), "{bad:?}");
         }
         let l = Limits {
             max_candidates: 2,
-            max_text_bytes: 4,
+            max_text_chars: 4,
             ..Limits::default()
         };
         l.check_candidates("p", &["a".into(), "b".into()]).unwrap();
@@ -341,6 +489,15 @@ mod tests {
         assert!(e.message.contains("empty"), "{}", e.message);
         let e = l.check_candidates("toolong", &["a".into()]).unwrap_err();
         assert!(e.message.contains("`prompt`"), "{}", e.message);
+        // Four characters of eight bytes are within a four-character limit.
+        l.check_candidates("éééé", &["a".into()]).unwrap();
+        assert!(check_objects(&serde_json::json!([1]), &[]).is_err());
+        let e = check_objects(&serde_json::json!({"questions": [["p"]]}), &["questions[]"])
+            .unwrap_err();
+        assert!(e.message.contains("`questions[0]`"), "{}", e.message);
+        let e = check_objects(&serde_json::json!({"posterior": [1]}), &["posterior"]).unwrap_err();
+        assert!(e.message.contains("`posterior`"), "{}", e.message);
+        assert!(check_objects(&serde_json::json!({"user": null}), &[]).is_err());
         let e = l
             .check_references(&[Reference::new("p", "same", "same")])
             .unwrap_err();

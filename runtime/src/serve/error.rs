@@ -5,12 +5,9 @@
 use std::net::SocketAddr;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::DeserializeOwned;
 
 use super::batcher::BatchError;
 use super::store::StoreError;
@@ -124,21 +121,29 @@ impl ApiError {
 
     /// A JSON body axum could not read: syntax (400), types and fields (422), size (413),
     /// content type (415).
-    fn from_json_rejection(r: &JsonRejection) -> Self {
-        let status = r.status();
+    pub(super) fn from_json_rejection(r: &JsonRejection) -> Self {
+        let mut status = r.status();
+        let text = r.body_text();
+        // serde_json counts these as syntax errors, but the JSON is well-formed (RFC 8259 allows
+        // any number and any depth): the content is what is refused, 422 like a wrong type.
+        if status == StatusCode::BAD_REQUEST
+            && (text.contains("number out of range") || text.contains("recursion limit exceeded"))
+        {
+            status = StatusCode::UNPROCESSABLE_ENTITY;
+        }
         let kind = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::BAD_REQUEST => "invalid_json",
             _ => "validation",
         };
-        Self::new(status, kind, r.body_text())
+        Self::new(status, kind, text)
     }
 }
 
 impl ApiError {
     /// A path axum could not read.
-    fn from_path_rejection(r: &PathRejection) -> Self {
+    pub(super) fn from_path_rejection(r: &PathRejection) -> Self {
         Self::new(r.status(), "invalid_path", r.body_text())
     }
 }
@@ -203,36 +208,6 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Input(_) | RuntimeError::Text(_) => Self::validation(e.to_string()),
             RuntimeError::UnknownUser(id) => Self::not_found(format!("unknown user {id:?}")),
             other => Self::internal(other.to_string()),
-        }
-    }
-}
-
-/// `Json<T>` whose rejections are [`ApiError`]s (JSON bodies with the right status).
-#[derive(Debug, Clone)]
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
-            Err(r) => Err(ApiError::from_json_rejection(&r)),
-        }
-    }
-}
-
-/// `Path<T>` whose rejections (e.g. a segment that is not UTF-8) are [`ApiError`]s.
-#[derive(Debug, Clone)]
-pub struct ApiPath<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(v)) => Ok(Self(v)),
-            Err(r) => Err(ApiError::from_path_rejection(&r)),
         }
     }
 }

@@ -5,8 +5,9 @@
 //! - [`conn`]: the accept loop (header-read timeout, connection cap, bounded drain);
 //! - [`batcher`]: dynamic batching of concurrent requests' texts into backbone calls;
 //! - [`store`]: the user store contract, [`sqlite`] its default (durable, one file);
-//! - [`api`]: request and response bodies and their limits; [`error`]: what a request or the
-//!   start can fail with; [`auth`]: the bearer token; [`metrics`]: Prometheus text.
+//! - [`api`]: request and response bodies and their limits; [`extract`]: reading them (JSON body,
+//!   path) into [`error`]s with the right status; [`error`]: what a request or the start can
+//!   fail with; [`auth`]: the bearer token; [`metrics`]: Prometheus text.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -26,6 +27,7 @@ mod auth;
 mod batcher;
 mod conn;
 mod error;
+mod extract;
 mod metrics;
 mod routes;
 mod sqlite;
@@ -115,7 +117,7 @@ impl Server {
             ("candidate limit", l.max_candidates),
             ("reference limit", l.max_references),
             ("question limit", l.max_questions),
-            ("text limit", l.max_text_bytes),
+            ("text limit", l.max_text_chars),
             ("batch texts", opts.batch.max_texts),
             ("queue", opts.batch.queue),
             ("connection limit", opts.conn.max_connections),

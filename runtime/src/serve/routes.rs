@@ -17,11 +17,13 @@ use ndarray::{s, Array1, Array2};
 
 use super::api::{
     check_id, Health, InlinePosterior, Limits, NextQuestionRequest, NextQuestionResponse,
-    ObserveRequest, RankResponse, Ranked, ScoreRequest, ScoreResponse, UserView,
+    ObserveRequest, RankResponse, Ranked, ScoreRequest, ScoreResponse, UserView, MAX_LATENT_ABS,
+    MAX_LATENT_VAR, MIN_LATENT_VAR,
 };
 use super::auth::Token;
 use super::batcher::{BatchError, Batcher};
-use super::error::{ApiError, ApiJson, ApiPath};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath};
 use super::metrics::Metrics;
 use super::store::{StoreError, StoredUser, UserStore};
 use crate::session::{Features, Question, Reference, Scores, VrfModel};
@@ -223,8 +225,9 @@ async fn observe(
     ApiJson(req): ApiJson<ObserveRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     check_id(&id)?;
-    st.limits.check_references(&req.references)?;
-    let texts: Vec<(&str, &str)> = req.references.iter().flat_map(Reference::texts).collect();
+    let references: Vec<Reference> = req.references.into_iter().map(Into::into).collect();
+    st.limits.check_references(&references)?;
+    let texts: Vec<(&str, &str)> = references.iter().flat_map(Reference::texts).collect();
     let pf = st
         .model
         .pair_features_of(&features(&st, &texts, deadline).await?)?;
@@ -258,7 +261,22 @@ fn inline_posterior(st: &AppState, p: &InlinePosterior) -> Result<UserPosterior,
             p.var.len()
         )));
     }
-    let q = Posterior::new(Array1::from(p.mean.clone()), Array1::from(p.var.clone()))
+    if let Some(m) = p.mean.iter().find(|m| m.abs() > MAX_LATENT_ABS) {
+        return Err(ApiError::validation(format!(
+            "`posterior.mean` has {m}; entries are within ±{MAX_LATENT_ABS}"
+        )));
+    }
+    if let Some(v) = p
+        .var
+        .iter()
+        .find(|v| !(MIN_LATENT_VAR..=MAX_LATENT_VAR).contains(*v))
+    {
+        return Err(ApiError::validation(format!(
+            "`posterior.var` has {v}; entries are between {MIN_LATENT_VAR} and {MAX_LATENT_VAR}"
+        )));
+    }
+    let f32s = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Array1<f32>>();
+    let q = Posterior::new(f32s(&p.mean), f32s(&p.var))
         .map_err(|e| ApiError::validation(format!("`posterior`: {e}")))?;
     Ok(st.model.user_model().posterior_from_latent(&q)?)
 }
@@ -303,8 +321,12 @@ async fn scores(
         ));
     }
     st.limits.check_candidates(&req.prompt, &req.responses)?;
+    let refs: Option<Vec<Reference>> = req
+        .references
+        .as_ref()
+        .map(|r| r.iter().cloned().map(Into::into).collect());
     let mut texts: Vec<(&str, &str)> = Vec::new();
-    if let Some(refs) = &req.references {
+    if let Some(refs) = &refs {
         st.limits.check_references(refs)?;
         texts.extend(refs.iter().flat_map(Reference::texts));
     }
@@ -390,13 +412,14 @@ async fn next_question(
     ApiJson(req): ApiJson<NextQuestionRequest>,
 ) -> Result<Json<NextQuestionResponse>, ApiError> {
     check_id(&id)?;
-    st.limits.check_questions(&req.questions)?;
+    let questions: Vec<Question> = req.questions.into_iter().map(Into::into).collect();
+    st.limits.check_questions(&questions)?;
     let key = id.clone();
     // A user not stored yet starts from the population (no evidence).
     let state = store_op(&st, "get", move |s| s.store.get(&key))
         .await?
         .map_or_else(|| st.model.new_state(), |u| u.state);
-    let texts: Vec<(&str, &str)> = req.questions.iter().flat_map(Question::texts).collect();
+    let texts: Vec<(&str, &str)> = questions.iter().flat_map(Question::texts).collect();
     let values = st
         .model
         .question_values_of(&state, &features(&st, &texts, deadline).await?)?;
