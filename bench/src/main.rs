@@ -11,9 +11,8 @@ use vrf_bench::compare::{CompareOutcome, ComparePlan};
 use vrf_bench::experiment::{self, run_rows, Plan, Row, Variant};
 use vrf_bench::Baselines;
 use vrf_data::synth::{generate, PairMode, SynthConfig};
-use vrf_trainer::cli::{load_config, Overrides};
+use vrf_trainer::cli::{Overrides, Setup};
 use vrf_trainer::config::{Method, RunConfig};
-use vrf_trainer::run::device;
 use vrf_trainer::train::FitOutcome;
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
@@ -276,15 +275,8 @@ struct CompareArgs {
     /// Training seeds, comma-separated.
     #[arg(long, alias = "seed", value_delimiter = ',', default_value = "0,1,2")]
     seeds: Vec<u64>,
-    /// Start from this JSON config (fields as in a run's config.json); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
-    #[arg(long, default_value = "tiny")]
-    backbone: String,
-    /// cpu or cuda (cuda needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    setup: Setup,
     /// Reuse finished runs and continue interrupted ones.
     #[arg(long)]
     resume: bool,
@@ -315,15 +307,8 @@ struct FitArgs {
     /// Also fit the BT baseline with the same backbone, data and budget (`none` to skip).
     #[arg(long, default_value = "bt", value_parser = ["bt", "none"])]
     baseline: String,
-    /// Start from this JSON config (fields as in a run's config.json); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
-    #[arg(long, default_value = "tiny")]
-    backbone: String,
-    /// cpu or cuda (cuda needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    setup: Setup,
     /// Training seed(s), comma-separated; several give mean ± std (docs/METHOD.md §5). Default: the
     /// config's seed (0).
     #[arg(long, alias = "seed", value_delimiter = ',')]
@@ -385,12 +370,7 @@ fn write_synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<()> {
 }
 
 fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
-    Ok(load_config(
-        a.config.as_deref(),
-        &a.hp,
-        Some(a.method),
-        &a.backbone,
-    )?)
+    Ok(a.setup.run_config(&a.hp, Some(a.method))?)
 }
 
 /// Where fit writes: OUT, or OUT/random-pairs for the random-pair benchmark, so its data and
@@ -445,7 +425,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 fn fit(a: &FitArgs) -> anyhow::Result<()> {
     let cfg = base_config(a)?;
     vrf_trainer::threads::set(cfg.train.threads);
-    let dev = device(&a.device)?;
+    let dev = a.setup.device()?;
     let mut configs = vec![Variant::new(a.method.name(), cfg.clone())];
     if a.baseline == "bt" && a.method != Method::Bt {
         let mut c = cfg.clone();
@@ -481,7 +461,7 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
     let mut cfg = base_config(a)?;
     cfg.method = Method::Vrf;
     vrf_trainer::threads::set(cfg.train.threads);
-    let dev = device(&a.device)?;
+    let dev = a.setup.device()?;
     let mut configs = experiment::ablations(&cfg);
     if a.baseline == "bt" {
         let mut c = cfg.clone();
@@ -501,9 +481,9 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
 }
 
 fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    let cfg = load_config(a.config.as_deref(), &a.hp, None, &a.backbone)?;
+    let cfg = a.setup.run_config(&a.hp, None)?;
     vrf_trainer::threads::set(cfg.train.threads);
-    let dev = device(&a.device)?;
+    let dev = a.setup.device()?;
     let plan = ComparePlan {
         out: a.out.clone(),
         methods: a.methods.clone(),

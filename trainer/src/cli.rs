@@ -1,9 +1,10 @@
 //! The flags every fitting command shares (the engine's `vrf-trainer fit` and the harness's
 //! `vrf-bench fit`, `ablate`, `compare`): hyperparameter overrides on top of a config file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use candle_core::Device;
 use clap::Args;
 
 use crate::checkpoint::read_json;
@@ -189,29 +190,46 @@ impl Overrides {
     }
 }
 
-/// The run configuration of `--config` (or the defaults) with the flag overrides, `--method`
-/// when given and `--backbone` applied, validated.
-pub fn load_config(
-    config: Option<&Path>,
-    hp: &Overrides,
-    method: Option<Method>,
-    backbone: &str,
-) -> Result<RunConfig> {
-    let mut cfg: RunConfig = match config {
-        Some(p) => read_json(p)?,
-        None => RunConfig::default(),
-    };
-    hp.apply(&mut cfg);
-    if let Some(m) = method {
-        cfg.method = m;
-    }
-    if backbone != "tiny" {
-        cfg.backbone = BackboneSource::Hf {
-            path: backbone.to_string(),
+/// Where every fitting command starts: a config file, the backbone and the device (the flags
+/// `vrf-trainer fit` and `vrf-bench fit`, `ablate` and `compare` share).
+#[derive(Args)]
+pub struct Setup {
+    /// Start from this JSON config (fields as in a run's config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
+    #[arg(long, default_value = "tiny")]
+    backbone: String,
+    /// cpu or cuda (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl Setup {
+    /// The run configuration of `--config` (or the defaults) with the flag overrides `hp`,
+    /// `method` when given and `--backbone` applied, validated.
+    pub fn run_config(&self, hp: &Overrides, method: Option<Method>) -> Result<RunConfig> {
+        let mut cfg: RunConfig = match &self.config {
+            Some(p) => read_json(p)?,
+            None => RunConfig::default(),
         };
+        hp.apply(&mut cfg);
+        if let Some(m) = method {
+            cfg.method = m;
+        }
+        if self.backbone != "tiny" {
+            cfg.backbone = BackboneSource::Hf {
+                path: self.backbone.clone(),
+            };
+        }
+        cfg.validate()?;
+        Ok(cfg)
     }
-    cfg.validate()?;
-    Ok(cfg)
+
+    /// The compute device of `--device`.
+    pub fn device(&self) -> Result<Device> {
+        device(&self.device)
+    }
 }
 
 /// `--pooling` takes the manifest's names (`pog`, `mean`).

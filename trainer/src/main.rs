@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use vrf_trainer::cli::{load_config, Overrides};
+use vrf_trainer::cli::{Overrides, Setup};
 use vrf_trainer::config::Method;
 use vrf_trainer::eval::format_report;
 use vrf_trainer::export::{export, ExportOptions};
-use vrf_trainer::run::{device, fit_run, FitOptions};
+use vrf_trainer::run::{fit_run, FitOptions};
 use vrf_trainer::train::FitOutcome;
 
 // candle allocates a fresh buffer for every op; glibc's malloc returns large ones to the OS
@@ -77,15 +77,8 @@ struct FitArgs {
     /// vrf or bt (the comparison baselines are fitted by `vrf-bench fit --method`).
     #[arg(long, value_enum, default_value = "vrf")]
     method: Method,
-    /// Start from this JSON config (fields as in a run's config.json); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
-    #[arg(long, default_value = "tiny")]
-    backbone: String,
-    /// cpu or cuda (cuda needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    setup: Setup,
     /// Training seed (default: the config's, 0).
     #[arg(long)]
     seed: Option<u64>,
@@ -100,12 +93,12 @@ struct FitArgs {
 }
 
 fn fit(a: &FitArgs) -> anyhow::Result<()> {
-    let mut cfg = load_config(a.config.as_deref(), &a.hp, Some(a.method), &a.backbone)?;
+    let mut cfg = a.setup.run_config(&a.hp, Some(a.method))?;
     if let Some(seed) = a.seed {
         cfg.train.seed = seed;
     }
     vrf_trainer::threads::set(cfg.train.threads);
-    let dev = device(&a.device)?;
+    let dev = a.setup.device()?;
     let opts = FitOptions::new(a.resume, !a.quiet);
     match fit_run(&a.out, &cfg, &a.data, &dev, &opts)
         .with_context(|| format!("fitting {}", a.out.display()))?
