@@ -377,12 +377,15 @@ pub fn evaluate(
             let (mut ent_sum, mut unc_sum, mut n_users) = (0.0, 0.0, 0usize);
             let mut acc = [f64::NAN; 2];
             let mut uni = [f64::NAN; 2];
+            // Each group's `(σ², w)` at its full reference sets, for the calibration below.
+            let mut full: [Option<(Tensor, Tensor)>; 2] = [None, None];
             for (gi, group) in [&ds.seen, &ds.unseen].into_iter().enumerate() {
                 if group.is_empty() {
                     continue;
                 }
                 let t0 = std::time::Instant::now();
                 let (mu, var, w) = posteriors(model, &f, corpus, &refs_of(group))?;
+                full[gi] = Some((var.clone(), w.clone()));
                 if gi == 1 {
                     let s = t0.elapsed().as_secs_f64();
                     report.cost.adapt_seconds = Some(s);
@@ -476,28 +479,35 @@ pub fn evaluate(
                         .few_shot
                         .push((kk, group_accuracy(&f, corpus, &evals, &w)?));
                 }
-                // Calibration and σ² against error, at full reference sets and at mixed k.
-                let full = user_outcomes(model, &f, corpus, &refs_of(&ds.unseen), &evals)?;
-                report.calibration = calibration(&full.probabilities);
-                let mixed = user_outcomes(model, &f, corpus, &mixed_k_draw(ds), &evals)?;
-                // A temperature fitted on the seen (training) users' eval pairs only.
-                let seen =
-                    user_outcomes(model, &f, corpus, &refs_of(&ds.seen), &evals_of(&ds.seen))?;
-                let temperature = fit_temperature(&seen.logits);
-                let tempered: Vec<f64> = full
-                    .logits
-                    .iter()
-                    .map(|&z| 1.0 / (1.0 + (-z / temperature).exp()))
-                    .collect();
-                let rho = |x: f64| (!x.is_nan()).then_some(x as f32);
-                report.uncertainty = Some(UncertaintyReport {
-                    spearman_full: rho(spearman(&full.sigma2, &full.error)),
-                    spearman_mixed_k: rho(spearman(&mixed.sigma2, &mixed.error)),
-                    mixed_k_accuracy: mixed.accuracy as f32,
-                    mixed_k_calibration: calibration(&mixed.probabilities),
-                    temperature: temperature as f32,
-                    tempered_calibration: calibration(&tempered),
-                });
+                // Calibration and σ² against error, at full reference sets (the posteriors
+                // computed above; the unseen group's is there, the group not being empty) and
+                // at mixed k.
+                let outcomes_of = |post: &Option<(Tensor, Tensor)>, evals| match post {
+                    Some((var, w)) => user_outcomes(&f, corpus, var, w, evals).map(Some),
+                    None => Ok(None),
+                };
+                if let Some(unseen) = outcomes_of(&full[1], &evals)? {
+                    report.calibration = calibration(&unseen.probabilities);
+                    let (_, var, w) = posteriors(model, &f, corpus, &mixed_k_draw(ds))?;
+                    let mixed = user_outcomes(&f, corpus, &var, &w, &evals)?;
+                    // A temperature fitted on the seen (training) users' eval pairs only (1: none).
+                    let temperature = outcomes_of(&full[0], &evals_of(&ds.seen))?
+                        .map_or(1.0, |seen| fit_temperature(&seen.logits));
+                    let tempered: Vec<f64> = unseen
+                        .logits
+                        .iter()
+                        .map(|&z| logistic(z / temperature))
+                        .collect();
+                    let rho = |x: f64| (!x.is_nan()).then_some(x as f32);
+                    report.uncertainty = Some(UncertaintyReport {
+                        spearman_full: rho(spearman(&unseen.sigma2, &unseen.error)),
+                        spearman_mixed_k: rho(spearman(&mixed.sigma2, &mixed.error)),
+                        mixed_k_accuracy: mixed.accuracy as f32,
+                        mixed_k_calibration: calibration(&mixed.probabilities),
+                        temperature: temperature as f32,
+                        tempered_calibration: calibration(&tempered),
+                    });
+                }
             }
         }
     }
@@ -505,12 +515,17 @@ pub fn evaluate(
     Ok((report, cached))
 }
 
+/// The logistic function σ(x) = 1 / (1 + e^−x).
+fn logistic(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 /// σ(x) of a margin vector `[N]`, as f64: the preference probabilities of a reward margin.
 pub fn sigmoid(margin: &Tensor) -> Result<Vec<f64>> {
     Ok(margin
         .to_vec1::<f32>()?
         .into_iter()
-        .map(|m| 1.0 / (1.0 + (-f64::from(m)).exp()))
+        .map(|m| logistic(f64::from(m)))
         .collect())
 }
 
@@ -528,15 +543,15 @@ struct UserOutcomes {
     accuracy: f64,
 }
 
-/// Posteriors of users from `refs` (per user) and their outcomes on `evals` (per user).
+/// The outcomes on `evals` (per user) of users with posterior variances `var` and weights `w`
+/// (one row per user).
 fn user_outcomes(
-    model: &RewardModel,
     f: &Features,
     corpus: &Corpus,
-    refs: &[Vec<usize>],
+    var: &Tensor,
+    w: &Tensor,
     evals: &[Vec<usize>],
 ) -> Result<UserOutcomes> {
-    let (_, var, w) = posteriors(model, f, corpus, refs)?;
     let sigma2: Vec<f64> = var
         .mean(D::Minus1)?
         .to_vec1::<f32>()?
@@ -545,7 +560,7 @@ fn user_outcomes(
         .collect();
     let (tr, seg) = flatten_users(evals);
     if tr.is_empty() {
-        let n = refs.len();
+        let n = evals.len();
         return Ok(UserOutcomes {
             sigma2,
             error: vec![f64::NAN; n],
@@ -555,12 +570,12 @@ fn user_outcomes(
         });
     }
     let seg32: Vec<u32> = seg.iter().map(|&u| u as u32).collect();
-    let (mu, v) = loss::moments(&rows(&w, &seg32)?, &f.delta(corpus, &tr)?)?;
+    let (mu, v) = loss::moments(&rows(w, &seg32)?, &f.delta(corpus, &tr)?)?;
     let z = loss::attenuated_logit(&mu, &v)?;
     let probabilities = sigmoid(&z)?;
     let logits = z.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
     let mu = mu.to_vec1::<f32>()?;
-    let (mut wrong, mut count) = (vec![0usize; refs.len()], vec![0usize; refs.len()]);
+    let (mut wrong, mut count) = (vec![0usize; evals.len()], vec![0usize; evals.len()]);
     for (&u, &m) in seg.iter().zip(&mu) {
         count[u] += 1;
         // A tie counts as wrong, as in pairwise accuracy.
@@ -680,7 +695,7 @@ mod tests {
         let z: Vec<f64> = (0..20000)
             .map(|_| {
                 let x = 6.0 * uniform() - 3.0;
-                let chosen_first = uniform() < 1.0 / (1.0 + (-x).exp());
+                let chosen_first = uniform() < super::logistic(x);
                 if chosen_first {
                     2.0 * x
                 } else {
