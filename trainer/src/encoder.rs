@@ -41,17 +41,12 @@ impl Prior {
 
     /// Precision `1/s₀²` `[1, d]`, with ℓ₀ bounded to the encoder's range.
     fn precision(&self) -> Result<Tensor> {
-        let b = f64::from(vrf_format::math::LOGVAR_BOUND);
-        ((&self.log_var / b)?.tanh()? * b)?
-            .neg()?
-            .exp()?
-            .unsqueeze(0)
+        self.bounded_log_var()?.neg()?.exp()?.unsqueeze(0)
     }
 
-    /// Log-variance as exported (bounded exactly as in [`Prior::precision`]).
+    /// Log-variance as used and exported: ℓ₀ bounded like the encoder's ℓ_i.
     pub fn bounded_log_var(&self) -> Result<Tensor> {
-        let b = f64::from(vrf_format::math::LOGVAR_BOUND);
-        (&self.log_var / b)?.tanh()? * b
+        bound_log_var(&self.log_var)
     }
 
     /// `(μ, σ²)` `[n, d]` of `n` users with no answers: the prior, repeated.
@@ -124,12 +119,16 @@ impl Encoder {
         } else {
             (mu * self.mu_scale)?
         };
-        let l = out.narrow(D::Minus1, self.d, self.d)?;
-        // The runtime's bound, so trainer and export agree on ℓ's range.
-        let b = f64::from(vrf_format::math::LOGVAR_BOUND);
-        let l = ((l / b)?.tanh()? * b)?;
+        let l = bound_log_var(&out.narrow(D::Minus1, self.d, self.d)?)?;
         Ok((mu, l))
     }
+}
+
+/// `b·tanh(ℓ / b)` with `b` the runtime's `LOGVAR_BOUND`: log-variances smoothly bounded to
+/// `[−b, b]`, so the trainer and the exported model agree on their range.
+fn bound_log_var(l: &Tensor) -> Result<Tensor> {
+    let b = f64::from(vrf_format::math::LOGVAR_BOUND);
+    (l / b)?.tanh()? * b
 }
 
 /// One-hot `[users, pairs]` matrix assigning pair i to user `seg[i]`.
