@@ -108,20 +108,6 @@ fn tensor<'a>(
         .collect())
 }
 
-/// `value` when finite and positive; otherwise an error naming `field`.
-fn positive(field: &'static str, value: f32) -> Result<f32, ModelError> {
-    if value.is_finite() && value > 0.0 {
-        Ok(value)
-    } else {
-        Err(MathError::OutOfRange {
-            field,
-            value,
-            expected: "positive",
-        }
-        .into())
-    }
-}
-
 fn array2(v: Vec<f32>, rows: usize, cols: usize) -> Array2<f32> {
     Array2::from_shape_vec((rows, cols), v).expect("shape was checked against the file")
 }
@@ -153,7 +139,7 @@ impl UserModel {
             }
             .into());
         }
-        positive("tau", tau)?;
+        crate::math::check_positive("tau", tau)?;
         Ok(Self {
             encoder,
             bases,
@@ -169,7 +155,7 @@ impl UserModel {
     /// The same model with calibration temperature `T` in its preference probabilities
     /// `σ(z / T)` (docs/METHOD.md §4).
     pub fn with_temperature(mut self, temperature: f32) -> Result<Self, ModelError> {
-        self.temperature = positive("temperature", temperature)?;
+        self.temperature = crate::math::check_positive("temperature", temperature)?;
         Ok(self)
     }
 

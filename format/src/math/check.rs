@@ -45,3 +45,16 @@ pub(crate) fn non_empty(field: &'static str, n: usize) -> MathResult<()> {
         Ok(())
     }
 }
+
+/// `v` when finite and positive; otherwise an out-of-range error naming `field`.
+pub(crate) fn positive(field: &'static str, v: f32) -> MathResult<f32> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(MathError::OutOfRange {
+            field,
+            value: v,
+            expected: "positive",
+        })
+    }
+}

@@ -31,6 +31,7 @@ pub use select::argmax;
 pub use user::{infer_user, UserPosterior};
 
 pub(crate) use check::len as check_len;
+pub(crate) use check::positive as check_positive;
 
 // Transcendentals (exp, tanh, log1p) come from the `libm` crate, not `f32::exp` & co.: those
 // call the platform's C library natively but a different implementation in wasm, and an ulp of

@@ -101,13 +101,7 @@ pub fn calibrated_preference_probability(
     delta: ArrayView1<'_, f32>,
     temperature: f32,
 ) -> MathResult<f32> {
-    if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(MathError::OutOfRange {
-            field: "temperature",
-            value: temperature,
-            expected: "positive",
-        });
-    }
+    check::positive("temperature", temperature)?;
     let (mu, var) = moments(w, delta)?;
     Ok(sigmoid(mackay_z(mu, var)? / temperature))
 }
