@@ -56,19 +56,25 @@ impl Row {
     }
 }
 
-fn pm(x: (f64, f64), scale: f64, signed: bool) -> String {
+/// `mean ± std` scaled by `scale` with `digits` decimals; `–` for NaN, no ± for one seed.
+pub fn fmt_ms(x: (f64, f64), scale: f64, digits: usize) -> String {
     if x.0.is_nan() {
         return "–".into();
     }
-    let m = if signed {
-        format!("{:+.2}", scale * x.0)
-    } else {
-        format!("{:.2}", scale * x.0)
-    };
     if x.1 > 0.0 {
-        format!("{m} ± {:.2}", scale * x.1)
+        format!("{:.*} ± {:.*}", digits, scale * x.0, digits, scale * x.1)
     } else {
-        m
+        format!("{:.*}", digits, scale * x.0)
+    }
+}
+
+/// [`fmt_ms`] with two decimals, the mean signed (`+`) when `signed`.
+fn pm(x: (f64, f64), scale: f64, signed: bool) -> String {
+    let s = fmt_ms(x, scale, 2);
+    if signed && !x.0.is_nan() && !s.starts_with('-') {
+        format!("+{s}")
+    } else {
+        s
     }
 }
 
@@ -127,15 +133,7 @@ pub fn calibration_table(rows: &[Row]) -> String {
         let unc = |f: fn(&vrf_trainer::eval::UncertaintyReport) -> Option<f64>| {
             r.stat(|x| x.uncertainty.as_ref().and_then(f))
         };
-        let pm3 = |x: (f64, f64)| {
-            if x.0.is_nan() {
-                "–".to_string()
-            } else if x.1 > 0.0 {
-                format!("{:.3} ± {:.3}", x.0, x.1)
-            } else {
-                format!("{:.3}", x.0)
-            }
-        };
+        let pm3 = |x| fmt_ms(x, 1.0, 3);
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,

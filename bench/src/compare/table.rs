@@ -111,17 +111,7 @@ pub fn cost_rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<CostRow> {
         .collect()
 }
 
-/// `mean ± std` scaled by `scale` with `digits` decimals; `–` for NaN, no ± for one seed.
-pub fn fmt_ms(x: Ms, scale: f64, digits: usize) -> String {
-    if x.0.is_nan() {
-        return "–".into();
-    }
-    if x.1 > 0.0 {
-        format!("{:.*} ± {:.*}", digits, scale * x.0, digits, scale * x.1)
-    } else {
-        format!("{:.*}", digits, scale * x.0)
-    }
-}
+pub use crate::experiment::fmt_ms;
 
 fn pct(x: Option<f64>) -> String {
     match x {
