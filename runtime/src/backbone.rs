@@ -151,22 +151,6 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     }
 }
 
-impl Backbone for OnnxBackbone {
-    fn run(
-        &self,
-        ids: Vec<i64>,
-        mask: Vec<i64>,
-        batch: usize,
-        seq: usize,
-    ) -> Result<BackboneOutput, RuntimeError> {
-        OnnxBackbone::run(self, ids, mask, batch, seq)
-    }
-
-    fn provider(&self) -> ExecutionProvider {
-        OnnxBackbone::provider(self)
-    }
-}
-
 /// An ONNX Runtime session over `backbone.onnx`; `run` is serialised by a mutex, so one
 /// [`OnnxBackbone`] can be shared across threads.
 pub struct OnnxBackbone {
@@ -245,14 +229,14 @@ impl OnnxBackbone {
             provider,
         })
     }
+}
 
-    /// The execution provider in use.
-    pub fn provider(&self) -> ExecutionProvider {
+impl Backbone for OnnxBackbone {
+    fn provider(&self) -> ExecutionProvider {
         self.provider
     }
 
-    /// Runs right-padded `ids`/`mask` `[batch, seq]` (row-major).
-    pub fn run(
+    fn run(
         &self,
         ids: Vec<i64>,
         mask: Vec<i64>,

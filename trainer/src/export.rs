@@ -20,6 +20,7 @@ use vrf_format::manifest::{
     MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
 };
 use vrf_format::names;
+use vrf_runtime::Backbone;
 
 use crate::checkpoint::{load_checkpoint_weights, read_json, TrainState};
 use crate::config::{Method, RunConfig};
