@@ -397,17 +397,13 @@ impl UserModelSpec {
                 if self.encoder.dphi { " + k" } else { "" }
             ));
         }
-        if !(self.tau.is_finite() && self.tau > 0.0) {
-            return bad(format!(
-                "field `tau` = {} must be positive",
-                crate::error::Float(self.tau)
-            ));
-        }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return bad(format!(
-                "field `temperature` = {} must be positive",
-                crate::error::Float(self.temperature)
-            ));
+        for (field, v) in [("tau", self.tau), ("temperature", self.temperature)] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!(
+                    "field `{field}` = {} must be positive",
+                    crate::error::Float(v)
+                ));
+            }
         }
         if self.encoder.prior && self.encoder.pooling != Pooling::Pog {
             return bad(
