@@ -54,6 +54,16 @@ pub enum MathError {
         /// Position of the first bad value, in row-major order.
         index: usize,
     },
+    /// A row of vectors (one feature vector per row) holds NaN or ±∞.
+    #[error("non-finite value in `{field}` at row {row}, column {column}")]
+    NonFiniteRow {
+        /// The input holding the value.
+        field: &'static str,
+        /// The row (the vector's index in its list).
+        row: usize,
+        /// The position within the vector.
+        column: usize,
+    },
     /// A finite value outside the range the math is defined on.
     #[error("`{field}` = {} is out of range: must be {expected}", Float(*.value))]
     OutOfRange {
@@ -137,6 +147,15 @@ pub enum ModelError {
         name: &'static str,
         /// Its dtype.
         dtype: String,
+    },
+    /// A model was given the other kind of input than it takes (texts to a model fitted on
+    /// feature vectors, or feature vectors to one with a backbone).
+    #[error("this model takes {expected}, not {given}")]
+    WrongInput {
+        /// What the model takes, in words (e.g. `feature vectors of dimension 16`).
+        expected: String,
+        /// What it was given (`texts`, `feature vectors`).
+        given: &'static str,
     },
     /// The model's pair features include Δφ but no basis rewards were given.
     #[error("this model's pair features include Δφ: pass the basis rewards of both responses")]

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::manifest::{
-    EncoderSpec, FileEntry, Manifest, OnnxSpec, Pooling, TextSpec, BACKBONE_FILE, FORMAT,
-    FORMAT_VERSION, USER_MODEL_FILE,
+    EncoderSpec, FileEntry, InputSpec, Manifest, OnnxSpec, Pooling, SeenUser, SeenUsers, TextSpec,
+    BACKBONE_FILE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, SEEN_USERS_FILE, USER_MODEL_FILE,
 };
 use crate::{names, UserModel};
 use crate::{ModelError, UserPosterior};
@@ -82,14 +82,15 @@ pub fn synthetic_manifest(dims: Dims, tau: f32, user_model: &[u8], what: &str) -
             pooling: Pooling::Pog,
             prior: false,
         },
-        text: TextSpec {
+        input: InputSpec::Text,
+        text: Some(TextSpec {
             template: "{prompt}\n{response}".into(),
             max_len: 64,
             pad_id: 0,
             truncation: "left".into(),
             padding: "right".into(),
-        },
-        onnx: OnnxSpec {
+        }),
+        onnx: Some(OnnxSpec {
             file: BACKBONE_FILE.into(),
             opset: 17,
             input_ids: "input_ids".into(),
@@ -97,7 +98,7 @@ pub fn synthetic_manifest(dims: Dims, tau: f32, user_model: &[u8], what: &str) -
             hidden: "hidden".into(),
             rewards: "rewards".into(),
             external_data: None,
-        },
+        }),
         files,
         source,
     }
@@ -105,10 +106,25 @@ pub fn synthetic_manifest(dims: Dims, tau: f32, user_model: &[u8], what: &str) -
 
 /// `user_model.safetensors` bytes from the six tensors, in [`names::ALL`] order.
 pub fn user_model_bytes(tensors: [(Vec<usize>, Vec<f32>); 6]) -> Vec<u8> {
-    let data: Vec<(&str, Vec<usize>, Vec<u8>)> = names::ALL
+    let named: Vec<(&str, Vec<usize>, Vec<f32>)> = names::ALL
         .iter()
         .zip(tensors)
-        .map(|(n, (s, v))| (*n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(n, (s, v))| (*n, s, v))
+        .collect();
+    named_tensor_bytes(&named)
+}
+
+/// Safetensors bytes of f32 tensors given by name, shape and values.
+pub fn named_tensor_bytes(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let data: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                *n,
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views: HashMap<String, safetensors::tensor::TensorView<'_>> = data
         .iter()
@@ -148,6 +164,104 @@ pub fn random_model(dims: Dims, seed: u64) -> (Manifest, Vec<u8>) {
         synthetic_manifest(dims, 1.0, &bytes, "random weights"),
         bytes,
     )
+}
+
+/// A random model fitted on external feature vectors (format version 3, `input.kind =
+/// "features"`, no `text`/`onnx`): encoder, bases, basis heads (`heads.l{1,2}`) and, when
+/// `prior`, a population prior, every weight `N(0, 0.3²)` (heads `N(0, 0.5²)`, so φ varies).
+pub fn random_features_model(dims: Dims, prior: bool, seed: u64) -> (Manifest, Vec<u8>) {
+    let mut rng = Rng::new(seed);
+    let Dims {
+        hidden: h,
+        enc_hidden: eh,
+        d,
+        k,
+    } = dims;
+    let inp = 2 * h + k;
+    let mut shapes: Vec<(&str, Vec<usize>, f32)> = vec![
+        (names::ENC_L1_W, vec![eh, inp], 0.3),
+        (names::ENC_L1_B, vec![eh], 0.3),
+        (names::ENC_L2_W, vec![2 * d, eh], 0.3),
+        (names::ENC_L2_B, vec![2 * d], 0.3),
+        (names::BASES_MEANS, vec![k, d], 0.3),
+        (names::BASES_LOG_VAR, vec![k, d], 0.3),
+        (names::HEADS_L1_W, vec![h, h], 0.5),
+        (names::HEADS_L1_B, vec![h], 0.5),
+        (names::HEADS_L2_W, vec![k, h], 0.5),
+        (names::HEADS_L2_B, vec![k], 0.5),
+    ];
+    if prior {
+        shapes.push((names::PRIOR_MEAN, vec![d], 0.3));
+        shapes.push((names::PRIOR_LOG_VAR, vec![d], 0.3));
+    }
+    let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = shapes
+        .into_iter()
+        .map(|(n, s, std)| {
+            let v = rng.normal_vec(s.iter().product(), std);
+            (n, s, v)
+        })
+        .collect();
+    let bytes = named_tensor_bytes(&tensors);
+    let mut m = synthetic_manifest(dims, 1.0, &bytes, "random features model");
+    m.input = InputSpec::Features { dim: h };
+    m.text = None;
+    m.onnx = None;
+    m.encoder.prior = prior;
+    (m, bytes)
+}
+
+/// Writes a complete features-model directory (`vrf.json`, `user_model.safetensors`,
+/// `seen_users.json`) from [`random_features_model`], with `seen` seen users `user-0`, …
+/// whose cached posteriors are the model's on a few random reference vectors. For runtime,
+/// service and Python tests that need no backbone.
+pub fn write_features_model_dir(
+    dir: &std::path::Path,
+    dims: Dims,
+    prior: bool,
+    seen: usize,
+    seed: u64,
+) -> std::io::Result<Manifest> {
+    let (mut manifest, bytes) = random_features_model(dims, prior, seed);
+    let model = UserModel::from_bytes(&manifest, &bytes).map_err(std::io::Error::other)?;
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let h = dims.hidden;
+    let users = (0..seen)
+        .map(|i| {
+            let m = 3;
+            let vec = |rng: &mut Rng| Array2::from_shape_vec((m, h), rng.normal_vec(m * h, 1.0));
+            let (c, r) = (vec(&mut rng), vec(&mut rng));
+            let (c, r) = (
+                c.map_err(std::io::Error::other)?,
+                r.map_err(std::io::Error::other)?,
+            );
+            let (pc, pr) = (
+                model.basis_rewards("chosen", c.view()),
+                model.basis_rewards("rejected", r.view()),
+            );
+            let (pc, pr) = (
+                pc.map_err(std::io::Error::other)?,
+                pr.map_err(std::io::Error::other)?,
+            );
+            let p = model
+                .pair_features(c.view(), r.view(), Some((pc.view(), pr.view())))
+                .and_then(|f| model.posterior(f.view()))
+                .map_err(std::io::Error::other)?;
+            Ok(SeenUser {
+                id: format!("user-{i}"),
+                mean: p.mean.to_vec(),
+                var: p.var.to_vec(),
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let seen_json = SeenUsers { users }.to_json();
+    manifest
+        .files
+        .insert(SEEN_USERS_FILE.into(), FileEntry::of(seen_json.as_bytes()));
+    std::fs::create_dir_all(dir)?;
+    crate::fsutil::write_atomic(dir.join(USER_MODEL_FILE), &bytes)?;
+    crate::fsutil::write_atomic(dir.join(SEEN_USERS_FILE), seen_json.as_bytes())?;
+    crate::fsutil::write_atomic(dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
+    Ok(manifest)
 }
 
 /// A hand-built model whose bases mean something: basis k sits at `r·e_k`, and a reference pair

@@ -18,6 +18,6 @@ pub mod math;
 mod user_model;
 
 pub use error::{Float, MathError, MathResult, ModelError};
-pub use manifest::{Manifest, Pooling};
+pub use manifest::{InputSpec, Manifest, Pooling};
 pub use math::{QuestionValue, UserPosterior};
 pub use user_model::{names, RawTensor, UserModel, UserState};

@@ -9,6 +9,10 @@
 //!   seen_users.json          cached posteriors of the training users, by id
 //! ```
 //!
+//! A model fitted on external feature vectors (format version 3, `input.kind = "features"`) has
+//! no `backbone.onnx` and no `tokenizer.json`: its basis heads live in `user_model.safetensors`
+//! (`heads.l{1,2}.{weight,bias}`) and callers pass the vectors themselves.
+//!
 //! Everything here is pure (no ONNX, no file system) so the wasm crate can parse the same bytes.
 
 use std::collections::BTreeMap;
@@ -21,7 +25,9 @@ use crate::error::ModelError;
 /// Value of [`Manifest::format`].
 pub const FORMAT: &str = "vrf-model";
 /// The manifest format version this runtime reads and the trainer writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// First format version with the `input` field (models fitted on external feature vectors).
+pub const FEATURES_FORMAT_VERSION: u32 = 3;
 /// Oldest format version this crate reads: version 1 has no population prior (its models load
 /// with the prior-less posterior of their time, and a user with no answers is an error).
 pub const MIN_FORMAT_VERSION: u32 = 1;
@@ -61,6 +67,44 @@ impl Pooling {
             "pog" => Some(Pooling::Pog),
             "mean" => Some(Pooling::Mean),
             _ => None,
+        }
+    }
+}
+
+/// What a model scores: `(prompt, response)` texts through its backbone, or feature vectors
+/// computed elsewhere (`{"kind": "features", "dim": D}`, format version 3). Absent: texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum InputSpec {
+    /// Texts, through `backbone.onnx` and `tokenizer.json`.
+    #[default]
+    Text,
+    /// Feature vectors of dimension `dim` (= the manifest's `hidden`), e.g. frozen embeddings.
+    Features {
+        /// Length of every vector.
+        dim: usize,
+    },
+}
+
+impl InputSpec {
+    /// Whether the model takes texts.
+    pub fn is_text(&self) -> bool {
+        matches!(self, InputSpec::Text)
+    }
+
+    /// The vectors' dimension, for a features model.
+    pub fn features_dim(&self) -> Option<usize> {
+        match self {
+            InputSpec::Text => None,
+            InputSpec::Features { dim } => Some(*dim),
+        }
+    }
+
+    /// What the model takes, in words, for errors (`texts`, `feature vectors of dimension 16`).
+    pub fn describe(&self) -> String {
+        match self {
+            InputSpec::Text => "texts".into(),
+            InputSpec::Features { dim } => format!("feature vectors of dimension {dim}"),
         }
     }
 }
@@ -179,12 +223,17 @@ pub struct Manifest {
         skip_serializing_if = "is_unit_temperature"
     )]
     pub temperature: f32,
+    /// What the model scores: texts (absent) or external feature vectors (format version 3).
+    #[serde(default, skip_serializing_if = "InputSpec::is_text")]
+    pub input: InputSpec,
     /// Encoder conventions.
     pub encoder: EncoderSpec,
-    /// Tokenisation conventions.
-    pub text: TextSpec,
-    /// ONNX graph conventions.
-    pub onnx: OnnxSpec,
+    /// Tokenisation conventions; present iff the model takes texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSpec>,
+    /// ONNX graph conventions; present iff the model takes texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<OnnxSpec>,
     /// Digest and size of every other file, by name relative to the directory.
     pub files: BTreeMap<String, FileEntry>,
     /// Free-form provenance (trainer version, run directory, method).
@@ -236,14 +285,58 @@ impl Manifest {
                 self.format_version
             ));
         }
-        if self.text.max_len == 0 {
-            return bad("field `text.max_len` must be at least 1".into());
-        }
-        if self.text.truncation != "left" || self.text.padding != "right" {
-            return bad(format!(
-                "fields `text.truncation`/`text.padding` are {:?}/{:?}; this runtime supports left/right",
-                self.text.truncation, self.text.padding
-            ));
+        match self.input {
+            InputSpec::Text => {
+                let Some(text) = &self.text else {
+                    return bad(
+                        "field `text` is missing (a model that takes texts needs it)".into(),
+                    );
+                };
+                if self.onnx.is_none() {
+                    return bad(
+                        "field `onnx` is missing (a model that takes texts needs it)".into(),
+                    );
+                }
+                if text.max_len == 0 {
+                    return bad("field `text.max_len` must be at least 1".into());
+                }
+                if text.truncation != "left" || text.padding != "right" {
+                    return bad(format!(
+                        "fields `text.truncation`/`text.padding` are {:?}/{:?}; this runtime supports left/right",
+                        text.truncation, text.padding
+                    ));
+                }
+            }
+            InputSpec::Features { dim } => {
+                if self.format_version < FEATURES_FORMAT_VERSION {
+                    return bad(format!(
+                        "field `input` needs format_version {FEATURES_FORMAT_VERSION}, this manifest has {}",
+                        self.format_version
+                    ));
+                }
+                if dim != self.hidden {
+                    return bad(format!(
+                        "field `input.dim` is {dim}, but `hidden` is {} (they must agree)",
+                        self.hidden
+                    ));
+                }
+                for (field, present) in
+                    [("text", self.text.is_some()), ("onnx", self.onnx.is_some())]
+                {
+                    if present {
+                        return bad(format!(
+                            "field `{field}` must be absent: the model takes feature vectors (`input.kind` = \"features\")"
+                        ));
+                    }
+                }
+                for file in [BACKBONE_FILE, TOKENIZER_FILE] {
+                    if self.files.contains_key(file) {
+                        return bad(format!(
+                            "field `files` lists {file}, but the model takes feature vectors and has no backbone"
+                        ));
+                    }
+                }
+            }
         }
         for name in self.files.keys() {
             if name.contains("..") || name.starts_with('/') {
@@ -277,6 +370,7 @@ impl Manifest {
             tau: self.tau,
             temperature: self.temperature,
             encoder: self.encoder.clone(),
+            input: self.input,
         }
     }
 }
@@ -372,6 +466,8 @@ pub struct UserModelSpec {
     pub temperature: f32,
     /// Encoder conventions.
     pub encoder: EncoderSpec,
+    /// Texts or feature vectors: a features model's `user_model.safetensors` holds the heads.
+    pub input: InputSpec,
 }
 
 impl UserModelSpec {
@@ -402,6 +498,14 @@ impl UserModelSpec {
                 return bad(format!(
                     "field `{field}` = {} must be positive",
                     crate::error::Float(v)
+                ));
+            }
+        }
+        if let Some(dim) = self.input.features_dim() {
+            if dim != self.hidden {
+                return bad(format!(
+                    "field `input.dim` is {dim}, but `hidden` is {} (they must agree)",
+                    self.hidden
                 ));
             }
         }
@@ -503,14 +607,15 @@ pub(crate) mod tests {
                 pooling: Pooling::Pog,
                 prior: false,
             },
-            text: TextSpec {
+            input: InputSpec::Text,
+            text: Some(TextSpec {
                 template: "{prompt}|{response}".into(),
                 max_len: 16,
                 pad_id: 0,
                 truncation: "left".into(),
                 padding: "right".into(),
-            },
-            onnx: OnnxSpec {
+            }),
+            onnx: Some(OnnxSpec {
                 file: BACKBONE_FILE.into(),
                 opset: 17,
                 input_ids: "input_ids".into(),
@@ -518,7 +623,7 @@ pub(crate) mod tests {
                 hidden: "hidden".into(),
                 rewards: "rewards".into(),
                 external_data: None,
-            },
+            }),
             files: BTreeMap::new(),
             source: BTreeMap::new(),
         }
@@ -533,10 +638,10 @@ pub(crate) mod tests {
         );
 
         let mut v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
-        v["format_version"] = 3.into();
+        v["format_version"] = 4.into();
         let e = Manifest::from_json(v.to_string().as_bytes(), "m/vrf.json").unwrap_err();
         assert!(
-            matches!(e, ModelError::FormatVersion { found: 3, .. }),
+            matches!(e, ModelError::FormatVersion { found: 4, .. }),
             "{e}"
         );
         // Version 1 (before the population prior) still reads.
@@ -553,6 +658,89 @@ pub(crate) mod tests {
         v.as_object_mut().unwrap().remove("tau");
         let e = Manifest::from_json(v.to_string().as_bytes(), "vrf.json").unwrap_err();
         assert!(e.to_string().contains("tau"), "{e}");
+    }
+
+    /// The features-model form of [`manifest`]: no `text`, no `onnx`, `input.dim` = hidden.
+    pub(crate) fn features_manifest() -> Manifest {
+        Manifest {
+            input: InputSpec::Features { dim: 3 },
+            text: None,
+            onnx: None,
+            ..manifest()
+        }
+    }
+
+    #[test]
+    fn a_features_manifest_round_trips_and_old_ones_read_as_text() {
+        let m = features_manifest();
+        let json = m.to_json();
+        assert!(json.contains(r#""kind": "features""#), "{json}");
+        assert!(
+            !json.contains(r#""text""#) && !json.contains(r#""onnx""#),
+            "{json}"
+        );
+        assert_eq!(Manifest::from_json(json.as_bytes(), "vrf.json").unwrap(), m);
+        // A text manifest writes no `input` and reads back as text, as versions 1 and 2 do.
+        let t = manifest();
+        assert!(!t.to_json().contains(r#""input""#));
+        let mut v: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
+        v["format_version"] = 2.into();
+        let old = Manifest::from_json(v.to_string().as_bytes(), "vrf.json").unwrap();
+        assert_eq!(old.input, InputSpec::Text);
+        v["input"] = serde_json::json!({"kind": "text"});
+        assert!(Manifest::from_json(v.to_string().as_bytes(), "vrf.json").is_ok());
+    }
+
+    #[test]
+    fn input_and_its_sections_are_checked_together() {
+        let err = |m: &Manifest| {
+            Manifest::from_json(m.to_json().as_bytes(), "m/vrf.json")
+                .unwrap_err()
+                .to_string()
+        };
+        let mut m = features_manifest();
+        m.input = InputSpec::Features { dim: 4 };
+        assert!(err(&m).contains("`input.dim` is 4"), "{}", err(&m));
+        let mut m = features_manifest();
+        m.format_version = 2;
+        assert!(
+            err(&m).contains("field `input` needs format_version 3"),
+            "{}",
+            err(&m)
+        );
+        let mut m = features_manifest();
+        m.text = manifest().text;
+        assert!(
+            err(&m).contains("field `text` must be absent"),
+            "{}",
+            err(&m)
+        );
+        let mut m = features_manifest();
+        m.onnx = manifest().onnx;
+        assert!(
+            err(&m).contains("field `onnx` must be absent"),
+            "{}",
+            err(&m)
+        );
+        let mut m = features_manifest();
+        m.files
+            .insert(BACKBONE_FILE.into(), FileEntry::of(b"graph"));
+        assert!(err(&m).contains("backbone.onnx"), "{}", err(&m));
+        let mut m = manifest();
+        m.text = None;
+        assert!(err(&m).contains("field `text` is missing"), "{}", err(&m));
+        let mut m = manifest();
+        m.onnx = None;
+        assert!(err(&m).contains("field `onnx` is missing"), "{}", err(&m));
+        let mut v: serde_json::Value =
+            serde_json::from_str(&features_manifest().to_json()).unwrap();
+        v["input"] = serde_json::json!({"kind": "pixels"});
+        let e = Manifest::from_json(v.to_string().as_bytes(), "vrf.json").unwrap_err();
+        assert!(e.to_string().contains("pixels"), "{e}");
+        assert_eq!(
+            features_manifest().input.describe(),
+            "feature vectors of dimension 3"
+        );
     }
 
     #[test]

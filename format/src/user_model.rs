@@ -6,11 +6,11 @@ use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::manifest::{Manifest, Pooling, UserModelSpec, USER_MODEL_FILE};
+use crate::manifest::{InputSpec, Manifest, Pooling, UserModelSpec, USER_MODEL_FILE};
 use crate::math::{
     calibrated_preference_probability, mean_pool, pair_features, personalised_rewards,
-    pog_with_prior, question_value_with_prior, Bases, Encoder, Linear, Mlp, NaturalParams,
-    Posterior, QuestionValue, UserPosterior,
+    pog_with_prior, question_value_with_prior, Bases, BasisHeads, Encoder, Linear, Mlp,
+    NaturalParams, Posterior, QuestionValue, UserPosterior,
 };
 use crate::MathError;
 
@@ -32,7 +32,17 @@ pub mod names {
     pub const PRIOR_MEAN: &str = "prior.mean";
     /// Population prior log-variance `log s₀²` `[d]` (format version 2, `encoder.prior`).
     pub const PRIOR_LOG_VAR: &str = "prior.log_var";
-    /// All names, in file order.
+    /// Basis heads first layer weight `[H, H]` (features models, format version 3).
+    pub const HEADS_L1_W: &str = "heads.l1.weight";
+    /// Basis heads first layer bias `[H]` (features models).
+    pub const HEADS_L1_B: &str = "heads.l1.bias";
+    /// Basis heads second layer weight `[K, H]` (features models).
+    pub const HEADS_L2_W: &str = "heads.l2.weight";
+    /// Basis heads second layer bias `[K]` (features models).
+    pub const HEADS_L2_B: &str = "heads.l2.bias";
+    /// The heads' names, in file order (after [`ALL`]).
+    pub const HEADS: [&str; 4] = [HEADS_L1_W, HEADS_L1_B, HEADS_L2_W, HEADS_L2_B];
+    /// All names of every model, in file order.
     pub const ALL: [&str; 6] = [
         ENC_L1_W,
         ENC_L1_B,
@@ -54,6 +64,7 @@ pub struct UserModel {
     hidden: usize,
     prior: Option<Posterior>,
     temperature: f32,
+    heads: Option<BasisHeads>,
 }
 
 /// One tensor as a model file stores it, before any check: the dtype as safetensors names it
@@ -149,6 +160,7 @@ impl UserModel {
             hidden,
             prior: None,
             temperature: 1.0,
+            heads: None,
         })
     }
 
@@ -176,6 +188,44 @@ impl UserModel {
         crate::math::check_len("prior (d)", self.d(), prior.d())?;
         self.prior = Some(prior);
         Ok(self)
+    }
+
+    /// The same model taking feature vectors through `heads` (a model fitted on external
+    /// features): the heads map `H` to `K`.
+    pub fn with_heads(mut self, heads: BasisHeads) -> Result<Self, ModelError> {
+        crate::math::check_len("heads input (H)", self.hidden, heads.dim())?;
+        crate::math::check_len("heads output (K)", self.k(), heads.k())?;
+        self.heads = Some(heads);
+        Ok(self)
+    }
+
+    /// The basis heads of a model that takes feature vectors; `None` for a text model (whose
+    /// heads are part of its ONNX graph).
+    pub fn heads(&self) -> Option<&BasisHeads> {
+        self.heads.as_ref()
+    }
+
+    /// What the model takes: texts, or feature vectors of dimension `H`.
+    pub fn input(&self) -> InputSpec {
+        match self.heads {
+            Some(_) => InputSpec::Features { dim: self.hidden },
+            None => InputSpec::Text,
+        }
+    }
+
+    /// Basis rewards φ `[N, K]` of feature vectors `[N, H]` through the model's heads; a
+    /// [`ModelError::WrongInput`] for a text model. Errors name `field` and the bad row.
+    pub fn basis_rewards(
+        &self,
+        field: &'static str,
+        vectors: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f32>, ModelError> {
+        let heads = self.heads.as_ref().ok_or(ModelError::WrongInput {
+            expected: InputSpec::Text.describe(),
+            given: "feature vectors",
+        })?;
+        crate::math::check_vectors(field, heads.dim(), vectors)?;
+        Ok(heads.forward(vectors)?)
     }
 
     /// The population prior `p₀`, when the model has one: the posterior of a user with no answers.
@@ -242,6 +292,20 @@ impl UserModel {
             spec.hidden,
         )?
         .with_temperature(spec.temperature)?;
+        let model = match spec.input {
+            InputSpec::Text => model,
+            InputSpec::Features { dim: h } => {
+                let l1 = Linear::new(
+                    array2(tensor(l, names::HEADS_L1_W, &[h, h])?, h, h),
+                    Array1::from(tensor(l, names::HEADS_L1_B, &[h])?),
+                )?;
+                let l2 = Linear::new(
+                    array2(tensor(l, names::HEADS_L2_W, &[k, h])?, k, h),
+                    Array1::from(tensor(l, names::HEADS_L2_B, &[k])?),
+                )?;
+                model.with_heads(BasisHeads::new(l1, l2)?)?
+            }
+        };
         if !spec.encoder.prior {
             return Ok(model);
         }
@@ -669,6 +733,11 @@ pub(crate) mod tests {
 
     /// As [`bytes`], with the population prior's two tensors when `prior`.
     fn bytes_with(seed: u64, prior: bool) -> Vec<u8> {
+        bytes_extra(seed, prior, &[])
+    }
+
+    /// As [`bytes_with`], plus random tensors of the given names and shapes.
+    fn bytes_extra(seed: u64, prior: bool, extra: &[(&str, Vec<usize>)]) -> Vec<u8> {
         let mut rng = Rng::new(seed);
         let m = manifest();
         let (inp, hid, d, k) = (m.encoder.input_dim, m.encoder.hidden_dim, m.d, m.k);
@@ -684,6 +753,7 @@ pub(crate) mod tests {
             shapes.push((names::PRIOR_MEAN, vec![d]));
             shapes.push((names::PRIOR_LOG_VAR, vec![d]));
         }
+        shapes.extend(extra.iter().cloned());
         let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
             .iter()
             .map(|(n, s)| {
@@ -797,6 +867,66 @@ pub(crate) mod tests {
             .insert(USER_MODEL_FILE.into(), FileEntry::of(&bytes(3)));
         let e = UserModel::from_bytes(&m2, &bytes(3)).unwrap_err();
         assert!(e.to_string().contains("encoder.l2.weight"), "{e}");
+    }
+
+    /// The heads' tensors with shapes `[h1, h]`, `[h1]`, `[k, h1]`, `[k]`.
+    fn heads_shapes(h1: usize, h: usize, k: usize) -> Vec<(&'static str, Vec<usize>)> {
+        vec![
+            (names::HEADS_L1_W, vec![h1, h]),
+            (names::HEADS_L1_B, vec![h1]),
+            (names::HEADS_L2_W, vec![k, h1]),
+            (names::HEADS_L2_B, vec![k]),
+        ]
+    }
+
+    #[test]
+    fn a_features_model_loads_its_heads_and_checks_their_shapes() {
+        let mut m = crate::manifest::tests::features_manifest();
+        let (h, k) = (m.hidden, m.k);
+        let load = |m: &mut Manifest, b: &[u8]| {
+            m.files.insert(USER_MODEL_FILE.into(), FileEntry::of(b));
+            UserModel::from_bytes(m, b)
+        };
+        let good = bytes_extra(7, false, &heads_shapes(h, h, k));
+        let model = load(&mut m, &good).unwrap();
+        assert_eq!(model.input(), InputSpec::Features { dim: h });
+        let heads = model.heads().expect("a features model has heads");
+        // φ through the model is the heads' MLP on the vectors.
+        let mut rng = Rng::new(2);
+        let vecs = rng.normal_array((4, h), 1.0);
+        let phi = model.basis_rewards("vectors", vecs.view()).unwrap();
+        assert_eq!(phi.dim(), (4, k));
+        assert_eq!(phi, heads.mlp().forward(vecs.view()).unwrap());
+        // Bad vectors are named by field and row.
+        let mut bad = vecs.clone();
+        bad[[2, 1]] = f32::INFINITY;
+        let err = model.basis_rewards("vectors", bad.view()).unwrap_err();
+        assert!(err.to_string().contains("`vectors` at row 2"), "{err}");
+        let err = model
+            .basis_rewards("vectors", Array2::zeros((1, h + 1)).view())
+            .unwrap_err();
+        assert!(err.to_string().contains("`vectors`"), "{err}");
+        // Wrong heads shapes and a missing head tensor are named.
+        for (extra, name) in [
+            (heads_shapes(h + 1, h, k), names::HEADS_L1_W),
+            (heads_shapes(h, h, k + 1), names::HEADS_L2_W),
+        ] {
+            let b = bytes_extra(7, false, &extra);
+            let e = load(&mut m, &b).unwrap_err();
+            assert!(
+                matches!(e, ModelError::TensorShape { name: n, .. } if n == name),
+                "{e}"
+            );
+        }
+        let b = bytes_extra(7, false, &heads_shapes(h, h, k)[..3]);
+        let e = load(&mut m, &b).unwrap_err();
+        assert!(e.to_string().contains(names::HEADS_L2_B), "{e}");
+        // A text model has no heads and refuses vectors with a typed error.
+        let (text, _, _) = model_and_manifest(7);
+        assert_eq!(text.input(), InputSpec::Text);
+        let e = text.basis_rewards("vectors", vecs.view()).unwrap_err();
+        assert!(matches!(e, ModelError::WrongInput { .. }), "{e}");
+        assert!(e.to_string().contains("takes texts"), "{e}");
     }
 
     #[test]

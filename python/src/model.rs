@@ -119,9 +119,10 @@ impl Model {
     }
 
     /// Longest text in tokens; longer ones are truncated from the left, as in training.
+    /// `None` for a model fitted on external feature vectors (it takes no texts).
     #[getter]
-    fn max_len(&self) -> usize {
-        self.inner.manifest().text.max_len
+    fn max_len(&self) -> Option<usize> {
+        self.inner.manifest().text.as_ref().map(|t| t.max_len)
     }
 
     /// Whether the model has a population prior: `user([])` and a fresh state's posterior are

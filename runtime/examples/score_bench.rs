@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     if args_has("--load-only") {
         return Ok(());
     }
-    let vocab = (rt.text_encoder().vocab_size() as u32).min(1000);
+    let vocab = (rt.text_encoder()?.vocab_size() as u32).min(1000);
     for batch in [1, 16] {
         let rows = ids(batch, len, vocab);
         rt.features_from_ids(&rows)?; // warm-up

@@ -34,6 +34,16 @@ pub enum RuntimeError {
     /// A caller's input is unusable.
     #[error("{0}")]
     Input(String),
+    /// A feature vector given to a model fitted on external features is unusable: wrong
+    /// length or a NaN/±∞ value. `location` names the field and row, e.g.
+    /// `references[2].chosen`.
+    #[error("`{location}`: {problem}")]
+    Vector {
+        /// The field and row, e.g. `candidates[3]`.
+        location: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// No seen user has this id.
     #[error("unknown seen user {0:?} (the model directory's seen_users.json does not list it)")]
     UnknownUser(String),

@@ -21,8 +21,12 @@ pub mod text;
 pub use backbone::{Backbone, BackboneOutput, ExecutionProvider, OnnxBackbone, ORT_DYLIB_ENV};
 pub use checksum_cache::{ChecksumCache, Checksums, FileStamp, CACHE_ENV};
 pub use error::RuntimeError;
-pub use session::{Features, PairFeatures, Question, Reference, RuntimeOptions, Scores, VrfModel};
+pub use session::{
+    Features, PairFeatures, Question, Reference, RuntimeOptions, Scores, VectorQuestion,
+    VectorReference, VrfModel,
+};
 // The format types this API takes and returns, so an embedding application needs one crate.
 pub use vrf_format::{
-    Manifest, MathError, ModelError, Pooling, QuestionValue, UserModel, UserPosterior, UserState,
+    InputSpec, Manifest, MathError, ModelError, Pooling, QuestionValue, UserModel, UserPosterior,
+    UserState,
 };

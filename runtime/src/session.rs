@@ -10,11 +10,17 @@
 //! println!("best = {}, uncertainty = {}", scores.best(), user.uncertainty);
 //! # Ok(()) }
 //! ```
+//!
+//! A model fitted on external feature vectors (`input.kind = "features"` in `vrf.json`) has no
+//! backbone or tokenizer: its `*_vectors` entry points take the vectors ([`VectorReference`],
+//! [`VectorQuestion`], candidate vectors), compute φ with the exported heads, and share the rest
+//! of the math with the text entry points. Each kind of model refuses the other kind of input
+//! with [`vrf_format::ModelError::WrongInput`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{s, Array1, Array2};
+use ndarray::{s, Array1, Array2, ArrayView2};
 
 use crate::backbone::{Backbone, BackboneOutput, ExecutionProvider, OnnxBackbone};
 use crate::checksum_cache::{ChecksumCache, Checksums, FileStamp};
@@ -25,7 +31,7 @@ use vrf_format::manifest::{
     USER_MODEL_FILE,
 };
 use vrf_format::math::{argmax, Posterior, QuestionValue, UserPosterior};
-use vrf_format::{UserModel, UserState};
+use vrf_format::{InputSpec, ModelError, UserModel, UserState};
 
 /// How to load a model: build with [`RuntimeOptions::new`] (or `default()`) and the `with_*`
 /// methods.
@@ -215,6 +221,49 @@ impl Question {
     }
 }
 
+/// One reference preference as feature vectors (a model fitted on external features): the
+/// `chosen` response's vector was preferred over the `rejected` one's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VectorReference {
+    /// Feature vector of the preferred response, `[H]`.
+    pub chosen: Vec<f32>,
+    /// Feature vector of the other response, `[H]`.
+    pub rejected: Vec<f32>,
+}
+
+impl VectorReference {
+    /// A reference pair of vectors.
+    pub fn new(chosen: Vec<f32>, rejected: Vec<f32>) -> Self {
+        Self { chosen, rejected }
+    }
+}
+
+/// A candidate question as feature vectors: which of `a` and `b` is better?
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VectorQuestion {
+    /// Feature vector of the first response, `[H]`.
+    pub a: Vec<f32>,
+    /// Feature vector of the second response, `[H]`.
+    pub b: Vec<f32>,
+}
+
+impl VectorQuestion {
+    /// A question of two vectors.
+    pub fn new(a: Vec<f32>, b: Vec<f32>) -> Self {
+        Self { a, b }
+    }
+
+    /// The reference pair the answer `a_preferred` makes of it.
+    pub fn answered(&self, a_preferred: bool) -> VectorReference {
+        let (c, r) = if a_preferred {
+            (&self.a, &self.b)
+        } else {
+            (&self.b, &self.a)
+        };
+        VectorReference::new(c.clone(), r.clone())
+    }
+}
+
 /// Backbone outputs of pairs of texts, split by position in the pair ([`VrfModel::split_pairs`]).
 struct PairOutputs {
     /// Hidden states of the first and of the second texts, `[M, H]` each.
@@ -277,8 +326,9 @@ impl Scores {
 pub struct VrfModel {
     dir: PathBuf,
     manifest: Manifest,
-    text: TextEncoder,
-    backbone: Box<dyn Backbone>,
+    // Both `None` for a model fitted on external feature vectors.
+    text: Option<TextEncoder>,
+    backbone: Option<Box<dyn Backbone>>,
     user: UserModel,
     seen: SeenUsers,
     seen_index: HashMap<String, usize>,
@@ -301,7 +351,8 @@ impl VrfModel {
 
     /// Loads a model directory's tokenizer, user model and seen users around a backbone of the
     /// caller's (a stub in tests, another engine): the directory's graph is neither opened nor
-    /// hashed. The backbone must return the manifest's `hidden` and `k` columns.
+    /// hashed. The backbone must return the manifest's `hidden` and `k` columns. A model fitted
+    /// on external feature vectors has no backbone: an error.
     pub fn with_backbone(
         dir: impl AsRef<Path>,
         opts: &RuntimeOptions,
@@ -322,6 +373,13 @@ impl VrfModel {
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest =
             Manifest::from_json(&read(&manifest_path)?, &manifest_path.display().to_string())?;
+        if given.is_some() && !manifest.input.is_text() {
+            return Err(RuntimeError::Input(format!(
+                "{}: the model takes {} and has no backbone to replace",
+                dir.display(),
+                manifest.input.describe()
+            )));
+        }
         let verified = |name: &str| -> Result<Vec<u8>, RuntimeError> {
             let bytes = read(&dir.join(name))?;
             if opts.verify_checksums {
@@ -353,9 +411,9 @@ impl VrfModel {
         };
         let mut graph_files: Vec<&str> = Vec::new();
         if opts.verify_checksums && given.is_none() {
-            for name in std::iter::once(manifest.onnx.file.as_str())
-                .chain(manifest.onnx.external_data.as_deref())
-            {
+            for name in manifest.onnx.iter().flat_map(|onnx| {
+                std::iter::once(onnx.file.as_str()).chain(onnx.external_data.as_deref())
+            }) {
                 let cached = match (&opts.checksum_cache, manifest.files.get(name)) {
                     (Some(cache), Some(entry)) => cache.contains(&dir.join(name), entry),
                     _ => false,
@@ -377,16 +435,20 @@ impl VrfModel {
                 manifest.d,
                 &dir.join(SEEN_USERS_FILE).display().to_string(),
             )?;
-            let template = TextTemplate::new(manifest.text.template.clone())?;
+            // A features model has no tokenizer (validation made `text` absent).
+            let Some(spec) = &manifest.text else {
+                return Ok((user, seen, None));
+            };
+            let template = TextTemplate::new(spec.template.clone())?;
             // The manifest's pad id: the tokenizer need not name a pad token of its own.
             let text = TextEncoder::from_bytes_with_pad_id(
                 &verified(TOKENIZER_FILE)?,
                 &dir.join(TOKENIZER_FILE),
                 template,
-                manifest.text.max_len,
-                manifest.text.pad_id,
+                spec.max_len,
+                spec.pad_id,
             )?;
-            Ok((user, seen, text))
+            Ok((user, seen, Some(text)))
         };
         let (backbone, hashed, small) = std::thread::scope(|scope| {
             let hashing: Vec<_> = graph_files
@@ -397,18 +459,20 @@ impl VrfModel {
                 })
                 .collect();
             let small = scope.spawn(small_files);
-            let backbone = match given {
-                Some(b) => Ok(b),
-                None => OnnxBackbone::open(
-                    &dir.join(&manifest.onnx.file),
-                    &manifest.onnx,
+            // No ONNX Runtime at all for a features model (no `onnx` section).
+            let backbone = match (given, &manifest.onnx) {
+                (Some(b), _) => Ok(Some(b)),
+                (None, Some(onnx)) => OnnxBackbone::open(
+                    &dir.join(&onnx.file),
+                    onnx,
                     manifest.hidden,
                     manifest.k,
                     opts.threads(),
                     opts.provider(),
                     opts.ort_library(),
                 )
-                .map(|b| Box::new(b) as Box<dyn Backbone>),
+                .map(|b| Some(Box::new(b) as Box<dyn Backbone>)),
+                (None, None) => Ok(None),
             };
             let hashed: Result<Vec<Option<FileStamp>>, RuntimeError> = hashing
                 .into_iter()
@@ -474,18 +538,37 @@ impl VrfModel {
         &self.user
     }
 
-    /// The tokenizer with the training template and maximum length.
-    pub fn text_encoder(&self) -> &TextEncoder {
-        &self.text
+    /// What the model takes: texts, or feature vectors of dimension `H`.
+    pub fn input(&self) -> InputSpec {
+        self.manifest.input
     }
 
-    /// The backbone (the ONNX Runtime session unless [`VrfModel::with_backbone`] gave another).
-    pub fn backbone(&self) -> &dyn Backbone {
-        self.backbone.as_ref()
+    /// The tokenizer with the training template and maximum length; a
+    /// [`ModelError::WrongInput`] for a model fitted on external feature vectors.
+    pub fn text_encoder(&self) -> Result<&TextEncoder, RuntimeError> {
+        self.text.as_ref().ok_or_else(|| self.wrong_input("texts"))
+    }
+
+    /// The backbone (the ONNX Runtime session unless [`VrfModel::with_backbone`] gave another);
+    /// `None` for a model fitted on external feature vectors.
+    pub fn backbone(&self) -> Option<&dyn Backbone> {
+        self.backbone.as_deref()
+    }
+
+    /// The error for input of kind `given` (`texts`, `feature vectors`) this model does not take.
+    fn wrong_input(&self, given: &'static str) -> RuntimeError {
+        ModelError::WrongInput {
+            expected: self.manifest.input.describe(),
+            given,
+        }
+        .into()
     }
 
     /// Runs the graph on token ids (rows of any lengths; right-padded here).
     pub fn features_from_ids(&self, rows: &[Vec<u32>]) -> Result<BackboneOutput, RuntimeError> {
+        let (Some(backbone), Some(text)) = (&self.backbone, &self.text) else {
+            return Err(self.wrong_input("token ids"));
+        };
         let mut hidden = Array2::zeros((rows.len(), self.manifest.hidden));
         let mut rewards = Array2::zeros((rows.len(), self.manifest.k));
         // Similar lengths share a batch, so little compute goes to padding.
@@ -496,7 +579,7 @@ impl VrfModel {
             if seq == 0 {
                 return Err(RuntimeError::Input("a text encodes to zero tokens".into()));
             }
-            let (b, pad) = (chunk.len(), i64::from(self.manifest.text.pad_id));
+            let (b, pad) = (chunk.len(), i64::from(text.pad_id));
             let mut ids = vec![pad; b * seq];
             let mut mask = vec![0i64; b * seq];
             for (r, &i) in chunk.iter().enumerate() {
@@ -505,7 +588,7 @@ impl VrfModel {
                     mask[r * seq + t] = 1;
                 }
             }
-            let out = self.backbone.run(ids, mask, b, seq)?;
+            let out = backbone.run(ids, mask, b, seq)?;
             for (r, &i) in chunk.iter().enumerate() {
                 hidden.row_mut(i).assign(&out.hidden.row(r));
                 rewards.row_mut(i).assign(&out.rewards.row(r));
@@ -516,7 +599,7 @@ impl VrfModel {
 
     /// Hidden states and basis rewards of `(prompt, response)` texts, batched.
     pub fn features(&self, texts: &[(&str, &str)]) -> Result<Features, RuntimeError> {
-        let (rows, truncated) = self.text.encode_rows(texts)?;
+        let (rows, truncated) = self.text_encoder()?.encode_rows(texts)?;
         let out = self.features_from_ids(&rows)?;
         Ok(Features {
             hidden: out.hidden,
@@ -711,6 +794,248 @@ impl VrfModel {
         Ok(self
             .user
             .preference_probability(user, f.rewards.row(0), f.rewards.row(1))?)
+    }
+}
+
+/// Entry points of a model fitted on external feature vectors: the same math as the text ones,
+/// with φ from the exported heads instead of the backbone.
+impl VrfModel {
+    /// [`Features`] of feature vectors (each `[H]`, `H` = [`InputSpec::Features`]'s `dim`):
+    /// `hidden` = the vectors, `rewards` = the heads' φ, nothing truncated. Rows are named
+    /// `vectors[i]` in errors.
+    pub fn features_of_vectors(&self, vectors: &[Vec<f32>]) -> Result<Features, RuntimeError> {
+        self.named_vectors(
+            vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Location::Row("vectors", i), v.as_slice())),
+        )
+    }
+
+    /// As [`VrfModel::features_of_vectors`], from a `[N, H]` array (e.g. a numpy batch).
+    pub fn features_of_array(
+        &self,
+        vectors: ArrayView2<'_, f32>,
+    ) -> Result<Features, RuntimeError> {
+        let dim = self.vector_dim("feature vectors")?;
+        if vectors.ncols() != dim {
+            return Err(RuntimeError::Vector {
+                location: "vectors".into(),
+                problem: format!(
+                    "{} columns; this model's feature vectors have dimension {dim}",
+                    vectors.ncols()
+                ),
+            });
+        }
+        if let Some((i, j)) = vectors
+            .indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(ij, _)| ij)
+        {
+            return Err(RuntimeError::Vector {
+                location: format!("vectors[{i}]"),
+                problem: format!("value {j} is not finite"),
+            });
+        }
+        let rewards = self.user.basis_rewards("vectors", vectors)?;
+        Ok(Features {
+            hidden: vectors.to_owned(),
+            rewards,
+            truncated: Vec::new(),
+        })
+    }
+
+    /// The vectors' dimension, or the wrong-input error naming `given` for a text model.
+    fn vector_dim(&self, given: &'static str) -> Result<usize, RuntimeError> {
+        self.manifest
+            .input
+            .features_dim()
+            .ok_or_else(|| self.wrong_input(given))
+    }
+
+    /// Checks each vector (length `H`, finite; errors name its location) and stacks them into
+    /// [`Features`] with the heads' φ.
+    fn named_vectors<'a>(
+        &self,
+        rows: impl Iterator<Item = (Location, &'a [f32])>,
+    ) -> Result<Features, RuntimeError> {
+        let dim = self.vector_dim("feature vectors")?;
+        let mut flat = Vec::new();
+        let mut n = 0;
+        for (at, v) in rows {
+            if v.len() != dim {
+                return Err(RuntimeError::Vector {
+                    location: at.to_string(),
+                    problem: format!(
+                        "{} values; this model's feature vectors have dimension {dim}",
+                        v.len()
+                    ),
+                });
+            }
+            if let Some(j) = v.iter().position(|x| !x.is_finite()) {
+                return Err(RuntimeError::Vector {
+                    location: at.to_string(),
+                    problem: format!("value {j} is not finite"),
+                });
+            }
+            flat.extend_from_slice(v);
+            n += 1;
+        }
+        let hidden = Array2::from_shape_vec((n, dim), flat)
+            .map_err(|e| RuntimeError::Input(format!("feature vectors: {e}")))?;
+        let rewards = self.user.basis_rewards("feature vectors", hidden.view())?;
+        Ok(Features {
+            hidden,
+            rewards,
+            truncated: Vec::new(),
+        })
+    }
+
+    /// [`Features`] of reference pairs, interleaved as [`VrfModel::pair_features_of`] expects.
+    fn reference_vectors(&self, refs: &[VectorReference]) -> Result<Features, RuntimeError> {
+        self.named_vectors(refs.iter().enumerate().flat_map(|(i, r)| {
+            [
+                (
+                    Location::Field("references", i, "chosen"),
+                    r.chosen.as_slice(),
+                ),
+                (
+                    Location::Field("references", i, "rejected"),
+                    r.rejected.as_slice(),
+                ),
+            ]
+        }))
+    }
+
+    /// Pair features `[M, F]` of reference pairs of vectors.
+    pub fn pair_features_vectors(
+        &self,
+        refs: &[VectorReference],
+    ) -> Result<PairFeatures, RuntimeError> {
+        self.pair_features_of(&self.reference_vectors(refs)?)
+    }
+
+    /// As [`VrfModel::posterior`], from reference pairs of feature vectors.
+    pub fn posterior_vectors(
+        &self,
+        refs: &[VectorReference],
+    ) -> Result<UserPosterior, RuntimeError> {
+        self.vector_dim("feature vectors")?;
+        if refs.is_empty() {
+            return self.cold_start();
+        }
+        let pf = self.pair_features_vectors(refs)?;
+        Ok(self.user.posterior(pf.features.view())?)
+    }
+
+    /// As [`VrfModel::observe`], from reference pairs of feature vectors.
+    pub fn observe_vectors(
+        &self,
+        state: &mut UserState,
+        refs: &[VectorReference],
+    ) -> Result<(), RuntimeError> {
+        let pf = self.pair_features_vectors(refs)?;
+        Ok(self.user.observe(state, pf.features.view())?)
+    }
+
+    /// As [`VrfModel::observe_forgetting`], from reference pairs of feature vectors.
+    pub fn observe_forgetting_vectors(
+        &self,
+        state: &mut UserState,
+        refs: &[VectorReference],
+        decay: f32,
+    ) -> Result<(), RuntimeError> {
+        let pf = self.pair_features_vectors(refs)?;
+        Ok(self
+            .user
+            .observe_forgetting(state, pf.features.view(), decay)?)
+    }
+
+    /// [`Features`] of candidate questions, interleaved as [`VrfModel::question_values_of`]
+    /// expects.
+    pub fn question_vectors(&self, questions: &[VectorQuestion]) -> Result<Features, RuntimeError> {
+        self.named_vectors(questions.iter().enumerate().flat_map(|(i, q)| {
+            [
+                (Location::Field("questions", i, "a"), q.a.as_slice()),
+                (Location::Field("questions", i, "b"), q.b.as_slice()),
+            ]
+        }))
+    }
+
+    /// As [`VrfModel::question_values`], for questions of feature vectors.
+    pub fn question_values_vectors(
+        &self,
+        state: &UserState,
+        questions: &[VectorQuestion],
+    ) -> Result<Vec<QuestionValue>, RuntimeError> {
+        self.vector_dim("feature vectors")?;
+        if questions.is_empty() {
+            return Err(RuntimeError::Input("no candidate questions".into()));
+        }
+        self.question_values_of(state, &self.question_vectors(questions)?)
+    }
+
+    /// [`Features`] of candidate vectors, named `candidates[i]` in errors.
+    pub fn candidate_vectors(&self, candidates: &[Vec<f32>]) -> Result<Features, RuntimeError> {
+        self.named_vectors(
+            candidates
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Location::Row("candidates", i), v.as_slice())),
+        )
+    }
+
+    /// As [`VrfModel::score`], for candidates given as feature vectors.
+    pub fn score_vectors(
+        &self,
+        user: &UserPosterior,
+        candidates: &[Vec<f32>],
+    ) -> Result<Scores, RuntimeError> {
+        self.vector_dim("feature vectors")?;
+        if candidates.is_empty() {
+            return Err(RuntimeError::Input("no candidates to score".into()));
+        }
+        let f = self.candidate_vectors(candidates)?;
+        let scores = self.user.score(user, f.rewards.view())?;
+        Ok(Scores {
+            scores,
+            rewards: f.rewards,
+            truncated: Vec::new(),
+        })
+    }
+
+    /// As [`VrfModel::preference_probability`], for two responses' feature vectors.
+    pub fn preference_probability_vectors(
+        &self,
+        user: &UserPosterior,
+        a: &[f32],
+        b: &[f32],
+    ) -> Result<f32, RuntimeError> {
+        let f =
+            self.named_vectors([(Location::Name("a"), a), (Location::Name("b"), b)].into_iter())?;
+        Ok(self
+            .user
+            .preference_probability(user, f.rewards.row(0), f.rewards.row(1))?)
+    }
+}
+
+/// Where a feature vector sits in a call's input, for errors.
+enum Location {
+    /// A named argument (`a`).
+    Name(&'static str),
+    /// An item of a list (`candidates[3]`).
+    Row(&'static str, usize),
+    /// A field of an item (`references[2].chosen`).
+    Field(&'static str, usize, &'static str),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Name(n) => write!(f, "{n}"),
+            Location::Row(list, i) => write!(f, "{list}[{i}]"),
+            Location::Field(list, i, field) => write!(f, "{list}[{i}].{field}"),
+        }
     }
 }
 

@@ -34,7 +34,9 @@ fn graph_bytes(dir: &Path) -> u64 {
 
 /// Median seconds of one backbone call on `batch` random rows of `len` tokens.
 fn time_batch(model: &VrfModel, batch: usize, len: usize, budget_s: f64) -> anyhow::Result<f64> {
-    let vocab = 1000u32.min(model.text_encoder().vocab_size() as u32).max(2);
+    let vocab = 1000u32
+        .min(model.text_encoder()?.vocab_size() as u32)
+        .max(2);
     let rows: Vec<Vec<u32>> = (0..batch)
         .map(|b| {
             (0..len)

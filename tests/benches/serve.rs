@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         m.hidden,
         m.k,
         m.d,
-        m.text.max_len
+        m.text.as_ref().map_or(0, |t| t.max_len)
     );
 
     let prompt = "Explain how ownership works in Rust, briefly.";

@@ -436,7 +436,10 @@ fn a_tokenizer_without_a_known_pad_token_uses_the_manifest_pad_id() {
     std::fs::write(d.join(MANIFEST_FILE), m.to_string()).unwrap();
 
     let (good, nopad) = (runtime(&fixture().model_dir).unwrap(), runtime(&d).unwrap());
-    assert_eq!(nopad.text_encoder().pad_id, good.manifest().text.pad_id);
+    assert_eq!(
+        nopad.text_encoder().unwrap().pad_id,
+        good.manifest().text.as_ref().unwrap().pad_id
+    );
     // Rows of different lengths, so one of them is padded.
     let texts = [
         ("What is rust?", "A language."),
@@ -487,7 +490,7 @@ fn external_data_export_loads_and_matches() {
     };
     let r = export(&f.run, &out, &opts).unwrap();
     assert_eq!(
-        r.manifest.onnx.external_data.as_deref(),
+        r.manifest.onnx.as_ref().unwrap().external_data.as_deref(),
         Some("backbone.onnx.data")
     );
     // Written tensor by tensor and checked with ONNX Runtime, not inlined for candle-onnx.

@@ -587,17 +587,18 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
             pooling: cfg.model.pooling,
             prior: cfg.model.prior,
         },
-        text: TextSpec {
+        input: vrf_format::InputSpec::Text,
+        text: Some(TextSpec {
             template: encoder.template.as_str().to_string(),
             max_len: encoder.max_len,
             pad_id: encoder.pad_id,
             truncation: "left".into(),
             padding: "right".into(),
-        },
-        onnx: OnnxSpec {
+        }),
+        onnx: Some(OnnxSpec {
             external_data,
             ..spec
-        },
+        }),
         files,
         source: BTreeMap::from([
             (

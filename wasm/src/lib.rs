@@ -14,8 +14,8 @@
 
 use ndarray::{ArrayView1, ArrayView2};
 use vrf_format::manifest::{
-    check_version, verify_file, EncoderSpec, FileEntry, Pooling, UserModelSpec, MANIFEST_FILE,
-    USER_MODEL_FILE,
+    check_version, verify_file, EncoderSpec, FileEntry, InputSpec, Pooling, UserModelSpec,
+    MANIFEST_FILE, USER_MODEL_FILE,
 };
 use vrf_format::{ModelError, UserPosterior};
 use vrf_format::{RawTensor, UserModel, UserState};
@@ -332,6 +332,91 @@ impl VrfUser {
         Ok(values.iter().map(|v| v.information_gain).collect())
     }
 
+    /// Whether the model was fitted on external feature vectors (its manifest's `input.kind` is
+    /// `features`): the `*Vectors` methods then take those vectors (`hidden` values each).
+    #[wasm_bindgen(getter, js_name = takesVectors)]
+    pub fn takes_vectors(&self) -> bool {
+        self.model.heads().is_some()
+    }
+
+    /// Basis rewards φ (`N·K` values, row-major) of feature vectors (`N·H` values) through the
+    /// model's heads; throws for a model with a backbone.
+    #[wasm_bindgen(js_name = basisRewards)]
+    pub fn basis_rewards(&self, vectors: &[f32]) -> Result<Vec<f32>, JsError> {
+        const WHAT: &str = "basisRewards";
+        let v = rows(WHAT, "vectors", vectors, self.model.hidden())?;
+        let phi = self
+            .model
+            .basis_rewards("vectors", v)
+            .map_err(|e| js_error(WHAT, e))?;
+        Ok(phi.into_raw_vec_and_offset().0)
+    }
+
+    /// Adds reference pairs given as the chosen and rejected responses' feature vectors (`M·H`
+    /// values each) of a model fitted on external features: φ from the heads, then as
+    /// `observeHidden`.
+    #[wasm_bindgen(js_name = observeVectors)]
+    pub fn observe_vectors(&mut self, chosen: &[f32], rejected: &[f32]) -> Result<(), JsError> {
+        const WHAT: &str = "observeVectors";
+        let f = self.vector_pair_features(WHAT, ("chosen", chosen), ("rejected", rejected))?;
+        self.model
+            .observe(&mut self.state, f.view())
+            .map_err(|e| js_error(WHAT, e))
+    }
+
+    /// Personalised scores of candidates given as feature vectors (`N·H` values).
+    #[wasm_bindgen(js_name = scoreVectors)]
+    pub fn score_vectors(&self, vectors: &[f32]) -> Result<Scores, JsError> {
+        const WHAT: &str = "scoreVectors";
+        let v = rows(WHAT, "vectors", vectors, self.model.hidden())?;
+        let phi = self
+            .model
+            .basis_rewards("vectors", v)
+            .map_err(|e| js_error(WHAT, e))?;
+        self.score(&phi.into_raw_vec_and_offset().0)
+    }
+
+    /// `P(a ≻ b)` for this user from two responses' feature vectors (`H` values each).
+    #[wasm_bindgen(js_name = preferenceProbabilityVectors)]
+    pub fn preference_probability_vectors(&self, a: &[f32], b: &[f32]) -> Result<f32, JsError> {
+        const WHAT: &str = "preferenceProbabilityVectors";
+        let h = self.model.hidden();
+        let phi_a = self.phi(WHAT, "a", a, h)?;
+        let phi_b = self.phi(WHAT, "b", b, h)?;
+        self.preference_probability(&phi_a, &phi_b)
+    }
+
+    /// Expected information gain of Q candidate questions given as the two responses' feature
+    /// vectors (`Q·H` values each), as `questionValues`.
+    #[wasm_bindgen(js_name = questionValuesVectors)]
+    pub fn question_values_vectors(&self, a: &[f32], b: &[f32]) -> Result<Vec<f32>, JsError> {
+        const WHAT: &str = "questionValuesVectors";
+        let h = self.model.hidden();
+        let (va, vb) = (rows(WHAT, "a", a, h)?, rows(WHAT, "b", b, h)?);
+        let pa = self
+            .model
+            .basis_rewards("a", va)
+            .map_err(|e| js_error(WHAT, e))?;
+        let pb = self
+            .model
+            .basis_rewards("b", vb)
+            .map_err(|e| js_error(WHAT, e))?;
+        let ab = self
+            .model
+            .pair_features(va, vb, Some((pa.view(), pb.view())))
+            .map_err(|e| js_error(WHAT, e))?;
+        let ba = self
+            .model
+            .pair_features(vb, va, Some((pb.view(), pa.view())))
+            .map_err(|e| js_error(WHAT, e))?;
+        let delta = &pa - &pb;
+        let values = self
+            .model
+            .question_values(&self.state, ab.view(), ba.view(), delta.view())
+            .map_err(|e| js_error(WHAT, e))?;
+        Ok(values.iter().map(|v| v.information_gain).collect())
+    }
+
     /// Forgetting: scales the evidence so far by `factor` in (0, 1] (e.g. `0.5 ** (1 / h)`
     /// before each new observation for a half-life of `h` observations); throws for other
     /// factors or a mean-pooling model.
@@ -346,6 +431,50 @@ impl VrfUser {
 }
 
 impl VrfUser {
+    /// φ of one feature vector (`h` values) named `field`.
+    fn phi(
+        &self,
+        what: &str,
+        field: &'static str,
+        v: &[f32],
+        h: usize,
+    ) -> Result<Vec<f32>, JsError> {
+        if v.len() != h {
+            return Err(js_error(
+                what,
+                format!("`{field}` has {} values, expected H = {h}", v.len()),
+            ));
+        }
+        let v = rows(what, field, v, h)?;
+        let phi = self
+            .model
+            .basis_rewards(field, v)
+            .map_err(|e| js_error(what, e))?;
+        Ok(phi.into_raw_vec_and_offset().0)
+    }
+
+    /// Pair features of reference pairs given as chosen and rejected feature vectors.
+    fn vector_pair_features(
+        &self,
+        what: &str,
+        (cn, chosen): (&'static str, &[f32]),
+        (rn, rejected): (&'static str, &[f32]),
+    ) -> Result<ndarray::Array2<f32>, JsError> {
+        let h = self.model.hidden();
+        let (c, r) = (rows(what, cn, chosen, h)?, rows(what, rn, rejected, h)?);
+        let pc = self
+            .model
+            .basis_rewards(cn, c)
+            .map_err(|e| js_error(what, e))?;
+        let pr = self
+            .model
+            .basis_rewards(rn, r)
+            .map_err(|e| js_error(what, e))?;
+        self.model
+            .pair_features(c, r, Some((pc.view(), pr.view())))
+            .map_err(|e| js_error(what, e))
+    }
+
     fn user_posterior(&self, what: &str) -> Result<UserPosterior, JsError> {
         self.model
             .posterior_of(&self.state)
@@ -373,6 +502,20 @@ fn read_manifest(text: &str) -> Result<(UserModelSpec, Option<FileEntry>), Model
             "field `encoder.pooling` is \"{pooling}\", expected \"pog\" or \"mean\""
         ))
     })?;
+    let input = match m.opt_obj("input").map_err(bad)? {
+        None => InputSpec::Text,
+        Some(i) => match i.string("kind").map_err(bad)?.as_str() {
+            "text" => InputSpec::Text,
+            "features" => InputSpec::Features {
+                dim: i.usize("dim").map_err(bad)?,
+            },
+            other => {
+                return Err(bad(format!(
+                    "field `input.kind` is \"{other}\", expected \"text\" or \"features\""
+                )))
+            }
+        },
+    };
     let spec = UserModelSpec {
         k: m.usize("k").map_err(bad)?,
         d: m.usize("d").map_err(bad)?,
@@ -386,6 +529,7 @@ fn read_manifest(text: &str) -> Result<(UserModelSpec, Option<FileEntry>), Model
             pooling,
             prior: enc.opt_boolean("prior").map_err(bad)?.unwrap_or(false),
         },
+        input,
     };
     spec.validate(MANIFEST_FILE)?;
     let entry = match m

@@ -7,6 +7,7 @@ mod active;
 mod bases;
 mod check;
 mod encoder;
+mod heads;
 mod mlp;
 mod posterior;
 mod reward;
@@ -20,6 +21,7 @@ pub use active::{
 };
 pub use bases::{softmax, Bases, DEFAULT_TAU};
 pub use encoder::{pair_feature, pair_features, Encoder, LOGVAR_BOUND};
+pub use heads::{check_vectors, BasisHeads};
 pub use mlp::{gelu, Linear, Mlp};
 pub use posterior::{mean_pool, pog, pog_with_prior, NaturalParams, Posterior, MAX_ABS_LOGVAR};
 pub use reward::{

@@ -367,7 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             warn_truncated(
                 &format!("{} (line indices from 0)", input.display()),
                 &f.truncated,
-                model.manifest().text.max_len,
+                model.text_encoder()?.max_len,
             );
         }
         Cmd::PairFeatures { m, refs: path } => {
@@ -385,7 +385,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             warn_truncated(
                 &format!("{} (reference indices from 0)", path.display()),
                 &pf.truncated,
-                model.manifest().text.max_len,
+                model.text_encoder()?.max_len,
             );
         }
         Cmd::User { m, refs, seen } => {
@@ -429,7 +429,7 @@ fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<
         warn_truncated(
             &format!("{}:{} (response indices from 0)", input.display(), i + 1),
             &s.truncated,
-            model.manifest().text.max_len,
+            model.text_encoder()?.max_len,
         );
         if rank {
             let ranking: Vec<_> = s

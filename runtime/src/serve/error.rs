@@ -205,7 +205,9 @@ impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         match e {
             RuntimeError::Model(m) => m.into(),
-            RuntimeError::Input(_) | RuntimeError::Text(_) => Self::validation(e.to_string()),
+            RuntimeError::Input(_) | RuntimeError::Text(_) | RuntimeError::Vector { .. } => {
+                Self::validation(e.to_string())
+            }
             RuntimeError::UnknownUser(id) => Self::not_found(format!("unknown user {id:?}")),
             other => Self::internal(other.to_string()),
         }

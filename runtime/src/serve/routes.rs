@@ -101,9 +101,9 @@ async fn features(
 ) -> Result<Features, ApiError> {
     // Tokenizing a large request takes a while: let the runtime move other tasks off this
     // worker meanwhile.
-    let (rows, truncated) =
-        tokio::task::block_in_place(|| st.model.text_encoder().encode_rows(texts))
-            .map_err(|e| ApiError::validation(e.to_string()))?;
+    let encoder = st.model.text_encoder()?;
+    let (rows, truncated) = tokio::task::block_in_place(|| encoder.encode_rows(texts))
+        .map_err(|e| ApiError::validation(e.to_string()))?;
     let at = tokio::time::Instant::from_std(deadline.0);
     let Ok(out) = tokio::time::timeout_at(at, st.batcher.features(rows)).await else {
         return Err(ApiError::timeout(st.timeout));
