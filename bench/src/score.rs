@@ -152,11 +152,11 @@ impl RunScorer {
                 let method = baselines::build(
                     &cfg,
                     model.vars.builder(&model.device),
-                    model.backbone_cfg.hidden_size,
+                    model.hidden_size(),
                     ds.seen.len(),
                 )?;
                 let prompts = match method.needs_prompts() {
-                    true => Some(Prompts::build(ds, &p.encoder)?),
+                    true => Some(Prompts::build(ds, &p.source)?),
                     false => None,
                 };
                 let emb = Embedded::new(model, ds, corpus, prompts)?;
@@ -301,7 +301,7 @@ impl RunScorer {
             })
             .collect();
         let n_texts = texts.len();
-        let cands = Corpus::from_texts(texts, &self.p.encoder)?;
+        let cands = Corpus::from_texts(texts, &self.p.source)?;
         let all: Vec<usize> = (0..n_texts).collect();
         let e = cands.embed(model, &all, chunk)?;
         let user_rows: Vec<u32> = queries
@@ -347,7 +347,7 @@ impl RunScorer {
                         })
                         .collect();
                     let n = ptexts.len();
-                    let pc = Corpus::from_texts(ptexts, &self.p.encoder)?;
+                    let pc = Corpus::from_texts(ptexts, &self.p.source)?;
                     let all: Vec<usize> = (0..n).collect();
                     Some((pc.embed(model, &all, chunk)?, prow))
                 } else {

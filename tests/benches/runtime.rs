@@ -59,7 +59,7 @@ fn main() -> anyhow::Result<()> {
     export(&run, &model_dir, &ExportOptions::default())?;
     let trained = load_trained(&run, &Device::Cpu)?;
     let ds = Dataset::load(&data_path)?;
-    let m = trained.model.backbone_cfg.clone();
+    let m = trained.model.backbone_cfg.clone().expect("a backbone run");
     println!(
         "machine: {} logical CPUs; model: Qwen3 H = {}, {} layers, K = {}, d = {}, max_len = {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         m.num_hidden_layers,
         trained.model.heads.k(),
         trained.cfg.model.d,
-        trained.encoder.max_len
+        trained.encoder.as_ref().expect("a text run").max_len
     );
 
     // 1. User posterior from N = 10 pair features.
@@ -107,8 +107,10 @@ fn main() -> anyhow::Result<()> {
         .map(|(p, r)| {
             trained
                 .encoder
+                .as_ref()
+                .expect("a text run")
                 .encode(p, r)
-                .map(|v| v.len().min(trained.encoder.max_len))
+                .map(|v| v.len().min(trained.encoder.as_ref().expect("a text run").max_len))
                 .unwrap_or(0)
         })
         .sum::<usize>() as f64
@@ -144,7 +146,7 @@ fn main() -> anyhow::Result<()> {
             std::hint::black_box(rt2.features(c).unwrap());
         });
         let cand = per_pair(&mut |c| {
-            let b = trained.encoder.encode_batch(c).unwrap();
+            let b = trained.encoder.as_ref().expect("a text run").encode_batch(c).unwrap();
             let ids = Tensor::from_vec(b.ids, (b.batch, b.seq_len), &Device::Cpu).unwrap();
             let e = trained.model.embed(&ids, &b.lengths).unwrap();
             std::hint::black_box(trained.model.phi(&e).unwrap());

@@ -12,7 +12,7 @@ use crate::config::{
     BackboneSource, BaseInit, Batching, Matmul, Method, Objective, Pooling, Prior, Recompute,
     RunConfig, Schedule, StageOneUsers, StageTwoPool,
 };
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::eval::format_report;
 use crate::run::{device, eval_run, ExternalMethod};
 
@@ -200,6 +200,10 @@ pub struct Setup {
     /// `tiny` (from scratch) or a Hugging Face Qwen3 directory.
     #[arg(long, default_value = "tiny")]
     backbone: String,
+    /// Fit on this table of frozen feature vectors (`.jsonl`, `.npy` + `.ids.jsonl`,
+    /// `.parquet`; docs/features.md) instead of a backbone.
+    #[arg(long, conflicts_with = "backbone")]
+    features: Option<PathBuf>,
     /// cpu or cuda (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -220,6 +224,16 @@ impl Setup {
         if self.backbone != "tiny" {
             cfg.backbone = BackboneSource::Hf {
                 path: self.backbone.clone(),
+            };
+        }
+        if let Some(f) = &self.features {
+            // Absolute, so that `--resume` and `eval` find it from any working directory.
+            let abs = std::fs::canonicalize(f).map_err(|e| TrainError::io(f, e))?;
+            let path = abs.to_str().ok_or_else(|| {
+                TrainError::Config(format!("--features {}: not a UTF-8 path", f.display()))
+            })?;
+            cfg.backbone = BackboneSource::Features {
+                path: path.to_string(),
             };
         }
         cfg.validate()?;

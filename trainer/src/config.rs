@@ -388,6 +388,19 @@ pub enum BackboneSource {
         /// The directory.
         path: String,
     },
+    /// No backbone: frozen feature vectors of every text, computed elsewhere (LoRe's protocol;
+    /// docs/features.md); the basis heads, encoder and bases train on them.
+    Features {
+        /// The feature table (`.jsonl`, `.npy` + `.ids.jsonl`, or `.parquet`).
+        path: String,
+    },
+}
+
+impl BackboneSource {
+    /// Whether the run trains on an external feature table instead of a backbone.
+    pub fn is_features(&self) -> bool {
+        matches!(self, BackboneSource::Features { .. })
+    }
 }
 
 /// Everything that defines a run; written to `DIR/config.json`.
@@ -501,6 +514,12 @@ impl RunConfig {
         }
         if self.lora.enabled() && !positive(self.lora.alpha) {
             return err("lora.alpha", "must be positive");
+        }
+        if self.backbone.is_features() && self.lora.enabled() {
+            return err(
+                "lora.rank",
+                "LoRA adapts a backbone; a run on external features has none (set 0)",
+            );
         }
         if m.d == 0 {
             return err("model.d", "must be at least 1");

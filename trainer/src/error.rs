@@ -27,6 +27,9 @@ pub enum TrainError {
     /// A backbone configuration or checkpoint could not be loaded.
     #[error(transparent)]
     Backbone(#[from] BackboneError),
+    /// An external feature table is unreadable, malformed or lacks a text of the data.
+    #[error(transparent)]
+    Features(#[from] vrf_data::FeatureError),
     /// The synthetic benchmark could not be generated.
     #[error(transparent)]
     Synth(#[from] SynthError),

@@ -16,21 +16,23 @@ use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vrf_format::manifest::{
-    self, EncoderSpec, FileEntry, Manifest, OnnxSpec, SeenUser, SeenUsers, TextSpec, BACKBONE_FILE,
-    MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
+    self, EncoderSpec, FileEntry, InputSpec, Manifest, OnnxSpec, SeenUser, SeenUsers, TextSpec,
+    BACKBONE_FILE, MANIFEST_FILE, SEEN_USERS_FILE, TOKENIZER_FILE, USER_MODEL_FILE,
 };
 use vrf_format::names;
 use vrf_runtime::Backbone;
 
 use crate::checkpoint::{load_checkpoint_weights, read_json, TrainState};
 use crate::config::{Method, RunConfig};
-use crate::model::{onnx_names, prefix, RewardModel};
+use crate::model::{onnx_names, prefix, ModelInput, RewardModel};
 use crate::onnx::OPSET;
 use crate::quantize::{quantize_int8, Quantize};
-use crate::run::Posteriors;
+use crate::run::{FeaturesInfo, Posteriors, FEATURES_FILE};
 use crate::tokenize::{TextEncoder, TextTemplate};
 use crate::vars::SeededVarMap;
 use vrf_data::write_atomic;
+
+mod features;
 
 /// Above this many weight bytes they go to `backbone.onnx.data`, written tensor by tensor:
 /// protobuf cannot hold more than 2 GiB, and an inline graph is built whole in memory (twice:
@@ -140,8 +142,8 @@ pub struct Trained {
     pub cfg: RunConfig,
     /// The model with the checkpoint's weights.
     pub model: RewardModel,
-    /// Tokenizer + template + max length.
-    pub encoder: TextEncoder,
+    /// Tokenizer + template + max length (none for a run on external features).
+    pub encoder: Option<TextEncoder>,
     /// Where training stopped.
     pub state: TrainState,
 }
@@ -149,9 +151,15 @@ pub struct Trained {
 /// Loads a run's configuration, tokenizer, backbone shape and checkpoint weights (no data needed).
 pub fn load_trained(run: &Path, dev: &Device) -> Result<Trained> {
     let cfg: RunConfig = read_json(&run.join("config.json"))?;
-    let bc = read_json(&run.join("backbone_config.json"))?;
-    let template = TextTemplate::new(cfg.template.clone())?;
-    let encoder = TextEncoder::from_file(run.join("tokenizer.json"), template, cfg.train.max_len)?;
+    let (input, encoder) = if cfg.backbone.is_features() {
+        let info: FeaturesInfo = read_json(&run.join(FEATURES_FILE))?;
+        (ModelInput::Features { dim: info.dim }, None)
+    } else {
+        let bc = read_json(&run.join("backbone_config.json"))?;
+        let template = TextTemplate::new(cfg.template.clone())?;
+        let enc = TextEncoder::from_file(run.join("tokenizer.json"), template, cfg.train.max_len)?;
+        (ModelInput::Backbone(bc), Some(enc))
+    };
     let vars = SeededVarMap::new(cfg.train.seed);
     // Each tensor is dropped once its variable holds a copy: one model's size, not two.
     let state = load_checkpoint_weights(run, dev, |name, t| {
@@ -166,7 +174,7 @@ pub fn load_trained(run: &Path, dev: &Device) -> Result<Trained> {
             run.display()
         )
     })?;
-    let model = RewardModel::new(&cfg, bc, vars, 0, dev)?;
+    let model = RewardModel::new(&cfg, input, vars, 0, dev)?;
     Ok(Trained {
         cfg,
         model,
@@ -271,10 +279,14 @@ struct Case {
 /// Sample inputs of the given shapes and the candle model's `hidden` and `rewards` for them.
 fn reference_cases(model: &RewardModel, shapes: &[(usize, usize)], pad: u32) -> Result<Vec<Case>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0x5e1f_c4ec);
-    let vocab = model.backbone_cfg.vocab_size;
+    let bc = model
+        .backbone_cfg
+        .as_ref()
+        .context("a model on external features has no token inputs to check")?;
+    let vocab = bc.vocab_size;
     let mut out = Vec::new();
     for &(batch, seq) in shapes {
-        let seq = seq.min(model.backbone_cfg.max_position_embeddings);
+        let seq = seq.min(bc.max_position_embeddings);
         let (ids, lengths) = sample_inputs(batch, seq, vocab, pad, &mut rng);
         let ids_t = Tensor::from_vec(ids.clone(), (batch, seq), &Device::Cpu)?;
         let h = model.embed(&ids_t.to_device(&model.device)?, &lengths)?;
@@ -415,7 +427,11 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         encoder,
         state,
     } = t;
-    let (h, k, d) = (model.backbone_cfg.hidden_size, model.heads.k(), cfg.model.d);
+    let Some(encoder) = encoder else {
+        return features::export(run, out, opts, &cfg, model, state);
+    };
+    let h = model.hidden_size();
+    let (k, d) = (model.heads.k(), cfg.model.d);
     let spec = OnnxSpec {
         file: BACKBONE_FILE.into(),
         opset: OPSET,
@@ -453,29 +469,11 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         inline_proto = Some(proto);
     }
 
-    // Build everything in a sibling temp directory, then rename it into place.
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let leaf = out
-        .file_name()
-        .context("--out must name a directory")?
-        .to_string_lossy()
-        .to_string();
-    let tmp = parent.join(format!(".{leaf}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let _scratch = vrf_format::fsutil::RemoveOnDrop(tmp.clone());
+    let scratch = Scratch::new(out)?;
+    let tmp = scratch.dir().to_path_buf();
     let mut files = BTreeMap::new();
-    let put = |files: &mut BTreeMap<String, FileEntry>, name: &str, bytes: &[u8]| -> Result<()> {
-        write_atomic(tmp.join(name), bytes)
-            .with_context(|| format!("writing {}", tmp.join(name).display()))?;
-        files.insert(name.to_string(), FileEntry::of(bytes));
-        Ok(())
+    let put = |files: &mut BTreeMap<String, FileEntry>, name: &str, bytes: &[u8]| {
+        scratch.put(files, name, bytes)
     };
 
     let mut external_data = None;
@@ -500,53 +498,12 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         .with_context(|| format!("reading {}", run.join("tokenizer.json").display()))?;
     put(&mut files, TOKENIZER_FILE, &tok)?;
 
-    let tensors = user_model_tensors(&model)?;
-    let views: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, t)| -> Result<_> {
-            let v = t.flatten_all()?.to_vec1::<f32>()?;
-            Ok((
-                n.clone(),
-                t.dims().to_vec(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let st = safetensors::serialize(
-        views.iter().map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .expect("sizes match"),
-            )
-        }),
-        None,
-    )
-    .context("serialising user_model.safetensors")?;
-    put(&mut files, USER_MODEL_FILE, &st)?;
-
-    let post_path = run.join("posteriors.json");
-    let seen = if post_path.exists() {
-        let p: Posteriors = read_json(&post_path)?;
-        SeenUsers {
-            users: p
-                .users
-                .into_iter()
-                .map(|u| SeenUser {
-                    id: u.id,
-                    mean: u.mean,
-                    var: u.var,
-                })
-                .collect(),
-        }
-    } else {
-        eprintln!(
-            "warning: {} is missing (run not evaluated); exporting no seen users",
-            post_path.display()
-        );
-        SeenUsers::default()
-    };
-    put(&mut files, SEEN_USERS_FILE, seen.to_json().as_bytes())?;
+    put(
+        &mut files,
+        USER_MODEL_FILE,
+        &safetensors_bytes(&user_model_tensors(&model)?)?,
+    )?;
+    put(&mut files, SEEN_USERS_FILE, seen_users(run)?.to_json().as_bytes())?;
 
     let (checks, report_err, engine) = match checked {
         Some((checks, err)) => (checks, err, "candle-onnx"),
@@ -575,19 +532,9 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         d,
         hidden: h,
         tau: cfg.model.tau as f32,
-        // The calibration temperature the run's evaluation fitted on its seen users.
-        temperature: read_json::<crate::eval::EvalReport>(&run.join("eval.json"))
-            .ok()
-            .and_then(|r| r.uncertainty)
-            .map_or(1.0, |u| u.temperature),
-        encoder: EncoderSpec {
-            input_dim: 2 * h + if cfg.model.enc_phi { k } else { 0 },
-            hidden_dim: h,
-            dphi: cfg.model.enc_phi,
-            pooling: cfg.model.pooling,
-            prior: cfg.model.prior,
-        },
-        input: vrf_format::InputSpec::Text,
+        temperature: calibration_temperature(run),
+        input: InputSpec::Text,
+        encoder: encoder_spec(&cfg, h, k),
         text: Some(TextSpec {
             template: encoder.template.as_str().to_string(),
             max_len: encoder.max_len,
@@ -600,15 +547,11 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
             ..spec
         }),
         files,
-        source: BTreeMap::from([
-            (
-                "producer".to_string(),
-                format!("vrf-trainer {}", env!("CARGO_PKG_VERSION")),
-            ),
-            ("run".to_string(), run.display().to_string()),
-            ("stage".to_string(), state.stage.clone()),
-            ("global_step".to_string(), state.global_step.to_string()),
-            (
+        source: provenance(
+            run,
+            &state,
+            [
+                (
                 // int8 is checked relative to each output's scale, f32 in absolute terms.
                 if int8 {
                     "self_check_max_rel_err"
@@ -628,19 +571,154 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
                 }
                 .to_string(),
             ),
-        ]),
+            ],
+        ),
     };
-    manifest.validate(MANIFEST_FILE)?;
-    let manifest_path = tmp.join(MANIFEST_FILE);
-    write_atomic(&manifest_path, manifest.to_json().as_bytes())
-        .map_err(|e| TrainError::io(&manifest_path, e))?;
-
-    vrf_format::fsutil::replace_dir(&tmp, out)
-        .with_context(|| format!("moving {} to {}", tmp.display(), out.display()))?;
+    scratch.finish(&manifest)?;
     Ok(ExportReport {
         out: out.to_path_buf(),
         manifest,
         checks,
         stage: state.stage,
     })
+}
+
+/// A model directory under construction: a sibling temporary directory, removed unless
+/// [`Scratch::finish`] renames it into place (the directory appears whole or not at all).
+struct Scratch {
+    out: PathBuf,
+    guard: vrf_format::fsutil::RemoveOnDrop,
+}
+
+impl Scratch {
+    /// Creates `.NAME.tmp-PID` next to `out`.
+    fn new(out: &Path) -> Result<Self> {
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let leaf = out
+            .file_name()
+            .context("--out must name a directory")?
+            .to_string_lossy()
+            .to_string();
+        let tmp = parent.join(format!(".{leaf}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Self {
+            out: out.to_path_buf(),
+            guard: vrf_format::fsutil::RemoveOnDrop(tmp),
+        })
+    }
+
+    /// The temporary directory.
+    fn dir(&self) -> &Path {
+        &self.guard.0
+    }
+
+    /// Writes file `name` and records its digest in `files`.
+    fn put(&self, files: &mut BTreeMap<String, FileEntry>, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.dir().join(name);
+        write_atomic(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        files.insert(name.to_string(), FileEntry::of(bytes));
+        Ok(())
+    }
+
+    /// Validates and writes the manifest, then moves the directory to its place.
+    fn finish(self, manifest: &Manifest) -> Result<()> {
+        manifest.validate(MANIFEST_FILE)?;
+        let path = self.dir().join(MANIFEST_FILE);
+        write_atomic(&path, manifest.to_json().as_bytes()).map_err(|e| TrainError::io(&path, e))?;
+        vrf_format::fsutil::replace_dir(self.dir(), &self.out).with_context(|| {
+            format!("moving {} to {}", self.dir().display(), self.out.display())
+        })
+    }
+}
+
+/// `tensors` serialised as f32 safetensors.
+fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
+    let views: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, t)| -> Result<_> {
+            let v = t.flatten_all()?.to_vec1::<f32>()?;
+            Ok((
+                n.clone(),
+                t.dims().to_vec(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut named = Vec::with_capacity(views.len());
+    for (n, shape, bytes) in &views {
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+            .with_context(|| format!("tensor {n}: shape and bytes disagree"))?;
+        named.push((n.clone(), view));
+    }
+    safetensors::serialize(named, None).context("serialising user_model.safetensors")
+}
+
+/// The run's cached seen-user posteriors (none, with a warning, when it was never evaluated).
+fn seen_users(run: &Path) -> Result<SeenUsers> {
+    let post_path = run.join("posteriors.json");
+    if !post_path.exists() {
+        eprintln!(
+            "warning: {} is missing (run not evaluated); exporting no seen users",
+            post_path.display()
+        );
+        return Ok(SeenUsers::default());
+    }
+    let p: Posteriors = read_json(&post_path)?;
+    Ok(SeenUsers {
+        users: p
+            .users
+            .into_iter()
+            .map(|u| SeenUser {
+                id: u.id,
+                mean: u.mean,
+                var: u.var,
+            })
+            .collect(),
+    })
+}
+
+/// The calibration temperature the run's evaluation fitted on its seen users (1 for none).
+fn calibration_temperature(run: &Path) -> f32 {
+    read_json::<crate::eval::EvalReport>(&run.join("eval.json"))
+        .ok()
+        .and_then(|r| r.uncertainty)
+        .map_or(1.0, |u| u.temperature)
+}
+
+/// The encoder's conventions for heads of width `h` and `k` bases.
+fn encoder_spec(cfg: &RunConfig, h: usize, k: usize) -> EncoderSpec {
+    EncoderSpec {
+        input_dim: 2 * h + if cfg.model.enc_phi { k } else { 0 },
+        hidden_dim: h,
+        dphi: cfg.model.enc_phi,
+        pooling: cfg.model.pooling,
+        prior: cfg.model.prior,
+    }
+}
+
+/// The manifest's `source`: producer, run, stage and step, then `extra`.
+fn provenance<const N: usize>(
+    run: &Path,
+    state: &TrainState,
+    extra: [(String, String); N],
+) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::from([
+        (
+            "producer".to_string(),
+            format!("vrf-trainer {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("run".to_string(), run.display().to_string()),
+        ("stage".to_string(), state.stage.clone()),
+        ("global_step".to_string(), state.global_step.to_string()),
+    ]);
+    m.extend(extra);
+    m
 }

@@ -38,14 +38,29 @@ pub mod prefix {
     pub const FREE: &str = "free_logits";
 }
 
-/// A VRF or BT reward model over a Qwen3 backbone; weights live in a [`SeededVarMap`].
+/// What the reward model reads: a Qwen3 backbone's states, or external feature vectors.
+#[derive(Clone, Debug)]
+pub enum ModelInput {
+    /// A Qwen3 backbone of this configuration.
+    Backbone(Qwen3Config),
+    /// Frozen feature vectors of this dimension (docs/features.md): no backbone.
+    Features {
+        /// Feature dimension (the heads' input width `H`).
+        dim: usize,
+    },
+}
+
+/// A VRF or BT reward model over a Qwen3 backbone (or external features); weights live in a
+/// [`SeededVarMap`].
 pub struct RewardModel {
     /// The run's configuration.
     pub cfg: RunConfig,
-    /// Backbone configuration.
-    pub backbone_cfg: Qwen3Config,
-    /// Qwen3 backbone.
-    pub backbone: Qwen3,
+    /// Backbone configuration (none for a run on external features).
+    pub backbone_cfg: Option<Qwen3Config>,
+    /// Qwen3 backbone (none for a run on external features).
+    pub backbone: Option<Qwen3>,
+    /// Width `H` of the states the heads and the encoder read.
+    hidden: usize,
     /// Basis-reward heads (K = 1 for BT).
     pub heads: BasisHeads,
     /// Encoder (VRF only).
@@ -76,23 +91,27 @@ impl RewardModel {
     /// missing ones are initialised from the run's seed.
     pub fn new(
         cfg: &RunConfig,
-        backbone_cfg: Qwen3Config,
+        input: ModelInput,
         vars: SeededVarMap,
         n_free: usize,
         device: &Device,
     ) -> Result<Self> {
         let vb = vars.builder(device);
-        let h = backbone_cfg.hidden_size;
-        let mut backbone =
-            Qwen3::with_options(&backbone_cfg, vb.clone(), BackboneOptions::of(cfg))?;
-        let recompute = match cfg.train.recompute {
-            Recompute::On => true,
-            Recompute::Off => false,
-            Recompute::Auto => matches!(cfg.backbone, BackboneSource::Hf { .. }),
+        let (h, backbone, backbone_cfg) = match input {
+            ModelInput::Features { dim } => (dim, None, None),
+            ModelInput::Backbone(bc) => {
+                let mut backbone = Qwen3::with_options(&bc, vb.clone(), BackboneOptions::of(cfg))?;
+                let recompute = match cfg.train.recompute {
+                    Recompute::On => true,
+                    Recompute::Off => false,
+                    Recompute::Auto => matches!(cfg.backbone, BackboneSource::Hf { .. }),
+                };
+                if recompute {
+                    backbone = backbone.with_recompute(cfg.train.micro_batch);
+                }
+                (bc.hidden_size, Some(backbone), Some(bc))
+            }
         };
-        if recompute {
-            backbone = backbone.with_recompute(cfg.train.micro_batch);
-        }
         let k = match cfg.method {
             Method::Vrf => cfg.model.k,
             // The baselines (vrf_bench::baselines) keep their own parameters; their K = 1 head is unused.
@@ -139,6 +158,7 @@ impl RewardModel {
             cfg: cfg.clone(),
             backbone_cfg,
             backbone,
+            hidden: h,
             heads,
             encoder,
             bases,
@@ -151,20 +171,32 @@ impl RewardModel {
     /// `vars` without the backbone's frozen weights (with LoRA only its adapters train), so the
     /// optimizer keeps no moments for them.
     pub fn trainable(&self, vars: Vec<(String, Var)>) -> Vec<(String, Var)> {
-        trainable_vars(vars, self.backbone.frozen())
+        trainable_vars(vars, self.backbone.as_ref().is_some_and(Qwen3::frozen))
+    }
+
+    /// Width `H` of the states the heads read (backbone hidden size or feature dimension).
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// The backbone, or an error saying a run on external features has none.
+    pub fn qwen3(&self) -> Result<&Qwen3> {
+        self.backbone.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg("a model fitted on external features has no backbone".into())
+        })
     }
 
     /// Pooled last-real-token states `[B, H]` for right-padded ids `[B, L]`, detached (no
     /// gradient graph; training steps use [`RewardModel::embed_train`]).
     pub fn embed(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-        self.backbone.pooled(ids, lengths)
+        self.qwen3()?.pooled(ids, lengths)
     }
 
     /// [`RewardModel::embed`] in a training step: with activation recomputation
     /// (`train.recompute`) the step's backward must be followed by
     /// [`RewardModel::finish_backward`].
     pub fn embed_train(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-        pool_last(&self.backbone.forward_recorded(ids)?, lengths)
+        pool_last(&self.qwen3()?.forward_recorded(ids)?, lengths)
     }
 
     /// Completes a step's `grads` with the backbone's part of the gradient when its forwards
@@ -172,7 +204,9 @@ impl RewardModel {
     /// backward also returns gradients of constants combined with activations (rope tables,
     /// masks), activation-sized, which would otherwise stay alive through the optimizer step.
     pub fn finish_backward(&self, grads: &mut GradStore) -> Result<()> {
-        self.backbone.backward_recorded(grads)?;
+        if let Some(b) = &self.backbone {
+            b.backward_recorded(grads)?;
+        }
         let mut kept = GradStore::default();
         for (_, v) in self.vars.all_named() {
             if let Some(g) = grads.remove(v.as_tensor()) {
@@ -198,14 +232,11 @@ impl RewardModel {
 
     /// [`RewardModel::onnx`] with the weights still held as tensors (written one at a time).
     pub fn onnx_model(&self) -> Result<OnnxModel> {
-        let (h, k) = (
-            self.backbone_cfg.hidden_size.to_string(),
-            self.heads.k().to_string(),
-        );
+        let (h, k) = (self.hidden.to_string(), self.heads.k().to_string());
         let mut g = OnnxGraph::new();
         let ids = g.input_i64(onnx_names::INPUT_IDS, &["batch", "seq"]);
         let mask = g.input_i64(onnx_names::ATTENTION_MASK, &["batch", "seq"]);
-        let e = self.backbone.onnx(&mut g, &ids, &mask)?;
+        let e = self.qwen3()?.onnx(&mut g, &ids, &mask)?;
         let phi = self.heads.onnx(&mut g, &e)?;
         g.output_f32(&e, onnx_names::HIDDEN, &["batch", &h]);
         g.output_f32(&phi, onnx_names::REWARDS, &["batch", &k]);

@@ -1,10 +1,12 @@
 //! A run directory from start to finish: tokenizer, backbone, fit, evaluation, saved results.
 //!
 //! Layout of `DIR`: `config.json` (the [`RunConfig`]), `run.json` (data path), `tokenizer.json`,
-//! `backbone_config.json` (HF Qwen3 config), `checkpoint/` (weights, optimiser, state),
+//! `backbone_config.json` (HF Qwen3 config; a run on external features has `features.json`
+//! instead, and no tokenizer), `checkpoint/` (weights, optimiser, state),
 //! `metrics.jsonl`, `eval.json`, `posteriors.json` (cached seen-user posteriors).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -12,15 +14,15 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::{load_hf_dir, BackboneOptions, Qwen3Config};
 use crate::checkpoint::{load_checkpoint, read_json, write_json};
 use crate::config::{BackboneSource, RunConfig};
-use crate::corpus::Corpus;
+use crate::corpus::{Corpus, TextSource};
 use crate::error::{Result, TrainError};
 use crate::eval::{evaluate, EvalReport, UserPosterior};
 use crate::lock::DirLock;
-use crate::model::RewardModel;
+use crate::model::{ModelInput, RewardModel};
 use crate::tokenize::{train_bpe, TextEncoder, TextTemplate, DEFAULT_VOCAB_SIZE};
 use crate::train::{free_logit_count, FitOutcome, Trainer};
 use crate::vars::SeededVarMap;
-use vrf_data::Dataset;
+use vrf_data::{Dataset, FeatureTable};
 
 /// Where a run's data came from; written to `DIR/run.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,6 +30,20 @@ pub struct RunInfo {
     /// The JSONL file the run trained and evaluates on.
     pub data: PathBuf,
 }
+
+/// A run on external features: its table; written to `DIR/features.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FeaturesInfo {
+    /// The feature table the run reads.
+    pub path: PathBuf,
+    /// Feature dimension (the heads' input width).
+    pub dim: usize,
+    /// Rows of the table.
+    pub rows: usize,
+}
+
+/// File name of [`FeaturesInfo`] in a run directory.
+pub const FEATURES_FILE: &str = "features.json";
 
 /// The cached seen-user posteriors; written to `DIR/posteriors.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,13 +82,13 @@ pub fn device(name: &str) -> Result<Device> {
     }
 }
 
-/// Everything needed to train or evaluate: data, text encoder, tokenised corpus, model.
+/// Everything needed to train or evaluate: data, text source, tokenised corpus, model.
 pub struct Prepared {
     /// The dataset.
     pub ds: Dataset,
-    /// Tokenizer + template.
-    pub encoder: TextEncoder,
-    /// Tokenised unique texts.
+    /// Tokenizer + template, or the external feature table.
+    pub source: TextSource,
+    /// Tokenised (or looked-up) unique texts.
     pub corpus: Corpus,
     /// The model (weights from the checkpoint when one exists).
     pub model: RewardModel,
@@ -83,9 +99,12 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> Result
     cfg.validate()?;
     let ds = Dataset::load(data)?;
     let template = TextTemplate::new(cfg.template.clone())?;
-    let tok_path = dir.join("tokenizer.json");
     let vars = SeededVarMap::new(cfg.train.seed);
+    let tok_path = dir.join("tokenizer.json");
     let (encoder, backbone_cfg) = match &cfg.backbone {
+        BackboneSource::Features { path } => {
+            return prepare_features(dir, cfg, ds, path, template, vars, dev)
+        }
         BackboneSource::Hf { path } => {
             let p = Path::new(path);
             let enc =
@@ -128,11 +147,47 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> Result
         )));
     }
     write_json(&dir.join("backbone_config.json"), &backbone_cfg)?;
-    let corpus = Corpus::build(&ds, &encoder)?;
-    let model = RewardModel::new(cfg, backbone_cfg, vars, free_logit_count(cfg, &ds), dev)?;
+    let source = TextSource::Tokens(encoder);
+    let corpus = Corpus::build(&ds, &source)?;
+    let input = ModelInput::Backbone(backbone_cfg);
+    let model = RewardModel::new(cfg, input, vars, free_logit_count(cfg, &ds), dev)?;
     Ok(Prepared {
         ds,
-        encoder,
+        source,
+        corpus,
+        model,
+    })
+}
+
+/// [`prepare`] for a run on external features: no backbone, no tokenizer; the heads read the
+/// table's vectors.
+fn prepare_features(
+    dir: &Path,
+    cfg: &RunConfig,
+    ds: Dataset,
+    path: &str,
+    template: TextTemplate,
+    vars: SeededVarMap,
+    dev: &Device,
+) -> Result<Prepared> {
+    let table = Arc::new(FeatureTable::read(path)?);
+    let dim = table.dim();
+    // What `export` needs to rebuild the model without reading the table again.
+    write_json(
+        &dir.join(FEATURES_FILE),
+        &FeaturesInfo {
+            path: PathBuf::from(path),
+            dim,
+            rows: table.len(),
+        },
+    )?;
+    let source = TextSource::Features { table, template };
+    let corpus = Corpus::build(&ds, &source)?;
+    let input = ModelInput::Features { dim };
+    let model = RewardModel::new(cfg, input, vars, free_logit_count(cfg, &ds), dev)?;
+    Ok(Prepared {
+        ds,
+        source,
         corpus,
         model,
     })
@@ -219,13 +274,19 @@ pub fn fit_run(
     }
     if opts.progress {
         eprintln!(
-            "prepared {} in {:.1} s: {}; {} unique texts ({} truncated to {} tokens)",
+            "prepared {} in {:.1} s: {}; {} unique texts ({})",
             dir.display(),
             t0.elapsed().as_secs_f64(),
             p.ds.summary(),
-            p.corpus.tokens.len(),
-            p.corpus.truncated,
-            cfg.train.max_len
+            p.corpus.len(),
+            match &cfg.backbone {
+                BackboneSource::Features { path } =>
+                    format!("{}-dimensional features from {path}", p.model.hidden_size()),
+                _ => format!(
+                    "{} truncated to {} tokens",
+                    p.corpus.truncated, cfg.train.max_len
+                ),
+            }
         );
     }
     if cfg.method.is_baseline() {

@@ -28,14 +28,13 @@ use serde_json::json;
 use super::{Baseline, BaselineError, Batch, StepInfo};
 use vrf_data::{Dataset, Split};
 use vrf_trainer::checkpoint::{load_checkpoint, save_checkpoint, write_json, TrainState};
-use vrf_trainer::corpus::{dedup, positions, rows, Corpus};
+use vrf_trainer::corpus::{dedup, positions, rows, Corpus, TextSource};
 use vrf_trainer::error::{Result, TrainError};
 use vrf_trainer::eval::{few_shot_draws, macro_average, pair_texts, EvalReport};
 use vrf_trainer::metrics::pairwise_accuracy;
 use vrf_trainer::model::{prefix, RewardModel};
 use vrf_trainer::optim::{lr_factor, AdamW, ParamGroup};
 use vrf_trainer::run::{previous_train_seconds, Prepared};
-use vrf_trainer::tokenize::TextEncoder;
 use vrf_trainer::train::refcache::RefCache;
 use vrf_trainer::train::DONE;
 
@@ -48,7 +47,7 @@ pub(crate) struct Prompts {
 
 impl Prompts {
     /// Tokenises every unique prompt of `ds` as `(prompt, "")`.
-    pub(crate) fn build(ds: &Dataset, enc: &TextEncoder) -> Result<Self> {
+    pub(crate) fn build(ds: &Dataset, source: &TextSource) -> Result<Self> {
         let mut id_of = HashMap::new();
         let mut texts: Vec<(String, String)> = Vec::new();
         for t in &ds.triplets {
@@ -57,7 +56,7 @@ impl Prompts {
                 texts.push((t.prompt.clone(), String::new()));
             }
         }
-        let corpus = Corpus::from_texts(texts, enc)?;
+        let corpus = Corpus::from_texts(texts, source)?;
         Ok(Self { id_of, corpus })
     }
 
@@ -154,11 +153,11 @@ fn method_of(p: &Prepared) -> Result<(Box<dyn Baseline>, Option<Prompts>)> {
     let method = super::build(
         &model.cfg,
         model.vars.builder(&model.device),
-        model.backbone_cfg.hidden_size,
+        model.hidden_size(),
         p.ds.seen.len(),
     )?;
     let prompts = match method.needs_prompts() {
-        true => Some(Prompts::build(&p.ds, &p.encoder)?),
+        true => Some(Prompts::build(&p.ds, &p.source)?),
         false => None,
     };
     Ok((method, prompts))
@@ -312,13 +311,11 @@ fn train(
     };
     let started = Instant::now();
     let embed_texts = |texts: &[usize]| -> Result<Tensor> {
-        let (x, lens) = corpus.batch(texts, dev)?;
-        Ok(model.embed_train(&x, &lens)?)
+        Ok(corpus.states_train(model, texts)?)
     };
     let embed_prompts = |ids: &[usize]| -> Result<Tensor> {
         let pr = prompts.ok_or_else(|| TrainError::Other("no prompt corpus".into()))?;
-        let (x, lens) = pr.corpus.batch(ids, dev)?;
-        Ok(model.embed_train(&x, &lens)?)
+        Ok(pr.corpus.states_train(model, ids)?)
     };
     for step in 0..total {
         let (epoch, within) = (step / spe, step % spe);

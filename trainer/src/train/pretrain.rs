@@ -25,7 +25,7 @@ impl Trainer<'_> {
         let dev = &self.model.device;
         let (ids, lens) = self.corpus.batch(&texts, dev)?;
         let (b, l) = ids.dims2()?;
-        let h = self.model.backbone.forward_recorded(&ids)?;
+        let h = self.model.qwen3()?.forward_recorded(&ids)?;
         // Position t predicts token t + 1 of the same text.
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
         let (mut at, mut target) = (Vec::new(), Vec::new());
@@ -41,7 +41,7 @@ impl Trainer<'_> {
         let hidden = h
             .reshape((b * l, h.dim(D::Minus1)?))?
             .index_select(&at, 0)?;
-        let logits = self.model.backbone.lm_logits(&hidden)?;
+        let logits = self.model.qwen3()?.lm_logits(&hidden)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &target)?;
         let hits = logits
             .argmax(D::Minus1)?

@@ -68,7 +68,8 @@ impl Stage {
     /// The stages a run with `cfg` goes through, in order.
     pub fn sequence(cfg: &RunConfig) -> Vec<Stage> {
         let mut s = Vec::new();
-        if cfg.train.lm_epochs > 0 {
+        // Next-token pretraining is the backbone's: a run on external features has none.
+        if cfg.train.lm_epochs > 0 && !cfg.backbone.is_features() {
             s.push(Stage::Pretrain);
         }
         match (cfg.method, cfg.train.schedule) {

@@ -43,10 +43,7 @@ impl Trainer<'_> {
         let (texts, pos) = dedup(&pair_texts(self.corpus, triplets.iter().copied()));
         let e = match &self.frozen {
             Some(cache) => cache.gather(&texts, &self.model.device)?,
-            None => {
-                let (x, lens) = self.corpus.batch(&texts, &self.model.device)?;
-                self.model.embed_train(&x, &lens)?
-            }
+            None => self.corpus.states_train(&self.model, &texts)?,
         };
         let phi = self.model.phi(&e)?;
         // `pair_texts` interleaves chosen and rejected: even positions are chosen rows.
@@ -262,8 +259,7 @@ impl Trainer<'_> {
             None => {
                 let both: Vec<usize> = rc.iter().chain(rr.iter()).copied().collect();
                 let (ru, rpos) = dedup(&both);
-                let (rx, rl) = self.corpus.batch(&ru, &self.model.device)?;
-                let er = self.model.embed(&rx, &rl)?.detach();
+                let er = self.corpus.states(&self.model, &ru)?;
                 let (pc, pr) = rpos.split_at(rc.len());
                 (rows(&er, pc)?, rows(&er, pr)?)
             }
