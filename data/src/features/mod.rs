@@ -9,6 +9,8 @@
 mod error;
 pub mod jsonl;
 pub mod npy;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 
 pub use error::FeatureError;
 
@@ -105,6 +107,8 @@ impl FeatureTable {
         match Format::of(path)? {
             Format::Jsonl => jsonl::read(path),
             Format::Npy => npy::read(path),
+            #[cfg(feature = "parquet")]
+            Format::Parquet => parquet::read(path),
         }
     }
 
@@ -115,6 +119,8 @@ impl FeatureTable {
         match Format::of(path)? {
             Format::Jsonl => jsonl::write(self, path),
             Format::Npy => npy::write(self, path),
+            #[cfg(feature = "parquet")]
+            Format::Parquet => parquet::write(self, path),
         }
     }
 
@@ -242,6 +248,8 @@ impl FeatureTable {
 enum Format {
     Jsonl,
     Npy,
+    #[cfg(feature = "parquet")]
+    Parquet,
 }
 
 impl Format {
@@ -252,6 +260,8 @@ impl Format {
         match ext.as_deref() {
             Some("jsonl" | "ndjson") => Ok(Format::Jsonl),
             Some("npy") => Ok(Format::Npy),
+            #[cfg(feature = "parquet")]
+            Some("parquet") => Ok(Format::Parquet),
             _ => Err(FeatureError::UnknownFormat {
                 path: path.to_path_buf(),
             }),
