@@ -186,7 +186,7 @@ pub fn for_data(jsonl: &Path) -> Result<Option<ReferenceReport>> {
 }
 
 /// Training / held-out items of one cross-validation fold.
-pub(crate) struct Fold {
+struct Fold {
     train: Vec<(usize, f64)>,
     test: Vec<(usize, f64)>,
 }
