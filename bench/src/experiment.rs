@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use serde::Serialize;
 
+use crate::compare::fewshot::{accuracy_at, KS};
 use crate::reference::{self, Headroom, ReferenceReport};
 use vrf_trainer::checkpoint::write_json;
 use vrf_trainer::config::{Objective, Pooling, Prior, RunConfig, Schedule, StageOneUsers};
@@ -282,6 +283,8 @@ struct Summary<'a> {
     rows: &'a [Row],
     reference: Option<&'a ReferenceReport>,
     headroom: Vec<(String, RowHeadroom)>,
+    /// Each row's unseen headroom per k of the few-shot curve against the few-shot ceiling.
+    headroom_per_k: Vec<(String, PerK)>,
 }
 
 /// A row's headroom over seeds (mean, std): seen and unseen.
@@ -313,9 +316,28 @@ pub fn row_headroom(row: &Row, r: &ReferenceReport) -> RowHeadroom {
     }
 }
 
+/// `(k, (mean, std))` over seeds for each k of [`KS`].
+pub type PerK = Vec<(usize, (f64, f64))>;
+
+/// The unseen headroom each run of `row` captures at each k of [`KS`] (few-shot accuracy at k
+/// against the few-shot ceiling at k), mean and sample std over seeds; NaN where undefined.
+pub fn row_headroom_per_k(row: &Row, r: &ReferenceReport) -> PerK {
+    KS.iter()
+        .map(|&k| {
+            let h: Vec<f64> = row
+                .runs
+                .iter()
+                .map(|x| r.headroom_at(k, accuracy_at(x, k)).unwrap_or(f64::NAN))
+                .collect();
+            (k, mean_std(&h))
+        })
+        .collect()
+}
+
 /// The reference rankers and headroom as markdown, or a note why there are none.
 fn reference_section(
     headroom: &[(String, RowHeadroom)],
+    per_k: &[(String, PerK)],
     reference: Option<&ReferenceReport>,
 ) -> String {
     let Some(r) = reference else {
@@ -344,6 +366,29 @@ fn reference_section(
             pm(h.unseen, 1.0, false)
         );
     }
+    s += &format!(
+        "\nFew-shot ceiling: per-user MAP on the true scorers (prior at {g}) on the same draws of k \
+         reference pairs per unseen user as the few-shot curve (k = 0: {g}):\n\n{}",
+        r.ceiling_table(),
+        g = reference::TRUE_GLOBAL,
+    );
+    s += &format!(
+        "\nUnseen headroom captured per k = (method at k − {g}) / (ceiling at k − {g}); – where \
+         the ceiling is within 1e-9 of {g} (always at k = 0) or the run has no such point (BT, \
+         which reads no reference pairs, is its unseen accuracy at every k):\n\n| run |",
+        g = reference::TRUE_GLOBAL,
+    );
+    for k in KS {
+        s += &format!(" k={k} |");
+    }
+    s += &format!("\n|---|{}\n", "---|".repeat(KS.len()));
+    for (name, points) in per_k {
+        s += &format!("| {name} |");
+        for (_, h) in points {
+            s += &format!(" {} |", pm(*h, 1.0, false));
+        }
+        s += "\n";
+    }
     s
 }
 
@@ -359,14 +404,23 @@ pub fn save(plan: &Plan, name: &str, rows: &[Row]) -> Result<String> {
                 .collect()
         })
         .unwrap_or_default();
+    let headroom_per_k: Vec<(String, PerK)> = reference
+        .as_ref()
+        .map(|r| {
+            rows.iter()
+                .map(|row| (row.name.clone(), row_headroom_per_k(row, r)))
+                .collect()
+        })
+        .unwrap_or_default();
     let t = table(rows)
         + "\nCalibration and uncertainty on unseen users:\n\n"
         + &calibration_table(rows)
-        + &reference_section(&headroom, reference.as_ref());
+        + &reference_section(&headroom, &headroom_per_k, reference.as_ref());
     let summary = Summary {
         rows,
         reference: reference.as_ref(),
         headroom,
+        headroom_per_k,
     };
     write_json(&plan.out.join(format!("{name}.json")), &summary)?;
     vrf_trainer::checkpoint::write_atomic(&plan.out.join(format!("{name}.md")), t.as_bytes())?;
@@ -505,7 +559,7 @@ mod tests {
             seen_users: 0,
             unseen_users: 0,
             collapse: None,
-            few_shot: vec![],
+            few_shot: vec![(0, 0.7), (1, 0.8), (3, 0.85), (5, 0.88), (9, 0.9)],
             truncated_texts: 0,
             cost: Default::default(),
             calibration: None,
@@ -533,6 +587,24 @@ mod tests {
             vrf_trainer::checkpoint::read_json(&plan.out.join("summary.json")).unwrap();
         assert!(json["reference"]["rankers"].as_array().unwrap().len() >= 6);
         assert_eq!(json["headroom"][0][0], "VRF");
+        // Headroom per k: the run's few-shot accuracy at k against the ceiling at k.
+        let r = reference::for_data(&data).unwrap().unwrap();
+        let per_k = &json["headroom_per_k"][0];
+        assert_eq!(per_k[0], "VRF");
+        let points = per_k[1].as_array().unwrap();
+        assert_eq!(points.len(), KS.len());
+        for (p, (k, acc)) in points.iter().zip(&rows[0].runs[0].few_shot) {
+            assert_eq!(p[0].as_u64(), Some(*k as u64));
+            let want = r.headroom_at(*k, *acc);
+            assert_eq!(p[1][0].as_f64(), want, "k = {k}");
+        }
+        // k = 0: the ceiling is the global ranker, so no headroom.
+        assert!(points[0][1][0].is_null());
+        assert!(points.iter().any(|p| p[1][0].is_f64()), "{t}");
+        assert!(
+            t.contains("Few-shot ceiling") && t.contains("headroom captured per k"),
+            "{t}"
+        );
         // Without the side-file (user data) the section is a note.
         std::fs::remove_file(vrf_data::synth::meta_path(&data)).unwrap();
         plan.out = dir.path().join("out2");

@@ -50,7 +50,7 @@ enum Cmd {
     #[command(subcommand)]
     Data(DataCmd),
     /// Fit the reference rankers (bag of words; true scorers: global, per user, MAP, oracle) on
-    /// a generated benchmark and print their accuracies.
+    /// a generated benchmark and print their accuracies and the few-shot ceiling per k.
     Reference {
         /// Benchmark JSONL (with its `*.synth_meta.json` side-file).
         #[arg(long)]
@@ -524,6 +524,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let r = vrf_bench::reference::for_data(data)?
                 .with_context(|| format!("{} has no synth meta side-file", data.display()))?;
             print!("{}", r.table());
+            print!(
+                "\nFew-shot ceiling: per-user MAP on the true scorers (prior at {}) on the few-shot \
+                 draws of k reference pairs per unseen user (k = 0: {}):\n\n{}",
+                vrf_bench::reference::TRUE_GLOBAL,
+                vrf_bench::reference::TRUE_GLOBAL,
+                r.ceiling_table()
+            );
             Ok(())
         }
         Cmd::Fit(a) => fit(a),

@@ -166,6 +166,32 @@ fn check_report(r: &CompareReport) {
             .reference
             .iter()
             .any(|(x, rep)| *x == a && !rep.rankers.is_empty()));
+        // The few-shot ceiling on the same draws (3 references: k = 0, 1, 3), and every method's
+        // headroom per k computed from its few-shot point against it.
+        let (_, rep) = r.reference.iter().find(|(x, _)| *x == a).unwrap();
+        let ks: Vec<usize> = rep.ceiling.iter().map(|p| p.k).collect();
+        assert_eq!(ks, [0, 1, 3]);
+        for m in &names {
+            let h = r
+                .headroom_per_k
+                .iter()
+                .find(|x| x.method == *m && x.alpha == a)
+                .expect("headroom-per-k row");
+            let fs = r
+                .few_shot
+                .iter()
+                .find(|x| x.method == *m && x.alpha == a)
+                .unwrap();
+            for ((k, hk), (_, acc)) in h.points.iter().zip(&fs.points) {
+                // One seed: the headroom of the mean accuracy.
+                let want = rep.headroom_at(*k, acc.0).unwrap_or(f64::NAN);
+                assert!(
+                    hk.0 == want || (hk.0.is_nan() && want.is_nan()),
+                    "{m} α = {a} k = {k}: {hk:?} vs {want}"
+                );
+            }
+            assert!(h.points[0].1 .0.is_nan(), "k = 0 has no headroom: {h:?}");
+        }
     }
 }
 
@@ -238,6 +264,7 @@ fn compare_runs_end_to_end_in_shards_and_writes_consistent_tables_and_figures() 
         "Uncertainty",
         "Cost",
         "Best-of-N",
+        "Headroom per k",
         "Figures",
     ] {
         assert!(md.contains(section), "{section} missing:\n{md}");

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::{agg, Ms, RunAnalysis};
+use vrf_trainer::eval::EvalReport;
 
 /// The reference-set sizes of the curve.
 pub const KS: [usize; 5] = [0, 1, 3, 5, 9];
@@ -24,6 +25,18 @@ pub struct FewShotRow {
     pub all: Ms,
 }
 
+/// A run's unseen accuracy with k reference pairs per user (NaN where it has no such point);
+/// BT, which ignores reference pairs, has its unseen accuracy at any k.
+pub fn accuracy_at(r: &EvalReport, k: usize) -> f64 {
+    if r.method == "bt" && r.few_shot.is_empty() {
+        return r.unseen_accuracy;
+    }
+    r.few_shot
+        .iter()
+        .find(|(kk, _)| *kk == k)
+        .map_or(f64::NAN, |(_, a)| *a)
+}
+
 /// The rows of one α from its runs (grouped by method).
 pub fn rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<FewShotRow> {
     runs.iter()
@@ -32,20 +45,7 @@ pub fn rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<FewShotRow> {
             let points = KS
                 .iter()
                 .map(|&k| {
-                    let v: Vec<f64> = rs
-                        .iter()
-                        .map(|r| {
-                            // BT ignores reference pairs: any k gives its unseen accuracy.
-                            if r.method == "bt" && r.report.few_shot.is_empty() {
-                                return r.report.unseen_accuracy;
-                            }
-                            r.report
-                                .few_shot
-                                .iter()
-                                .find(|(kk, _)| *kk == k)
-                                .map_or(f64::NAN, |(_, a)| *a)
-                        })
-                        .collect();
+                    let v: Vec<f64> = rs.iter().map(|r| accuracy_at(&r.report, k)).collect();
                     (k, agg::ms(&v))
                 })
                 .collect();

@@ -459,6 +459,22 @@ pub fn write_all(
                     .map(|(k, v)| (*k as f64, 100.0 * v.0))
                     .collect(),
             })
+            // The few-shot ceiling on the same draws (benchmark data only).
+            .chain(
+                report
+                    .reference
+                    .iter()
+                    .filter(|(x, _)| *x == a)
+                    .map(|(_, r)| Series {
+                        name: "ceiling (true MAP)".into(),
+                        color: color(report.methods.len()),
+                        points: r
+                            .ceiling
+                            .iter()
+                            .map(|p| (p.k as f64, 100.0 * p.unseen.unwrap_or(f64::NAN)))
+                            .collect(),
+                    }),
+            )
             .collect(),
         x_ticks: None,
     });

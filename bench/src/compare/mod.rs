@@ -11,6 +11,7 @@
 //! - [`table`]: Table 1 (seen / unseen / overall per α, mean ± std over seeds, with the
 //!   reference rankers) and the costs (training time, adaptation time per unseen user);
 //! - [`fewshot`]: the unseen users' few-shot curve, k ∈ {1, 3, 5, 9};
+//! - [`headroom`]: the few-shot ceiling per k and each method's headroom captured at each k;
 //! - [`uncertainty`]: unseen users binned by VRF's posterior uncertainty, every method's
 //!   accuracy per bin and decile, and Spearman ρ between σ² and error;
 //! - [`best_of_n`]: best-of-8 picks scored with the users' true utilities (regret, true-best
@@ -22,6 +23,7 @@
 pub mod best_of_n;
 pub mod fewshot;
 pub mod figures;
+pub mod headroom;
 pub mod table;
 pub mod uncertainty;
 
@@ -36,6 +38,7 @@ use crate::reference::{self, ReferenceReport};
 use crate::score::{Query, RunScorer, UserAccuracy};
 use best_of_n::{BestOfNRow, Picks};
 use fewshot::FewShotRow;
+use headroom::HeadroomRow;
 use table::{AccuracyRow, CostRow};
 use uncertainty::UncertaintyRow;
 use vrf_data::synth::{generate, SynthConfig, SynthMeta, Synthetic};
@@ -131,6 +134,8 @@ pub struct CompareReport {
     pub reference: Vec<(f64, ReferenceReport)>,
     /// Few-shot curves of unseen users.
     pub few_shot: Vec<FewShotRow>,
+    /// Unseen headroom captured per k against the few-shot ceiling (benchmark data only).
+    pub headroom_per_k: Vec<HeadroomRow>,
     /// Accuracy by VRF's uncertainty.
     pub uncertainty: Vec<UncertaintyRow>,
     /// Training and adaptation time.
@@ -292,6 +297,7 @@ pub fn run(plan: &ComparePlan, dev: &Device) -> Result<CompareOutcome> {
         accuracy: vec![],
         reference: vec![],
         few_shot: vec![],
+        headroom_per_k: vec![],
         uncertainty: vec![],
         cost: vec![],
         best_of_n: vec![],
@@ -340,6 +346,9 @@ pub fn run(plan: &ComparePlan, dev: &Device) -> Result<CompareOutcome> {
             )),
         }
         if let Some(r) = reference::for_data(&p.data)? {
+            report
+                .headroom_per_k
+                .extend(headroom::rows(alpha, &runs, &r));
             report.reference.push((alpha, r));
         }
         fig.add(alpha, &runs);

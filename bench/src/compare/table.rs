@@ -236,6 +236,11 @@ pub fn markdown(r: &CompareReport) -> String {
         s += &format!(" {} |\n", fmt_ms(x.all, 100.0, 1));
     }
 
+    // Headroom per k (benchmark data only).
+    if !r.reference.is_empty() {
+        s += &super::headroom::markdown(alphas, &r.reference, &r.headroom_per_k);
+    }
+
     // Uncertainty.
     s += "\n## Uncertainty robustness (Fig. 3b)\n\n";
     if r.uncertainty.is_empty() {

@@ -8,8 +8,10 @@
 //! the 10 true scorers; per-user ridge on a user's 9 reference pairs; per-user MAP around the
 //! global ranker's weights (the population mean) on the reference pairs — the personalised
 //! ceiling the learned methods are measured against — and on all of a user's training pairs;
-//! and the oracle (each user's true weights).
+//! and the oracle (each user's true weights). [`ceiling`]: the per-user MAP ranker on the
+//! few-shot draws, the ceiling of the few-shot curve at each k.
 
+pub mod ceiling;
 pub mod features;
 pub mod logistic;
 
@@ -18,6 +20,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use ceiling::CeilingPoint;
 use features::{sparse_diff, BagOfWords};
 use logistic::{accuracy, fit, log_loss, select, Penalty, Rows, Selection};
 use vrf_data::synth::{meta_path, SynthMeta, N_SCORERS};
@@ -70,6 +73,9 @@ pub struct ReferenceReport {
     pub bow_features: usize,
     /// The rankers, floor to ceiling.
     pub rankers: Vec<Ranker>,
+    /// The few-shot ceiling: per-user MAP on the true scorers on each k's few-shot draws,
+    /// unseen accuracy (k = 0: the global ranker).
+    pub ceiling: Vec<CeilingPoint>,
 }
 
 /// Headroom captured by a method: (method − global true ranker) / (per-user MAP on the
@@ -101,6 +107,43 @@ impl ReferenceReport {
             seen: h(seen, lo.seen, hi.seen),
             unseen: h(unseen, lo.unseen, hi.unseen),
         }
+    }
+
+    /// The few-shot ceiling's unseen accuracy at `k` (`None` where k is not on the curve).
+    pub fn ceiling_at(&self, k: usize) -> Option<f64> {
+        self.ceiling.iter().find(|p| p.k == k)?.unseen
+    }
+
+    /// The headroom a method with unseen accuracy `unseen` at k reference pairs captures:
+    /// (method − global) / (ceiling at k − global); `None` where undefined (k off the curve, a
+    /// gap below 1e-9 — always at k = 0 —, or a non-finite accuracy).
+    pub fn headroom_at(&self, k: usize, unseen: f64) -> Option<f64> {
+        let (lo, hi) = (self.ceiling_at(0)?, self.ceiling_at(k)?);
+        (unseen.is_finite() && hi - lo > 1e-9).then(|| (unseen - lo) / (hi - lo))
+    }
+
+    /// A markdown table of the few-shot ceiling: unseen accuracy (%) and prior precision per k.
+    pub fn ceiling_table(&self) -> String {
+        let mut s = String::from("| k |");
+        let mut acc = String::from("| unseen (%) |");
+        let mut lambda = String::from("| λ (CV on seen users' training pairs cut to k) |");
+        for p in &self.ceiling {
+            s += &format!(" {} |", p.k);
+            acc += &format!(
+                " {} |",
+                p.unseen.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
+            );
+            lambda += &format!(
+                " {} |",
+                p.selection
+                    .as_ref()
+                    .map_or("–".into(), |x| format!("{}", x.strength))
+            );
+        }
+        format!(
+            "{s}\n|---|{}\n{acc}\n{lambda}\n",
+            "---|".repeat(self.ceiling.len())
+        )
     }
 
     /// A markdown table: accuracy (%) per ranker and the chosen strength.
@@ -296,6 +339,26 @@ fn check_meta(ds: &Dataset, meta: &SynthMeta) -> Result<HashMap<String, Vec<f64>
     Ok(weights)
 }
 
+/// Pair differences of the benchmark's normalised true scorers, one row per triplet of `ds`.
+fn true_rows(ds: &Dataset, meta: &SynthMeta) -> Rows {
+    let texts = ds.texts();
+    let scores: Vec<[f64; N_SCORERS]> = texts
+        .texts
+        .iter()
+        .map(|(_, r)| meta.stats.score(r))
+        .collect();
+    let mut truth = Rows::new(N_SCORERS);
+    for i in 0..ds.triplets.len() {
+        let (c, r) = (
+            &scores[texts.chosen_text[i]],
+            &scores[texts.rejected_text[i]],
+        );
+        let d: Vec<f64> = c.iter().zip(r).map(|(a, b)| a - b).collect();
+        truth.push_dense(&d);
+    }
+    truth
+}
+
 /// Fits every reference ranker on `ds`'s training rows (seen users' ref + target, unseen users'
 /// ref) and scores it on the eval rows; `meta` supplies the true scorers and user weights.
 pub fn rankers(ds: &Dataset, meta: &SynthMeta) -> Result<ReferenceReport> {
@@ -305,21 +368,7 @@ pub fn rankers(ds: &Dataset, meta: &SynthMeta) -> Result<ReferenceReport> {
     let is_train = |i: usize| ds.triplets[i].split != Split::Eval;
     let train: Vec<(usize, f64)> = (0..n).filter(|&i| is_train(i)).map(|i| (i, 1.0)).collect();
 
-    // True features: the benchmark's normalised scorers.
-    let scores: Vec<[f64; N_SCORERS]> = texts
-        .texts
-        .iter()
-        .map(|(_, r)| meta.stats.score(r))
-        .collect();
-    let mut truth = Rows::new(N_SCORERS);
-    for i in 0..n {
-        let (c, r) = (
-            &scores[texts.chosen_text[i]],
-            &scores[texts.rejected_text[i]],
-        );
-        let d: Vec<f64> = c.iter().zip(r).map(|(a, b)| a - b).collect();
-        truth.push_dense(&d);
-    }
+    let truth = true_rows(ds, meta);
 
     let mut out = Vec::new();
 
@@ -366,10 +415,11 @@ pub fn rankers(ds: &Dataset, meta: &SynthMeta) -> Result<ReferenceReport> {
 
     // 2. One global ranker on the true scorers: also the population mean of the MAP rankers.
     let (sel, pop) = global(ds, &truth, &train, &GRID);
+    let global_acc = evaluate(ds, &truth, &|_| Some(pop.clone()));
     out.push(ranker(
         TRUE_GLOBAL,
         "true scorers, one global ranker",
-        evaluate(ds, &truth, &|_| Some(pop.clone())),
+        global_acc,
         Some(sel),
     ));
 
@@ -398,8 +448,9 @@ pub fn rankers(ds: &Dataset, meta: &SynthMeta) -> Result<ReferenceReport> {
         TRUE_MAP_REF,
         "true scorers, per user on 9 ref pairs (MAP, prior at the global ranker)",
         evaluate(ds, &truth, &|u| Some(map_ref[u].clone())),
-        Some(sel_ref),
+        Some(sel_ref.clone()),
     ));
+    let ceiling = ceiling::curve(ds, &truth, &pop, global_acc[1], &sel_ref);
     let mut all = items_of(&[Split::Ref, Split::Target]);
     for &u in &ds.unseen {
         // Unseen users have nothing but their references: their MAP-on-ref fit stands.
@@ -433,6 +484,7 @@ pub fn rankers(ds: &Dataset, meta: &SynthMeta) -> Result<ReferenceReport> {
         unseen_pairs: count(&ds.unseen),
         bow_features: bow.len(),
         rankers: out,
+        ceiling,
     })
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use vrf_data::synth::{generate, SynthConfig, Synthetic};
+use vrf_trainer::eval::few_shot_draws;
 
 fn small() -> Synthetic {
     generate(&SynthConfig {
@@ -54,26 +55,24 @@ fn logistic_dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The true-feature rows and the population ranker, rebuilt as `rankers` builds them.
+fn truth_and_population(ds: &Dataset, meta: &SynthMeta) -> (Rows, Vec<f64>) {
+    let truth = true_rows(ds, meta);
+    let train: Vec<(usize, f64)> = (0..ds.triplets.len())
+        .filter(|&i| ds.triplets[i].split != Split::Eval)
+        .map(|i| (i, 1.0))
+        .collect();
+    let (_, pop) = global(ds, &truth, &train, &GRID);
+    (truth, pop)
+}
+
 #[test]
 fn huge_prior_precision_gives_the_population_ranker() {
     let s = small();
     let ds = Dataset::from_triplets(s.triplets.clone()).unwrap();
     let meta = s.meta();
     let r = rankers(&ds, &meta).unwrap();
-    // Rebuild the true-feature rows and the population ranker as `rankers` does.
-    let texts = ds.texts();
-    let mut truth = Rows::new(N_SCORERS);
-    for i in 0..ds.triplets.len() {
-        let c = meta.stats.score(&texts.texts[texts.chosen_text[i]].1);
-        let rj = meta.stats.score(&texts.texts[texts.rejected_text[i]].1);
-        let d: Vec<f64> = c.iter().zip(&rj).map(|(a, b)| a - b).collect();
-        truth.push_dense(&d);
-    }
-    let train: Vec<(usize, f64)> = (0..ds.triplets.len())
-        .filter(|&i| ds.triplets[i].split != Split::Eval)
-        .map(|i| (i, 1.0))
-        .collect();
-    let (_, pop) = global(&ds, &truth, &train, &GRID);
+    let (truth, pop) = truth_and_population(&ds, &meta);
     let pen = Penalty {
         strength: 1e12,
         centre: Some(&pop),
@@ -100,6 +99,10 @@ fn eval_labels_never_reach_the_chosen_strengths() {
     for (x, y) in a.rankers.iter().zip(&b.rankers) {
         assert_eq!(x.selection, y.selection, "{}", x.id);
     }
+    assert_eq!(a.ceiling.len(), b.ceiling.len());
+    for (x, y) in a.ceiling.iter().zip(&b.ceiling) {
+        assert_eq!(x.selection, y.selection, "ceiling at k = {}", x.k);
+    }
     // The eval rows did change: accuracies flip (ties aside).
     let (x, y) = (a.get(TRUE_GLOBAL).unwrap(), b.get(TRUE_GLOBAL).unwrap());
     assert!(x.seen.unwrap() + y.seen.unwrap() <= 1.0 + 1e-12);
@@ -125,6 +128,87 @@ fn benchmark_rankers_are_ordered_sanely() {
     let h = r.headroom(global.seen.unwrap(), hi.unseen.unwrap());
     assert!(h.seen.unwrap().abs() < 1e-12 && (h.unseen.unwrap() - 1.0).abs() < 1e-12);
     assert!(r.table().contains("oracle"));
+}
+
+#[test]
+fn ceiling_at_nine_is_true_map_ref_with_its_strength() {
+    let s = small();
+    let ds = Dataset::from_triplets(s.triplets.clone()).unwrap();
+    let meta = s.meta();
+    let r = rankers(&ds, &meta).unwrap();
+    let (truth, pop) = truth_and_population(&ds, &meta);
+    let map_ref = r.get(TRUE_MAP_REF).unwrap();
+    let strength = map_ref.selection.as_ref().unwrap().strength;
+    let (k, nine) = few_shot_draws(&ds).pop().unwrap();
+    assert_eq!(k, 9);
+    // Every unseen user has 9 references: k = 9 is all of them, in another order.
+    let unseen = ceiling::on_draws(&ds, &truth, &pop, &nine, strength).unwrap();
+    assert!(
+        (unseen - map_ref.unseen.unwrap()).abs() < 1e-12,
+        "{unseen} vs {map_ref:?}"
+    );
+    // And the curve's k = 0 is the global ranker.
+    assert_eq!(r.ceiling_at(0), r.get(TRUE_GLOBAL).unwrap().unseen);
+    assert_eq!(
+        r.ceiling.iter().map(|p| p.k).collect::<Vec<_>>(),
+        [0, 1, 3, 5, 9]
+    );
+}
+
+#[test]
+fn ceiling_is_computed_on_the_few_shot_draws() {
+    let s = small();
+    let ds = Dataset::from_triplets(s.triplets.clone()).unwrap();
+    let meta = s.meta();
+    let r = rankers(&ds, &meta).unwrap();
+    let (truth, pop) = truth_and_population(&ds, &meta);
+    let mut differs = false;
+    for (k, draws) in few_shot_draws(&ds) {
+        let p = r.ceiling.iter().find(|p| p.k == k).unwrap();
+        let strength = p.selection.as_ref().unwrap().strength;
+        assert_eq!(
+            p.unseen,
+            ceiling::on_draws(&ds, &truth, &pop, &draws, strength),
+            "k = {k}"
+        );
+        // Other draws of the same size: each user's last k references instead.
+        let other: Vec<Vec<usize>> = ds
+            .unseen
+            .iter()
+            .map(|&u| {
+                let refs = &ds.users[u].refs;
+                refs[refs.len().saturating_sub(k)..].to_vec()
+            })
+            .collect();
+        differs |= p.unseen != ceiling::on_draws(&ds, &truth, &pop, &other, strength);
+    }
+    // The check above can tell the draws apart: other subsets give other accuracies.
+    assert!(differs, "{}", r.ceiling_table());
+}
+
+#[test]
+fn headroom_per_k_is_zero_at_the_global_ranker_and_one_at_the_ceiling() {
+    let r = report(&small());
+    let lo = r.ceiling_at(0).unwrap();
+    // k = 0: the ceiling is the floor, so the headroom is undefined.
+    assert_eq!(r.headroom_at(0, 0.9), None);
+    assert_eq!(r.headroom_at(7, 0.9), None);
+    let mut defined = 0;
+    for p in &r.ceiling[1..] {
+        let hi = p.unseen.unwrap();
+        assert!((0.0..=1.0).contains(&hi), "k = {}: {hi}", p.k);
+        match r.headroom_at(p.k, hi) {
+            Some(h) => {
+                defined += 1;
+                assert!((h - 1.0).abs() < 1e-12, "k = {}: {h}", p.k);
+                assert!(r.headroom_at(p.k, lo).unwrap().abs() < 1e-12);
+                assert_eq!(r.headroom_at(p.k, f64::NAN), None);
+            }
+            None => assert!((hi - lo).abs() <= 1e-9 || hi < lo, "k = {}", p.k),
+        }
+    }
+    assert!(defined > 0, "{}", r.ceiling_table());
+    assert!(r.ceiling_table().contains("| k | 0 | 1 | 3 | 5 | 9 |"));
 }
 
 #[test]
