@@ -1,6 +1,7 @@
 //! `vrf-bench`: the experiment harness's CLI. `fit` with no arguments is the main job: generate
 //! the embedded benchmark, fit VRF and the BT baseline, evaluate them beside the reference
-//! rankers. `ablate`, `compare`, `synth`, `data`, `reference` and `eval` (baselines included).
+//! rankers. `ablate`, `compare`, `synth`, `data`, `reference`, `features` and `eval` (baselines
+//! included).
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,43 @@ enum Cmd {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Write a frozen feature table (docs/features.md) of a benchmark's texts from the reference
+    /// rankers' features: the true scorers, the true scorers plus noise, or the bag of words.
+    Features(FeaturesArgs),
+}
+
+/// Where `vrf-bench features` takes its vectors from.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum FeatureSource {
+    /// The generator's normalised true scorers (needs the `*.synth_meta.json` side-file).
+    True,
+    /// The true scorers plus Gaussian noise at `--snr`.
+    Noisy,
+    /// The bag-of-words ranker's features, the `--max-dims` most frequent.
+    Bow,
+}
+
+#[derive(Args)]
+struct FeaturesArgs {
+    /// Benchmark JSONL (for `true` and `noisy`, with its `*.synth_meta.json` side-file).
+    #[arg(long)]
+    data: PathBuf,
+    /// Which vectors.
+    #[arg(long, value_enum)]
+    source: FeatureSource,
+    /// Output table: `.jsonl`, `.npy` (with `.ids.jsonl` beside it) or `.parquet`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Signal-to-noise ratio of `noisy`: noise variance = mean per-component variance of the
+    /// true vectors / SNR.
+    #[arg(long)]
+    snr: Option<f64>,
+    /// Seed of `noisy`'s noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most bag-of-words components kept (the ones in the most training texts).
+    #[arg(long, default_value_t = 512)]
+    max_dims: usize,
 }
 
 /// `vrf-bench data <dataset>`.
@@ -354,6 +392,42 @@ fn synth(a: &SynthArgs) -> anyhow::Result<()> {
     write_synth(&cfg, &a.out)
 }
 
+/// `vrf-bench features`: one row per unique (prompt, response) of the data.
+fn features(a: &FeaturesArgs) -> anyhow::Result<()> {
+    use vrf_bench::reference::feature_table::{feature_table, Source};
+    let source = match a.source {
+        FeatureSource::True => Source::True,
+        FeatureSource::Noisy => Source::Noisy {
+            snr: a
+                .snr
+                .context("--source noisy needs --snr (signal-to-noise ratio, > 0)")?,
+            seed: a.seed,
+        },
+        FeatureSource::Bow => Source::Bow {
+            max_dims: a.max_dims,
+        },
+    };
+    let ds = vrf_data::Dataset::load(&a.data)?;
+    let meta = vrf_bench::reference::load_meta(&a.data)?;
+    if meta.is_none() && !matches!(source, Source::Bow { .. }) {
+        anyhow::bail!(
+            "{}: no benchmark side-file {} (the true scorers come from it; `vrf-bench synth` writes both, or use --source bow)",
+            a.data.display(),
+            vrf_data::synth::meta_path(&a.data).display()
+        );
+    }
+    let table = feature_table(&ds, meta.as_ref(), source, &a.out)
+        .with_context(|| format!("features of {}", a.data.display()))?;
+    table.write(&a.out)?;
+    eprintln!(
+        "wrote {} rows of {} components to {}",
+        table.len(),
+        table.dim(),
+        a.out.display()
+    );
+    Ok(())
+}
+
 /// Generates the benchmark `cfg` into `out` (and its meta file beside it).
 fn write_synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<()> {
     let s = generate(cfg)?;
@@ -533,6 +607,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Features(a) => features(a),
         Cmd::Fit(a) => fit(a),
         Cmd::Ablate(a) => ablate(a),
         Cmd::Compare(a) => compare(a),

@@ -12,6 +12,7 @@
 //! few-shot draws, the ceiling of the few-shot curve at each k.
 
 pub mod ceiling;
+pub mod feature_table;
 pub mod features;
 pub mod logistic;
 
@@ -24,7 +25,7 @@ use ceiling::CeilingPoint;
 use features::{sparse_diff, BagOfWords};
 use logistic::{accuracy, fit, log_loss, select, Penalty, Rows, Selection};
 use vrf_data::synth::{meta_path, SynthMeta, N_SCORERS};
-use vrf_data::{Dataset, Split};
+use vrf_data::{Dataset, Split, TextIndex};
 use vrf_trainer::error::{Result, TrainError};
 use vrf_trainer::eval::macro_average;
 
@@ -175,6 +176,28 @@ pub fn load_meta(jsonl: &Path) -> Result<Option<SynthMeta>> {
         return Ok(None);
     }
     Ok(Some(vrf_trainer::checkpoint::read_json(&p)?))
+}
+
+/// The bag of words learned from the training (non-eval) texts' responses, and which of
+/// `texts.texts` are training texts.
+pub fn train_bag_of_words(ds: &Dataset, texts: &TextIndex) -> (BagOfWords, Vec<bool>) {
+    let mut train_text = vec![false; texts.texts.len()];
+    for (i, t) in ds.triplets.iter().enumerate() {
+        if t.split != Split::Eval {
+            train_text[texts.chosen_text[i]] = true;
+            train_text[texts.rejected_text[i]] = true;
+        }
+    }
+    let bow = BagOfWords::fit(
+        texts
+            .texts
+            .iter()
+            .zip(&train_text)
+            .filter(|(_, &t)| t)
+            .map(|((_, r), _)| r.as_str()),
+        MIN_DF,
+    );
+    (bow, train_text)
 }
 
 /// The reference rankers of a JSONL file, or `None` when it has no benchmark side-file.
@@ -373,20 +396,7 @@ pub fn rankers(ds: &Dataset, meta: &SynthMeta) -> Result<ReferenceReport> {
     let mut out = Vec::new();
 
     // 1. Bag of words, learned on the training texts; identical training pairs merged.
-    let mut train_text = vec![false; texts.texts.len()];
-    for &(i, _) in &train {
-        train_text[texts.chosen_text[i]] = true;
-        train_text[texts.rejected_text[i]] = true;
-    }
-    let bow = BagOfWords::fit(
-        texts
-            .texts
-            .iter()
-            .zip(&train_text)
-            .filter(|(_, &t)| t)
-            .map(|((_, r), _)| r.as_str()),
-        MIN_DF,
-    );
+    let (bow, _) = train_bag_of_words(ds, &texts);
     let feats: Vec<Vec<(usize, f64)>> = texts.texts.iter().map(|(_, r)| bow.features(r)).collect();
     let mut bag = Rows::new(bow.len());
     for i in 0..n {
