@@ -116,7 +116,7 @@ pub enum FeatureError {
         key: String,
     },
     /// A text the data uses has no vector in the table.
-    #[error("{}: no vector for {}prompt {prompt} / response {response}{}", path.display(), if *text_keyed { "the rendered text of " } else { "" }, place.as_ref().map(|p| format!(" (used at {p})")).unwrap_or_default())]
+    #[error("{}: no vector for {}prompt {prompt} / response {response}{}{}", path.display(), if *text_keyed { "the rendered text of " } else { "" }, place.as_ref().map(|p| format!(" (used at {p})")).unwrap_or_default(), if *text_keyed { "; a table keyed by `text` needs the template it was made with" } else { "" })]
     Missing {
         /// The table file.
         path: PathBuf,
