@@ -220,3 +220,232 @@ fn a_manifest_that_mixes_the_two_kinds_is_refused_by_field() {
     let e = VrfModel::load(tmp.path(), &no_ort()).unwrap_err();
     assert!(e.to_string().contains("needs format_version 3"), "{e}");
 }
+
+// Only part of the HTTP helper is used here.
+#[allow(dead_code)]
+#[path = "common/http.rs"]
+mod http;
+
+mod service {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+    use vrf_runtime::serve::{ServeOptions, Server, SqliteStore, UserStore};
+
+    use super::*;
+
+    fn call(addr: SocketAddr, method: &str, path: &str, body: &Value) -> http::Response {
+        http::request(addr, method, path, Some(&body.to_string()), &[]).unwrap()
+    }
+
+    fn floats(v: &Value) -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}: {a:?} vs {b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_service_takes_vectors_and_matches_the_library() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = write_features_model_dir(&tmp.path().join("m"), DIMS, true, 1, 21).unwrap();
+        let model = Arc::new(load(&tmp.path().join("m")));
+        let store =
+            Arc::new(SqliteStore::for_model(tmp.path().join("u.sqlite"), &manifest).unwrap());
+        let mut opts = ServeOptions::default();
+        opts.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = Server::start(Arc::clone(&model), store as Arc<dyn UserStore>, opts).unwrap();
+        let addr = server.local_addr();
+
+        let h = http::request(addr, "GET", "/health", None, &[])
+            .unwrap()
+            .json();
+        assert_eq!(h["input"], json!({"kind": "features", "dim": 6}));
+
+        let mut rng = Rng::new(8);
+        let v = vecs(&mut rng, 6);
+        let refs = vec![
+            VectorReference::new(v[0].clone(), v[1].clone()),
+            VectorReference::new(v[2].clone(), v[3].clone()),
+        ];
+        // observe → the library's incremental state.
+        let r = call(
+            addr,
+            "POST",
+            "/v1/users/alice/observe",
+            &json!({ "references": refs }),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut state = model.new_state();
+        model.observe_vectors(&mut state, &refs).unwrap();
+        let want = model.posterior_of(&state).unwrap();
+        close(
+            &floats(&r.json()["mean"]),
+            want.mean.as_slice().unwrap(),
+            "observe mean",
+        );
+        close(
+            &floats(&r.json()["weights"]),
+            want.weights.as_slice().unwrap(),
+            "weights",
+        );
+
+        // score by stored user, and by inline references.
+        let cands = vecs(&mut rng, 4);
+        let r = call(
+            addr,
+            "POST",
+            "/v1/score",
+            &json!({"user": "alice", "features": cands}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let s = model.score_vectors(&want, &cands).unwrap();
+        close(
+            &floats(&r.json()["scores"]),
+            s.scores.as_slice().unwrap(),
+            "score",
+        );
+        assert_eq!(r.json()["best"], s.best());
+        let r = call(
+            addr,
+            "POST",
+            "/v1/rank",
+            &json!({"references": refs, "features": cands}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let one_pass = model.posterior_vectors(&refs).unwrap();
+        let s = model.score_vectors(&one_pass, &cands).unwrap();
+        let ranked: Vec<usize> = r.json()["ranking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["index"].as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(ranked, s.ranking());
+
+        // next-question → the library's question values.
+        let qs = vec![
+            VectorQuestion::new(v[4].clone(), v[5].clone()),
+            VectorQuestion::new(v[0].clone(), v[5].clone()),
+        ];
+        let r = call(
+            addr,
+            "POST",
+            "/v1/users/alice/next-question",
+            &json!({ "questions": qs }),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let values = model.question_values_vectors(&state, &qs).unwrap();
+        let got: Vec<f32> = r.json()["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["information_gain"].as_f64().unwrap() as f32)
+            .collect();
+        let lib: Vec<f32> = values.iter().map(|q| q.information_gain).collect();
+        close(&got, &lib, "information gain");
+
+        // Every bad input: 422 with a message naming the problem; nothing stored for bob.
+        let text_ref = json!({"prompt": "p", "chosen": "a", "rejected": "b"});
+        let long = vec![0.5f32; 7];
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "/v1/users/bob/observe",
+                json!({"references": [text_ref]}),
+                "`references[0].prompt`: this model takes feature vectors",
+            ),
+            (
+                "/v1/users/bob/observe",
+                json!({"references": [{"chosen": "a", "rejected": v[1]}]}),
+                "`references[0].chosen` is a text",
+            ),
+            (
+                "/v1/users/bob/observe",
+                json!({"references": [{"chosen": long, "rejected": v[1]}]}),
+                "`references[0].chosen` has 7 values",
+            ),
+            (
+                "/v1/users/bob/observe",
+                json!({"references": [{"chosen": v[1], "rejected": v[1]}]}),
+                "same vector",
+            ),
+            (
+                "/v1/users/bob/observe",
+                json!({"references": [{"chosen": [1e39, 0, 0, 0, 0, 0], "rejected": v[1]}]}),
+                "`references[0].chosen[0]`",
+            ),
+            (
+                "/v1/users/bob/observe",
+                json!({"references": [{"chosen": ["x"], "rejected": v[1]}]}),
+                "expected f64",
+            ),
+            (
+                "/v1/users/bob/observe",
+                json!({"references": [{"chosen": v[0], "rejected": v[1], "extra": 1}]}),
+                "unknown field",
+            ),
+            (
+                "/v1/users/bob/observe",
+                json!({"references": []}),
+                "`references` is empty",
+            ),
+            (
+                "/v1/score",
+                json!({"user": "alice", "prompt": "p", "responses": ["a"]}),
+                "this model takes feature vectors of dimension 6, not texts",
+            ),
+            (
+                "/v1/score",
+                json!({"user": "alice", "features": cands, "prompt": "p"}),
+                "not texts",
+            ),
+            (
+                "/v1/score",
+                json!({"user": "alice"}),
+                "`features` is missing",
+            ),
+            (
+                "/v1/score",
+                json!({"user": "alice", "features": [long]}),
+                "`features[0]` has 7 values",
+            ),
+            (
+                "/v1/score",
+                json!({"user": "alice", "features": []}),
+                "`features` is empty",
+            ),
+            (
+                "/v1/users/bob/next-question",
+                json!({"questions": [{"prompt": "p", "a": "x", "b": "y"}]}),
+                "`questions[0].prompt`",
+            ),
+            (
+                "/v1/users/bob/next-question",
+                json!({"questions": [{"a": v[0], "b": long}]}),
+                "`questions[0].b` has 7 values",
+            ),
+        ];
+        for (path, body, want) in cases {
+            let r = call(addr, "POST", path, &body);
+            assert_eq!(r.status, 422, "{path} {body}: {}", r.body);
+            assert_eq!(r.json()["type"], "validation", "{}", r.body);
+            let msg = r.json()["error"].as_str().unwrap().to_string();
+            assert!(msg.contains(want), "{path} {body}: {msg}");
+        }
+        let r = http::request(addr, "GET", "/v1/users/bob", None, &[]).unwrap();
+        assert_eq!(r.status, 404, "{}", r.body);
+        server.shutdown().unwrap();
+    }
+}
