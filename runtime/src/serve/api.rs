@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::session::{Question, Reference};
+use crate::session::{Question, Reference, VectorQuestion, VectorReference};
+use vrf_format::manifest::InputSpec;
 use vrf_format::math::{QuestionValue, UserPosterior};
 
 /// Request bounds: beyond them a request is refused (413 for the body, 422 for the rest).
@@ -117,41 +118,226 @@ pub fn check_objects(body: &Value, objects: &[&str]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A reference triplet as the API takes it: exactly these fields (unknown ones are refused,
-/// unlike the library's [`Reference`], which other readers share).
+/// One response as the API takes it: a text (a model with a backbone) or a feature vector (a
+/// model fitted on external features, `input.kind = "features"`). Which one a model takes is
+/// checked after parsing ([`references`], [`questions`]), so the error can say so.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WireInput {
+    /// A response text.
+    Text(String),
+    /// A feature vector, as JSON numbers.
+    Vector(Vec<f64>),
+}
+
+impl<'de> Deserialize<'de> for WireInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = WireInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string (a response text) or an array of numbers (a feature vector)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireInput, E> {
+                Ok(WireInput::Text(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<WireInput, E> {
+                Ok(WireInput::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<WireInput, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(x) = seq.next_element::<f64>()? {
+                    v.push(x);
+                }
+                Ok(WireInput::Vector(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A reference preference as the API takes it: exactly these fields (unknown ones are refused,
+/// unlike the library's [`Reference`], which other readers share). A text model needs
+/// `prompt` and texts; a features model vectors and no `prompt`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireReference {
-    /// The prompt.
-    pub prompt: String,
+    /// The prompt (text models only).
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// The preferred response.
-    pub chosen: String,
+    pub chosen: WireInput,
     /// The other response.
-    pub rejected: String,
-}
-
-impl From<WireReference> for Reference {
-    fn from(r: WireReference) -> Self {
-        Reference::new(r.prompt, r.chosen, r.rejected)
-    }
+    pub rejected: WireInput,
 }
 
 /// A candidate question as the API takes it: exactly these fields.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireQuestion {
-    /// The prompt.
-    pub prompt: String,
+    /// The prompt (text models only).
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// The first response.
-    pub a: String,
+    pub a: WireInput,
     /// The second response.
-    pub b: String,
+    pub b: WireInput,
 }
 
-impl From<WireQuestion> for Question {
-    fn from(q: WireQuestion) -> Self {
-        Question::new(q.prompt, q.a, q.b)
+/// Items of a request in the kind of input the served model takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inputs<T, V> {
+    /// A model with a backbone: texts.
+    Text(Vec<T>),
+    /// A model fitted on external features: vectors.
+    Vectors(Vec<V>),
+}
+
+/// The prompt and two responses of item `i` of `field` (keys `keys`), as texts for a text
+/// model or vectors (no prompt) for a features model; 422 naming the item otherwise.
+fn item(
+    input: InputSpec,
+    at: &str,
+    prompt: Option<String>,
+    [(k1, v1), (k2, v2)]: [(&str, WireInput); 2],
+) -> Result<Inputs<[String; 3], [Vec<f32>; 2]>, ApiError> {
+    match input.features_dim() {
+        None => {
+            let prompt = prompt.ok_or_else(|| {
+                ApiError::validation(format!("`{at}.prompt` is missing (this model takes texts)"))
+            })?;
+            let text = |k: &str, v: WireInput| match v {
+                WireInput::Text(t) => Ok(t),
+                WireInput::Vector(_) => Err(ApiError::validation(format!(
+                    "`{at}.{k}` is a feature vector; this model takes texts"
+                ))),
+            };
+            Ok(Inputs::Text(vec![[prompt, text(k1, v1)?, text(k2, v2)?]]))
+        }
+        Some(dim) => {
+            if prompt.is_some() {
+                return Err(ApiError::validation(format!(
+                    "`{at}.prompt`: this model takes feature vectors of dimension {dim}, not texts; leave `prompt` out"
+                )));
+            }
+            let a = vector(&format!("{at}.{k1}"), dim, v1)?;
+            let b = vector(&format!("{at}.{k2}"), dim, v2)?;
+            if a == b {
+                return Err(ApiError::validation(format!(
+                    "{at}: {k1} and {k2} are the same vector (no preference)"
+                )));
+            }
+            Ok(Inputs::Vectors(vec![[a, b]]))
+        }
     }
+}
+
+/// A feature vector of a features model from the wire: `dim` finite numbers within f32's
+/// range; 422 naming `at` otherwise (also for a text where a vector belongs).
+pub fn vector(at: &str, dim: usize, v: WireInput) -> Result<Vec<f32>, ApiError> {
+    let v = match v {
+        WireInput::Vector(v) => v,
+        WireInput::Text(_) => {
+            return Err(ApiError::validation(format!(
+                "`{at}` is a text; this model takes feature vectors of dimension {dim}"
+            )))
+        }
+    };
+    if v.len() != dim {
+        return Err(ApiError::validation(format!(
+            "`{at}` has {} values; this model's feature vectors have dimension {dim}",
+            v.len()
+        )));
+    }
+    v.iter()
+        .enumerate()
+        .map(|(j, &x)| {
+            let y = x as f32;
+            if y.is_finite() {
+                Ok(y)
+            } else {
+                Err(ApiError::validation(format!(
+                    "`{at}[{j}]` = {x} is beyond the f32 range of feature values"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Merges per-item results into one list of the model's kind.
+fn collect<T, V>(
+    items: impl Iterator<Item = Result<Inputs<T, V>, ApiError>>,
+    input: InputSpec,
+) -> Result<Inputs<T, V>, ApiError> {
+    let (mut texts, mut vectors) = (Vec::new(), Vec::new());
+    for item in items {
+        match item? {
+            Inputs::Text(t) => texts.extend(t),
+            Inputs::Vectors(v) => vectors.extend(v),
+        }
+    }
+    Ok(if input.is_text() {
+        Inputs::Text(texts)
+    } else {
+        Inputs::Vectors(vectors)
+    })
+}
+
+/// Wire references in the served model's kind of input (`input`); 422 naming the first item
+/// of the other kind.
+pub fn references(
+    input: InputSpec,
+    refs: Vec<WireReference>,
+) -> Result<Inputs<Reference, VectorReference>, ApiError> {
+    let items = refs.into_iter().enumerate().map(|(i, r)| {
+        item(
+            input,
+            &format!("references[{i}]"),
+            r.prompt,
+            [("chosen", r.chosen), ("rejected", r.rejected)],
+        )
+    });
+    Ok(match collect(items, input)? {
+        Inputs::Text(t) => Inputs::Text(
+            t.into_iter()
+                .map(|[p, c, r]| Reference::new(p, c, r))
+                .collect(),
+        ),
+        Inputs::Vectors(v) => Inputs::Vectors(
+            v.into_iter()
+                .map(|[c, r]| VectorReference::new(c, r))
+                .collect(),
+        ),
+    })
+}
+
+/// Wire questions in the served model's kind of input, as [`references`].
+pub fn questions(
+    input: InputSpec,
+    questions: Vec<WireQuestion>,
+) -> Result<Inputs<Question, VectorQuestion>, ApiError> {
+    let items = questions.into_iter().enumerate().map(|(i, q)| {
+        item(
+            input,
+            &format!("questions[{i}]"),
+            q.prompt,
+            [("a", q.a), ("b", q.b)],
+        )
+    });
+    Ok(match collect(items, input)? {
+        Inputs::Text(t) => Inputs::Text(
+            t.into_iter()
+                .map(|[p, a, b]| Question::new(p, a, b))
+                .collect(),
+        ),
+        Inputs::Vectors(v) => Inputs::Vectors(
+            v.into_iter()
+                .map(|[a, b]| VectorQuestion::new(a, b))
+                .collect(),
+        ),
+    })
 }
 
 /// `POST /v1/users/{id}/observe`.
@@ -176,15 +362,21 @@ pub struct InlinePosterior {
     pub var: Vec<f64>,
 }
 
-/// `POST /v1/score` and `POST /v1/rank`: a prompt, its candidates, and exactly one of `user`,
+/// `POST /v1/score` and `POST /v1/rank`: a prompt and its candidate responses (a text model)
+/// or the candidates' feature vectors (a features model), and exactly one of `user`,
 /// `posterior`, `references`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreRequest {
-    /// The prompt.
-    pub prompt: String,
-    /// Candidate responses.
-    pub responses: Vec<String>,
+    /// The prompt (text models).
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Candidate responses (text models).
+    #[serde(default)]
+    pub responses: Option<Vec<String>>,
+    /// Candidates' feature vectors (features models).
+    #[serde(default)]
+    pub features: Option<Vec<WireInput>>,
     /// A stored user's id, or a seen (training) user's.
     #[serde(default)]
     pub user: Option<String>,
@@ -336,6 +528,8 @@ pub struct Health {
     pub k: usize,
     /// Latent dimension.
     pub d: usize,
+    /// What the model takes: `{"kind": "text"}` or `{"kind": "features", "dim": H}`.
+    pub input: InputSpec,
     /// Requests waiting for the backbone.
     pub queue_depth: usize,
 }
@@ -428,6 +622,59 @@ impl Limits {
             ["prompt", "chosen", "rejected"],
             &items,
         )
+    }
+
+    /// Checks reference pairs of vectors: their number, and that each pair differs (checked
+    /// already by [`references`]).
+    pub fn check_vector_references(&self, refs: &[VectorReference]) -> Result<(), ApiError> {
+        Self::check_count("references", refs.len(), self.max_references)
+    }
+
+    /// Checks candidate questions of vectors: their number.
+    pub fn check_vector_questions(&self, questions: &[VectorQuestion]) -> Result<(), ApiError> {
+        Self::check_count("questions", questions.len(), self.max_questions)
+    }
+
+    /// A features model's candidates from a score request: present, instead of `prompt` and
+    /// `responses`, within the candidate limit, each a vector of the model's dimension.
+    pub fn vector_candidates(
+        &self,
+        dim: usize,
+        req: &ScoreRequest,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        if req.prompt.is_some() || req.responses.is_some() {
+            return Err(ApiError::validation(format!(
+                "this model takes feature vectors of dimension {dim}, not texts: give `features` (one vector per candidate) instead of `prompt` and `responses`"
+            )));
+        }
+        let features = req.features.as_ref().ok_or_else(|| {
+            ApiError::validation("`features` is missing (one feature vector per candidate)")
+        })?;
+        Self::check_count("features", features.len(), self.max_candidates)?;
+        features
+            .iter()
+            .enumerate()
+            .map(|(i, v)| vector(&format!("features[{i}]"), dim, v.clone()))
+            .collect()
+    }
+
+    /// A text model's prompt and candidates from a score request: present, without `features`.
+    pub fn text_candidates<'a>(
+        &self,
+        req: &'a ScoreRequest,
+    ) -> Result<(&'a str, &'a [String]), ApiError> {
+        if req.features.is_some() {
+            return Err(ApiError::validation(
+                "this model takes texts, not feature vectors: give `prompt` and `responses` instead of `features`",
+            ));
+        }
+        let (Some(prompt), Some(responses)) = (&req.prompt, &req.responses) else {
+            return Err(ApiError::validation(
+                "`prompt` and `responses` are required (this model takes texts)",
+            ));
+        };
+        self.check_candidates(prompt, responses)?;
+        Ok((prompt, responses))
     }
 
     /// Checks a prompt and its candidates.

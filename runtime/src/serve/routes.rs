@@ -16,9 +16,9 @@ use axum::{Json, Router};
 use ndarray::{s, Array1, Array2};
 
 use super::api::{
-    check_id, Health, InlinePosterior, Limits, NextQuestionRequest, NextQuestionResponse,
-    ObserveRequest, RankResponse, Ranked, ScoreRequest, ScoreResponse, UserView, MAX_LATENT_ABS,
-    MAX_LATENT_VAR, MIN_LATENT_VAR,
+    check_id, questions, references, Health, InlinePosterior, Inputs, Limits, NextQuestionRequest,
+    NextQuestionResponse, ObserveRequest, RankResponse, Ranked, ScoreRequest, ScoreResponse,
+    UserView, MAX_LATENT_ABS, MAX_LATENT_VAR, MIN_LATENT_VAR,
 };
 use super::auth::Token;
 use super::batcher::{BatchError, Batcher};
@@ -183,6 +183,7 @@ async fn health(State(st): State<Shared>) -> Json<Health> {
         model_digest: st.digest.clone(),
         k: st.model.manifest().k,
         d: st.model.manifest().d,
+        input: st.model.input(),
         queue_depth: st.batcher.depth(),
     })
 }
@@ -225,12 +226,18 @@ async fn observe(
     ApiJson(req): ApiJson<ObserveRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     check_id(&id)?;
-    let references: Vec<Reference> = req.references.into_iter().map(Into::into).collect();
-    st.limits.check_references(&references)?;
-    let texts: Vec<(&str, &str)> = references.iter().flat_map(Reference::texts).collect();
-    let pf = st
-        .model
-        .pair_features_of(&features(&st, &texts, deadline).await?)?;
+    let pf = match references(st.model.input(), req.references)? {
+        Inputs::Text(refs) => {
+            st.limits.check_references(&refs)?;
+            let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
+            st.model
+                .pair_features_of(&features(&st, &texts, deadline).await?)?
+        }
+        Inputs::Vectors(refs) => {
+            st.limits.check_vector_references(&refs)?;
+            st.model.pair_features_vectors(&refs)?
+        }
+    };
     let key = id.clone();
     let stored = store_op(&st, "update", move |s| {
         let um = s.model.user_model();
@@ -320,22 +327,28 @@ async fn scores(
             "give exactly one of `user`, `posterior` and `references`",
         ));
     }
-    st.limits.check_candidates(&req.prompt, &req.responses)?;
-    let refs: Option<Vec<Reference>> = req
-        .references
-        .as_ref()
-        .map(|r| r.iter().cloned().map(Into::into).collect());
+    if let Some(dim) = st.model.input().features_dim() {
+        return vector_scores(st, req, dim).await;
+    }
+    let (prompt, responses) = st.limits.text_candidates(req)?;
+    let refs: Option<Vec<Reference>> = match &req.references {
+        Some(r) => match references(st.model.input(), r.clone())? {
+            Inputs::Text(t) => Some(t),
+            Inputs::Vectors(_) => {
+                return Err(ApiError::internal(
+                    "a text model's references parsed as vectors",
+                ))
+            }
+        },
+        None => None,
+    };
     let mut texts: Vec<(&str, &str)> = Vec::new();
     if let Some(refs) = &refs {
         st.limits.check_references(refs)?;
         texts.extend(refs.iter().flat_map(Reference::texts));
     }
     let n_ref = texts.len();
-    texts.extend(
-        req.responses
-            .iter()
-            .map(|r| (req.prompt.as_str(), r.as_str())),
-    );
+    texts.extend(responses.iter().map(|r| (prompt, r.as_str())));
     if req.cold_start && req.user.is_none() {
         return Err(ApiError::validation(
             "`cold_start` applies to a `user` id only",
@@ -366,6 +379,42 @@ async fn scores(
         user,
         cold,
     ))
+}
+
+/// [`scores`] for a model fitted on external features: no backbone, no batcher.
+async fn vector_scores(
+    st: &Shared,
+    req: &ScoreRequest,
+    dim: usize,
+) -> Result<(Scores, UserPosterior, bool), ApiError> {
+    let candidates = st.limits.vector_candidates(dim, req)?;
+    if req.cold_start && req.user.is_none() {
+        return Err(ApiError::validation(
+            "`cold_start` applies to a `user` id only",
+        ));
+    }
+    let (user, cold) = match (&req.user, &req.posterior, &req.references) {
+        (Some(id), _, _) => resolve_user(st, id, req.cold_start).await?,
+        (_, Some(p), _) => (inline_posterior(st, p)?, false),
+        (_, _, Some(r)) => match references(st.model.input(), r.clone())? {
+            Inputs::Vectors(refs) => {
+                st.limits.check_vector_references(&refs)?;
+                let pf = st.model.pair_features_vectors(&refs)?;
+                (st.model.user_model().posterior(pf.features.view())?, false)
+            }
+            Inputs::Text(_) => {
+                return Err(ApiError::internal(
+                    "a features model's references parsed as texts",
+                ))
+            }
+        },
+        _ => {
+            return Err(ApiError::validation(
+                "give exactly one of `user`, `posterior` and `references`",
+            ))
+        }
+    };
+    Ok((st.model.score_vectors(&user, &candidates)?, user, cold))
 }
 
 async fn score(
@@ -412,17 +461,24 @@ async fn next_question(
     ApiJson(req): ApiJson<NextQuestionRequest>,
 ) -> Result<Json<NextQuestionResponse>, ApiError> {
     check_id(&id)?;
-    let questions: Vec<Question> = req.questions.into_iter().map(Into::into).collect();
-    st.limits.check_questions(&questions)?;
+    let asked = questions(st.model.input(), req.questions)?;
+    match &asked {
+        Inputs::Text(q) => st.limits.check_questions(q)?,
+        Inputs::Vectors(q) => st.limits.check_vector_questions(q)?,
+    }
     let key = id.clone();
     // A user not stored yet starts from the population (no evidence).
     let state = store_op(&st, "get", move |s| s.store.get(&key))
         .await?
         .map_or_else(|| st.model.new_state(), |u| u.state);
-    let texts: Vec<(&str, &str)> = questions.iter().flat_map(Question::texts).collect();
-    let values = st
-        .model
-        .question_values_of(&state, &features(&st, &texts, deadline).await?)?;
+    let values = match &asked {
+        Inputs::Text(questions) => {
+            let texts: Vec<(&str, &str)> = questions.iter().flat_map(Question::texts).collect();
+            st.model
+                .question_values_of(&state, &features(&st, &texts, deadline).await?)?
+        }
+        Inputs::Vectors(questions) => st.model.question_values_vectors(&state, questions)?,
+    };
     Ok(Json(NextQuestionResponse {
         best: best_question(&values).unwrap_or(0),
         values: values.into_iter().map(Into::into).collect(),
