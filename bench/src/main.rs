@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use vrf_bench::compare::{CompareOutcome, ComparePlan};
 use vrf_bench::experiment::{self, run_rows, Plan, Row, Variant};
+use vrf_bench::reference::feature_table::{ensure_table, Source};
 use vrf_bench::Baselines;
 use vrf_data::synth::{generate, PairMode, SynthConfig};
 use vrf_trainer::cli::{Overrides, Setup};
@@ -276,6 +277,11 @@ struct BenchArgs {
     /// Synthetic data: eval prompts.
     #[arg(long, default_value_t = SynthConfig::default().eval_prompts)]
     eval_prompts: usize,
+    /// Fit on the benchmark's own features instead of a backbone: `true` (the generator's
+    /// scorers), `noisy:SNR` (plus Gaussian noise) or `bow[:MAX_DIMS]`; the table is written
+    /// next to each data set once (docs/features.md).
+    #[arg(long, conflicts_with = "features")]
+    feature_source: Option<Source>,
 }
 
 impl BenchArgs {
@@ -444,7 +450,21 @@ fn write_synth(cfg: &SynthConfig, out: &Path) -> anyhow::Result<()> {
 }
 
 fn base_config(a: &FitArgs) -> anyhow::Result<RunConfig> {
-    Ok(a.setup.run_config(&a.hp, Some(a.method))?)
+    match a.bench.feature_source {
+        Some(source) => {
+            let table = ensure_table(&data_path(a)?, source)?;
+            Ok(a.setup
+                .run_config_on(&a.hp, Some(a.method), Some(path_string(&table)?))?)
+        }
+        None => Ok(a.setup.run_config(&a.hp, Some(a.method))?),
+    }
+}
+
+/// A table's path as the run configuration stores it (UTF-8).
+fn path_string(p: &Path) -> anyhow::Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{}: not a UTF-8 path", p.display()))
 }
 
 /// Where fit writes: OUT, or OUT/random-pairs for the random-pair benchmark, so its data and
@@ -555,7 +575,11 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
 }
 
 fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    let cfg = a.setup.run_config(&a.hp, None)?;
+    let cfg = match a.bench.feature_source {
+        // Each α's own table replaces the path (compare::run).
+        Some(_) => a.setup.run_config_on(&a.hp, None, Some(String::new()))?,
+        None => a.setup.run_config(&a.hp, None)?,
+    };
     vrf_trainer::threads::set(cfg.train.threads);
     let dev = a.setup.device()?;
     let plan = ComparePlan {
@@ -568,6 +592,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         synth: a
             .bench
             .synth(SynthConfig::default().alpha, SynthConfig::default().pairs),
+        feature_source: a.bench.feature_source,
         resume: a.resume,
         shard: a.shard,
         verbose: !a.quiet,

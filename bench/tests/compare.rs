@@ -46,6 +46,7 @@ fn base() -> RunConfig {
 
 fn plan(out: &Path) -> ComparePlan {
     ComparePlan {
+        feature_source: None,
         out: out.to_path_buf(),
         methods: METHODS.to_vec(),
         alphas: vec![0.1, 10.0],

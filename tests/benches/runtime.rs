@@ -110,7 +110,10 @@ fn main() -> anyhow::Result<()> {
                 .as_ref()
                 .expect("a text run")
                 .encode(p, r)
-                .map(|v| v.len().min(trained.encoder.as_ref().expect("a text run").max_len))
+                .map(|v| {
+                    v.len()
+                        .min(trained.encoder.as_ref().expect("a text run").max_len)
+                })
                 .unwrap_or(0)
         })
         .sum::<usize>() as f64
@@ -146,7 +149,12 @@ fn main() -> anyhow::Result<()> {
             std::hint::black_box(rt2.features(c).unwrap());
         });
         let cand = per_pair(&mut |c| {
-            let b = trained.encoder.as_ref().expect("a text run").encode_batch(c).unwrap();
+            let b = trained
+                .encoder
+                .as_ref()
+                .expect("a text run")
+                .encode_batch(c)
+                .unwrap();
             let ids = Tensor::from_vec(b.ids, (b.batch, b.seq_len), &Device::Cpu).unwrap();
             let e = trained.model.embed(&ids, &b.lengths).unwrap();
             std::hint::black_box(trained.model.phi(&e).unwrap());

@@ -88,7 +88,12 @@ fn to_array(t: &Tensor) -> Array2<f32> {
 
 /// The trainer's hidden states and basis rewards of `texts`, one candle batch.
 fn candle_features(t: &Trained, texts: &[(&str, &str)]) -> (Array2<f32>, Array2<f32>, Vec<usize>) {
-    let b = t.encoder.as_ref().expect("a text run").encode_batch(texts).unwrap();
+    let b = t
+        .encoder
+        .as_ref()
+        .expect("a text run")
+        .encode_batch(texts)
+        .unwrap();
     let ids = Tensor::from_vec(b.ids.clone(), (b.batch, b.seq_len), &Device::Cpu).unwrap();
     let e = t.model.embed(&ids, &b.lengths).unwrap();
     let phi = t.model.phi(&e).unwrap();
@@ -171,7 +176,12 @@ fn candle_onnx_and_onnx_runtime_agree_on_the_graph() {
         .iter()
         .map(|(p, r)| (p.as_str(), r.as_str()))
         .collect();
-    let b = t.encoder.as_ref().expect("a text run").encode_batch(&texts).unwrap();
+    let b = t
+        .encoder
+        .as_ref()
+        .expect("a text run")
+        .encode_batch(&texts)
+        .unwrap();
     let ids: Vec<i64> = b.ids.iter().map(|&i| i64::from(i)).collect();
     let mask: Vec<i64> = b.mask.iter().map(|&m| i64::from(m)).collect();
     let inputs = std::collections::HashMap::from([
@@ -212,7 +222,12 @@ fn unseen_user_posteriors_and_scores_match_the_trainer() {
         assert!(!refs.is_empty());
         // Trainer: candle embeddings → ref_features → PoG → W₂ softmax.
         let texts: Vec<(&str, &str)> = refs.iter().flat_map(Reference::texts).collect();
-        let b = t.encoder.as_ref().expect("a text run").encode_batch(&texts).unwrap();
+        let b = t
+            .encoder
+            .as_ref()
+            .expect("a text run")
+            .encode_batch(&texts)
+            .unwrap();
         let ids = Tensor::from_vec(b.ids.clone(), (b.batch, b.seq_len), &Device::Cpu).unwrap();
         let e = t.model.embed(&ids, &b.lengths).unwrap();
         let m = refs.len();
@@ -566,7 +581,12 @@ fn int8_export_runs_in_the_runtime_close_to_f32() {
     let proto = ModelProto::decode(&*std::fs::read(out.join(BACKBONE_FILE)).unwrap()).unwrap();
     let g = proto.graph.unwrap();
     let ops = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
-    let layers = trained().model.backbone_cfg.as_ref().expect("a backbone run").num_hidden_layers;
+    let layers = trained()
+        .model
+        .backbone_cfg
+        .as_ref()
+        .expect("a backbone run")
+        .num_hidden_layers;
     // q, k, v, o, gate, up, down per layer; q/k/v and gate/up share their activation's quantizer.
     assert_eq!(ops("MatMulInteger"), 7 * layers);
     assert_eq!(ops("DynamicQuantizeLinear"), 4 * layers);

@@ -213,10 +213,42 @@ impl Setup {
     /// The run configuration of `--config` (or the defaults) with the flag overrides `hp`,
     /// `method` when given and `--backbone` applied, validated.
     pub fn run_config(&self, hp: &Overrides, method: Option<Method>) -> Result<RunConfig> {
-        let mut cfg: RunConfig = match &self.config {
-            Some(p) => read_json(p)?,
-            None => RunConfig::default(),
+        let table = match &self.features {
+            // Absolute, so that `--resume` and `eval` find it from any working directory.
+            Some(f) => {
+                let abs = std::fs::canonicalize(f).map_err(|e| TrainError::io(f, e))?;
+                let path = abs.to_str().ok_or_else(|| {
+                    TrainError::Config(format!("--features {}: not a UTF-8 path", f.display()))
+                })?;
+                Some(path.to_string())
+            }
+            None => None,
         };
+        self.run_config_on(hp, method, table)
+    }
+
+    /// [`Setup::run_config`] on the feature table at `features` (the harness's own tables);
+    /// without `--config`, a table brings [`RunConfig::on_features`]'s defaults, which flags
+    /// override.
+    pub fn run_config_on(
+        &self,
+        hp: &Overrides,
+        method: Option<Method>,
+        features: Option<String>,
+    ) -> Result<RunConfig> {
+        let mut cfg: RunConfig = match (&self.config, &features) {
+            (Some(p), _) => read_json(p)?,
+            (None, Some(path)) => RunConfig::on_features(path.clone()),
+            (None, None) => RunConfig::default(),
+        };
+        if let Some(path) = features {
+            if self.backbone != "tiny" {
+                return Err(TrainError::Config(
+                    "--backbone and a feature table exclude each other: a run on features has no backbone".into(),
+                ));
+            }
+            cfg.backbone = BackboneSource::Features { path };
+        }
         hp.apply(&mut cfg);
         if let Some(m) = method {
             cfg.method = m;
@@ -224,16 +256,6 @@ impl Setup {
         if self.backbone != "tiny" {
             cfg.backbone = BackboneSource::Hf {
                 path: self.backbone.clone(),
-            };
-        }
-        if let Some(f) = &self.features {
-            // Absolute, so that `--resume` and `eval` find it from any working directory.
-            let abs = std::fs::canonicalize(f).map_err(|e| TrainError::io(f, e))?;
-            let path = abs.to_str().ok_or_else(|| {
-                TrainError::Config(format!("--features {}: not a UTF-8 path", f.display()))
-            })?;
-            cfg.backbone = BackboneSource::Features {
-                path: path.to_string(),
             };
         }
         cfg.validate()?;

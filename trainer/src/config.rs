@@ -487,6 +487,20 @@ fn positive(x: f64) -> bool {
 }
 
 impl RunConfig {
+    /// The defaults for a fit on the external feature table `path` (docs/features.md): an epoch
+    /// costs milliseconds there, and the backbone's 8 epochs at 1e-3 leave the heads underfit
+    /// (BT on the benchmark's true features: 87.9 % unseen, below the global true ranker's
+    /// 90.6 %; 90.4 % with these).
+    pub fn on_features(path: impl Into<String>) -> Self {
+        let mut c = Self {
+            backbone: BackboneSource::Features { path: path.into() },
+            ..Self::default()
+        };
+        c.train.epochs = 100;
+        c.train.lr = 3e-3;
+        c
+    }
+
     /// docs/METHOD.md §2–3 taken literally: end-to-end fit, no remedies (it collapses, docs/METHOD.md §3b).
     pub fn spec_literal() -> Self {
         let mut c = Self::default();

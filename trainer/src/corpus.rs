@@ -18,8 +18,8 @@ use vrf_data::{DataError, Dataset, FeatureTable, TextIndex};
 /// How a run turns `(prompt, response)` texts into model inputs.
 #[derive(Clone)]
 pub enum TextSource {
-    /// A tokenizer and template, for a backbone.
-    Tokens(TextEncoder),
+    /// A tokenizer and template, for a backbone (boxed: it is large, the other variant small).
+    Tokens(Box<TextEncoder>),
     /// An external feature table; the template renders the texts of tables keyed by text.
     Features {
         /// The table.
@@ -206,7 +206,11 @@ impl Corpus {
 
 /// The host tensor `[n, dim]` of a row-major feature matrix.
 fn features(m: Vec<f32>, n: usize, dim: usize) -> std::result::Result<Inputs, TrainError> {
-    Ok(Inputs::Features(Tensor::from_vec(m, (n, dim), &Device::Cpu)?))
+    Ok(Inputs::Features(Tensor::from_vec(
+        m,
+        (n, dim),
+        &Device::Cpu,
+    )?))
 }
 
 /// Rows `texts` of the host feature matrix `f`, on `dev`.

@@ -147,7 +147,7 @@ pub fn prepare(dir: &Path, cfg: &RunConfig, data: &Path, dev: &Device) -> Result
         )));
     }
     write_json(&dir.join("backbone_config.json"), &backbone_cfg)?;
-    let source = TextSource::Tokens(encoder);
+    let source = TextSource::Tokens(Box::new(encoder));
     let corpus = Corpus::build(&ds, &source)?;
     let input = ModelInput::Backbone(backbone_cfg);
     let model = RewardModel::new(cfg, input, vars, free_logit_count(cfg, &ds), dev)?;

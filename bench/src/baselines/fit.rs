@@ -310,9 +310,8 @@ fn train(
         ProgressBar::hidden()
     };
     let started = Instant::now();
-    let embed_texts = |texts: &[usize]| -> Result<Tensor> {
-        Ok(corpus.states_train(model, texts)?)
-    };
+    let embed_texts =
+        |texts: &[usize]| -> Result<Tensor> { Ok(corpus.states_train(model, texts)?) };
     let embed_prompts = |ids: &[usize]| -> Result<Tensor> {
         let pr = prompts.ok_or_else(|| TrainError::Other("no prompt corpus".into()))?;
         Ok(pr.corpus.states_train(model, ids)?)

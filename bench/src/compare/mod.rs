@@ -44,7 +44,7 @@ use uncertainty::UncertaintyRow;
 use vrf_data::synth::{generate, SynthConfig, SynthMeta, Synthetic};
 use vrf_data::Dataset;
 use vrf_trainer::checkpoint::{write_atomic, write_json};
-use vrf_trainer::config::{Method, RunConfig};
+use vrf_trainer::config::{BackboneSource, Method, RunConfig};
 use vrf_trainer::error::{Result, TrainError};
 use vrf_trainer::eval::EvalReport;
 use vrf_trainer::train::FitOutcome;
@@ -99,6 +99,8 @@ pub struct ComparePlan {
     pub base: RunConfig,
     /// The benchmark's settings (its α is replaced by each of `alphas`).
     pub synth: SynthConfig,
+    /// Fit on each benchmark's own feature table of this source instead of a backbone.
+    pub feature_source: Option<crate::reference::feature_table::Source>,
     /// Reuse finished runs and continue interrupted ones.
     pub resume: bool,
     /// `(i, n)`: fit only share i of n of each α's (method, seed) jobs, then stop (a final call
@@ -262,18 +264,28 @@ pub fn run(plan: &ComparePlan, dev: &Device) -> Result<CompareOutcome> {
             methods.push(*m);
         }
     }
-    let variants: Vec<Variant> = methods
-        .iter()
-        .map(|m| {
-            let mut c = plan.base.clone();
-            c.method = *m;
-            Variant::new(m.name(), c)
-        })
-        .collect();
     let mut fitted = Vec::new();
     for &alpha in &plan.alphas {
         let dir = alpha_dir(&plan.out, alpha);
         let data = ensure_data(&dir, &plan.synth, alpha)?;
+        let mut base = plan.base.clone();
+        if let Some(source) = plan.feature_source {
+            let table = crate::reference::feature_table::ensure_table(&data, source)?;
+            let path = table.to_str().ok_or_else(|| {
+                TrainError::Other(format!("{}: not a UTF-8 path", table.display()))
+            })?;
+            base.backbone = BackboneSource::Features {
+                path: path.to_string(),
+            };
+        }
+        let variants: Vec<Variant> = methods
+            .iter()
+            .map(|m| {
+                let mut c = base.clone();
+                c.method = *m;
+                Variant::new(m.name(), c)
+            })
+            .collect();
         let p = Plan {
             out: dir,
             data,
@@ -283,7 +295,7 @@ pub fn run(plan: &ComparePlan, dev: &Device) -> Result<CompareOutcome> {
             shard: plan.shard,
         };
         match run_rows(&p, &variants, dev)? {
-            FitOutcome::Finished(rows) => fitted.push((alpha, p, rows)),
+            FitOutcome::Finished(rows) => fitted.push((alpha, p, variants, rows)),
             FitOutcome::Stopped(stop) => return Ok(CompareOutcome::Stopped(stop.to_string())),
         }
     }
@@ -305,7 +317,7 @@ pub fn run(plan: &ComparePlan, dev: &Device) -> Result<CompareOutcome> {
         notes: vec![],
     };
     let mut fig = figures::FigureData::default();
-    for (alpha, p, rows) in &fitted {
+    for (alpha, p, variants, rows) in &fitted {
         let alpha = *alpha;
         if plan.verbose {
             eprintln!("== analysing α = {alpha}");

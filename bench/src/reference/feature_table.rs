@@ -141,6 +141,68 @@ fn bow(ds: &Dataset, max_dims: usize) -> Result<(usize, Vec<f64>)> {
     Ok((dim, values))
 }
 
+impl std::str::FromStr for Source {
+    type Err = String;
+
+    /// `true`, `noisy:SNR` (noise seed 0) or `bow[:MAX_DIMS]` (512 by default).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        let number = |a: &str| -> std::result::Result<f64, String> {
+            a.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| format!("{s:?}: {a:?} is not a positive number"))
+        };
+        match (name, arg) {
+            ("true", None) => Ok(Source::True),
+            ("noisy", Some(a)) => Ok(Source::Noisy {
+                snr: number(a)?,
+                seed: 0,
+            }),
+            ("bow", None) => Ok(Source::Bow { max_dims: 512 }),
+            ("bow", Some(a)) => match a.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Source::Bow { max_dims: n }),
+                _ => Err(format!("{s:?}: {a:?} is not a positive integer")),
+            },
+            _ => Err(format!(
+                "unknown feature source {s:?}: expected true, noisy:SNR or bow[:MAX_DIMS]"
+            )),
+        }
+    }
+}
+
+impl Source {
+    /// A file-name-safe name (`true`, `noisy-snr0.25`, `bow512`).
+    pub fn slug(&self) -> String {
+        match self {
+            Source::True => "true".into(),
+            Source::Noisy { snr, seed: 0 } => format!("noisy-snr{snr}"),
+            Source::Noisy { snr, seed } => format!("noisy-snr{snr}-seed{seed}"),
+            Source::Bow { max_dims } => format!("bow{max_dims}"),
+        }
+    }
+}
+
+/// The table of `source` for benchmark `data`, written once next to it
+/// (`DATA.features-SLUG.npy`, deterministic) and reused afterwards.
+pub fn ensure_table(data: &Path, source: Source) -> Result<std::path::PathBuf> {
+    let stem = data
+        .file_stem()
+        .map_or_else(|| "data".into(), |s| s.to_string_lossy().to_string());
+    let path = data.with_file_name(format!("{stem}.features-{}.npy", source.slug()));
+    if !path.exists() {
+        let ds = Dataset::load(data)?;
+        let meta = super::load_meta(data)?;
+        let table = feature_table(&ds, meta.as_ref(), source, &path)?;
+        table.write(&path)?;
+    }
+    // Absolute: runs store the path and are resumed from anywhere.
+    std::fs::canonicalize(&path).map_err(|e| TrainError::io(&path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +317,21 @@ mod tests {
             dense[j] = v as f32;
         }
         assert_eq!(all.row(3), &dense[..]);
+    }
+
+    #[test]
+    fn sources_parse_from_their_names_and_bad_ones_are_named() {
+        assert_eq!("true".parse::<Source>(), Ok(Source::True));
+        assert_eq!(
+            "noisy:0.5".parse::<Source>(),
+            Ok(Source::Noisy { snr: 0.5, seed: 0 })
+        );
+        assert_eq!("bow".parse::<Source>(), Ok(Source::Bow { max_dims: 512 }));
+        assert_eq!("bow:64".parse::<Source>(), Ok(Source::Bow { max_dims: 64 }));
+        for bad in ["noisy", "noisy:-1", "noisy:nan", "bow:0", "bow:x", "truth", "true:1"] {
+            let e = bad.parse::<Source>().unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert_eq!(Source::Noisy { snr: 0.25, seed: 0 }.slug(), "noisy-snr0.25");
     }
 }
