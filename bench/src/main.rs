@@ -331,6 +331,9 @@ struct CompareArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Synthetic data: best-worst or random pairs (use another --out for each).
+    #[arg(long, value_enum, default_value = "best-worst")]
+    pairs: PairMode,
     #[command(flatten)]
     bench: BenchArgs,
     #[command(flatten)]
@@ -589,9 +592,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         seeds: a.seeds.clone(),
         base: cfg,
         // α is set per benchmark by the plan.
-        synth: a
-            .bench
-            .synth(SynthConfig::default().alpha, SynthConfig::default().pairs),
+        synth: a.bench.synth(SynthConfig::default().alpha, a.pairs),
         feature_source: a.bench.feature_source,
         resume: a.resume,
         shard: a.shard,
