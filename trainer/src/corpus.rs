@@ -17,6 +17,8 @@ use vrf_data::{DataError, Dataset, FeatureTable, TextIndex};
 
 /// How a run turns `(prompt, response)` texts into model inputs.
 #[derive(Clone)]
+// One per run: the size of the tokenizer variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum TextSource {
     /// A tokenizer and template, for a backbone.
     Tokens(TextEncoder),
@@ -131,6 +133,14 @@ impl Corpus {
         self.index.texts.is_empty()
     }
 
+    /// Token count of unique text `text` after truncation (`None` for a feature corpus).
+    pub fn token_len(&self, text: usize) -> Option<usize> {
+        match &self.inputs {
+            Inputs::Tokens { tokens, .. } => tokens.get(text).map(Vec::len),
+            Inputs::Features(_) => None,
+        }
+    }
+
     /// Whether the texts are external feature vectors (no backbone).
     pub fn is_features(&self) -> bool {
         matches!(self.inputs, Inputs::Features(_))
@@ -206,7 +216,11 @@ impl Corpus {
 
 /// The host tensor `[n, dim]` of a row-major feature matrix.
 fn features(m: Vec<f32>, n: usize, dim: usize) -> std::result::Result<Inputs, TrainError> {
-    Ok(Inputs::Features(Tensor::from_vec(m, (n, dim), &Device::Cpu)?))
+    Ok(Inputs::Features(Tensor::from_vec(
+        m,
+        (n, dim),
+        &Device::Cpu,
+    )?))
 }
 
 /// Rows `texts` of the host feature matrix `f`, on `dev`.

@@ -503,7 +503,11 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
         USER_MODEL_FILE,
         &safetensors_bytes(&user_model_tensors(&model)?)?,
     )?;
-    put(&mut files, SEEN_USERS_FILE, seen_users(run)?.to_json().as_bytes())?;
+    put(
+        &mut files,
+        SEEN_USERS_FILE,
+        seen_users(run)?.to_json().as_bytes(),
+    )?;
 
     let (checks, report_err, engine) = match checked {
         Some((checks, err)) => (checks, err, "candle-onnx"),
@@ -552,25 +556,25 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportRepo
             &state,
             [
                 (
-                // int8 is checked relative to each output's scale, f32 in absolute terms.
-                if int8 {
-                    "self_check_max_rel_err"
-                } else {
-                    "self_check_max_abs_err"
-                }
-                .to_string(),
-                format!("{report_err:.3e}"),
-            ),
-            ("self_check_engine".to_string(), engine.to_string()),
-            (
-                "weights".to_string(),
-                if int8 {
-                    "int8 linear layers (per-column scales), f32 rest"
-                } else {
-                    "f32"
-                }
-                .to_string(),
-            ),
+                    // int8 is checked relative to each output's scale, f32 in absolute terms.
+                    if int8 {
+                        "self_check_max_rel_err"
+                    } else {
+                        "self_check_max_abs_err"
+                    }
+                    .to_string(),
+                    format!("{report_err:.3e}"),
+                ),
+                ("self_check_engine".to_string(), engine.to_string()),
+                (
+                    "weights".to_string(),
+                    if int8 {
+                        "int8 linear layers (per-column scales), f32 rest"
+                    } else {
+                        "f32"
+                    }
+                    .to_string(),
+                ),
             ],
         ),
     };
@@ -633,9 +637,8 @@ impl Scratch {
         manifest.validate(MANIFEST_FILE)?;
         let path = self.dir().join(MANIFEST_FILE);
         write_atomic(&path, manifest.to_json().as_bytes()).map_err(|e| TrainError::io(&path, e))?;
-        vrf_format::fsutil::replace_dir(self.dir(), &self.out).with_context(|| {
-            format!("moving {} to {}", self.dir().display(), self.out.display())
-        })
+        vrf_format::fsutil::replace_dir(self.dir(), &self.out)
+            .with_context(|| format!("moving {} to {}", self.dir().display(), self.out.display()))
     }
 }
 
@@ -654,8 +657,9 @@ fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
         .collect::<Result<_>>()?;
     let mut named = Vec::with_capacity(views.len());
     for (n, shape, bytes) in &views {
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-            .with_context(|| format!("tensor {n}: shape and bytes disagree"))?;
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .with_context(|| format!("tensor {n}: shape and bytes disagree"))?;
         named.push((n.clone(), view));
     }
     safetensors::serialize(named, None).context("serialising user_model.safetensors")

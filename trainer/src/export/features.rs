@@ -18,8 +18,8 @@ use vrf_format::math::{BasisHeads, Linear};
 use vrf_format::names;
 
 use super::{
-    calibration_temperature, check_passes, encoder_spec, provenance, safetensors_bytes,
-    seen_users, user_model_tensors, CheckResult, ExportOptions, ExportReport, Scratch,
+    calibration_temperature, check_passes, encoder_spec, provenance, safetensors_bytes, seen_users,
+    user_model_tensors, CheckResult, ExportOptions, ExportReport, Scratch,
 };
 use crate::checkpoint::TrainState;
 use crate::config::RunConfig;
