@@ -17,6 +17,8 @@ use vrf_data::{DataError, Dataset, FeatureTable, TextIndex};
 
 /// How a run turns `(prompt, response)` texts into model inputs.
 #[derive(Clone)]
+// One per run: the size of the tokenizer variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum TextSource {
     /// A tokenizer and template, for a backbone (boxed: it is large, the other variant small).
     Tokens(Box<TextEncoder>),
@@ -129,6 +131,14 @@ impl Corpus {
     /// Whether the corpus has no text.
     pub fn is_empty(&self) -> bool {
         self.index.texts.is_empty()
+    }
+
+    /// Token count of unique text `text` after truncation (`None` for a feature corpus).
+    pub fn token_len(&self, text: usize) -> Option<usize> {
+        match &self.inputs {
+            Inputs::Tokens { tokens, .. } => tokens.get(text).map(Vec::len),
+            Inputs::Features(_) => None,
+        }
     }
 
     /// Whether the texts are external feature vectors (no backbone).

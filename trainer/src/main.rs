@@ -1,6 +1,7 @@
 //! `vrf-trainer`: the engine's CLI. `fit` trains one run directory on a JSONL file (VRF or the
-//! BT baseline), `eval` re-evaluates it, `export` writes the portable model directory. The
-//! experiment harness (the embedded benchmark, baselines, ablations, comparisons) is `vrf-bench`.
+//! BT baseline), `eval` re-evaluates it, `export` writes the portable model directory,
+//! `features` a feature table of a backbone's pooled states. The experiment harness (the
+//! embedded benchmark, baselines, ablations, comparisons) is `vrf-bench`.
 
 use std::path::PathBuf;
 
@@ -64,6 +65,81 @@ enum Cmd {
     },
     /// Re-evaluate a trained run directory and rewrite its eval.json.
     Eval(vrf_trainer::cli::EvalArgs),
+    /// Write a feature table (docs/features.md) of a backbone's pooled states: one row per
+    /// unique (prompt, response) of the data, resumable, for `fit --features`.
+    Features(FeaturesArgs),
+}
+
+#[derive(Args)]
+struct FeaturesArgs {
+    /// The JSONL whose texts get a row.
+    #[arg(long)]
+    data: PathBuf,
+    /// A fitted run directory: its backbone, tokenizer, template and max length.
+    #[arg(
+        long,
+        required_unless_present = "backbone",
+        conflicts_with = "backbone"
+    )]
+    run: Option<PathBuf>,
+    /// A Hugging Face Qwen3 directory (config.json, safetensors, tokenizer.json).
+    #[arg(long)]
+    backbone: Option<PathBuf>,
+    /// With --backbone: maximum tokens per text (a run uses its own).
+    #[arg(long, default_value_t = 128, conflicts_with = "run")]
+    max_len: usize,
+    /// Output table: `.jsonl`, `.npy` (with `.ids.jsonl` beside it) or `.parquet`; rows go to
+    /// OUT.partial first, and a rerun with the same arguments continues it.
+    #[arg(long)]
+    out: PathBuf,
+    /// Texts per backbone call.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// CPU threads for candle.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// cpu or cuda (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Also a row for every unique (prompt, "") — PAL-B's prompt embedding.
+    #[arg(long)]
+    prompts: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn features(a: &FeaturesArgs) -> anyhow::Result<()> {
+    use vrf_trainer::features::{compute_features, BackboneFrom, FeaturesOptions};
+    vrf_trainer::threads::set(a.threads);
+    let dev = vrf_trainer::run::device(&a.device)?;
+    let from = match (&a.run, &a.backbone) {
+        (Some(run), _) => BackboneFrom::Run(run.clone()),
+        (None, Some(dir)) => BackboneFrom::Hf {
+            dir: dir.clone(),
+            max_len: a.max_len,
+        },
+        (None, None) => anyhow::bail!("give --run RUN_DIR or --backbone HF_QWEN3_DIR"),
+    };
+    let opts = FeaturesOptions {
+        batch: a.batch,
+        prompts: a.prompts,
+        progress: !a.quiet,
+        stop_after: None,
+    };
+    let r = compute_features(&a.data, &from, &a.out, &opts, &dev)
+        .with_context(|| format!("features of {}", a.data.display()))?;
+    if r.resumed > 0 {
+        eprintln!("continued after {} rows of an earlier attempt", r.resumed);
+    }
+    eprintln!(
+        "wrote {} rows ({} prompt rows) of {} components to {}",
+        r.rows,
+        r.prompt_rows,
+        r.dim,
+        a.out.display()
+    );
+    Ok(())
 }
 
 #[derive(Args)]
@@ -172,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Eval(a) => a.run(None),
+        Cmd::Features(a) => features(a),
     }
 }
 
