@@ -273,7 +273,7 @@ pub fn compute_features(
         .map_err(|e| TrainError::io(&partial, e))?;
     let mut w = BufWriter::new(file);
 
-    let source = TextSource::Tokens(loaded.encoder);
+    let source = TextSource::Tokens(Box::new(loaded.encoder));
     let bar = progress_bar(opts.progress, texts.len(), resumed);
     let block = opts.batch.saturating_mul(BLOCK_BATCHES);
     let mut written = resumed;
