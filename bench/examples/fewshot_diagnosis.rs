@@ -15,18 +15,34 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use vrf_data::Split;
 use vrf_trainer::checkpoint::{load_checkpoint, read_json};
 use vrf_trainer::config::RunConfig;
-use vrf_trainer::encoder::{assignment, pool};
+use vrf_trainer::encoder::{assignment, pool, Prior};
 use vrf_trainer::eval::few_shot_draws;
 use vrf_trainer::run::{prepare, RunInfo};
 
-/// Precision scales tried.
-const SCALES: [f64; 7] = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0];
+/// Settings tried: each pair's precision × c, the prior's precision × a.
+const SCALES: [(f64, f64); 9] = [
+    (0.1, 1.0),
+    (0.3, 1.0),
+    (1.0, 1.0),
+    (3.0, 1.0),
+    (10.0, 1.0),
+    (1.0, 3.0),
+    (1.0, 10.0),
+    (1.0, 30.0),
+    (1.0, 100.0),
+];
 
 fn main() -> anyhow::Result<()> {
-    let run = PathBuf::from(std::env::args().nth(1).context("usage: fewshot_diagnosis RUN_DIR")?);
+    let run = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .context("usage: fewshot_diagnosis RUN_DIR")?,
+    );
     vrf_trainer::threads::set(1);
     let dev = Device::Cpu;
     let cfg: RunConfig = read_json(&run.join("config.json"))?;
@@ -54,57 +70,87 @@ fn main() -> anyhow::Result<()> {
             - phi.index_select(&text_rows(tr, false)?, 0)?)?;
         Ok(d.to_vec2()?)
     };
-    let unseen = &ds.unseen;
-    let evals: Vec<Vec<Vec<f32>>> = unseen
-        .iter()
-        .map(|&u| delta(ds.users[u].split(Split::Eval)))
-        .collect::<anyhow::Result<_>>()?;
-    let accuracy = |w: &[Vec<f32>]| -> f64 {
-        let (mut hit, mut n) = (0usize, 0usize);
-        for (wu, ev) in w.iter().zip(&evals) {
-            for d in ev {
-                let margin: f32 = d.iter().zip(wu).map(|(a, b)| a * b).sum();
-                hit += usize::from(margin > 0.0);
-                n += 1;
-            }
-        }
-        100.0 * hit as f64 / n.max(1) as f64
-    };
-
-    println!("unseen users: {}; accuracy (%) on their eval pairs\n", unseen.len());
-    print!("| k |");
-    for c in SCALES {
-        print!(" c = {c} |");
-    }
-    println!("\n|---|{}", "---|".repeat(SCALES.len()));
-    for (k, draws) in few_shot_draws(ds) {
-        let tr: Vec<usize> = draws.concat();
-        let seg: Vec<usize> = draws
+    // Seen users scored on their target pairs, with k of their references drawn as the
+    // unseen users' are: what a precision scale fitted on training users would see.
+    let seen_draws: Vec<(usize, Vec<Vec<usize>>)> = [1usize, 3, 5, 9]
+        .into_iter()
+        .map(|kk| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99 + kk as u64);
+            let d = ds
+                .seen
+                .iter()
+                .map(|&u| {
+                    let mut r = ds.users[u].refs.clone();
+                    r.shuffle(&mut rng);
+                    r.truncate(kk);
+                    r
+                })
+                .collect();
+            (kk, d)
+        })
+        .collect();
+    let groups = [
+        (
+            "unseen users, eval pairs",
+            &ds.unseen,
+            Split::Eval,
+            few_shot_draws(ds),
+        ),
+        (
+            "seen users, target pairs",
+            &ds.seen,
+            Split::Target,
+            seen_draws,
+        ),
+    ];
+    let mut unseen_evals = Vec::new();
+    for (name, users, split, draws_k) in groups {
+        let evals: Vec<Vec<Vec<f32>>> = users
             .iter()
-            .enumerate()
-            .flat_map(|(u, r)| std::iter::repeat_n(u, r.len()))
-            .collect();
-        let ec = e.index_select(&text_rows(&tr, true)?, 0)?;
-        let er = e.index_select(&text_rows(&tr, false)?, 0)?;
-        let (mu, logvar) = enc.forward(&m.ref_features(&ec, &er)?)?;
-        let a = assignment(&seg, draws.len(), &dev)?;
-        print!("| {k} |");
-        for c in SCALES {
-            // σ_i² / c: each pair's precision times c.
-            let lv = (&logvar - c.ln())?;
-            let (mu_u, var_u) = pool(&mu, &lv, &a, cfg.model.pooling, enc.prior())?;
-            let w: Vec<Vec<f32>> = bases.weights(&mu_u, &var_u)?.to_vec2()?;
-            print!(" {:.2} |", accuracy(&w));
+            .map(|&u| delta(ds.users[u].split(split)))
+            .collect::<anyhow::Result<_>>()?;
+        println!(
+            "\n{name} ({}): accuracy (%) with each pair's precision × c and the prior's × a\n",
+            users.len()
+        );
+        print!("| k |");
+        for (c, a) in SCALES {
+            print!(" c = {c}, a = {a} |");
         }
-        println!();
+        println!("\n|---|{}", "---|".repeat(SCALES.len()));
+        for (k, draws) in draws_k {
+            let tr: Vec<usize> = draws.concat();
+            let seg: Vec<usize> = draws
+                .iter()
+                .enumerate()
+                .flat_map(|(u, r)| std::iter::repeat_n(u, r.len()))
+                .collect();
+            let ec = e.index_select(&text_rows(&tr, true)?, 0)?;
+            let er = e.index_select(&text_rows(&tr, false)?, 0)?;
+            let (mu, logvar) = enc.forward(&m.ref_features(&ec, &er)?)?;
+            let a = assignment(&seg, draws.len(), &dev)?;
+            print!("| {k} |");
+            for (c, scale) in SCALES {
+                // σ_i² / c: each pair's precision times c; the prior's times `scale`.
+                let lv = (&logvar - c.ln())?;
+                let prior = enc.prior().map(|p| stronger(p, scale)).transpose()?;
+                let (mu_u, var_u) = pool(&mu, &lv, &a, cfg.model.pooling, prior.as_ref())?;
+                let w: Vec<Vec<f32>> = bases.weights(&mu_u, &var_u)?.to_vec2()?;
+                print!(" {:.2} |", accuracy(&w, &evals));
+            }
+            println!();
+        }
+        if unseen_evals.is_empty() {
+            unseen_evals = evals;
+        }
     }
     // The representation's ceiling: each user's weights on the simplex fitted to their own eval
     // pairs (in-sample logistic fit of softmax logits).
     let k = cfg.model.k;
-    let oracle: Vec<Vec<f32>> = evals.iter().map(|ev| fit_simplex(ev, k)).collect();
+    let oracle: Vec<Vec<f32>> = unseen_evals.iter().map(|ev| fit_simplex(ev, k)).collect();
     println!(
-        "\nbest weights on the simplex, fitted to each user's own eval pairs: {:.2}",
-        accuracy(&oracle)
+        "\nunseen users, best weights on the simplex fitted to their own eval pairs: {:.2}",
+        accuracy(&oracle, &unseen_evals)
     );
     Ok(())
 }
@@ -134,4 +180,30 @@ fn fit_simplex(pairs: &[Vec<f32>], k: usize) -> Vec<f32> {
     }
     let z: f64 = l.iter().map(|x| x.exp()).sum();
     l.iter().map(|x| (x.exp() / z) as f32).collect()
+}
+
+/// Share (%) of the pairs whose reward difference under the user's weights is positive.
+fn accuracy(w: &[Vec<f32>], evals: &[Vec<Vec<f32>>]) -> f64 {
+    let (mut hit, mut n) = (0usize, 0usize);
+    for (wu, ev) in w.iter().zip(evals) {
+        for d in ev {
+            let margin: f32 = d.iter().zip(wu).map(|(a, b)| a * b).sum();
+            hit += usize::from(margin > 0.0);
+            n += 1;
+        }
+    }
+    100.0 * hit as f64 / n.max(1) as f64
+}
+
+/// The prior with its (bounded) precision times `a`: the raw log-variance whose bounded value is
+/// the old one minus ln a (`b·tanh(ℓ/b)` inverted).
+fn stronger(p: &Prior, a: f64) -> candle_core::Result<Prior> {
+    let b = f64::from(vrf_format::math::LOGVAR_BOUND);
+    let x = ((p.bounded_log_var()? - a.ln())? / b)?;
+    // atanh(x) = ½ ln((1 + x)/(1 − x))
+    let atanh = (((&x + 1.0)? / (x.neg()? + 1.0)?)?.log()? * 0.5)?;
+    Ok(Prior {
+        mean: p.mean.clone(),
+        log_var: (atanh * b)?,
+    })
 }

@@ -328,7 +328,15 @@ mod tests {
         );
         assert_eq!("bow".parse::<Source>(), Ok(Source::Bow { max_dims: 512 }));
         assert_eq!("bow:64".parse::<Source>(), Ok(Source::Bow { max_dims: 64 }));
-        for bad in ["noisy", "noisy:-1", "noisy:nan", "bow:0", "bow:x", "truth", "true:1"] {
+        for bad in [
+            "noisy",
+            "noisy:-1",
+            "noisy:nan",
+            "bow:0",
+            "bow:x",
+            "truth",
+            "true:1",
+        ] {
             let e = bad.parse::<Source>().unwrap_err();
             assert!(e.contains(bad), "{bad}: {e}");
         }
