@@ -95,6 +95,10 @@ struct FeaturesArgs {
     /// Most bag-of-words components kept (the ones in the most training texts).
     #[arg(long, default_value_t = 512)]
     max_dims: usize,
+    /// Also a row for every unique (prompt, "") — PAL-B's prompt embedding (`--prompts false`
+    /// leaves them out).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    prompts: bool,
 }
 
 /// `vrf-bench data <dataset>`.
@@ -401,7 +405,8 @@ fn synth(a: &SynthArgs) -> anyhow::Result<()> {
     write_synth(&cfg, &a.out)
 }
 
-/// `vrf-bench features`: one row per unique (prompt, response) of the data.
+/// `vrf-bench features`: one row per unique (prompt, response) of the data, and per unique
+/// (prompt, "") unless `--prompts false`.
 fn features(a: &FeaturesArgs) -> anyhow::Result<()> {
     use vrf_bench::reference::feature_table::{feature_table, Source};
     let source = match a.source {
@@ -425,7 +430,7 @@ fn features(a: &FeaturesArgs) -> anyhow::Result<()> {
             vrf_data::synth::meta_path(&a.data).display()
         );
     }
-    let table = feature_table(&ds, meta.as_ref(), source, &a.out)
+    let table = feature_table(&ds, meta.as_ref(), source, a.prompts, &a.out)
         .with_context(|| format!("features of {}", a.data.display()))?;
     table.write(&a.out)?;
     eprintln!(

@@ -136,3 +136,49 @@ fn a_baseline_run_re_evaluates_from_its_checkpoint() {
         assert_eq!(resumed.seen_accuracy, r.seen_accuracy);
     }
 }
+
+/// PAL-B on a feature table: it needs the `(prompt, "")` rows, and says so when they are absent.
+#[test]
+fn pal_on_features_needs_prompt_rows() {
+    use vrf_bench::reference::feature_table::{feature_table, Source};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    let ds = vrf_data::Dataset::load(&data).unwrap();
+    let on = |table: &Path, dir: &str| {
+        let mut c = cfg(Method::Pal);
+        c.backbone = vrf_trainer::config::BackboneSource::Features {
+            path: table.to_string_lossy().into_owned(),
+        };
+        let opts = FitOptions {
+            resume: false,
+            progress: false,
+            external: Some(&vrf_bench::Baselines),
+        };
+        fit_run(&tmp.path().join(dir), &c, &data, &Device::Cpu, &opts)
+    };
+    let bow = Source::Bow { max_dims: 16 };
+    let without = tmp.path().join("without.jsonl");
+    feature_table(&ds, None, bow, false, &without)
+        .unwrap()
+        .write(&without)
+        .unwrap();
+    let Err(e) = on(&without, "without") else {
+        panic!("PAL-B fitted without prompt rows");
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("PAL-B") && msg.contains("prompt"), "{msg}");
+    // The missing row is named: the first prompt of the data with an empty response.
+    let first = format!("prompt {:?} / response \"\"", ds.triplets[0].prompt);
+    assert!(msg.contains(&first), "{msg}");
+    assert!(msg.contains("without.jsonl"), "{msg}");
+
+    let with = tmp.path().join("with.jsonl");
+    feature_table(&ds, None, bow, true, &with)
+        .unwrap()
+        .write(&with)
+        .unwrap();
+    match on(&with, "with").unwrap() {
+        FitOutcome::Finished(r) => assert_eq!(r.method, "pal"),
+        FitOutcome::Stopped(s) => panic!("unexpected stop: {s}"),
+    }
+}

@@ -6,9 +6,10 @@
 //! (accuracy, basis-reward correlation), [`model`], [`vars`] (seeded variables), [`optim`],
 //! [`train`] (the staged fit), [`eval`], [`checkpoint`] (with its tensor files), [`run`] (a run
 //! directory from start to finish), [`onnx`] (graph builder), [`export`] and [`quantize`]
-//! (the portable model directory), [`features`] (a feature table of the backbone's states), [`tokenize`] and [`corpus`] (tokenised texts and batches),
-//! [`config`] and [`cli`] (the run configuration and its flags). Data comes from `vrf-data`;
-//! the experiment harness (baselines, reference rankers, comparisons) is `vrf-bench`.
+//! (the portable model directory), [`features`] (a feature table of the backbone's states),
+//! [`tokenize`] and [`corpus`] (tokenised texts and batches), [`config`] and [`cli`] (the run
+//! configuration and its flags). Data comes from `vrf-data`; the experiment harness (baselines,
+//! reference rankers, comparisons) is `vrf-bench`.
 
 #![warn(missing_docs)]
 

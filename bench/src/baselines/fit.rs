@@ -56,7 +56,17 @@ impl Prompts {
                 texts.push((t.prompt.clone(), String::new()));
             }
         }
-        let corpus = Corpus::from_texts(texts, source)?;
+        let corpus = match Corpus::from_texts(texts, source) {
+            Err(TrainError::Features(e @ vrf_data::FeatureError::Missing { .. })) => {
+                return Err(TrainError::Other(format!(
+                    "PAL-B reads a prompt embedding, the vector of (prompt, \"\") for every prompt, \
+                     and the feature table has none for this one: {e}. `vrf-bench features` writes \
+                     these rows (unless --prompts false), `vrf-trainer features --prompts` too; \
+                     see docs/features.md"
+                )))
+            }
+            r => r?,
+        };
         Ok(Self { id_of, corpus })
     }
 

@@ -34,17 +34,22 @@ pub enum Source {
     },
 }
 
-/// One row per unique `(prompt, response)` of `ds`, keyed by the pair; `meta` (the benchmark's
-/// side-file) is needed by the true and noisy sources; `origin` names the table in messages.
+/// One row per unique `(prompt, response)` of `ds`, keyed by the pair, and with `prompts` one
+/// per unique `(prompt, "")` after them (PAL-B's prompt embedding: the vectors of an empty
+/// response); `meta` (the benchmark's side-file) is needed by the true and noisy sources;
+/// `origin` names the table in messages.
 pub fn feature_table(
     ds: &Dataset,
     meta: Option<&SynthMeta>,
     source: Source,
+    prompts: bool,
     origin: &Path,
 ) -> Result<FeatureTable> {
-    let texts = ds.texts();
-    let keys: Vec<FeatureKey> = texts
-        .texts
+    let (all, _) = vrf_trainer::features::table_texts(ds, prompts);
+    // The data's own texts come first in `all`; the noise scale is theirs alone, so adding the
+    // prompt rows changes none of their vectors.
+    let n_texts = ds.texts().texts.len();
+    let keys: Vec<FeatureKey> = all
         .iter()
         .map(|(p, r)| FeatureKey::Pair {
             prompt: p.clone(),
@@ -59,11 +64,7 @@ pub fn feature_table(
             )
         })?;
         check_meta(ds, meta)?;
-        Ok(texts
-            .texts
-            .iter()
-            .flat_map(|(_, r)| meta.stats.score(r))
-            .collect())
+        Ok(all.iter().flat_map(|(_, r)| meta.stats.score(r)).collect())
     };
     let (dim, values) = match source {
         Source::True => (N_SCORERS, truth(meta)?),
@@ -74,14 +75,14 @@ pub fn feature_table(
                 )));
             }
             let mut v = truth(meta)?;
-            let sd = (mean_variance(&v, N_SCORERS) / snr).sqrt();
+            let sd = (mean_variance(&v[..n_texts * N_SCORERS], N_SCORERS) / snr).sqrt();
             let noise = Normal::new(0.0, sd)
                 .map_err(|e| TrainError::Other(format!("noise of sd {sd}: {e}")))?;
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             v.iter_mut().for_each(|x| *x += noise.sample(&mut rng));
             (N_SCORERS, v)
         }
-        Source::Bow { max_dims } => bow(ds, max_dims)?,
+        Source::Bow { max_dims } => bow(ds, &all, max_dims)?,
     };
     let values = values.into_iter().map(|x| x as f32).collect();
     FeatureTable::new(dim, keys, values, origin).map_err(|e| TrainError::Other(e.to_string()))
@@ -100,9 +101,10 @@ fn mean_variance(values: &[f64], dim: usize) -> f64 {
     total / dim as f64
 }
 
-/// The dense bag-of-words vectors of every text, on the `max_dims` features present in the
-/// most training texts (ties to the lower feature index), in vocabulary order.
-fn bow(ds: &Dataset, max_dims: usize) -> Result<(usize, Vec<f64>)> {
+/// The dense bag-of-words vectors of the responses of `all` (the data's texts first), fitted on
+/// the data's training texts, on the `max_dims` features present in the most training texts
+/// (ties to the lower feature index), in vocabulary order.
+fn bow(ds: &Dataset, all: &[(String, String)], max_dims: usize) -> Result<(usize, Vec<f64>)> {
     if max_dims == 0 {
         return Err(TrainError::Other("--max-dims must be at least 1".into()));
     }
@@ -114,7 +116,7 @@ fn bow(ds: &Dataset, max_dims: usize) -> Result<(usize, Vec<f64>)> {
                 .into(),
         ));
     }
-    let feats: Vec<Vec<(usize, f64)>> = texts.texts.iter().map(|(_, r)| bow.features(r)).collect();
+    let feats: Vec<Vec<(usize, f64)>> = all.iter().map(|(_, r)| bow.features(r)).collect();
     let mut df = vec![0usize; bow.len()];
     for (f, _) in feats.iter().zip(&train_text).filter(|(_, &t)| t) {
         for &(j, _) in f {
@@ -196,7 +198,7 @@ pub fn ensure_table(data: &Path, source: Source) -> Result<std::path::PathBuf> {
     if !path.exists() {
         let ds = Dataset::load(data)?;
         let meta = super::load_meta(data)?;
-        let table = feature_table(&ds, meta.as_ref(), source, &path)?;
+        let table = feature_table(&ds, meta.as_ref(), source, true, &path)?;
         table.write(&path)?;
     }
     // Absolute: runs store the path and are resumed from anywhere.
@@ -225,7 +227,7 @@ mod tests {
     fn true_rows_are_the_scorers_of_every_unique_text() {
         let (s, ds) = small();
         let meta = s.meta();
-        let t = feature_table(&ds, Some(&meta), Source::True, Path::new("t.jsonl")).unwrap();
+        let t = feature_table(&ds, Some(&meta), Source::True, false, Path::new("t.jsonl")).unwrap();
         let texts = ds.texts();
         assert_eq!(t.len(), texts.texts.len());
         assert_eq!(t.dim(), N_SCORERS);
@@ -238,7 +240,7 @@ mod tests {
             assert_eq!(t.get(&key).unwrap(), &want[..]);
         }
         // Without the side-file there is nothing to read the truth from.
-        let e = feature_table(&ds, None, Source::True, Path::new("t.jsonl")).unwrap_err();
+        let e = feature_table(&ds, None, Source::True, false, Path::new("t.jsonl")).unwrap_err();
         assert!(e.to_string().contains("synth_meta"), "{e}");
     }
 
@@ -251,11 +253,12 @@ mod tests {
                 &ds,
                 Some(&meta),
                 Source::Noisy { snr, seed },
+                false,
                 Path::new("n"),
             )
             .unwrap()
         };
-        let truth = feature_table(&ds, Some(&meta), Source::True, Path::new("t")).unwrap();
+        let truth = feature_table(&ds, Some(&meta), Source::True, false, Path::new("t")).unwrap();
         let signal: Vec<f64> = truth.values().iter().map(|&x| f64::from(x)).collect();
         let signal_var = mean_variance(&signal, N_SCORERS);
         let n = at(2.0, 0);
@@ -275,6 +278,7 @@ mod tests {
                 &ds,
                 Some(&meta),
                 Source::Noisy { snr: bad, seed: 0 },
+                false,
                 Path::new("n"),
             )
             .unwrap_err();
@@ -288,7 +292,14 @@ mod tests {
         let texts = ds.texts();
         let (full, train_text) = train_bag_of_words(&ds, &texts);
         assert!(full.len() > 8, "vocabulary of {}", full.len());
-        let t = feature_table(&ds, None, Source::Bow { max_dims: 8 }, Path::new("b")).unwrap();
+        let t = feature_table(
+            &ds,
+            None,
+            Source::Bow { max_dims: 8 },
+            false,
+            Path::new("b"),
+        )
+        .unwrap();
         assert_eq!((t.len(), t.dim()), (texts.texts.len(), 8));
         // Each kept column is non-zero in at least as many training texts as any dropped one.
         let nonzero = |col: usize| {
@@ -308,8 +319,14 @@ mod tests {
         df.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(kept_min, df[7]);
         // A large cap keeps the whole vocabulary, and the values are the ranker's features.
-        let all =
-            feature_table(&ds, None, Source::Bow { max_dims: 1 << 20 }, Path::new("b")).unwrap();
+        let all = feature_table(
+            &ds,
+            None,
+            Source::Bow { max_dims: 1 << 20 },
+            false,
+            Path::new("b"),
+        )
+        .unwrap();
         assert_eq!(all.dim(), full.len());
         let (_, r) = &texts.texts[3];
         let mut dense = vec![0f32; full.len()];
@@ -341,5 +358,41 @@ mod tests {
             assert!(e.contains(bad), "{bad}: {e}");
         }
         assert_eq!(Source::Noisy { snr: 0.25, seed: 0 }.slug(), "noisy-snr0.25");
+    }
+
+    #[test]
+    fn prompt_rows_follow_the_texts_and_leave_them_unchanged() {
+        let (s, ds) = small();
+        let meta = s.meta();
+        let n = ds.texts().texts.len();
+        let prompts: std::collections::HashSet<&str> =
+            ds.triplets.iter().map(|t| t.prompt.as_str()).collect();
+        for source in [
+            Source::True,
+            Source::Noisy { snr: 1.0, seed: 3 },
+            Source::Bow { max_dims: 16 },
+        ] {
+            let without = feature_table(&ds, Some(&meta), source, false, Path::new("a")).unwrap();
+            let with = feature_table(&ds, Some(&meta), source, true, Path::new("b")).unwrap();
+            assert_eq!(without.len(), n);
+            assert_eq!(with.len(), n + prompts.len(), "{source:?}");
+            assert_eq!(
+                &with.values()[..n * with.dim()],
+                without.values(),
+                "{source:?}"
+            );
+            for p in &prompts {
+                let key = FeatureKey::Pair {
+                    prompt: p.to_string(),
+                    response: String::new(),
+                };
+                let row = with.get(&key).expect("a row per prompt");
+                if source == Source::True {
+                    let want: Vec<f32> = meta.stats.score("").iter().map(|&x| x as f32).collect();
+                    assert_eq!(row, &want[..]);
+                }
+                assert!(without.get(&key).is_none());
+            }
+        }
     }
 }
