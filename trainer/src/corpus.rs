@@ -18,7 +18,6 @@ use vrf_data::{DataError, Dataset, FeatureTable, TextIndex};
 /// How a run turns `(prompt, response)` texts into model inputs.
 #[derive(Clone)]
 // One per run: the size of the tokenizer variant does not matter.
-#[allow(clippy::large_enum_variant)]
 pub enum TextSource {
     /// A tokenizer and template, for a backbone (boxed: it is large, the other variant small).
     Tokens(Box<TextEncoder>),
