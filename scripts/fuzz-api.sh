@@ -3,8 +3,11 @@
 # versions.sh, installed into a venv under .onnxruntime/): starts a real server on a loopback
 # port with a bearer token and a temporary store, then runs Schemathesis twice, with the token
 # (every response must conform to the schema, schema-valid requests must be accepted and
-# schema-invalid ones refused, never a 5xx) and without it (401 everywhere but /health). Fails
-# on any failure. Usage: scripts/fuzz-api.sh MODEL_DIR
+# schema-invalid ones refused, never a 5xx) and without it (401 everywhere but /health); then
+# the same with the token against a model fitted on external feature vectors (FEATURES_DIR, by
+# default the one runtime/examples/features_fixture.rs writes), so both branches of the
+# text-or-vector request schemas are served. Fails on any failure.
+# Usage: scripts/fuzz-api.sh MODEL_DIR [FEATURES_DIR]
 #   VRF_FUZZ_MAX_EXAMPLES  test cases per operation and phase (default 40)
 #   VRF_FUZZ_TIMEOUT       seconds per Schemathesis run before it counts as a failure (default 300)
 #   VRF_FUZZ_SEED          Schemathesis seed (default 1: the same cases each run)
@@ -12,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/versions.sh
 model="$1"
+features_model="${2:-}"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
 max_examples="${VRF_FUZZ_MAX_EXAMPLES:-40}"
 run_timeout="${VRF_FUZZ_TIMEOUT:-300}"
 seed="${VRF_FUZZ_SEED:-1}"
@@ -30,45 +35,68 @@ fi
 cargo build -q -p vrf-runtime --bin vrf
 tmp="$(mktemp -d)"
 pid=""
-cleanup() {
+stop_server() {
   if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  pid=""
+}
+cleanup() {
+  stop_server
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+if [ -z "$features_model" ]; then
+  features_model="$tmp/features-model"
+  cargo run -q -p vrf-runtime --example features_fixture -- "$features_model" > /dev/null
+fi
 token="fuzz-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 printf '%s' "$token" > "$tmp/token"
-target/debug/vrf serve --model "$model" --bind 127.0.0.1:0 --store "$tmp/users.sqlite" \
-  --token-file "$tmp/token" 2> "$tmp/serve.log" &
-pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  addr="$(grep -o 'listening on http://[0-9.:]*' "$tmp/serve.log" | sed 's|.*http://||' || true)"
-  [ -n "$addr" ] && break
-  if ! kill -0 "$pid" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [ -z "$addr" ]; then cat "$tmp/serve.log" >&2; echo "fuzz-api: vrf serve did not start" >&2; exit 1; fi
-url="http://$addr"
 
-# The schema with this model's latent dimension d filled in (docs/openapi.yaml says "exactly d
-# entries" in prose; d differs per model), so that generated posteriors are schema-valid only
-# when the server accepts them.
-d="$(curl -sf "$url/health" | python3 -c 'import json, sys; print(json.load(sys.stdin)["d"])')"
-"$venv/bin/python" - docs/openapi.yaml "$d" > "$tmp/openapi.yaml" <<'PY'
-import sys, yaml
+# Starts `vrf serve` on MODEL_DIR with a fresh store; sets pid, url and the schema
+# ($tmp/openapi.yaml) with the model's dimensions filled in.
+start_server() {
+  local dir="$1" addr=""
+  rm -f "$tmp/users.sqlite"*
+  "$target/debug/vrf" serve --model "$dir" --bind 127.0.0.1:0 --store "$tmp/users.sqlite" \
+    --token-file "$tmp/token" 2> "$tmp/serve.log" &
+  pid=$!
+  for _ in $(seq 1 300); do
+    addr="$(grep -o 'listening on http://[0-9.:]*' "$tmp/serve.log" | sed 's|.*http://||' || true)"
+    [ -n "$addr" ] && break
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if [ -z "$addr" ]; then cat "$tmp/serve.log" >&2; echo "fuzz-api: vrf serve did not start" >&2; exit 1; fi
+  url="http://$addr"
+  # The schema with this model's latent dimension d (and, for a features model, its vector
+  # dimension H) filled in: docs/openapi.yaml says "exactly d entries" and "exactly H numbers"
+  # in prose, as they differ per model, so that generated posteriors and vectors are
+  # schema-valid only when the server accepts them.
+  curl -sf "$url/health" > "$tmp/health.json"
+  input_kind="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("input", {}).get("kind", "text"))' "$tmp/health.json")"
+  "$venv/bin/python" - docs/openapi.yaml "$tmp/health.json" > "$tmp/openapi.yaml" <<'PY'
+import json, sys, yaml
 doc = yaml.safe_load(open(sys.argv[1]))
-d = int(sys.argv[2])
+health = json.load(open(sys.argv[2]))
+schemas = doc["components"]["schemas"]
 for key in ("mean", "var"):
-    prop = doc["components"]["schemas"]["InlinePosterior"]["properties"][key]
-    prop["minItems"] = prop["maxItems"] = d
+    prop = schemas["InlinePosterior"]["properties"][key]
+    prop["minItems"] = prop["maxItems"] = int(health["d"])
+if health.get("input", {}).get("kind") == "features":
+    schemas["FeatureVector"]["minItems"] = schemas["FeatureVector"]["maxItems"] = int(health["input"]["dim"])
 yaml.safe_dump(doc, sys.stdout, sort_keys=False)
 PY
+  export VRF_FUZZ_INPUT_KIND="$input_kind"
+}
 
-# The one server rule JSON Schema cannot state (docs/openapi.yaml says it in prose): the two
-# responses of a reference or question must differ. Generated bodies hit it often ("" and ""),
-# so a 422 that names this rule, for a body that has such a pair, is not counted as a rejected
-# schema-valid request; every other failure counts.
+# The server rules JSON Schema cannot state (docs/openapi.yaml says them in prose, and lists
+# 422 among each POST operation's responses): the two responses of a reference or question
+# must differ, and a request must be of the served model's input kind (the request schemas are
+# `oneOf` texts or vectors). Generated bodies hit both often ("" and "", a text request to a
+# features model), so a 422 that names the rule, for a body that breaks it, is not counted as a
+# rejected schema-valid request; every other failure counts.
 cat > "$tmp/hooks.py" <<'PY'
+import os
+
 import schemathesis
 
 PAIRS = {"references": ("chosen", "rejected"), "questions": ("a", "b")}
@@ -81,20 +109,49 @@ def has_identical_pair(body):
         items = body.get(field)
         if isinstance(items, list):
             for item in items:
-                if isinstance(item, dict) and isinstance(item.get(x), str) and item.get(x) == item.get(y):
+                if isinstance(item, dict) and isinstance(item.get(x), (str, list)) and item.get(x) == item.get(y):
+                    return True
+    return False
+
+
+def has_wrong_kind(body, kind):
+    """Whether the body carries input of the other kind than the model's (`text`/`features`)."""
+    if not isinstance(body, dict):
+        return False
+    if kind == "text":
+        texty = lambda v: isinstance(v, str)
+        if "features" in body:
+            return True
+    else:
+        texty = lambda v: not isinstance(v, str)
+        if "prompt" in body or "responses" in body:
+            return True
+    for field, keys in PAIRS.items():
+        for item in body.get(field) or []:
+            if isinstance(item, dict):
+                if kind == "features" and "prompt" in item:
+                    return True
+                if kind == "text" and "prompt" not in item:
+                    return True
+                if any(k in item and not texty(item[k]) for k in keys):
                     return True
     return False
 
 
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
-    if failure.code != "ST202" or response.status_code != 422 or not has_identical_pair(case.body):
+    if failure.code != "ST202" or response.status_code != 422:
         return True
     try:
         message = response.json().get("error", "")
     except Exception:
         return True
-    return "are the same text (no preference)" not in message
+    kind = os.environ.get("VRF_FUZZ_INPUT_KIND", "text")
+    takes = "this model takes texts" if kind == "text" else "this model takes feature vectors"
+    if has_wrong_kind(case.body, kind) and takes in message:
+        return False
+    same = "no preference)" in message and ("are the same text" in message or "are the same vector" in message)
+    return not (has_identical_pair(case.body) and same)
 PY
 export SCHEMATHESIS_HOOKS="$tmp/hooks.py"
 
@@ -159,7 +216,11 @@ fuzz() {
     status=1
   fi
 }
+start_server "$model"
 fuzz "with token" token -H "Authorization: Bearer $token"
 fuzz "without token" none
+stop_server
+start_server "$features_model"
+fuzz "features model, with token" token -H "Authorization: Bearer $token"
 if [ "$status" -eq 0 ]; then echo "fuzz-api: vrf serve conforms to docs/openapi.yaml"; fi
 exit "$status"

@@ -2,10 +2,13 @@
 # The Python package (python/): builds the abi3 wheel with maturin (dev profile, in the shared
 # target/), installs it into a fresh venv (numpy and onnxruntime come from PyPI as its
 # dependencies), and runs pytest against an exported model (default: the parity model that
-# scripts/test.sh's cargo tests leave) and the `vrf` CLI.
+# scripts/test.sh's cargo tests leave), the `vrf` CLI, and a model fitted on external feature
+# vectors that runtime/examples/features_fixture.rs writes with the runtime's numbers beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model="$(cd "${1:-target/parity-model}" && pwd)"
+# cargo's target directory (CARGO_TARGET_DIR when set, as in a worktree sharing one).
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+model="$(cd "${1:-$target/parity-model}" && pwd)"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 # Build tools, kept between runs (idempotent).
 tools=.onnxruntime/pytools
@@ -56,8 +59,13 @@ rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q "${wheels[0]}" pytest
 cargo build -q -p vrf-runtime --bin vrf
+features_model="$target/py-features-model"
+rm -rf "$features_model"
+cargo run -q -p vrf-runtime --example features_fixture -- "$features_model"
 # Run from outside the source tree so `import vrf` is the installed wheel.
 # Without ORT_DYLIB_PATH: the package must find the onnxruntime wheel's own library.
-(cd target && env -u ORT_DYLIB_PATH VRF_TEST_MODEL="$model" VRF_CLI="$PWD/debug/vrf" \
-  "$PWD/py-clean-venv/bin/python" -m pytest -q -p no:cacheprovider ../python/tests)
+tests="$PWD/python/tests"
+(cd target && env -u ORT_DYLIB_PATH VRF_TEST_MODEL="$model" VRF_CLI="$target/debug/vrf" \
+  VRF_TEST_FEATURES_MODEL="$features_model" \
+  "$PWD/py-clean-venv/bin/python" -m pytest -q -p no:cacheprovider "$tests")
 echo "test-python: wheel ${wheels[0]##*/} ($(du -k "${wheels[0]}" | cut -f1) KiB, stripped) installed in a clean venv; pytest passed"

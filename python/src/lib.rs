@@ -7,6 +7,7 @@ mod inputs;
 mod model;
 mod posterior;
 mod state;
+mod vectors;
 
 use pyo3::prelude::*;
 
@@ -18,7 +19,7 @@ fn _vrf(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<state::State>()?;
     m.add("VrfError", py.get_type::<errors::VrfError>())?;
     m.add("ModelError", py.get_type::<errors::ModelError>())?;
-    m.add("InputError", py.get_type::<errors::InputError>())?;
+    m.add("InputError", errors::input_error_type(py)?)?;
     m.add(
         "UnknownUserError",
         py.get_type::<errors::UnknownUserError>(),

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use numpy::{PyArray1, PyArray2, ToPyArray};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 use vrf_runtime::{ExecutionProvider, RuntimeOptions, UserPosterior, VrfModel};
 
-use crate::errors::{call_error, input, load_error};
-use crate::inputs;
+use crate::errors::{call_error, input, load_error, wrong_kind};
+use crate::inputs::{self, TEXTS};
 use crate::posterior::Posterior;
 use crate::state::State;
+use crate::vectors::{self, looks_like_vectors, VectorSpec};
 
 /// Hidden states and basis rewards as numpy arrays.
 type FeatureArrays<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>);
@@ -25,6 +26,15 @@ pub struct Model {
 }
 
 impl Model {
+    /// What a features model takes; `None` for a text model.
+    pub fn vector_spec(&self) -> Option<VectorSpec> {
+        let input = self.inner.input();
+        input.features_dim().map(|dim| VectorSpec {
+            dim,
+            takes: input.describe(),
+        })
+    }
+
     /// A user given as a `Posterior` or a seen user's id; anything else is a `TypeError`.
     fn resolve_user(&self, user: &Bound<'_, PyAny>) -> PyResult<UserPosterior> {
         if let Ok(p) = user.extract::<PyRef<'_, Posterior>>() {
@@ -40,19 +50,77 @@ impl Model {
         )))
     }
 
+    /// Scores of the candidates: `prompt` and `responses` for a text model; `features` (or,
+    /// positionally, the second argument) for a features model.
     fn scores(
         &self,
         py: Python<'_>,
         user: &Bound<'_, PyAny>,
-        prompt: &str,
-        responses: &Bound<'_, PyAny>,
+        prompt: Option<&Bound<'_, PyAny>>,
+        responses: Option<&Bound<'_, PyAny>>,
+        features: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<vrf_runtime::Scores> {
         let u = self.resolve_user(user)?;
+        if let Some(spec) = self.vector_spec() {
+            let candidates = match (prompt, responses, features) {
+                (Some(p), _, _) if p.is_instance_of::<PyString>() => {
+                    return Err(wrong_kind("prompt", &spec.takes, "texts"))
+                }
+                (_, Some(_), _) => {
+                    return Err(wrong_kind(
+                        "responses",
+                        &spec.takes,
+                        "texts (pass the candidates' vectors as `features`)",
+                    ))
+                }
+                (Some(_), None, Some(_)) => {
+                    return Err(PyTypeError::new_err(
+                        "the candidates came twice: positionally and as `features`",
+                    ))
+                }
+                (Some(v), None, None) | (None, None, Some(v)) => v,
+                (None, None, None) => {
+                    return Err(PyTypeError::new_err(
+                        "missing the candidates' feature vectors (`features`, [N, D])",
+                    ))
+                }
+            };
+            let v = vectors::matrix(candidates, "features", &spec)?;
+            return py
+                .detach(|| self.inner.score_vectors(&u, &v))
+                .map_err(call_error);
+        }
+        if features.is_some() {
+            return Err(wrong_kind(
+                "features",
+                "texts (a prompt and responses)",
+                "feature vectors",
+            ));
+        }
+        let prompt = text_arg(prompt, "prompt")?;
+        let responses =
+            responses.ok_or_else(|| PyTypeError::new_err("missing `responses` (a list of str)"))?;
         let responses = inputs::responses(responses)?;
         let refs: Vec<&str> = responses.iter().map(String::as_str).collect();
-        py.detach(|| self.inner.score(&u, prompt, &refs))
+        py.detach(|| self.inner.score(&u, &prompt, &refs))
             .map_err(call_error)
     }
+}
+
+/// A text argument of a text model: a `str`; vectors are the wrong kind of input, anything
+/// else (or nothing) a `TypeError`.
+pub fn text_arg(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<String> {
+    let obj = obj.ok_or_else(|| PyTypeError::new_err(format!("missing `{what}` (a str)")))?;
+    if obj.is_instance_of::<PyString>() {
+        return obj.extract();
+    }
+    if looks_like_vectors(obj) {
+        return Err(wrong_kind(what, TEXTS, "feature vectors"));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a str, got {}",
+        inputs::type_name(obj)
+    )))
 }
 
 #[pymethods]
@@ -118,6 +186,21 @@ impl Model {
         self.inner.manifest().hidden
     }
 
+    /// What the model takes: `{"kind": "text"}`, or `{"kind": "features", "dim": D}` for a
+    /// model fitted on external feature vectors.
+    #[getter]
+    fn input<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        match self.inner.input().features_dim() {
+            None => d.set_item("kind", "text")?,
+            Some(dim) => {
+                d.set_item("kind", "features")?;
+                d.set_item("dim", dim)?;
+            }
+        }
+        Ok(d)
+    }
+
     /// Longest text in tokens; longer ones are truncated from the left, as in training.
     /// `None` for a model fitted on external feature vectors (it takes no texts).
     #[getter]
@@ -144,15 +227,25 @@ impl Model {
     }
 
     /// An unseen user's posterior from reference triplets (dicts with prompt/chosen/rejected,
-    /// or (prompt, chosen, rejected) tuples), in one backbone pass.
+    /// or (prompt, chosen, rejected) tuples), in one backbone pass; for a features model, from
+    /// reference pairs of vectors (`{"chosen", "rejected"}` dicts, `(chosen, rejected)` pairs,
+    /// or one dict of two `[N, D]` arrays).
     fn user(&self, py: Python<'_>, references: &Bound<'_, PyAny>) -> PyResult<Posterior> {
-        let refs = inputs::references(references)?;
-        let inner = py
-            .detach(|| self.inner.posterior(&refs))
-            .map_err(call_error)?;
+        let (inner, count) = match self.vector_spec() {
+            Some(spec) => {
+                let refs = vectors::references(references, &spec)?;
+                let p = py.detach(|| self.inner.posterior_vectors(&refs));
+                (p, refs.len())
+            }
+            None => {
+                let refs = inputs::references(references)?;
+                let p = py.detach(|| self.inner.posterior(&refs));
+                (p, refs.len())
+            }
+        };
         Ok(Posterior {
-            inner,
-            count: Some(refs.len()),
+            inner: inner.map_err(call_error)?,
+            count: Some(count),
         })
     }
 
@@ -183,63 +276,123 @@ impl Model {
     }
 
     /// Personalised scores `φ·w` of `responses` to `prompt` for `user` (a `Posterior` or a
-    /// seen user's id): float32 `(N,)`, in input order.
+    /// seen user's id): float32 `(N,)`, in input order. A features model takes the candidates'
+    /// vectors instead (`score(user, features)`, `[N, D]`).
+    #[pyo3(signature = (user, prompt = None, responses = None, *, features = None))]
     fn score<'py>(
         &self,
         py: Python<'py>,
         user: &Bound<'py, PyAny>,
-        prompt: &str,
-        responses: &Bound<'py, PyAny>,
+        prompt: Option<&Bound<'py, PyAny>>,
+        responses: Option<&Bound<'py, PyAny>>,
+        features: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         Ok(self
-            .scores(py, user, prompt, responses)?
+            .scores(py, user, prompt, responses, features)?
             .scores
             .to_pyarray(py))
     }
 
-    /// Indices of `responses`, best first (ties in input order).
+    /// Indices of the candidates, best first (ties in input order); arguments as `score`'s.
+    #[pyo3(signature = (user, prompt = None, responses = None, *, features = None))]
     fn rank(
         &self,
         py: Python<'_>,
         user: &Bound<'_, PyAny>,
-        prompt: &str,
-        responses: &Bound<'_, PyAny>,
+        prompt: Option<&Bound<'_, PyAny>>,
+        responses: Option<&Bound<'_, PyAny>>,
+        features: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<usize>> {
-        Ok(self.scores(py, user, prompt, responses)?.ranking())
+        Ok(self
+            .scores(py, user, prompt, responses, features)?
+            .ranking())
     }
 
-    /// `P(a ≻ b | prompt)` for `user`, variance-attenuated (docs/METHOD.md Eq. 8).
+    /// `P(a ≻ b | prompt)` for `user`, variance-attenuated (docs/METHOD.md Eq. 8). A features
+    /// model takes two vectors and no prompt: `preference_probability(user, a, b)`.
+    #[pyo3(signature = (user, prompt = None, a = None, b = None))]
     fn preference_probability(
         &self,
         py: Python<'_>,
         user: &Bound<'_, PyAny>,
-        prompt: &str,
-        a: &str,
-        b: &str,
+        prompt: Option<&Bound<'_, PyAny>>,
+        a: Option<&Bound<'_, PyAny>>,
+        b: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<f32> {
         let u = self.resolve_user(user)?;
-        py.detach(|| self.inner.preference_probability(&u, prompt, a, b))
+        if let Some(spec) = self.vector_spec() {
+            // Positionally `(user, a, b)` fills `prompt` and `a`.
+            let (a, b) = match (prompt, a, b) {
+                (Some(p), _, _) if p.is_instance_of::<PyString>() => {
+                    return Err(wrong_kind("prompt", &spec.takes, "texts"))
+                }
+                (Some(x), Some(y), None) | (None, Some(x), Some(y)) => (x, y),
+                _ => {
+                    return Err(PyTypeError::new_err(
+                        "expected two feature vectors: preference_probability(user, a, b)",
+                    ))
+                }
+            };
+            let (a, b) = (
+                vectors::vector(a, "a", &spec)?,
+                vectors::vector(b, "b", &spec)?,
+            );
+            return py
+                .detach(|| self.inner.preference_probability_vectors(&u, &a, &b))
+                .map_err(call_error);
+        }
+        let (prompt, a, b) = (
+            text_arg(prompt, "prompt")?,
+            text_arg(a, "a")?,
+            text_arg(b, "b")?,
+        );
+        py.detach(|| self.inner.preference_probability(&u, &prompt, &a, &b))
             .map_err(call_error)
     }
 
     /// Hidden states float32 `(N, H)` and basis rewards float32 `(N, K)` of `(prompt,
-    /// response)` pairs (tuples or dicts), batched.
+    /// response)` pairs (tuples or dicts), batched. A features model takes vectors `[N, D]`
+    /// (`features(vectors)`) and returns them with their basis rewards.
+    #[pyo3(signature = (pairs = None, *, vectors = None))]
     fn features<'py>(
         &self,
         py: Python<'py>,
-        pairs: &Bound<'py, PyAny>,
+        pairs: Option<&Bound<'py, PyAny>>,
+        vectors: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<FeatureArrays<'py>> {
-        let pairs = inputs::pairs(pairs)?;
-        if pairs.is_empty() {
-            return Err(input("pairs: empty"));
+        let f = if let Some(spec) = self.vector_spec() {
+            let v = match (pairs, vectors) {
+                (Some(v), None) | (None, Some(v)) => v,
+                (Some(_), Some(_)) => {
+                    return Err(PyTypeError::new_err(
+                        "the vectors came twice: positionally and as `vectors`",
+                    ))
+                }
+                (None, None) => return Err(PyTypeError::new_err("missing `vectors` ([N, D])")),
+            };
+            let v = vectors::matrix(v, "vectors", &spec)?;
+            py.detach(|| self.inner.features_of_vectors(&v))
+        } else {
+            if vectors.is_some() {
+                return Err(wrong_kind(
+                    "vectors",
+                    "texts ((prompt, response) pairs)",
+                    "feature vectors",
+                ));
+            }
+            let pairs = pairs
+                .ok_or_else(|| PyTypeError::new_err("missing `pairs` ((prompt, response))"))?;
+            let pairs = inputs::pairs(pairs)?;
+            if pairs.is_empty() {
+                return Err(input("pairs: empty"));
+            }
+            let texts: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(p, r)| (p.as_str(), r.as_str()))
+                .collect();
+            py.detach(|| self.inner.features(&texts))
         }
-        let texts: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(p, r)| (p.as_str(), r.as_str()))
-            .collect();
-        let f = py
-            .detach(|| self.inner.features(&texts))
-            .map_err(call_error)?;
+        .map_err(call_error)?;
         Ok((f.hidden.to_pyarray(py), f.rewards.to_pyarray(py)))
     }
 

@@ -662,6 +662,63 @@ fn bad_inputs_get_json_errors_and_store_nothing() {
 /// What a Schemathesis run against docs/openapi.yaml found (issue 31): each is refused with 422
 /// `validation` naming what is wrong, and nothing is stored.
 #[test]
+fn vector_requests_to_a_text_model_are_422_saying_it_takes_texts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, store) = start(tmp.path(), options());
+    let addr = server.local_addr();
+    let h = call(addr, "GET", "/health", None).json();
+    assert_eq!(h["input"], json!({"kind": "text"}), "{h}");
+    let v = |x: f32| json!([x, 0.5, -1.0]);
+    let d = model().manifest().d;
+    let cases = [
+        (
+            "/v1/users/u/observe",
+            json!({"references": [{"chosen": v(1.0), "rejected": v(2.0)}]}),
+            "`references[0].prompt` is missing (this model takes texts)",
+        ),
+        (
+            "/v1/users/u/observe",
+            json!({"references": [{"prompt": "p", "chosen": v(1.0), "rejected": "b"}]}),
+            "`references[0].chosen` is a feature vector; this model takes texts",
+        ),
+        (
+            "/v1/score",
+            json!({"user": "u", "features": [v(1.0), v(2.0)]}),
+            "this model takes texts, not feature vectors",
+        ),
+        (
+            "/v1/rank",
+            json!({"posterior": {"mean": vec![0.0; d], "var": vec![1.0; d]}, "features": [v(1.0)]}),
+            "this model takes texts, not feature vectors",
+        ),
+        (
+            "/v1/score",
+            json!({"user": "u", "prompt": "p", "responses": ["a"], "features": [v(1.0)]}),
+            "this model takes texts, not feature vectors",
+        ),
+        (
+            "/v1/users/u/next-question",
+            json!({"questions": [{"a": v(1.0), "b": v(2.0)}]}),
+            "`questions[0].prompt` is missing (this model takes texts)",
+        ),
+        (
+            "/v1/users/u/next-question",
+            json!({"questions": [{"prompt": "p", "a": "x", "b": v(2.0)}]}),
+            "`questions[0].b` is a feature vector; this model takes texts",
+        ),
+    ];
+    for (path, body, want) in cases {
+        let r = call(addr, "POST", path, Some(&body));
+        assert_error(&r, 422, "validation");
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains(want), "{path} {body}: {msg}");
+    }
+    // Nothing was stored for the user the vector requests named.
+    assert!(store.get("u").unwrap().is_none());
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn requests_outside_the_openapi_contract_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, store) = start(tmp.path(), options());
