@@ -102,7 +102,7 @@ fn table_is_the_heads_input_fits_and_resumes_identically() {
     let table = FeatureTable::read(&out).unwrap();
     let ds = Dataset::load(&data).unwrap();
     let t = load_trained(&run, &dev).unwrap();
-    let source = TextSource::Tokens(t.encoder.clone().unwrap());
+    let source = TextSource::Tokens(Box::new(t.encoder.clone().unwrap()));
     let corpus = Corpus::build(&ds, &source).unwrap();
     let all: Vec<usize> = (0..corpus.len()).collect();
     let want = corpus.embed(&t.model, &all, 5).unwrap();
