@@ -88,7 +88,9 @@ fn checked(values: &[f64], what: &str, spec: &VectorSpec) -> PyResult<Vec<f32>> 
             // A finite f64 can still overflow f32.
             let y = x as f32;
             if !y.is_finite() {
-                return Err(input(format!("{what}[{j}]: {x:e} is beyond float32's range")));
+                return Err(input(format!(
+                    "{what}[{j}]: {x:e} is beyond float32's range"
+                )));
             }
             Ok(y)
         })
