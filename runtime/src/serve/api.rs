@@ -234,8 +234,14 @@ fn item(
     }
 }
 
-/// A feature vector of a features model from the wire: `dim` finite numbers within f32's
-/// range; 422 naming `at` otherwise (also for a text where a vector belongs).
+/// The largest feature value a request may carry: docs/openapi.yaml's `FeatureVector` bound,
+/// within f32's range. A round decimal rather than f32::MAX (3.4028234663852886e38) because
+/// serde_json's parser can be one ulp off there, which would put the server and the schema on
+/// either side of the bound; 3.4e38 and its neighbours parse exactly.
+const MAX_FEATURE_VALUE: f64 = 3.4e38;
+
+/// A feature vector of a features model from the wire: `dim` numbers within ±3.4e38; 422
+/// naming `at` otherwise (also for a text where a vector belongs).
 pub fn vector(at: &str, dim: usize, v: WireInput) -> Result<Vec<f32>, ApiError> {
     let v = match v {
         WireInput::Vector(v) => v,
@@ -254,12 +260,11 @@ pub fn vector(at: &str, dim: usize, v: WireInput) -> Result<Vec<f32>, ApiError> 
     v.iter()
         .enumerate()
         .map(|(j, &x)| {
-            let y = x as f32;
-            if y.is_finite() {
-                Ok(y)
+            if x.is_finite() && x.abs() <= MAX_FEATURE_VALUE {
+                Ok(x as f32)
             } else {
                 Err(ApiError::validation(format!(
-                    "`{at}[{j}]` = {x} is beyond the f32 range of feature values"
+                    "`{at}[{j}]` = {x:e} is beyond ±3.4e38, the range of feature values"
                 )))
             }
         })
