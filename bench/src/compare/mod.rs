@@ -499,10 +499,19 @@ fn analyse(
     let scorer = RunScorer::load(dir, dev)?;
     let unseen = scorer.user_accuracy(&ds.unseen)?;
     let picks = match truth {
-        Some(t) => {
-            let rewards = scorer.rewards(&t.queries)?;
-            Some(Picks::new(&t.seen, &rewards, &t.utilities))
-        }
+        Some(t) => match scorer.rewards(&t.queries) {
+            Ok(rewards) => Some(Picks::new(&t.seen, &rewards, &t.utilities)),
+            // A run on an external feature table can score only the texts it has rows for.
+            Err(TrainError::Features(e)) => {
+                eprintln!(
+                    "warning: {}: no best-of-N (the feature table lacks the generator's \
+                     candidate responses; --feature-source tables have them): {e}",
+                    dir.display()
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
     let (mut sigma2, mut space) = (None, None);

@@ -45,7 +45,26 @@ pub fn feature_table(
     prompts: bool,
     origin: &Path,
 ) -> Result<FeatureTable> {
-    let (all, _) = vrf_trainer::features::table_texts(ds, prompts);
+    feature_table_with(ds, meta, source, prompts, &[], origin)
+}
+
+/// [`feature_table`] with rows for `extra` texts too (after the others, duplicates skipped):
+/// e.g. the generator's candidate responses that best-of-N in `compare` scores.
+pub fn feature_table_with(
+    ds: &Dataset,
+    meta: Option<&SynthMeta>,
+    source: Source,
+    prompts: bool,
+    extra: &[(String, String)],
+    origin: &Path,
+) -> Result<FeatureTable> {
+    let (mut all, _) = vrf_trainer::features::table_texts(ds, prompts);
+    let mut present: std::collections::HashSet<(String, String)> = all.iter().cloned().collect();
+    for t in extra {
+        if present.insert(t.clone()) {
+            all.push(t.clone());
+        }
+    }
     // The data's own texts come first in `all`; the noise scale is theirs alone, so adding the
     // prompt rows changes none of their vectors.
     let n_texts = ds.texts().texts.len();
@@ -188,8 +207,9 @@ impl Source {
     }
 }
 
-/// The table of `source` for benchmark `data`, written once next to it
-/// (`DATA.features-SLUG.npy`, deterministic) and reused afterwards.
+/// The table of `source` for benchmark `data` — its texts, PAL-B's prompt rows and the
+/// generator's candidate responses — written once next to it (`DATA.features-SLUG.npy`,
+/// deterministic) and reused afterwards.
 pub fn ensure_table(data: &Path, source: Source) -> Result<std::path::PathBuf> {
     let stem = data
         .file_stem()
@@ -198,7 +218,16 @@ pub fn ensure_table(data: &Path, source: Source) -> Result<std::path::PathBuf> {
     if !path.exists() {
         let ds = Dataset::load(data)?;
         let meta = super::load_meta(data)?;
-        let table = feature_table(&ds, meta.as_ref(), source, true, &path)?;
+        // Every candidate response of the generator, so `compare` can score its best-of-N.
+        let candidates: Vec<(String, String)> = match &meta {
+            Some(m) => vrf_data::synth::generate(&m.config)?
+                .prompts
+                .iter()
+                .flat_map(|p| p.responses.iter().map(|r| (p.text.clone(), r.clone())))
+                .collect(),
+            None => vec![],
+        };
+        let table = feature_table_with(&ds, meta.as_ref(), source, true, &candidates, &path)?;
         table.write(&path)?;
     }
     // Absolute: runs store the path and are resumed from anywhere.
