@@ -42,7 +42,11 @@ rm -rf "$VRF_PARITY_MODEL_OUT"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
+# Next to a throw-away PostgreSQL cluster (installed from Debian packages if missing; stopped
+# and deleted at the end, also on failure): the user store's contract on both backends and
+# `vrf serve` replicas over one database run against it (under a minute), never skipped here.
+VRF_REQUIRE_POSTGRES=1 bash scripts/with-postgres.sh \
+  cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # cargo ends with per-crate lines (often doc tests with 0 tests); close with the total.
