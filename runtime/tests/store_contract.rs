@@ -367,6 +367,7 @@ fn postgres_migrations_damaged_rows_and_secrets() {
         assert!(!t.contains(&password) && t.contains("no_such_db"), "{t}");
         let store = PgStore::connect(&url, "abc", Pooling::Pog, D, &PgOptions::default());
         assert!(store.is_err()); // the newer layout above
+        #[cfg(not(feature = "postgres-tls"))]
         let e = PgStore::connect(
             &format!("{url}?sslmode=require"),
             "abc",
@@ -376,6 +377,7 @@ fn postgres_migrations_damaged_rows_and_secrets() {
         )
         .unwrap_err()
         .to_string();
+        #[cfg(not(feature = "postgres-tls"))]
         assert!(e.contains("TLS") && !e.contains(&password), "{e}");
     }
 }
@@ -395,4 +397,29 @@ fn an_unreachable_server_fails_fast_as_unavailable() {
     let t = format!("{e} {e:?}");
     assert!(!t.contains("secret-pw-123"), "{t}");
     assert!(t.contains(&format!("127.0.0.1:{port}")), "{t}");
+}
+
+/// With the `postgres-tls` feature, `sslmode=require` connects over TLS (the role may only
+/// connect over TLS), verifying the server against `$PGSSLROOTCERT`.
+#[cfg(feature = "postgres-tls")]
+#[test]
+fn tls_when_the_url_asks_for_it() {
+    let Some(admin) = admin_url() else { return };
+    let Ok(tls_url) = std::env::var("VRF_TEST_POSTGRES_TLS_URL") else {
+        panic!("VRF_TEST_POSTGRES_TLS_URL is unset (scripts/with-postgres.sh needs openssl)");
+    };
+    let db = fresh_database(&admin);
+    let (_, name) = db.rsplit_once('/').unwrap();
+    psql(&admin, &format!("ALTER DATABASE {name} OWNER TO vrf_tls"));
+    let (base, _) = tls_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}?sslmode=require");
+    let s = Postgres(url).open("abc").unwrap();
+    s.update("u", &mut add_one).unwrap();
+    assert_eq!(s.get("u").unwrap().unwrap().state.count, 1);
+    // Without TLS the same role is refused: the store above did use TLS.
+    let e = refused(Postgres(format!("{base}/{name}?sslmode=disable")).open("abc"));
+    assert!(
+        e.to_string().contains("28000") || e.to_string().contains("pg_hba"),
+        "{e}"
+    );
 }

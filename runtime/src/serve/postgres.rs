@@ -194,11 +194,12 @@ impl PgStore {
             path: at.clone(),
             message,
         };
+        #[cfg(not(feature = "postgres-tls"))]
         if config.get_ssl_mode() != SslMode::Disable && config.get_ssl_mode() != SslMode::Prefer {
             return Err(open(
-                "sslmode=require needs TLS, which this build of vrf does not include; connect \
-                 through a TLS-terminating proxy (e.g. pgbouncer or a sidecar) or on a private \
-                 network with sslmode=disable"
+                "sslmode=require needs TLS, which this build of vrf does not include (build with \
+                 the `postgres-tls` feature), or connect on a private network or through a \
+                 TLS-terminating proxy with sslmode=disable"
                     .into(),
             ));
         }
@@ -224,13 +225,17 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("vrf-serve");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        #[cfg(feature = "postgres-tls")]
+        let manager = if config.get_ssl_mode() == SslMode::Disable {
+            Manager::from_config(config, NoTls, manager_config)
+        } else {
+            Manager::from_config(config, tls::connector().map_err(open)?, manager_config)
+        };
+        #[cfg(not(feature = "postgres-tls"))]
+        let manager = Manager::from_config(config, NoTls, manager_config);
         let pool = Pool::builder(manager)
             .max_size(opts.max_connections)
             .runtime(Runtime::Tokio1)
@@ -686,5 +691,48 @@ impl UserStore for PgStore {
                 .map_err(|e| self.backend(&e))?;
             Ok(())
         })
+    }
+}
+
+/// TLS to the database (feature `postgres-tls`): rustls on ring, verifying the server against
+/// the system's CA roots and, if set, the PEM file `$PGSSLROOTCERT` (as libpq names it).
+#[cfg(feature = "postgres-tls")]
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use tokio_postgres_rustls::MakeRustlsConnect;
+
+    /// The connector, or why there is none.
+    pub(super) fn connector() -> Result<MakeRustlsConnect, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if let Some(path) = std::env::var_os("PGSSLROOTCERT") {
+            let shown = std::path::Path::new(&path).display().to_string();
+            let certs = CertificateDer::pem_file_iter(&path)
+                .map_err(|e| format!("PGSSLROOTCERT {shown}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("PGSSLROOTCERT {shown}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("PGSSLROOTCERT {shown}: {e}"))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err("TLS: no CA certificates (install the system's, e.g. the \
+                        ca-certificates package, or set PGSSLROOTCERT to a PEM file)"
+                .into());
+        }
+        // ring has no post-quantum key exchange (hence the deprecation); aws-lc-rs has, but
+        // needs cmake and a long C build on every machine that builds vrf.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
     }
 }
