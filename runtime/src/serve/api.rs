@@ -525,8 +525,11 @@ pub struct NextQuestionResponse {
 /// `GET /health`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`, or `degraded` while the user store does not answer (scoring that needs no store
+    /// still works).
     pub status: String,
+    /// The user store: `ok` or `unavailable`.
+    pub store: String,
     /// The served model's digest (what the store records).
     pub model_digest: String,
     /// Number of bases.

@@ -183,6 +183,14 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Update(m) => m.into(),
             StoreError::Busy(_) => Self::overloaded(e.to_string()),
+            StoreError::Unavailable(_) => Self {
+                retry_after: Some(1),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    e.to_string(),
+                )
+            },
             StoreError::Expired => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",

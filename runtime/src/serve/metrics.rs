@@ -132,10 +132,10 @@ impl Metrics {
         self.lock().queue_rejected += 1;
     }
 
-    /// One store operation (`get`, `update`, `delete`), `ok` or `error`.
-    pub fn observe_store(&self, op: &'static str, ok: bool, elapsed: Duration) {
+    /// One store operation (`get`, `update`, `delete`, `ping`): `ok`, or the error's kind
+    /// ([`super::StoreError::kind`]: `unavailable`, `busy`, …).
+    pub fn observe_store(&self, op: &'static str, result: &'static str, elapsed: Duration) {
         let mut m = self.lock();
-        let result = if ok { "ok" } else { "error" };
         *m.store_ops.entry((op, result)).or_default() += 1;
         m.store_seconds
             .entry(op)
@@ -175,7 +175,7 @@ impl Metrics {
         out.push_str("# HELP vrf_queue_rejected_total Requests refused with 503: queue full.\n");
         out.push_str("# TYPE vrf_queue_rejected_total counter\n");
         let _ = writeln!(out, "vrf_queue_rejected_total {}", m.queue_rejected);
-        out.push_str("# HELP vrf_store_operations_total User store operations, by result.\n");
+        out.push_str("# HELP vrf_store_operations_total User store operations, by result (ok or error kind).\n");
         out.push_str("# TYPE vrf_store_operations_total counter\n");
         for ((op, result), n) in &m.store_ops {
             let _ = writeln!(
@@ -207,7 +207,8 @@ mod tests {
         m.observe_request("/v1/score", 200, Duration::from_millis(30));
         m.observe_request("/v1/score", 422, Duration::from_micros(10));
         m.observe_batch(5, Duration::from_millis(4));
-        m.observe_store("update", true, Duration::from_millis(1));
+        m.observe_store("update", "ok", Duration::from_millis(1));
+        m.observe_store("get", "unavailable", Duration::from_millis(1));
         let t = m.render(3);
         assert!(
             t.contains("vrf_requests_total{route=\"/v1/score\",status=\"200\"} 2"),
@@ -226,6 +227,10 @@ mod tests {
         assert!(t.contains("vrf_queue_depth 3"), "{t}");
         assert!(
             t.contains("vrf_store_operations_total{op=\"update\",result=\"ok\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vrf_store_operations_total{op=\"get\",result=\"unavailable\"} 1"),
             "{t}"
         );
         assert_eq!(label("a\"b\\c\n"), "a\\\"b\\\\c\\n");

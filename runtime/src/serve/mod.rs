@@ -4,7 +4,9 @@
 //! - [`routes`]: the endpoints and the middleware (auth, timeout, metrics);
 //! - [`conn`]: the accept loop (header-read timeout, connection cap, bounded drain);
 //! - [`batcher`]: dynamic batching of concurrent requests' texts into backbone calls;
-//! - [`store`]: the user store contract, [`sqlite`] its default (durable, one file);
+//! - [`store`]: the user store contract, [`sqlite`] its default (durable, one file),
+//!   `postgres` the shared one for several replicas (feature `postgres`), [`transfer`] moving
+//!   users between stores (JSONL);
 //! - [`api`]: request and response bodies and their limits; [`extract`]: reading them (JSON body,
 //!   path) into [`error`]s with the right status; [`error`]: what a request or the start can
 //!   fail with; [`auth`]: the bearer token; [`metrics`]: Prometheus text.
@@ -29,9 +31,12 @@ mod conn;
 mod error;
 mod extract;
 mod metrics;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod routes;
 mod sqlite;
 mod store;
+mod transfer;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -45,8 +50,11 @@ pub use auth::Token;
 pub use batcher::BatchOptions;
 pub use conn::ConnOptions;
 pub use error::{ApiError, ServeError};
+#[cfg(feature = "postgres")]
+pub use postgres::{is_postgres_url, PgOptions, PgStore};
 pub use sqlite::SqliteStore;
-pub use store::{StoreError, StoredUser, UserStore};
+pub use store::{StoreError, StoredUser, Update, UserStore, Visit};
+pub use transfer::{export_users, import_users, TransferError};
 
 use crate::session::VrfModel;
 

@@ -153,7 +153,8 @@ async fn store_op<T: Send + 'static>(
     let r = tokio::task::spawn_blocking(move || f(&shared))
         .await
         .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?;
-    st.metrics.observe_store(op, r.is_ok(), started.elapsed());
+    let result = r.as_ref().map_or_else(StoreError::kind, |_| "ok");
+    st.metrics.observe_store(op, result, started.elapsed());
     Ok(r?)
 }
 
@@ -178,8 +179,12 @@ async fn lookup(st: &Shared, id: &str) -> Result<(UserPosterior, Option<StoredUs
 }
 
 async fn health(State(st): State<Shared>) -> Json<Health> {
+    // The store's own timeouts bound the ping; a store that does not answer is `degraded`,
+    // not an error: a balancer keeps sending scoring that needs no store.
+    let store_ok = store_op(&st, "ping", |s| s.store.ping()).await.is_ok();
     Json(Health {
-        status: "ok".into(),
+        status: if store_ok { "ok" } else { "degraded" }.into(),
+        store: if store_ok { "ok" } else { "unavailable" }.into(),
         model_digest: st.digest.clone(),
         k: st.model.manifest().k,
         d: st.model.manifest().d,

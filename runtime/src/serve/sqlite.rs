@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::store::{now_ms, StoreError, StoredUser, Update, UserStore};
+use super::store::{now_ms, StoreError, StoredUser, Update, UserStore, Visit};
 use vrf_format::manifest::{Manifest, Pooling};
 use vrf_format::UserState;
 
@@ -285,6 +285,63 @@ impl UserStore for SqliteStore {
             .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
             .map_err(backend)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.lock()
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(backend)
+    }
+
+    fn for_each(&self, each: Visit<'_>) -> Result<(), StoreError> {
+        // Pages of ids in byte order (SQLite's BINARY collation), the lock released between
+        // them, so an export does not stall the service.
+        let mut after: Option<String> = None;
+        loop {
+            let ids: Vec<String> = {
+                let conn = self.lock();
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT id FROM users WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT 1000",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt.query_map([&after], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            let Some(last) = ids.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for id in &ids {
+                // A user deleted since the page was read is simply not exported.
+                if let Some(u) = self.get(id)? {
+                    each(id, &u)?;
+                }
+            }
+        }
+    }
+
+    fn put(&self, id: &str, user: &StoredUser) -> Result<(), StoreError> {
+        user.state.validate(self.pooling, self.d)?;
+        let s = &user.state;
+        self.lock()
+            .execute(
+                "INSERT INTO users (id, pooling, count, a, b, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET pooling = ?2, count = ?3, a = ?4, b = ?5,
+                     created_at_ms = ?6, updated_at_ms = ?7",
+                params![
+                    id,
+                    s.pooling.as_str(),
+                    i64::try_from(s.count).unwrap_or(i64::MAX),
+                    to_blob(&s.a),
+                    to_blob(&s.b),
+                    user.created_at_ms,
+                    user.updated_at_ms
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
     }
 }
 

@@ -21,10 +21,11 @@ pub struct StoredUser {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database file cannot be opened, or is not a database.
+    /// The database file cannot be opened, or is not a database (or the database cannot be
+    /// reached or set up at start).
     #[error("user store {}: {message}", path.display())]
     Open {
-        /// The database file.
+        /// The database file, or the database's URL without its password.
         path: PathBuf,
         /// What went wrong.
         message: String,
@@ -32,7 +33,7 @@ pub enum StoreError {
     /// The file is a database, but not a user store of this model.
     #[error("user store {}: {message}", path.display())]
     Foreign {
-        /// The database file.
+        /// The database file, or the database's URL without its password.
         path: PathBuf,
         /// What differs.
         message: String,
@@ -54,14 +55,37 @@ pub enum StoreError {
     /// The request's deadline passed before the update was written; nothing was written.
     #[error("the request's deadline passed before the update was written")]
     Expired,
+    /// The database is down, unreachable or did not answer in time; nothing was written
+    /// (or, for a commit cut off in flight, nothing was acknowledged). Retry later.
+    #[error("user store unavailable: {0}")]
+    Unavailable(String),
     /// The database refused an operation.
     #[error("user store: {0}")]
     Backend(String),
 }
 
+impl StoreError {
+    /// A short machine-readable kind, for metrics (`unavailable`, `busy`, `corrupt`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Open { .. } => "open",
+            Self::Foreign { .. } => "foreign",
+            Self::Corrupt { .. } => "corrupt",
+            Self::Update(_) => "update",
+            Self::Busy(_) => "busy",
+            Self::Expired => "expired",
+            Self::Unavailable(_) => "unavailable",
+            Self::Backend(_) => "backend",
+        }
+    }
+}
+
 /// A function from a user's stored evidence (`None`: a new user) to the evidence to store; an
 /// error writes nothing.
 pub type Update<'a> = &'a mut dyn FnMut(Option<&StoredUser>) -> Result<UserState, StoreError>;
+
+/// A function called with each stored user in turn (export); an error stops the walk.
+pub type Visit<'a> = &'a mut dyn FnMut(&str, &StoredUser) -> Result<(), StoreError>;
 
 /// Where `vrf serve` keeps users. Implementations make [`UserStore::update`] atomic per user
 /// (no lost update between two concurrent observes of one user, also across processes sharing
@@ -80,6 +104,12 @@ pub trait UserStore: Send + Sync {
     fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
     }
+    /// Whether the store answers now (`/health`); cheap.
+    fn ping(&self) -> Result<(), StoreError>;
+    /// Every stored user, in byte order of their ids, passed to `each` (export).
+    fn for_each(&self, each: Visit<'_>) -> Result<(), StoreError>;
+    /// Stores `user` exactly as given, times included, replacing any stored user `id` (import).
+    fn put(&self, id: &str, user: &StoredUser) -> Result<(), StoreError>;
 }
 
 /// Milliseconds since the Unix epoch.
