@@ -64,7 +64,8 @@ pub struct PgOptions {
     /// Longest to open a connection.
     pub connect_timeout: Duration,
     /// Longest one operation (waiting for a connection included) may take; also the
-    /// server-side `statement_timeout`.
+    /// server-side `statement_timeout`. Keep it below the service's request timeout, so a
+    /// store that does not answer is a 503 before the client's deadline (the CLI caps it so).
     pub op_timeout: Duration,
 }
 
