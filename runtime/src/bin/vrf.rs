@@ -531,7 +531,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // The store's bound never outlives the request's.
     let store_timeout = Duration::from_millis(a.s.store_timeout_ms.min(a.timeout_ms));
     let (store, store_name) = open_store(&a.s, model.manifest(), store_timeout)?;
-    let users = store.len()?;
+    // For the log line only: on PostgreSQL counting is a full scan, which a large store may
+    // not finish within the store timeout; that must not stop the service from starting.
+    let users = store
+        .len()
+        .map_or_else(|e| format!("? ({e})"), |n| n.to_string());
     let mut opts = ServeOptions::default();
     opts.bind = a.bind;
     opts.token = token;

@@ -64,7 +64,8 @@ pub struct PgOptions {
     /// Longest to open a connection.
     pub connect_timeout: Duration,
     /// Longest one operation (waiting for a connection included) may take; also the
-    /// server-side `statement_timeout`.
+    /// server-side `statement_timeout`. Keep it below the service's request timeout, so a
+    /// store that does not answer is a 503 before the client's deadline (the CLI caps it so).
     pub op_timeout: Duration,
 }
 
@@ -137,8 +138,21 @@ fn is_unavailable(e: &tokio_postgres::Error) -> bool {
         return true;
     }
     match e.code() {
-        // No SQLSTATE: the socket failed, the connection timed out, or TLS did not start.
-        None => true,
+        // No SQLSTATE: the socket, the connection or TLS failed, or the driver refused a value
+        // (a bug, not an outage); the driver's error kinds are private, its messages are not.
+        None => {
+            let text = e.to_string();
+            std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                || [
+                    "error connecting",
+                    "error communicating",
+                    "error performing TLS",
+                    "timeout",
+                    "connection closed",
+                ]
+                .iter()
+                .any(|p| text.starts_with(p))
+        }
         Some(code) => {
             let c = code.code();
             c.starts_with("08") // connection exception
