@@ -1,8 +1,8 @@
 //! `vrf serve` replicas over one PostgreSQL database (`scripts/with-postgres.sh` starts a
 //! throw-away server and sets `$VRF_TEST_POSTGRES_URL`; without it these tests are skipped,
-//! unless `VRF_REQUIRE_POSTGRES=1`, the test script, where they fail). Each replica is its own
-//! process (this test binary, re-run as `replica_child`) with its own connection pool, so only
-//! the database serialises them:
+//! unless `VRF_REQUIRE_POSTGRES=1`, the test script, where they fail). Each replica is a `vrf
+//! serve` process (the CLI binary) with its own connection pool, so only the database
+//! serialises them:
 //! - concurrent observes of one user spread over three replicas lose no update (the count and
 //!   the natural parameters equal the sequential result);
 //! - `kill -9` of a replica during a stream loses no acknowledged update, and the others serve;
@@ -22,7 +22,7 @@ use std::sync::{Arc, Barrier, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vrf_runtime::serve::{PgOptions, PgStore, ServeOptions, Server, UserStore};
+use vrf_runtime::serve::{PgOptions, PgStore, UserStore};
 use vrf_runtime::{Reference, RuntimeOptions, VrfModel};
 use vrf_trainer::export::{export, ExportOptions};
 
@@ -33,9 +33,6 @@ static SERVER: RwLock<()> = RwLock::new(());
 fn model_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("VRF_PG_CHILD_MODEL") {
-            return dir.into();
-        }
         let root = tempfile::tempdir().unwrap().keep();
         let data = common::small_benchmark(&root).unwrap();
         let run = common::fit_small(&root, &data, &common::short_fit()).unwrap();
@@ -106,29 +103,6 @@ fn pg_options() -> PgOptions {
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Run in a child process: one replica serving `$VRF_PG_CHILD_URL` until killed, writing its
-/// address to `$VRF_PG_CHILD_ADDR`.
-#[test]
-#[ignore = "a child process of the replica tests"]
-fn replica_child() {
-    let (Some(url), Some(addr_file)) = (
-        std::env::var_os("VRF_PG_CHILD_URL"),
-        std::env::var_os("VRF_PG_CHILD_ADDR"),
-    ) else {
-        return;
-    };
-    let store =
-        PgStore::for_model(url.to_str().unwrap(), model().manifest(), &pg_options()).unwrap();
-    let mut o = ServeOptions::default();
-    o.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    o.request_timeout = REQUEST_TIMEOUT;
-    let server = Server::start(model(), Arc::new(store), o).unwrap();
-    let tmp = PathBuf::from(&addr_file).with_extension("tmp");
-    std::fs::write(&tmp, server.local_addr().to_string()).unwrap();
-    std::fs::rename(&tmp, &addr_file).unwrap();
-    server.wait().unwrap();
-}
-
 /// A replica process; killed when dropped.
 struct Replica {
     child: Child,
@@ -142,35 +116,67 @@ impl Drop for Replica {
     }
 }
 
-/// Starts `n` replicas on the database `url`.
-fn replicas(url: &str, n: usize, dir: &Path) -> Vec<Replica> {
-    let _ = model(); // fit and export before the children look for the model
-    let mut started: Vec<(Child, PathBuf)> = (0..n)
-        .map(|i| {
-            let addr_file = dir.join(format!("replica-{i}.addr"));
-            let child = Command::new(std::env::current_exe().unwrap())
-                .args(["replica_child", "--exact", "--ignored", "--nocapture"])
-                .env("VRF_PG_CHILD_URL", url)
-                .env("VRF_PG_CHILD_ADDR", &addr_file)
-                .env("VRF_PG_CHILD_MODEL", model_dir())
+/// The `vrf` binary next to this test's directory (`cargo test --workspace` builds it for
+/// vrf-runtime's own CLI tests; alone: `cargo build -p vrf-runtime --bin vrf`).
+fn vrf_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join(format!("vrf{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p vrf-runtime --bin vrf`",
+        bin.display()
+    );
+    bin
+}
+
+/// Starts `n` `vrf serve` processes on the database `url`, each on a free loopback port (read
+/// from its "listening on" line), with the store bounds of [`pg_options`].
+fn replicas(url: &str, n: usize) -> Vec<Replica> {
+    let _ = model(); // fit and export before the replicas load the model
+    let o = pg_options();
+    let mut started: Vec<(Child, std::sync::mpsc::Receiver<SocketAddr>)> = (0..n)
+        .map(|_| {
+            let mut child = Command::new(vrf_binary())
+                .args(["serve", "--model"])
+                .arg(model_dir())
+                .args(["--store", url, "--bind", "127.0.0.1:0", "--threads", "1"])
+                .arg("--timeout-ms")
+                .arg(REQUEST_TIMEOUT.as_millis().to_string())
+                .arg("--store-timeout-ms")
+                .arg(o.op_timeout.as_millis().to_string())
+                .arg("--store-connections")
+                .arg(o.max_connections.to_string())
                 .stdout(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            (child, addr_file)
+            let err = child.stderr.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            // Reads the log to its end, so the replica never blocks on a full pipe.
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(addr.parse().expect("the replica's address"));
+                    }
+                }
+            });
+            (child, rx)
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
     let mut out = Vec::new();
-    for (mut child, addr_file) in started.drain(..) {
-        let addr: SocketAddr = loop {
-            if let Ok(a) = std::fs::read_to_string(&addr_file) {
-                break a.parse().unwrap();
+    for (mut child, rx) in started.drain(..) {
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(a) => a,
+            Err(_) => {
+                let status = child.try_wait().ok().flatten();
+                panic!("a vrf serve replica did not start (exit: {status:?})");
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("a replica exited at start: {status}");
-            }
-            assert!(Instant::now() < deadline, "a replica did not start");
-            std::thread::sleep(Duration::from_millis(20));
         };
         out.push(Replica { child, addr });
     }
@@ -221,8 +227,7 @@ fn concurrent_observes_over_three_replicas_lose_no_update() {
     let Some(admin) = admin_url() else { return };
     let _shared = SERVER.read().unwrap_or_else(|p| p.into_inner());
     let url = fresh_database(&admin);
-    let tmp = tempfile::tempdir().unwrap();
-    let reps = replicas(&url, 3, tmp.path());
+    let reps = replicas(&url, 3);
     let addrs: Vec<SocketAddr> = reps.iter().map(|r| r.addr).collect();
     let (threads, each) = (6, 5);
     let go = Arc::new(Barrier::new(threads));
@@ -335,8 +340,7 @@ fn kill_9_of_a_replica_loses_no_acknowledged_update() {
     let Some(admin) = admin_url() else { return };
     let _shared = SERVER.read().unwrap_or_else(|p| p.into_inner());
     let url = fresh_database(&admin);
-    let tmp = tempfile::tempdir().unwrap();
-    let mut reps = replicas(&url, 3, tmp.path());
+    let mut reps = replicas(&url, 3);
     let addrs: Vec<SocketAddr> = reps.iter().map(|r| r.addr).collect();
     let mut tally = Tally::default();
     let mut i = 0;
@@ -421,8 +425,7 @@ fn postgres_restart_gives_503s_then_recovers_without_losing_acknowledged_updates
     let Some(admin) = admin_url() else { return };
     let _alone = SERVER.write().unwrap_or_else(|p| p.into_inner());
     let url = fresh_database(&admin);
-    let tmp = tempfile::tempdir().unwrap();
-    let reps = replicas(&url, 3, tmp.path());
+    let reps = replicas(&url, 3);
     let addrs: Vec<SocketAddr> = reps.iter().map(|r| r.addr).collect();
     let mut tally = Tally::default();
     let mut i = 0;
