@@ -208,11 +208,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let r =
                 export(run, out, &opts).with_context(|| format!("exporting {}", run.display()))?;
+            let vectors = r.manifest.input.features_dim().is_some();
             for c in &r.checks {
-                println!(
-                    "self-check batch {:>2} × seq {:>3}: max abs error hidden {:.2e}, rewards {:.2e} (relative {:.2e})",
-                    c.batch, c.seq, c.hidden_err, c.rewards_err, c.relative_err()
-                );
+                if vectors {
+                    // A model on external features: random vectors through the heads alone.
+                    println!(
+                        "self-check batch {:>2} of random vectors: max abs error rewards {:.2e} (relative {:.2e})",
+                        c.batch, c.rewards_err, c.relative_err()
+                    );
+                } else {
+                    println!(
+                        "self-check batch {:>2} × seq {:>3}: max abs error hidden {:.2e}, rewards {:.2e} (relative {:.2e})",
+                        c.batch, c.seq, c.hidden_err, c.rewards_err, c.relative_err()
+                    );
+                }
             }
             if r.stage != "done" {
                 eprintln!(
