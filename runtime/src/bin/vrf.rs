@@ -16,7 +16,9 @@ use vrf_runtime::serve::{
     export_users, import_users, is_postgres_url, BatchOptions, ConnOptions, Limits, PgOptions,
     PgStore, ServeOptions, Server, SqliteStore, Token, TransferError, UserStore,
 };
-use vrf_runtime::{ExecutionProvider, Reference, RuntimeOptions, UserPosterior, VrfModel};
+use vrf_runtime::{
+    ExecutionProvider, Reference, RuntimeOptions, UserPosterior, VectorReference, VrfModel,
+};
 
 #[derive(Parser)]
 #[command(
@@ -51,7 +53,8 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Hidden state and basis rewards per text: input lines {"prompt", "response"}.
+    /// Hidden state and basis rewards per text: input lines {"prompt", "response"} ({"vector"}
+    /// for a model on external features).
     Features {
         #[command(flatten)]
         m: ModelArgs,
@@ -59,7 +62,8 @@ enum Cmd {
         #[arg(long, default_value = "-")]
         input: PathBuf,
     },
-    /// Pair features of reference triplets: input lines {"prompt", "chosen", "rejected"}.
+    /// Pair features of reference triplets: input lines {"prompt", "chosen", "rejected"}
+    /// ({"chosen": [..], "rejected": [..]} vectors for a model on external features).
     PairFeatures {
         #[command(flatten)]
         m: ModelArgs,
@@ -72,16 +76,19 @@ enum Cmd {
     User {
         #[command(flatten)]
         m: ModelArgs,
-        /// JSONL of reference triplets {"prompt", "chosen", "rejected"} (`-` for stdin).
+        /// JSONL of reference triplets {"prompt", "chosen", "rejected"}, or of vector pairs
+        /// {"chosen": [..], "rejected": [..]} for a model on features (`-` for stdin).
         #[arg(long, conflicts_with = "seen")]
         refs: Option<PathBuf>,
         /// Id of a seen (training) user.
         #[arg(long)]
         seen: Option<String>,
     },
-    /// Personalised scores of candidates: input lines {"prompt", "responses": [..]}.
+    /// Personalised scores of candidates: input lines {"prompt", "responses": [..]}
+    /// ({"features": [[..], ..]} for a model on external features).
     Score(CandidateArgs),
-    /// Candidates sorted best first: input lines {"prompt", "responses": [..]}.
+    /// Candidates sorted best first: input lines {"prompt", "responses": [..]}
+    /// ({"features": [[..], ..]} for a model on external features).
     Rank(CandidateArgs),
     /// Personalised scoring over HTTP/JSON (docs/openapi.yaml), with a durable user store.
     Serve(ServeArgs),
@@ -233,6 +240,31 @@ struct CandidatesLine {
     responses: Vec<String>,
 }
 
+/// A reference pair of a model on external features: the two responses' vectors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorRefLine {
+    chosen: Vec<f32>,
+    rejected: Vec<f32>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+/// One text's vector, for `vrf features` on a model on external features.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorLine {
+    vector: Vec<f32>,
+}
+
+/// Candidates of a model on external features: one vector each.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorCandidatesLine {
+    features: Vec<Vec<f32>>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct UserJson {
     mean: Vec<f32>,
@@ -269,12 +301,13 @@ struct ScoreOut {
     rewards: Vec<Vec<f32>>,
 }
 
-/// One entry of `vrf rank` output.
+/// One entry of `vrf rank` output (no response text for a model on external features).
 #[derive(Serialize)]
 struct Ranked<'a> {
     index: usize,
     score: f32,
-    response: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a str>,
 }
 
 /// `vrf rank` output line.
@@ -353,6 +386,42 @@ fn references(path: &Path) -> anyhow::Result<Vec<Reference>> {
         .collect())
 }
 
+/// Reference pairs `{"chosen": [..], "rejected": [..]}` of a model on external features.
+fn vector_references(path: &Path, model: &VrfModel) -> anyhow::Result<Vec<VectorReference>> {
+    let refs: Vec<VectorRefLine> =
+        read_vector_lines(path, model, r#"{"chosen": [..], "rejected": [..]}"#)?;
+    if refs.is_empty() {
+        bail!(
+            "{}: no reference pairs (a user posterior needs at least one)",
+            path.display()
+        );
+    }
+    Ok(refs
+        .into_iter()
+        .map(|r| VectorReference::new(r.chosen, r.rejected))
+        .collect())
+}
+
+/// [`read_jsonl`] for a model on external features: a line that does not parse says what the
+/// model takes and the line shape it expects.
+fn read_vector_lines<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    model: &VrfModel,
+    shape: &str,
+) -> anyhow::Result<Vec<T>> {
+    read_jsonl(path).with_context(|| {
+        format!(
+            "this model takes {} (lines {shape}), not texts",
+            model.manifest().input.describe()
+        )
+    })
+}
+
+/// Whether `model` takes feature vectors (its input lines are then vectors, not texts).
+fn takes_vectors(model: &VrfModel) -> bool {
+    model.manifest().input.features_dim().is_some()
+}
+
 /// The user `score` and `rank` serve: a `vrf user` JSON file or a seen user.
 fn posterior_of(model: &VrfModel, who: &UserArgs) -> anyhow::Result<UserPosterior> {
     match (&who.user, &who.seen) {
@@ -396,6 +465,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Features { m, input } => {
             let model = load(&m)?;
+            if takes_vectors(&model) {
+                let lines: Vec<VectorLine> =
+                    read_vector_lines(&input, &model, r#"{"vector": [..]}"#)?;
+                let vectors: Vec<Vec<f32>> = lines.into_iter().map(|l| l.vector).collect();
+                let f = model.features_of_vectors(&vectors)?;
+                for i in 0..vectors.len() {
+                    emit(
+                        &mut out,
+                        &FeaturesOut {
+                            hidden: f.hidden.row(i).to_vec(),
+                            rewards: f.rewards.row(i).to_vec(),
+                            truncated: false,
+                        },
+                    )?;
+                }
+                out.flush()?;
+                return Ok(());
+            }
             let lines: Vec<TextLine> = read_jsonl(&input)?;
             let texts: Vec<(&str, &str)> = lines
                 .iter()
@@ -420,6 +507,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::PairFeatures { m, refs: path } => {
             let model = load(&m)?;
+            if takes_vectors(&model) {
+                let pf = model.pair_features_vectors(&vector_references(&path, &model)?)?;
+                for row in pf.features.rows() {
+                    let feature = row.to_vec();
+                    emit(&mut out, &PairFeatureOut { feature })?;
+                }
+                out.flush()?;
+                return Ok(());
+            }
             let refs = references(&path)?;
             let pf = model.pair_features(&refs)?;
             for row in pf.features.rows() {
@@ -442,6 +538,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (_, Some(id)) => {
                     let mut u = UserJson::new(model.seen_posterior(&id)?);
                     u.seen_id = Some(id);
+                    u
+                }
+                (Some(path), None) if takes_vectors(&model) => {
+                    let refs = vector_references(&path, &model)?;
+                    let mut u = UserJson::new(model.posterior_vectors(&refs)?);
+                    u.references = Some(refs.len());
                     u
                 }
                 (Some(path), None) => {
@@ -469,6 +571,40 @@ fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<
     let (m, who, input) = (&a.m, &a.who, a.input.as_path());
     let model = load(m)?;
     let user = posterior_of(&model, who)?;
+    if takes_vectors(&model) {
+        let lines: Vec<VectorCandidatesLine> =
+            read_vector_lines(input, &model, r#"{"features": [[..], ..]}"#)?;
+        for (i, l) in lines.iter().enumerate() {
+            let s = model
+                .score_vectors(&user, &l.features)
+                .with_context(|| format!("{}:{}", input.display(), i + 1))?;
+            if rank {
+                let ranking: Vec<_> = s
+                    .ranking()
+                    .into_iter()
+                    .map(|j| Ranked {
+                        index: j,
+                        score: s.scores[j],
+                        response: None,
+                    })
+                    .collect();
+                emit(out, &RankOut { ranking })?;
+            } else {
+                let rewards: Vec<Vec<f32>> =
+                    s.rewards.rows().into_iter().map(|r| r.to_vec()).collect();
+                let (scores, best) = (s.scores.to_vec(), s.best());
+                emit(
+                    out,
+                    &ScoreOut {
+                        scores,
+                        best,
+                        rewards,
+                    },
+                )?;
+            }
+        }
+        return Ok(());
+    }
     let lines: Vec<CandidatesLine> = read_jsonl(input)?;
     for (i, l) in lines.iter().enumerate() {
         let responses: Vec<&str> = l.responses.iter().map(String::as_str).collect();
@@ -487,7 +623,7 @@ fn score(a: &CandidateArgs, rank: bool, out: &mut impl Write) -> anyhow::Result<
                 .map(|j| Ranked {
                     index: j,
                     score: s.scores[j],
-                    response: responses[j],
+                    response: Some(responses[j]),
                 })
                 .collect();
             emit(out, &RankOut { ranking })?;
