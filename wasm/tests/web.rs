@@ -5,7 +5,7 @@
 
 use js_sys::Error;
 use vrf_format::fixture::{demo_model, synthetic_demo, Expected, Parity};
-use vrf_format::manifest::{FileEntry, Manifest, MANIFEST_FILE, USER_MODEL_FILE};
+use vrf_format::manifest::{FileEntry, Manifest, FORMAT_VERSION, MANIFEST_FILE, USER_MODEL_FILE};
 use vrf_wasm::{Posterior, VrfUser};
 use wasm_bindgen::{JsCast, JsError, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -268,11 +268,16 @@ fn bad_input_throws_errors_that_say_what_is_wrong() {
 
 #[wasm_bindgen_test]
 fn bad_model_files_throw() {
-    let v3 = MANIFEST.replace("\"format_version\": 2", "\"format_version\": 3");
-    assert_ne!(v3, MANIFEST);
-    let m = throws(VrfUser::new(&v3, MODEL));
+    // The version after this crate's: refused by name.
+    let (now, next) = (FORMAT_VERSION, FORMAT_VERSION + 1);
+    let future = MANIFEST.replace(
+        &format!("\"format_version\": {now}"),
+        &format!("\"format_version\": {next}"),
+    );
+    assert_ne!(future, MANIFEST);
+    let m = throws(VrfUser::new(&future, MODEL));
     assert!(
-        m.contains("format_version 3 is not supported") && m.contains(MANIFEST_FILE),
+        m.contains(&format!("format_version {next} is not supported")) && m.contains(MANIFEST_FILE),
         "{m}"
     );
 
