@@ -25,9 +25,8 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use super::store::{now_ms, StoreError, StoredUser, Update, UserStore};
+use super::store::{now_ms, to_blob, RawUser, StoreError, StoredUser, Update, UserStore};
 use vrf_format::manifest::{Manifest, Pooling};
-use vrf_format::UserState;
 
 /// What the `vrf_meta` table's `schema` row says of a user store.
 const SCHEMA: &str = "vrf-user-store";
@@ -443,36 +442,19 @@ impl PgStore {
     /// The user of a row (`pooling, count, a, b, created_at_ms, updated_at_ms`), checked
     /// against the model.
     fn decode(&self, id: &str, row: &Row) -> Result<StoredUser, StoreError> {
-        let corrupt = |message: String| StoreError::Corrupt {
+        let get_err = |e: tokio_postgres::Error| StoreError::Corrupt {
             id: id.to_string(),
-            message,
+            message: e.to_string(),
         };
-        let pooling: &str = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
-        let count: i64 = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
-        let a: &[u8] = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
-        let b: &[u8] = row.try_get(3).map_err(|e| corrupt(e.to_string()))?;
-        let created_at_ms: i64 = row.try_get(4).map_err(|e| corrupt(e.to_string()))?;
-        let updated_at_ms: i64 = row.try_get(5).map_err(|e| corrupt(e.to_string()))?;
-        let pooling = Pooling::from_name(pooling)
-            .ok_or_else(|| corrupt(format!("unknown pooling {pooling:?}")))?;
-        let count = usize::try_from(count).map_err(|_| corrupt(format!("count {count}")))?;
-        let (Some(a), Some(b)) = (from_bytes(a), from_bytes(b)) else {
-            return Err(corrupt("a parameter blob is not whole f32 values".into()));
-        };
-        let state = UserState {
-            pooling,
-            count,
-            a,
-            b,
-        };
-        state
-            .validate(self.pooling, self.d)
-            .map_err(|e| corrupt(e.to_string()))?;
-        Ok(StoredUser {
-            state,
-            created_at_ms,
-            updated_at_ms,
-        })
+        RawUser {
+            pooling: row.try_get(0).map_err(get_err)?,
+            count: row.try_get(1).map_err(get_err)?,
+            a: row.try_get(2).map_err(get_err)?,
+            b: row.try_get(3).map_err(get_err)?,
+            created_at_ms: row.try_get(4).map_err(get_err)?,
+            updated_at_ms: row.try_get(5).map_err(get_err)?,
+        }
+        .check(id, self.pooling, self.d)
     }
 
     /// One attempt of [`UserStore::update`]; `Ok(None)`: try again (a concurrent first insert
@@ -503,7 +485,7 @@ impl PgStore {
         let now = now_ms();
         let created_at_ms = old.as_ref().map_or(now, |o| o.created_at_ms);
         let count = i64::try_from(state.count).unwrap_or(i64::MAX);
-        let (a, b) = (to_bytes(&state.a), to_bytes(&state.b));
+        let (a, b) = (to_blob(&state.a), to_blob(&state.b));
         let stmt;
         let result = if old.is_some() {
             stmt = tx
@@ -561,19 +543,6 @@ impl Drop for PgStore {
             rt.shutdown_background();
         }
     }
-}
-
-fn to_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
-    bytes.len().is_multiple_of(4).then(|| {
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    })
 }
 
 impl UserStore for PgStore {
@@ -695,8 +664,8 @@ impl UserStore for PgStore {
                         &id,
                         &user.state.pooling.as_str(),
                         &count,
-                        &to_bytes(&user.state.a),
-                        &to_bytes(&user.state.b),
+                        &to_blob(&user.state.a),
+                        &to_blob(&user.state.b),
                         &user.created_at_ms,
                         &user.updated_at_ms,
                     ],

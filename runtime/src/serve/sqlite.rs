@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::store::{now_ms, StoreError, StoredUser, Update, UserStore, Visit};
+use super::store::{now_ms, to_blob, RawUser, StoreError, StoredUser, Update, UserStore, Visit};
 use vrf_format::manifest::{Manifest, Pooling};
-use vrf_format::UserState;
 
 /// What the `meta` table's `schema` row says of a user store.
 const SCHEMA: &str = "vrf-user-store";
@@ -52,19 +51,6 @@ fn backend(e: rusqlite::Error) -> StoreError {
         Some(DatabaseBusy | DatabaseLocked) => StoreError::Busy(e.to_string()),
         _ => StoreError::Backend(e.to_string()),
     }
-}
-
-fn to_blob(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn from_blob(bytes: &[u8]) -> Option<Vec<f32>> {
-    bytes.len().is_multiple_of(4).then(|| {
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    })
 }
 
 impl SqliteStore {
@@ -204,30 +190,16 @@ impl SqliteStore {
         let Some((pooling, count, a, b, created_at_ms, updated_at_ms)) = row else {
             return Ok(None);
         };
-        let corrupt = |message: String| StoreError::Corrupt {
-            id: id.to_string(),
-            message,
-        };
-        let pooling = Pooling::from_name(&pooling)
-            .ok_or_else(|| corrupt(format!("unknown pooling {pooling:?}")))?;
-        let count = usize::try_from(count).map_err(|_| corrupt(format!("count {count}")))?;
-        let (Some(a), Some(b)) = (from_blob(&a), from_blob(&b)) else {
-            return Err(corrupt("a parameter blob is not whole f32 values".into()));
-        };
-        let state = UserState {
-            pooling,
+        RawUser {
+            pooling: &pooling,
             count,
-            a,
-            b,
-        };
-        state
-            .validate(self.pooling, self.d)
-            .map_err(|e| corrupt(e.to_string()))?;
-        Ok(Some(StoredUser {
-            state,
+            a: &a,
+            b: &b,
             created_at_ms,
             updated_at_ms,
-        }))
+        }
+        .check(id, self.pooling, self.d)
+        .map(Some)
     }
 }
 
@@ -348,7 +320,7 @@ impl UserStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vrf_format::ModelError;
+    use vrf_format::{ModelError, UserState};
 
     fn state(count: usize, v: f32) -> UserState {
         UserState {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use vrf_format::manifest::Pooling;
 use vrf_format::ModelError;
 use vrf_format::UserState;
 
@@ -117,4 +118,72 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Natural parameters as a database stores them: little-endian f32 bytes.
+pub(crate) fn to_blob(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The f32 values of a blob written by [`to_blob`]; `None` if it is not whole values.
+pub(crate) fn from_blob(bytes: &[u8]) -> Option<Vec<f32>> {
+    bytes.len().is_multiple_of(4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    })
+}
+
+/// A stored row's columns, before they are checked.
+pub(crate) struct RawUser<'a> {
+    /// Pooling name.
+    pub pooling: &'a str,
+    /// Observation count.
+    pub count: i64,
+    /// Natural parameter blob `a`.
+    pub a: &'a [u8],
+    /// Natural parameter blob `b`.
+    pub b: &'a [u8],
+    /// First observation, ms.
+    pub created_at_ms: i64,
+    /// Last update, ms.
+    pub updated_at_ms: i64,
+}
+
+impl RawUser<'_> {
+    /// The user of user `id`'s row, checked against the model's pooling and latent dimension
+    /// `d` (every backend decodes its rows the same way).
+    pub(crate) fn check(
+        self,
+        id: &str,
+        pooling: Pooling,
+        d: usize,
+    ) -> Result<StoredUser, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            id: id.to_string(),
+            message,
+        };
+        let stored = Pooling::from_name(self.pooling)
+            .ok_or_else(|| corrupt(format!("unknown pooling {:?}", self.pooling)))?;
+        let count = self.count;
+        let count = usize::try_from(count).map_err(|_| corrupt(format!("count {count}")))?;
+        let (Some(a), Some(b)) = (from_blob(self.a), from_blob(self.b)) else {
+            return Err(corrupt("a parameter blob is not whole f32 values".into()));
+        };
+        let state = UserState {
+            pooling: stored,
+            count,
+            a,
+            b,
+        };
+        state
+            .validate(pooling, d)
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(StoredUser {
+            state,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        })
+    }
 }
