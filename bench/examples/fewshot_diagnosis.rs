@@ -16,13 +16,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use vrf_data::Split;
 use vrf_trainer::checkpoint::{load_checkpoint, read_json};
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::encoder::{assignment, pool, Prior};
-use vrf_trainer::eval::few_shot_draws;
+use vrf_trainer::eval::{few_shot_draws, reference_draws};
 use vrf_trainer::run::{prepare, RunInfo};
 
 /// Settings tried: each pair's precision × c, the prior's precision × a.
@@ -73,23 +71,7 @@ fn main() -> anyhow::Result<()> {
     };
     // Seen users scored on their target pairs, with k of their references drawn as the
     // unseen users' are: what a precision scale fitted on training users would see.
-    let seen_draws: Vec<(usize, Vec<Vec<usize>>)> = [1usize, 3, 5, 9]
-        .into_iter()
-        .map(|kk| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99 + kk as u64);
-            let d = ds
-                .seen
-                .iter()
-                .map(|&u| {
-                    let mut r = ds.users[u].refs.clone();
-                    r.shuffle(&mut rng);
-                    r.truncate(kk);
-                    r
-                })
-                .collect();
-            (kk, d)
-        })
-        .collect();
+    let seen_draws = reference_draws(ds, &ds.seen, 99);
     let groups = [
         (
             "unseen users, eval pairs",

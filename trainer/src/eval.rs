@@ -311,8 +311,12 @@ pub(crate) fn group_accuracy(
 /// largest reference count, k random reference pairs of each unseen user (all of a user's pairs
 /// where it has fewer), from an RNG seeded by k.
 pub fn few_shot_draws(ds: &Dataset) -> Vec<(usize, Vec<Vec<usize>>)> {
-    let max_refs = ds
-        .unseen
+    reference_draws(ds, &ds.unseen, 1234)
+}
+
+/// [`few_shot_draws`] for any group of `users`, the RNG of each k seeded by `seed + k`.
+pub fn reference_draws(ds: &Dataset, users: &[usize], seed: u64) -> Vec<(usize, Vec<Vec<usize>>)> {
+    let max_refs = users
         .iter()
         .map(|&u| ds.users[u].refs.len())
         .max()
@@ -321,9 +325,8 @@ pub fn few_shot_draws(ds: &Dataset) -> Vec<(usize, Vec<Vec<usize>>)> {
         .into_iter()
         .filter(|&kk| kk <= max_refs)
         .map(|kk| {
-            let mut rng = ChaCha8Rng::seed_from_u64(1234 + kk as u64);
-            let refs = ds
-                .unseen
+            let mut rng = ChaCha8Rng::seed_from_u64(seed + kk as u64);
+            let refs = users
                 .iter()
                 .map(|&u| {
                     let mut r = ds.users[u].refs.clone();
