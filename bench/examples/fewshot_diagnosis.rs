@@ -116,7 +116,15 @@ fn main() -> anyhow::Result<()> {
             for (c, scale) in SCALES {
                 // σ_i² / c: each pair's precision times c; the prior's times `scale`.
                 let lv = (&logvar - c.ln())?;
-                let prior = enc.prior().map(|p| stronger(p, scale)).transpose()?;
+                let prior = enc
+                    .prior()
+                    .map(|p| {
+                        p.raw_log_var_scaled(scale).map(|log_var| Prior {
+                            mean: p.mean.clone(),
+                            log_var,
+                        })
+                    })
+                    .transpose()?;
                 let (mu_u, var_u) = pool(&mu, &lv, &a, cfg.model.pooling, prior.as_ref())?;
                 let w: Vec<Vec<f32>> = bases.weights(&mu_u, &var_u)?.to_vec2()?;
                 print!(" {:.2} |", accuracy(&w, &evals));
@@ -184,17 +192,4 @@ fn accuracy(w: &[Vec<f32>], evals: &[Vec<Vec<f32>>]) -> f64 {
         }
     }
     100.0 * hit as f64 / n.max(1) as f64
-}
-
-/// The prior with its (bounded) precision times `a`: the raw log-variance whose bounded value is
-/// the old one minus ln a (`b·tanh(ℓ/b)` inverted).
-fn stronger(p: &Prior, a: f64) -> candle_core::Result<Prior> {
-    let b = f64::from(vrf_format::math::LOGVAR_BOUND);
-    let x = ((p.bounded_log_var()? - a.ln())? / b)?;
-    // atanh(x) = ½ ln((1 + x)/(1 − x))
-    let atanh = (((&x + 1.0)? / (x.neg()? + 1.0)?)?.log()? * 0.5)?;
-    Ok(Prior {
-        mean: p.mean.clone(),
-        log_var: (atanh * b)?,
-    })
 }

@@ -353,6 +353,7 @@ proptest! {
             global_step: 10,
             finished: vec!["bt".into()],
             s2_best_epoch: Some(2),
+            s2_prior_scale: Some(1.5),
             delta: Some(0.5),
         };
         check_train_state(&apply(serde_json::to_vec(&(state, 7usize)).unwrap(), &ops));

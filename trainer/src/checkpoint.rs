@@ -103,6 +103,10 @@ pub struct TrainState {
     pub finished: Vec<String>,
     /// Stage 2's chosen stopping epoch (held-out seen users), once known.
     pub s2_best_epoch: Option<usize>,
+    /// Factor stage 2 applied to the population prior's precision, chosen on held-out seen
+    /// users (`None`: no prior, or a run from before this step).
+    #[serde(default)]
+    pub s2_prior_scale: Option<f64>,
     /// The seed-derived δ after `delta_auto`, once fixed.
     pub delta: Option<f64>,
 }

@@ -49,6 +49,16 @@ impl Prior {
         bound_log_var(&self.log_var)
     }
 
+    /// The raw log-variance whose bounded value gives the prior `a` times its precision
+    /// (`b·tanh(ℓ/b)` inverted; clamped just inside the bound).
+    pub fn raw_log_var_scaled(&self, a: f64) -> Result<Tensor> {
+        let b = f64::from(vrf_format::math::LOGVAR_BOUND);
+        let x = ((self.bounded_log_var()? - a.ln())? / b)?.clamp(-0.999_999, 0.999_999)?;
+        // atanh(x) = ½ ln((1 + x)/(1 − x))
+        let atanh = (((&x + 1.0)? / (x.neg()? + 1.0)?)?.log()? * 0.5)?;
+        atanh * b
+    }
+
     /// `(μ, σ²)` `[n, d]` of `n` users with no answers: the prior, repeated.
     pub fn repeat(&self, n: usize) -> Result<(Tensor, Tensor)> {
         let var = self.precision()?.recip()?;
@@ -187,4 +197,31 @@ pub fn segments(lens: &[usize]) -> Vec<usize> {
 /// Float tensor helper used by tests and callers that build inputs on the host.
 pub fn host_tensor(v: Vec<f32>, shape: (usize, usize), dev: &Device) -> Result<Tensor> {
     Tensor::from_vec(v, shape, dev)?.to_dtype(DType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_the_prior_multiplies_its_bounded_precision() {
+        let dev = Device::Cpu;
+        let log_var = Tensor::new(&[-3f32, 0.0, 2.5, 9.0], &dev).unwrap();
+        let p = Prior {
+            mean: Tensor::zeros(4, DType::F32, &dev).unwrap(),
+            log_var,
+        };
+        let before = p.bounded_log_var().unwrap().to_vec1::<f32>().unwrap();
+        for a in [0.5, 1.0, 2.0, 13.0] {
+            let scaled = Prior {
+                mean: p.mean.clone(),
+                log_var: p.raw_log_var_scaled(a).unwrap(),
+            };
+            let after = scaled.bounded_log_var().unwrap().to_vec1::<f32>().unwrap();
+            for (b, c) in before.iter().zip(&after) {
+                // Precision × a: the bounded log-variance moves by −ln a.
+                assert!((b - a.ln() as f32 - c).abs() < 1e-3, "a = {a}: {b} → {c}");
+            }
+        }
+    }
 }

@@ -126,6 +126,12 @@ pub struct UncertaintyReport {
     pub temperature: f32,
     /// Unseen users' calibration with that temperature (full reference sets).
     pub tempered_calibration: Option<Calibration>,
+    /// Spearman ρ(predicted error, error) in the mixed-k draw, where a user's predicted error is
+    /// the mean of `min(P, 1 − P)` over the pairs scored for them (`P` with the temperature
+    /// above): what the model's own probabilities say about how often it is wrong for this
+    /// user. Absent from an `eval.json` written before it existed.
+    #[serde(default)]
+    pub predicted_error_spearman_mixed_k: Option<f32>,
 }
 
 /// The temperature `T > 0` minimising the mean `softplus(−z/T)` of logits `z` of pairs whose
@@ -502,6 +508,7 @@ pub fn evaluate(
                         .map(|&z| logistic(z / temperature))
                         .collect();
                     let rho = |x: f64| (!x.is_nan()).then_some(x as f32);
+                    let predicted = mixed.predicted_error(temperature);
                     report.uncertainty = Some(UncertaintyReport {
                         spearman_full: rho(spearman(&unseen.sigma2, &unseen.error)),
                         spearman_mixed_k: rho(spearman(&mixed.sigma2, &mixed.error)),
@@ -509,6 +516,7 @@ pub fn evaluate(
                         mixed_k_calibration: calibration(&mixed.probabilities),
                         temperature: temperature as f32,
                         tempered_calibration: calibration(&tempered),
+                        predicted_error_spearman_mixed_k: rho(spearman(&predicted, &mixed.error)),
                     });
                 }
             }
@@ -542,8 +550,28 @@ struct UserOutcomes {
     probabilities: Vec<f64>,
     /// The attenuated logits behind them.
     logits: Vec<f64>,
+    /// The user (index into the group) of each pair.
+    user_of: Vec<usize>,
     /// Pairwise accuracy over all the pairs.
     accuracy: f64,
+}
+
+impl UserOutcomes {
+    /// Each user's predicted error rate: the mean `min(P, 1 − P)` of their pairs, with
+    /// `P = σ(z / T)` (NaN without pairs).
+    fn predicted_error(&self, temperature: f64) -> Vec<f64> {
+        let n = self.error.len();
+        let (mut sum, mut count) = (vec![0f64; n], vec![0usize; n]);
+        for (&u, &z) in self.user_of.iter().zip(&self.logits) {
+            let p = logistic(z / temperature);
+            sum[u] += p.min(1.0 - p);
+            count[u] += 1;
+        }
+        sum.iter()
+            .zip(&count)
+            .map(|(&s, &c)| if c == 0 { f64::NAN } else { s / c as f64 })
+            .collect()
+    }
 }
 
 /// The outcomes on `evals` (per user) of users with posterior variances `var` and weights `w`
@@ -569,6 +597,7 @@ fn user_outcomes(
             error: vec![f64::NAN; n],
             probabilities: vec![],
             logits: vec![],
+            user_of: vec![],
             accuracy: f64::NAN,
         });
     }
@@ -603,6 +632,7 @@ fn user_outcomes(
         error,
         probabilities,
         logits,
+        user_of: seg,
         accuracy,
     })
 }

@@ -231,6 +231,18 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
                 )
                 .unwrap();
                 assert_eq!(post["users"].as_array().unwrap().len(), 6);
+                // Stage 2 scales the prior's precision on its held-out seen user, and says so.
+                if c.train.schedule == Schedule::Staged && c.model.prior {
+                    let state: Value = serde_json::from_str(
+                        &std::fs::read_to_string(dir.join("checkpoint/state.json")).unwrap(),
+                    )
+                    .unwrap();
+                    let a = state[0]["s2_prior_scale"].as_f64();
+                    assert!(
+                        a.is_some_and(|a| (0.5..=13.0).contains(&a)),
+                        "{name}: {a:?}"
+                    );
+                }
             }
         }
         match name {

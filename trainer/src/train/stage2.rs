@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{rng_for, MetricsLog, Stage, Trainer};
 use crate::config::StageTwoPool;
 use crate::corpus::rows;
+use crate::encoder::Prior;
 use crate::error::{Result, TrainError};
 use crate::eval::{group_accuracy, posteriors, user_posterior, Features};
 use crate::loss;
@@ -162,6 +163,76 @@ impl Trainer<'_> {
                 eprintln!("s2: kept epoch {ep} (held-out seen users' target accuracy {acc:.4})");
             }
         }
+        if cfg.model.prior && !hold.is_empty() {
+            let hold_users: Vec<usize> = hold.iter().map(|&si| seen[si]).collect();
+            let a = self.calibrate_prior(&f, &hold_users)?;
+            self.state.s2_prior_scale = Some(a);
+            if self.progress {
+                eprintln!(
+                    "s2: population prior's precision × {a} (held-out seen users, k = 0…|R|)"
+                );
+            }
+        }
         Ok(())
     }
+
+    /// Scales the learned prior's precision by the factor in [`PRIOR_SCALES`] that gives the
+    /// held-out seen users (whom stage 2 never trained on) the best mean target accuracy over
+    /// k = 0, 1, 3, 5 and all of their reference pairs. The encoder, trained on the other seen
+    /// users' subsets, is surer of them than of new users; this is the one number that says how
+    /// much a new user's first answers should count against the population. Returns the factor.
+    fn calibrate_prior(&mut self, f: &Features, hold_users: &[usize]) -> Result<f64> {
+        // A copy of the learned values: the variable itself changes with each factor tried.
+        let prior = match self.model.encoder.as_ref().and_then(|e| e.prior()) {
+            Some(p) => Prior {
+                mean: p.mean.copy()?,
+                log_var: p.log_var.copy()?,
+            },
+            None => return Ok(1.0),
+        };
+        let name = format!("{}prior.log_var", prefix::ENCODER);
+        let mut rng = rng_for(self.model.cfg.train.seed, "s2-prior-draws", 0);
+        let shuffled: Vec<Vec<usize>> = hold_users
+            .iter()
+            .map(|&u| {
+                let mut r = self.ds.users[u].refs.clone();
+                r.shuffle(&mut rng);
+                r
+            })
+            .collect();
+        let targets: Vec<Vec<usize>> = hold_users
+            .iter()
+            .map(|&u| self.ds.users[u].targets.clone())
+            .collect();
+        let mut best: Option<(f64, f64)> = None;
+        for a in PRIOR_SCALES {
+            self.model
+                .vars
+                .insert(&name, prior.raw_log_var_scaled(a)?)?;
+            let mut score = 0.0;
+            for k in [0, 1, 3, 5, usize::MAX] {
+                let refs: Vec<Vec<usize>> = shuffled
+                    .iter()
+                    .map(|r| r[..k.min(r.len())].to_vec())
+                    .collect();
+                let (_, _, w) = posteriors(&self.model, f, self.corpus, &refs)?;
+                score += group_accuracy(f, self.corpus, &targets, &w)? / 5.0;
+            }
+            // Ties keep the learned prior (a = 1 comes first among equals by distance).
+            let better = best.is_none_or(|(s, b)| {
+                score > s + 1e-9 || (score > s - 1e-9 && a.ln().abs() < b.ln().abs())
+            });
+            if better {
+                best = Some((score, a));
+            }
+        }
+        let a = best.map_or(1.0, |(_, a)| a);
+        self.model
+            .vars
+            .insert(&name, prior.raw_log_var_scaled(a)?)?;
+        Ok(a)
+    }
 }
+
+/// Factors tried on the learned prior's precision after stage 2 ([`Trainer::calibrate_prior`]).
+const PRIOR_SCALES: [f64; 8] = [0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0];
