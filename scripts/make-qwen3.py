@@ -37,6 +37,9 @@ SHAPES = {
     # Qwen/Qwen3-0.6B's config.json.
     "0.6b": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
                  num_key_value_heads=8, head_dim=128, intermediate_size=3072),
+    # Qwen3-0.6B's widths with 2 of its 28 layers: its per-layer kernels in a step of seconds.
+    "0.6b-2layers": dict(hidden_size=1024, num_hidden_layers=2, num_attention_heads=16,
+                         num_key_value_heads=8, head_dim=128, intermediate_size=3072),
     # The real vocabulary and template on a model small enough for CI.
     "small": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16, intermediate_size=128),

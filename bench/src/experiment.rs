@@ -174,6 +174,9 @@ pub struct Plan {
     /// `(i, n)`: fit only every n-th (variant, seed) job starting at i, so n processes can share
     /// the work; a final run with `resume` then collects every result into the table.
     pub shard: Option<(usize, usize)>,
+    /// Fits run at once, each on its configuration's `train.threads` (1: one after the other;
+    /// [`crate::parallel::default_jobs`] fills the machine's cores).
+    pub jobs: usize,
 }
 
 /// A named configuration: `id` names its run directories, `label` its table row.
@@ -200,17 +203,20 @@ impl Variant {
 
 /// Fits every variant for every seed into `OUT/ID-seedS` and returns the rows; with `resume`,
 /// finished runs are reused, so parallel invocations over disjoint seeds can be combined. A run
-/// stopped by `train.stop_after_steps` ends the plan there.
+/// stopped by `train.stop_after_steps` ends the plan there. Up to `plan.jobs` fits run at once,
+/// each on its own thread; every fit seeds its own generators, so the results are the same as
+/// one after the other, and so is the output: with several at once the first pending fit shows
+/// its progress and every run's report follows in the plan's order when all are done.
 pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> Result<FitOutcome<Vec<Row>>> {
-    let mut rows = Vec::new();
+    struct Job {
+        row: usize,
+        seed: u64,
+        dir: PathBuf,
+        cfg: RunConfig,
+    }
+    let mut jobs = Vec::new();
     let mut job = 0usize;
-    for v in variants {
-        let (name, cfg) = (&v.label, &v.cfg);
-        let mut row = Row {
-            name: name.clone(),
-            runs: vec![],
-            seconds: vec![],
-        };
+    for (row, v) in variants.iter().enumerate() {
         for &seed in &plan.seeds {
             job += 1;
             if let Some((i, n)) = plan.shard {
@@ -218,39 +224,89 @@ pub fn run_rows(plan: &Plan, variants: &[Variant], dev: &Device) -> Result<FitOu
                     continue;
                 }
             }
-            let mut c = cfg.clone();
-            c.train.seed = seed;
+            let mut cfg = v.cfg.clone();
+            cfg.train.seed = seed;
             let dir = plan.out.join(format!("{}-seed{seed}", v.id));
-            let (report, seconds) = match finished(&dir, plan.resume) {
-                Some(r) => r,
-                None => {
-                    if plan.verbose {
-                        eprintln!("== {name} (seed {seed}) → {}", dir.display());
-                    }
-                    let r = match fit_run(
-                        &dir,
-                        &c,
-                        &plan.data,
-                        dev,
-                        &FitOptions {
-                            resume: plan.resume,
-                            progress: plan.verbose,
-                            external: Some(&crate::Baselines),
-                        },
-                    )? {
-                        FitOutcome::Finished(r) => r,
-                        FitOutcome::Stopped(stop) => return Ok(FitOutcome::Stopped(stop)),
-                    };
-                    if plan.verbose {
-                        eprint!("{}", format_report(&r));
-                    }
-                    (r, train_seconds(&dir))
-                }
-            };
-            row.seconds.push(seconds);
-            row.runs.push(report);
+            jobs.push(Job {
+                row,
+                seed,
+                dir,
+                cfg,
+            });
         }
-        rows.push(row);
+    }
+    let mut results: Vec<Option<(EvalReport, f64)>> =
+        jobs.iter().map(|j| finished(&j.dir, plan.resume)).collect();
+    let pending: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
+    let workers = plan.jobs.clamp(1, pending.len().max(1));
+    let label = |j: &Job| &variants[j.row].label;
+    let header = |j: &Job| format!("== {} (seed {}) → {}", label(j), j.seed, j.dir.display());
+    if plan.verbose && workers > 1 {
+        eprintln!(
+            "fitting {} runs, {workers} at a time: the first one's progress below, every report when all are done",
+            pending.len()
+        );
+    }
+    let outcomes = crate::parallel::map_ordered(
+        workers,
+        &pending,
+        |&i| {
+            let j = &jobs[i];
+            // One progress display at a time: interleaved bars from several fits are unreadable.
+            let progress = plan.verbose && (workers == 1 || i == pending[0]);
+            if progress {
+                eprintln!("{}", header(j));
+            }
+            let r = fit_run(
+                &j.dir,
+                &j.cfg,
+                &plan.data,
+                dev,
+                &FitOptions {
+                    resume: plan.resume,
+                    progress,
+                    external: Some(&crate::Baselines),
+                },
+            )?;
+            if let FitOutcome::Finished(report) = &r {
+                if plan.verbose && workers == 1 {
+                    eprint!("{}", format_report(report));
+                }
+            }
+            Ok(r)
+        },
+        |r: &Result<FitOutcome<EvalReport>>| matches!(r, Ok(FitOutcome::Finished(_))),
+    );
+    // In the plan's order: the first failure or stop is what a sequential loop would have met.
+    for (&i, outcome) in pending.iter().zip(outcomes) {
+        let Some(outcome) = outcome else { break };
+        match outcome? {
+            FitOutcome::Finished(report) => {
+                if plan.verbose && workers > 1 {
+                    if i != pending[0] {
+                        eprintln!("{}", header(&jobs[i]));
+                    }
+                    eprint!("{}", format_report(&report));
+                }
+                results[i] = Some((report, train_seconds(&jobs[i].dir)));
+            }
+            FitOutcome::Stopped(stop) => return Ok(FitOutcome::Stopped(stop)),
+        }
+    }
+    let mut rows: Vec<Row> = variants
+        .iter()
+        .map(|v| Row {
+            name: v.label.clone(),
+            runs: vec![],
+            seconds: vec![],
+        })
+        .collect();
+    for (j, r) in jobs.iter().zip(results) {
+        // Every pending job has a result here: a job not started follows a failure or stop,
+        // which returned above.
+        let Some((report, seconds)) = r else { continue };
+        rows[j.row].seconds.push(seconds);
+        rows[j.row].runs.push(report);
     }
     Ok(FitOutcome::Finished(rows))
 }
@@ -579,6 +635,7 @@ mod tests {
             resume: false,
             verbose: false,
             shard: None,
+            jobs: 1,
         };
         let t = save(&plan, "summary", &rows).unwrap();
         assert!(

@@ -3,7 +3,7 @@
 //! [`reference`] (rankers on the benchmark's bag of words and true scorers: the ceilings),
 //! [`baselines`] (the paper's comparison methods LoRe, PReF, PAL-B and VPL, trained on the
 //! engine's prepared runs through [`Baselines`]), [`experiment`] (seeds, ablations, the summary
-//! table), [`score`] (per-user rewards and accuracies of a trained run) and [`compare`] (the
+//! table), [`parallel`] (independent fits side by side), [`score`] (per-user rewards and accuracies of a trained run) and [`compare`] (the
 //! methods side by side: tables and figures). Its CLI, `vrf-bench`, runs the main job.
 
 #![warn(missing_docs)]
@@ -11,6 +11,7 @@
 pub mod baselines;
 pub mod compare;
 pub mod experiment;
+pub mod parallel;
 pub mod reference;
 pub mod score;
 

@@ -304,6 +304,27 @@ impl BenchArgs {
     }
 }
 
+/// How many independent fits run at once.
+#[derive(Args)]
+struct Jobs {
+    /// Fits run at once, each on `--threads` CPU threads (default: the machine's cores ÷
+    /// `--threads`, at least 1; 1 on CUDA). Results are the same as one after the other.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
+}
+
+impl Jobs {
+    /// The number for fits of `threads` threads each on `dev`.
+    fn resolve(&self, threads: usize, dev: &candle_core::Device) -> usize {
+        match self.jobs {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None if dev.is_cpu() => vrf_bench::parallel::default_jobs(threads),
+            // One GPU: fits side by side would share it and its memory.
+            None => 1,
+        }
+    }
+}
+
 #[derive(Args)]
 struct CompareArgs {
     /// Output directory: OUT/alpha-<α>/{data.jsonl, <method>-seed<S>/}, the tables and figures.
@@ -335,6 +356,8 @@ struct CompareArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    jobs: Jobs,
     /// Synthetic data: best-worst or random pairs (use another --out for each).
     #[arg(long, value_enum, default_value = "best-worst")]
     pairs: PairMode,
@@ -374,6 +397,8 @@ struct FitArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    jobs: Jobs,
     /// Synthetic data: α of the default benchmark.
     #[arg(long, default_value_t = 0.1)]
     alpha: f64,
@@ -500,9 +525,10 @@ fn data_path(a: &FitArgs) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn plan(a: &FitArgs, cfg: &RunConfig) -> anyhow::Result<Plan> {
+fn plan(a: &FitArgs, cfg: &RunConfig, dev: &candle_core::Device) -> anyhow::Result<Plan> {
     let seeds = a.seeds.clone().unwrap_or_else(|| vec![cfg.train.seed]);
     Ok(Plan {
+        jobs: a.jobs.resolve(cfg.train.threads, dev),
         out: fit_out(a),
         data: data_path(a)?,
         seeds,
@@ -534,14 +560,15 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
         c.method = Method::Bt;
         configs.push(Variant::new("bt", c));
     }
-    let p = plan(a, &cfg)?;
+    let p = plan(a, &cfg, &dev)?;
     let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
         return Ok(());
     };
     println!("\n{}", experiment::save(&p, "summary", &rows)?);
     println!(
-        "({} thread(s); tables in {})",
+        "({} thread(s) per fit, {} fit(s) at a time; tables in {})",
         cfg.train.threads,
+        p.jobs,
         p.out.join("summary.md").display()
     );
     Ok(())
@@ -574,7 +601,7 @@ fn ablate(a: &FitArgs) -> anyhow::Result<()> {
             cfg: c,
         });
     }
-    let p = plan(a, &cfg)?;
+    let p = plan(a, &cfg, &dev)?;
     let Some(rows) = finished_rows(run_rows(&p, &configs, &dev)?) else {
         return Ok(());
     };
@@ -590,6 +617,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     };
     vrf_trainer::threads::set(cfg.train.threads);
     let dev = a.setup.device()?;
+    let jobs = a.jobs.resolve(cfg.train.threads, &dev);
     let plan = ComparePlan {
         out: a.out.clone(),
         methods: a.methods.clone(),
@@ -602,6 +630,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         resume: a.resume,
         shard: a.shard,
         verbose: !a.quiet,
+        jobs,
     };
     match vrf_bench::compare::run(&plan, &dev)? {
         CompareOutcome::Done(r) => {

@@ -66,6 +66,8 @@ fn plan(out: &Path) -> ComparePlan {
         resume: false,
         shard: None,
         verbose: false,
+        // Fits side by side, so the baselines are exercised off the main thread too.
+        jobs: 2,
     }
 }
 

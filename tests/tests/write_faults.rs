@@ -99,6 +99,7 @@ fn every_write_step_fails_cleanly_and_recovers() {
         resume: true,
         verbose: false,
         shard: None,
+        jobs: 1,
     };
     let FitOutcome::Finished(rows) =
         run_rows(&plan, &[Variant::new("vrf", cfg.clone())], &Device::Cpu).unwrap()

@@ -108,6 +108,8 @@ pub struct ComparePlan {
     pub shard: Option<(usize, usize)>,
     /// Progress bars and per-run reports.
     pub verbose: bool,
+    /// Fits run at once (see [`crate::experiment::Plan::jobs`]).
+    pub jobs: usize,
 }
 
 /// How [`run`] ended.
@@ -293,6 +295,7 @@ pub fn run(plan: &ComparePlan, dev: &Device) -> Result<CompareOutcome> {
             resume: plan.resume || plan.shard.is_some(),
             verbose: plan.verbose,
             shard: plan.shard,
+            jobs: plan.jobs,
         };
         match run_rows(&p, &variants, dev)? {
             FitOutcome::Finished(rows) => fitted.push((alpha, p, variants, rows)),

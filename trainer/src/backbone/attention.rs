@@ -1,8 +1,10 @@
 //! Grouped-query self-attention with per-head q/k norms and rope, and its ONNX emission.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::fused::rope::rope_heads;
+use super::fused::softmax::masked_softmax;
 use super::linear::{matmul_in, Linear};
 use super::norm::RmsNorm;
 use super::BackboneOptions;
@@ -69,15 +71,14 @@ impl Attention {
         let (cos, sin) = (&at.cos, &at.sin);
         let (b, l, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        // Per-head RmsNorm over head_dim, before rope (Qwen3).
+        // Per-head RmsNorm over head_dim, before rope (Qwen3); rope also moves the heads
+        // before the positions, [B, L, heads, d] → [B, heads, L, d].
         let q = self
             .q_norm
-            .forward(&self.q_proj.forward(x)?.reshape((b, l, nh, hd))?)?
-            .transpose(1, 2)?;
+            .forward(&self.q_proj.forward(x)?.reshape((b, l, nh, hd))?)?;
         let k = self
             .k_norm
-            .forward(&self.k_proj.forward(x)?.reshape((b, l, nkv, hd))?)?
-            .transpose(1, 2)?;
+            .forward(&self.k_proj.forward(x)?.reshape((b, l, nkv, hd))?)?;
         let v = self
             .v_proj
             .forward(x)?
@@ -87,16 +88,15 @@ impl Attention {
         // of a group are stacked along the sequence axis, [B, kv, n_rep·L, d], and share one
         // matmul with their kv head (same result as HF's repeat_kv).
         let n_rep = nh / nkv;
-        let q = apply_rope(&q, cos, sin)?
+        let q = rope_heads(&q, cos, sin)?
             .contiguous()?
             .reshape((b, nkv, n_rep * l, hd))?;
-        let k = apply_rope(&k, cos, sin)?.contiguous()?;
+        let k = rope_heads(&k, cos, sin)?.contiguous()?;
         let v = v.contiguous()?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (matmul_in(&q, &k.t()?, self.compute)? * scale)?
-            .reshape((b, nh, l, l))?
-            .broadcast_add(&at.mask)?;
-        let att = candle_nn::ops::softmax(&att, D::Minus1)?.reshape((b, nkv, n_rep * l, l))?;
+        // Each row of the [B, kv, n_rep·L, L] scores is query position (row mod L) of some head:
+        // the [L, L] mask repeats over them.
+        let att = masked_softmax(&matmul_in(&q, &k.t()?, self.compute)?, &at.mask, scale)?;
         let y = matmul_in(&att, &v, self.compute)?
             .reshape((b, nh, l, hd))?
             .transpose(1, 2)?
@@ -180,16 +180,7 @@ impl Attention {
     }
 }
 
-/// HF rope: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [-x₂, x₁]`.
-fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-    let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)? + rot.broadcast_mul(sin)?
-}
-
-/// ONNX of [`apply_rope`] for `x: [B, heads, L, hd]`.
+/// ONNX of rope (`fused::rope::composed`, HF's `x·cos + rotate_half(x)·sin`) for `x: [B, heads, L, hd]`.
 fn rope_onnx(g: &mut OnnxGraph, scope: &str, x: &str, cos: &str, sin: &str, hd: i64) -> String {
     let (zero, half, full, axis) = (
         g.ints("const.i0", &[0]),

@@ -29,10 +29,11 @@ impl Mlp {
         })
     }
 
-    /// `x: [.., H]` → `[.., H]`.
+    /// `x: [.., H]` → `[.., H]` (the gate fused on the CPU).
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate_proj.forward(x)?.silu()?;
-        self.down_proj.forward(&(g * self.up_proj.forward(x)?)?)
+        let h =
+            super::fused::swiglu::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&h)
     }
 
     /// ONNX of [`Mlp::forward`] (SiLU as `x·sigmoid(x)`).

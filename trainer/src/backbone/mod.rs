@@ -2,10 +2,12 @@
 //!
 //! `candle_transformers::models::qwen3` cannot be trained (fused RmsNorm/rope/softmax without
 //! backward, stateful KV cache), so this module re-implements the architecture from
-//! differentiable candle primitives only: matmul, `candle_nn::ops::softmax`, an RmsNorm written
+//! differentiable candle primitives: matmul, `candle_nn::ops::softmax`, an RmsNorm written
 //! as `x * 1/sqrt(mean(x²) + eps) * w`, rope from cos/sin tables with `narrow`/`cat`
 //! (HF `rotate_half` convention), an additive causal mask and grouped-query attention by
-//! repeating the key/value heads. It is stateless (no KV cache).
+//! repeating the key/value heads. On f32 CPU tensors the norm, rope, the masked softmax and
+//! SwiGLU's gate run as fused kernels with their own backward (`fused`), tested against those
+//! compositions, which stay the path elsewhere (CUDA, bf16). It is stateless (no KV cache).
 //!
 //! Weights come from a [`VarBuilder`] under the Hugging Face tensor names
 //! (`model.embed_tokens.weight`, `model.layers.N.self_attn.q_proj.weight`, ...). Over a
@@ -16,8 +18,10 @@
 //!
 //! Files by concept: `config` ([`Qwen3Config`]), `linear`, `norm` (RmsNorm), `attention`
 //! (attention and rope), `mlp`, `decoder` (one layer), `qwen3` ([`Qwen3`], [`pool_last`]),
-//! `hf` ([`load_hf_dir`]) and `recompute` (activation recomputation per layer for training
-//! steps); each layer keeps its candle `forward` next to its ONNX `onnx`.
+//! `hf` ([`load_hf_dir`]), `recompute` (activation recomputation per layer for training
+//! steps) and `fused` (CPU kernels of RmsNorm, SwiGLU, the masked softmax and rope, forward and
+//! backward, used on f32 CPU tensors in place of those compositions); each layer keeps its
+//! candle `forward` next to its ONNX `onnx`.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,7 @@ use serde::de::DeserializeOwned;
 mod attention;
 mod config;
 mod decoder;
+mod fused;
 mod hf;
 mod linear;
 mod mlp;

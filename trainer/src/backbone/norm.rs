@@ -1,6 +1,6 @@
 //! RmsNorm and its ONNX emission.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::onnx::{attr_int, attr_ints, OnnxGraph};
@@ -25,12 +25,9 @@ impl RmsNorm {
         })
     }
 
-    /// Normalises over the last axis.
+    /// Normalises over the last axis (the fused kernel on the CPU).
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
-            .sqrt()?
-            .recip()?;
-        x.broadcast_mul(&inv)?.broadcast_mul(&self.weight)
+        super::fused::rms_norm::rms_norm(x, &self.weight, self.eps)
     }
 
     /// ONNX of [`RmsNorm::forward`] over the last axis, `axis` (ONNX wants it non-negative).

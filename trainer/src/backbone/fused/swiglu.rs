@@ -1,0 +1,159 @@
+//! SwiGLU's gate, `silu(a) · b` with `silu(a) = a·σ(a)`, forward and backward in one pass each
+//! (candle's composition: silu and a product, and their backward through σ).
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use super::{for_rows, slice};
+
+/// Rows the element-wise kernels are cut into for the pool.
+const ROW: usize = 4096;
+
+/// The forward op: `(a, b) → silu(a)·b`, same shapes.
+struct SwiGluOp;
+
+/// The backward op: `(a, b, dy) → [2, N]`: `da` then `db`.
+struct SwiGluBwd;
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + (-a).exp())
+}
+
+/// `out[i] = f(i)` over `out` in pool-sized rows.
+fn fill(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
+    let (whole, rest) = out.split_at_mut(out.len() - out.len() % ROW);
+    for_rows(whole, ROW, |r, row| {
+        for (j, o) in row.iter_mut().enumerate() {
+            *o = f(r * ROW + j);
+        }
+    });
+    let start = whole.len();
+    for (j, o) in rest.iter_mut().enumerate() {
+        *o = f(start + j);
+    }
+}
+
+impl CustomOp2 for SwiGluOp {
+    fn name(&self) -> &'static str {
+        "vrf-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = slice(s1, l1, self.name())?;
+        let b = slice(s2, l2, self.name())?;
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("{}: the two halves differ in shape", self.name());
+        }
+        let mut y = vec![0f32; a.len()];
+        fill(&mut y, |i| a[i] * sigmoid(a[i]) * b[i]);
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = a.apply_op3_no_bwd(b, &dy.contiguous()?, &SwiGluBwd)?;
+        let da = both.get(0)?.reshape(a.shape())?;
+        let db = both.get(1)?.reshape(b.shape())?;
+        Ok((Some(da), Some(db)))
+    }
+}
+
+impl candle_core::CustomOp3 for SwiGluBwd {
+    fn name(&self) -> &'static str {
+        "vrf-swiglu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = slice(s1, l1, self.name())?;
+        let b = slice(s2, l2, self.name())?;
+        let dy = slice(s3, l3, self.name())?;
+        let n = a.len();
+        if b.len() != n || dy.len() != n {
+            candle_core::bail!("{}: shapes do not match", self.name());
+        }
+        let mut out = vec![0f32; 2 * n];
+        let (da, db) = out.split_at_mut(n);
+        // silu'(a) = σ(a)·(1 + a·(1 − σ(a))).
+        fill(da, |i| {
+            let s = sigmoid(a[i]);
+            dy[i] * b[i] * s * (1.0 + a[i] * (1.0 - s))
+        });
+        fill(db, |i| dy[i] * a[i] * sigmoid(a[i]));
+        Ok((CpuStorage::F32(out), Shape::from((2, n))))
+    }
+}
+
+/// `silu(a) · b`: the fused kernel where it serves both, candle's composition elsewhere.
+pub(crate) fn swiglu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if super::serves(a) && super::serves(b) && a.shape() == b.shape() {
+        a.contiguous()?.apply_op2(&b.contiguous()?, SwiGluOp)
+    } else {
+        composed(a, b)
+    }
+}
+
+/// candle's composition (the reference, and the path off the CPU).
+pub(crate) fn composed(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.silu()? * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::check::{finite_difference, max_rel, tensor, var};
+    use super::*;
+
+    #[test]
+    fn matches_the_composition_in_values_and_gradients() {
+        // Small (one thread) and large (the pool, with a partial last row).
+        for shape in [vec![2, 7, 33], vec![3, 100, 300]] {
+            let a = var(&tensor(&shape, 4, 6.0));
+            let b = var(&tensor(&shape, 5, 2.0));
+            let up = tensor(&shape, 6, 1.0);
+            let fused = swiglu(a.as_tensor(), b.as_tensor()).unwrap();
+            let plain = composed(a.as_tensor(), b.as_tensor()).unwrap();
+            assert!(max_rel(&fused, &plain) <= 1e-5, "{shape:?}");
+            let gf = (fused * &up)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gp = (plain * &up)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&a, &b] {
+                let (x, y) = (gf.get(v).unwrap(), gp.get(v).unwrap());
+                assert!(max_rel(x, y) <= 1e-5, "{shape:?}: {}", max_rel(x, y));
+            }
+            let b64 = b.to_dtype(candle_core::DType::F64).unwrap();
+            let fd = finite_difference(
+                a.as_tensor(),
+                gf.get(&a).unwrap(),
+                |t| composed(t, &b64),
+                &up,
+            );
+            assert!(fd <= 1e-4, "{shape:?}: finite differences {fd}");
+        }
+    }
+}
