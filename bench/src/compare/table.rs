@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 
+use vrf_trainer::eval::UncertaintyReport;
+use vrf_trainer::metrics::Calibration;
+
 use super::{agg, CompareReport, Ms, RunAnalysis};
 
 /// One method's accuracy on one α (fractions; mean ± std over seeds).
@@ -49,6 +52,35 @@ pub struct CostRow {
     pub adapt_seconds_per_user: Ms,
 }
 
+/// Mean ± std over seeds of a calibration figure (NaN where a run has none).
+fn cal(rs: &[RunAnalysis], g: fn(&Calibration) -> f32) -> Ms {
+    let v: Vec<f64> = rs
+        .iter()
+        .map(|r| {
+            r.report
+                .calibration
+                .as_ref()
+                .map_or(f64::NAN, |c| f64::from(g(c)))
+        })
+        .collect();
+    agg::ms(&v)
+}
+
+/// Mean ± std over seeds of an uncertainty figure (VRF only; NaN elsewhere).
+fn unc(rs: &[RunAnalysis], g: fn(&UncertaintyReport) -> Option<f32>) -> Ms {
+    let v: Vec<f64> = rs
+        .iter()
+        .map(|r| {
+            r.report
+                .uncertainty
+                .as_ref()
+                .and_then(g)
+                .map_or(f64::NAN, f64::from)
+        })
+        .collect();
+    agg::ms(&v)
+}
+
 /// Table 1's rows of one α.
 pub fn accuracy_rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<AccuracyRow> {
     runs.iter()
@@ -62,39 +94,11 @@ pub fn accuracy_rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<AccuracyRow> 
                 seen: f(|r| r.report.seen_accuracy),
                 unseen: f(|r| r.report.unseen_accuracy),
                 overall: f(|r| r.report.overall_accuracy),
-                ece: f(|r| {
-                    r.report
-                        .calibration
-                        .as_ref()
-                        .map_or(f64::NAN, |c| f64::from(c.ece))
-                }),
-                log_loss: f(|r| {
-                    r.report
-                        .calibration
-                        .as_ref()
-                        .map_or(f64::NAN, |c| f64::from(c.log_loss))
-                }),
-                rho_mixed_k: f(|r| {
-                    r.report
-                        .uncertainty
-                        .as_ref()
-                        .and_then(|u| u.spearman_mixed_k)
-                        .map_or(f64::NAN, f64::from)
-                }),
-                tempered_ece: f(|r| {
-                    r.report
-                        .uncertainty
-                        .as_ref()
-                        .and_then(|u| u.tempered_calibration.as_ref())
-                        .map_or(f64::NAN, |c| f64::from(c.ece))
-                }),
-                rho_predicted_error: f(|r| {
-                    r.report
-                        .uncertainty
-                        .as_ref()
-                        .and_then(|u| u.predicted_error_spearman_mixed_k)
-                        .map_or(f64::NAN, f64::from)
-                }),
+                ece: cal(rs, |c| c.ece),
+                log_loss: cal(rs, |c| c.log_loss),
+                rho_mixed_k: unc(rs, |u| u.spearman_mixed_k),
+                tempered_ece: unc(rs, |u| u.tempered_calibration.as_ref().map(|c| c.ece)),
+                rho_predicted_error: unc(rs, |u| u.predicted_error_spearman_mixed_k),
                 reliability: first
                     .report
                     .calibration

@@ -69,6 +69,7 @@ pub(super) fn for_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]
 pub(crate) mod check {
     //! Shared by the kernels' tests: relative comparison and a finite-difference gradient.
 
+    use candle_core::backprop::GradStore;
     use candle_core::{Device, Result, Tensor, Var};
 
     /// Largest `|a − b| / max(|b|, 1)` over all elements (relative, absolute near zero).
@@ -129,6 +130,11 @@ pub(crate) mod check {
             worst = worst.max((fd - f64::from(g[i])).abs() / fd.abs().max(1.0));
         }
         worst
+    }
+
+    /// The gradients of `Σ y·up` (a fixed upstream gradient `up` into `y`'s backward).
+    pub(crate) fn grads(y: Tensor, up: &Tensor) -> GradStore {
+        (y * up).unwrap().sum_all().unwrap().backward().unwrap()
     }
 
     /// `x` as a variable (so candle's backward reaches it).

@@ -133,7 +133,7 @@ pub(crate) fn composed(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::check::{finite_difference, max_rel, tensor, var};
+    use super::super::check::{finite_difference, grads, max_rel, tensor, var};
     use super::*;
 
     #[test]
@@ -149,18 +149,8 @@ mod tests {
             let fused = rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
             let plain = composed(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
             assert!(max_rel(&fused, &plain) <= 1e-5, "{shape:?}");
-            let gf = (fused * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gp = (plain * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = grads(fused, &up);
+            let gp = grads(plain, &up);
             for v in [&x, &w] {
                 let (a, b) = (gf.get(v).unwrap(), gp.get(v).unwrap());
                 assert!(max_rel(a, b) <= 1e-5, "{shape:?}: {}", max_rel(a, b));

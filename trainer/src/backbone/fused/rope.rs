@@ -136,7 +136,7 @@ pub(crate) fn composed(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor>
 
 #[cfg(test)]
 mod tests {
-    use super::super::check::{finite_difference, max_rel, tensor, var};
+    use super::super::check::{finite_difference, grads, max_rel, tensor, var};
     use super::*;
 
     #[test]
@@ -150,18 +150,8 @@ mod tests {
             let plain = composed(x.as_tensor(), &cos, &sin).unwrap();
             assert_eq!(fused.dims(), plain.dims());
             assert!(max_rel(&fused, &plain) <= 1e-5);
-            let gf = (fused * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gp = (plain * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = grads(fused, &up);
+            let gp = grads(plain, &up);
             let (a, g) = (gf.get(&x).unwrap(), gp.get(&x).unwrap());
             assert!(max_rel(a, g) <= 1e-5, "{}", max_rel(a, g));
             let f64_ = |t: &Tensor| t.to_dtype(candle_core::DType::F64).unwrap();

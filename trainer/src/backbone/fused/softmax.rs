@@ -128,7 +128,7 @@ pub(crate) fn composed(x: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::check::{finite_difference, max_rel, tensor, var};
+    use super::super::check::{finite_difference, grads, max_rel, tensor, var};
     use super::*;
 
     fn causal(l: usize) -> Tensor {
@@ -149,18 +149,8 @@ mod tests {
             let fused = masked_softmax(x.as_tensor(), &mask, scale).unwrap();
             let plain = composed(x.as_tensor(), &mask, scale).unwrap();
             assert!(max_rel(&fused, &plain) <= 1e-5, "{shape:?}");
-            let gf = (fused * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gp = (plain * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = grads(fused, &up);
+            let gp = grads(plain, &up);
             let (a, b) = (gf.get(&x).unwrap(), gp.get(&x).unwrap());
             assert!(max_rel(a, b) <= 1e-5, "{shape:?}: {}", max_rel(a, b));
             // The f64 reference needs its own mask (f32::MIN stays far below every score).

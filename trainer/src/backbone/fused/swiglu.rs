@@ -117,7 +117,7 @@ pub(crate) fn composed(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::check::{finite_difference, max_rel, tensor, var};
+    use super::super::check::{finite_difference, grads, max_rel, tensor, var};
     use super::*;
 
     #[test]
@@ -130,18 +130,8 @@ mod tests {
             let fused = swiglu(a.as_tensor(), b.as_tensor()).unwrap();
             let plain = composed(a.as_tensor(), b.as_tensor()).unwrap();
             assert!(max_rel(&fused, &plain) <= 1e-5, "{shape:?}");
-            let gf = (fused * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gp = (plain * &up)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = grads(fused, &up);
+            let gp = grads(plain, &up);
             for v in [&a, &b] {
                 let (x, y) = (gf.get(v).unwrap(), gp.get(v).unwrap());
                 assert!(max_rel(x, y) <= 1e-5, "{shape:?}: {}", max_rel(x, y));
