@@ -78,6 +78,8 @@ impl Trainer<'_> {
         let bar = self.bar(total as u64, Stage::Stage2);
         let mut log = MetricsLog::open(&self.run)?;
         let mut best: Option<(f64, usize, Snapshot)> = None;
+        let hold_users: Vec<usize> = hold.iter().map(|&si| seen[si]).collect();
+        let draws = HoldoutDraws::new(self, &hold_users, cfg.model.prior);
         for epoch in 0..t.s2_epochs {
             let mut order = train_ids.clone();
             order.shuffle(&mut rng_for(t.seed, Stage::Stage2.as_str(), epoch as u64));
@@ -137,11 +139,7 @@ impl Trainer<'_> {
             let hold_acc = if hold.is_empty() {
                 f64::NAN
             } else {
-                let hold_users = hold.iter().map(|&si| &self.ds.users[seen[si]]);
-                let refs: Vec<Vec<usize>> = hold_users.clone().map(|u| u.refs.clone()).collect();
-                let targets: Vec<Vec<usize>> = hold_users.map(|u| u.targets.clone()).collect();
-                let (_, _, w) = posteriors(&self.model, &f, self.corpus, &refs)?;
-                group_accuracy(&f, self.corpus, &targets, &w)?
+                draws.score(&self.model, &f, self.corpus)?
             };
             log.write(
                 &json!({"stage": Stage::Stage2, "epoch": epoch + 1, "loss": ep_loss,
@@ -160,12 +158,13 @@ impl Trainer<'_> {
             }
             self.state.s2_best_epoch = Some(ep);
             if self.progress {
-                eprintln!("s2: kept epoch {ep} (held-out seen users' target accuracy {acc:.4})");
+                eprintln!(
+                    "s2: kept epoch {ep} (held-out seen users' target accuracy {acc:.4}, mean over k)"
+                );
             }
         }
         if cfg.model.prior && !hold.is_empty() {
-            let hold_users: Vec<usize> = hold.iter().map(|&si| seen[si]).collect();
-            let a = self.calibrate_prior(&f, &hold_users)?;
+            let a = self.calibrate_prior(&f, &draws)?;
             self.state.s2_prior_scale = Some(a);
             if self.progress {
                 eprintln!(
@@ -181,7 +180,7 @@ impl Trainer<'_> {
     /// k = 0, 1, 3, 5 and all of their reference pairs. The encoder, trained on the other seen
     /// users' subsets, is surer of them than of new users; this is the one number that says how
     /// much a new user's first answers should count against the population. Returns the factor.
-    fn calibrate_prior(&mut self, f: &Features, hold_users: &[usize]) -> Result<f64> {
+    fn calibrate_prior(&mut self, f: &Features, draws: &HoldoutDraws) -> Result<f64> {
         // A copy of the learned values: the variable itself changes with each factor tried.
         let prior = match self.model.encoder.as_ref().and_then(|e| e.prior()) {
             Some(p) => Prior {
@@ -191,33 +190,12 @@ impl Trainer<'_> {
             None => return Ok(1.0),
         };
         let name = format!("{}prior.log_var", prefix::ENCODER);
-        let mut rng = rng_for(self.model.cfg.train.seed, "s2-prior-draws", 0);
-        let shuffled: Vec<Vec<usize>> = hold_users
-            .iter()
-            .map(|&u| {
-                let mut r = self.ds.users[u].refs.clone();
-                r.shuffle(&mut rng);
-                r
-            })
-            .collect();
-        let targets: Vec<Vec<usize>> = hold_users
-            .iter()
-            .map(|&u| self.ds.users[u].targets.clone())
-            .collect();
         let mut best: Option<(f64, f64)> = None;
         for a in PRIOR_SCALES {
             self.model
                 .vars
                 .insert(&name, prior.raw_log_var_scaled(a)?)?;
-            let mut score = 0.0;
-            for k in [0, 1, 3, 5, usize::MAX] {
-                let refs: Vec<Vec<usize>> = shuffled
-                    .iter()
-                    .map(|r| r[..k.min(r.len())].to_vec())
-                    .collect();
-                let (_, _, w) = posteriors(&self.model, f, self.corpus, &refs)?;
-                score += group_accuracy(f, self.corpus, &targets, &w)? / 5.0;
-            }
+            let score = draws.score(&self.model, f, self.corpus)?;
             // Ties keep the learned prior (a = 1 comes first among equals by distance).
             let better = best.is_none_or(|(s, b)| {
                 score > s + 1e-9 || (score > s - 1e-9 && a.ln().abs() < b.ln().abs())
@@ -231,6 +209,58 @@ impl Trainer<'_> {
             .vars
             .insert(&name, prior.raw_log_var_scaled(a)?)?;
         Ok(a)
+    }
+}
+
+/// Held-out seen users' reference pairs cut to k = 0 (with a prior), 1, 3, 5 and all (one fixed
+/// shuffle per user), and their target pairs: the few-shot score stage 2 keeps its epoch and its
+/// prior by, so neither is chosen for users who gave all their answers only.
+struct HoldoutDraws {
+    by_k: Vec<Vec<Vec<usize>>>,
+    targets: Vec<Vec<usize>>,
+}
+
+impl HoldoutDraws {
+    fn new(trainer: &Trainer<'_>, users: &[usize], with_empty: bool) -> Self {
+        let mut rng = rng_for(trainer.model.cfg.train.seed, "s2-prior-draws", 0);
+        let shuffled: Vec<Vec<usize>> = users
+            .iter()
+            .map(|&u| {
+                let mut r = trainer.ds.users[u].refs.clone();
+                r.shuffle(&mut rng);
+                r
+            })
+            .collect();
+        let by_k = [0, 1, 3, 5, usize::MAX]
+            .iter()
+            .filter(|&&k| k > 0 || with_empty)
+            .map(|&k| {
+                shuffled
+                    .iter()
+                    .map(|r| r[..k.min(r.len())].to_vec())
+                    .collect()
+            })
+            .collect();
+        let targets = users
+            .iter()
+            .map(|&u| trainer.ds.users[u].targets.clone())
+            .collect();
+        Self { by_k, targets }
+    }
+
+    /// Mean target accuracy over the draws' k.
+    fn score(
+        &self,
+        model: &RewardModel,
+        f: &Features,
+        corpus: &crate::corpus::Corpus,
+    ) -> Result<f64> {
+        let mut score = 0.0;
+        for refs in &self.by_k {
+            let (_, _, w) = posteriors(model, f, corpus, refs)?;
+            score += group_accuracy(f, corpus, &self.targets, &w)?;
+        }
+        Ok(score / self.by_k.len() as f64)
     }
 }
 
