@@ -181,10 +181,11 @@ impl Trainer<'_> {
     /// users' subsets, is surer of them than of new users; this is the one number that says how
     /// much a new user's first answers should count against the population. Returns the factor.
     fn calibrate_prior(&mut self, f: &Features, draws: &HoldoutDraws) -> Result<f64> {
-        // A copy of the learned values: the variable itself changes with each factor tried.
+        // A copy of the learned log-variance: its variable changes with each factor tried (the
+        // mean is not touched).
         let prior = match self.model.encoder.as_ref().and_then(|e| e.prior()) {
             Some(p) => Prior {
-                mean: p.mean.copy()?,
+                mean: p.mean.clone(),
                 log_var: p.log_var.copy()?,
             },
             None => return Ok(1.0),
