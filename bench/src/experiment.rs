@@ -122,11 +122,12 @@ pub fn table(rows: &[Row]) -> String {
 /// A markdown table of the rows' calibration and uncertainty on unseen users (mean ± std over
 /// seeds): ECE (15 equal-mass bins) and log-loss of `P(y_c ≻ y_r)`, and Spearman ρ between a
 /// user's σ² and error rate at full reference sets and at k drawn from 1…|R| per user, and
-/// between the error the model's own (tempered) probabilities predict and the error, at mixed k.
+/// between the error the model's own (tempered) probabilities predict and the error, at mixed k,
+/// next to what the number of answers alone predicts (ρ(−k, error)).
 pub fn calibration_table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| run | ECE | log-loss | ECE, temperature from seen users | T | ρ(σ², error) full | ρ(σ², error) mixed k | ρ(predicted error, error) mixed k | accuracy mixed k | ECE mixed k |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| run | ECE | log-loss | ECE, temperature from seen users | T | ρ(σ², error) full | ρ(σ², error) mixed k | ρ(predicted error, error) mixed k | ρ(−k, error) mixed k | accuracy mixed k | ECE mixed k |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let cal = |f: fn(&vrf_trainer::metrics::Calibration) -> f64| {
@@ -137,7 +138,7 @@ pub fn calibration_table(rows: &[Row]) -> String {
         };
         let pm3 = |x| fmt_ms(x, 1.0, 3);
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             pm3(cal(|c| f64::from(c.ece))),
             pm3(cal(|c| f64::from(c.log_loss))),
@@ -149,6 +150,7 @@ pub fn calibration_table(rows: &[Row]) -> String {
             pm3(unc(|u| u.spearman_full.map(f64::from))),
             pm3(unc(|u| u.spearman_mixed_k.map(f64::from))),
             pm3(unc(|u| u.predicted_error_spearman_mixed_k.map(f64::from))),
+            pm3(unc(|u| u.answers_spearman_mixed_k.map(f64::from))),
             pm(unc(|u| Some(f64::from(u.mixed_k_accuracy))), 100.0, false),
             pm3(unc(|u| u
                 .mixed_k_calibration

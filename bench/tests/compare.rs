@@ -117,6 +117,16 @@ fn check_report(r: &CompareReport) {
                 "{m}: {:?}",
                 rows[0].ece
             );
+            // ρ(−k, error), the reference σ² is read against, is VRF's only.
+            let rho_k = rows[0].rho_answers.0;
+            if *m == "vrf" {
+                assert!(
+                    rho_k.is_nan() || (-1.0..=1.0).contains(&rho_k),
+                    "ρ = {rho_k}"
+                );
+            } else {
+                assert!(rho_k.is_nan(), "{m}: ρ(−k) = {rho_k}");
+            }
             let u = r
                 .uncertainty
                 .iter()

@@ -132,6 +132,11 @@ pub struct UncertaintyReport {
     /// user. Absent from an `eval.json` written before it existed.
     #[serde(default)]
     pub predicted_error_spearman_mixed_k: Option<f32>,
+    /// Spearman ρ(−k, error) in the mixed-k draw: what the number of answers alone says about a
+    /// user's error, the reference a per-user σ² has to beat to add anything. Absent from an
+    /// `eval.json` written before it existed.
+    #[serde(default)]
+    pub answers_spearman_mixed_k: Option<f32>,
 }
 
 /// The temperature `T > 0` minimising the mean `softplus(−z/T)` of logits `z` of pairs whose
@@ -497,8 +502,10 @@ pub fn evaluate(
                 };
                 if let Some(unseen) = outcomes_of(&full[1], &evals)? {
                     report.calibration = calibration(&unseen.probabilities);
-                    let (_, var, w) = posteriors(model, &f, corpus, &mixed_k_draw(ds))?;
+                    let mixed_refs = mixed_k_draw(ds);
+                    let (_, var, w) = posteriors(model, &f, corpus, &mixed_refs)?;
                     let mixed = user_outcomes(&f, corpus, &var, &w, &evals)?;
+                    let fewer: Vec<f64> = mixed_refs.iter().map(|r| -(r.len() as f64)).collect();
                     // A temperature fitted on the seen (training) users' eval pairs only (1: none).
                     let temperature = outcomes_of(&full[0], &evals_of(&ds.seen))?
                         .map_or(1.0, |seen| fit_temperature(&seen.logits));
@@ -517,6 +524,7 @@ pub fn evaluate(
                         temperature: temperature as f32,
                         tempered_calibration: calibration(&tempered),
                         predicted_error_spearman_mixed_k: rho(spearman(&predicted, &mixed.error)),
+                        answers_spearman_mixed_k: rho(spearman(&fewer, &mixed.error)),
                     });
                 }
             }

@@ -34,6 +34,8 @@ pub struct AccuracyRow {
     pub tempered_ece: Ms,
     /// VRF: Spearman ρ(predicted error, error) in the same mixed-k draw.
     pub rho_predicted_error: Ms,
+    /// VRF: Spearman ρ(−k, error) in the same draw: what the number of answers alone predicts.
+    pub rho_answers: Ms,
     /// Reliability diagram of the first seed: (mean predicted probability, observed frequency)
     /// per equal-mass bin.
     pub reliability: Vec<(f64, f64)>,
@@ -99,6 +101,7 @@ pub fn accuracy_rows(alpha: f64, runs: &[Vec<RunAnalysis>]) -> Vec<AccuracyRow> 
                 rho_mixed_k: unc(rs, |u| u.spearman_mixed_k),
                 tempered_ece: unc(rs, |u| u.tempered_calibration.as_ref().map(|c| c.ece)),
                 rho_predicted_error: unc(rs, |u| u.predicted_error_spearman_mixed_k),
+                rho_answers: unc(rs, |u| u.answers_spearman_mixed_k),
                 reliability: first
                     .report
                     .calibration
@@ -230,17 +233,18 @@ pub fn markdown(r: &CompareReport) -> String {
     }
 
     // Calibration.
-    s += "\n## Calibration of unseen users' preference probabilities\n\nExpected calibration error (15 equal-mass bins, each pair counted in both orientations) and log-loss (nats) of P(y_c ≻ y_r) on unseen users' eval pairs (VRF: Eq. 8's variance-attenuated probability; the others: σ of the reward margin), and, for VRF, the ECE with the temperature fitted on seen users (the probability its exported model serves), and Spearman ρ with a user's error rate, k drawn uniformly from 1…|R| per user, of the user's σ² and of the error the model's own probabilities predict (mean min(P, 1 − P) over the user's pairs). Mean ± std over seeds.\n\n| method | α | ECE | log-loss | ECE, T from seen users | ρ(σ², error), mixed k | ρ(predicted error, error), mixed k |\n|---|---|---|---|---|---|---|\n";
+    s += "\n## Calibration of unseen users' preference probabilities\n\nExpected calibration error (15 equal-mass bins, each pair counted in both orientations) and log-loss (nats) of P(y_c ≻ y_r) on unseen users' eval pairs (VRF: Eq. 8's variance-attenuated probability; the others: σ of the reward margin), and, for VRF, the ECE with the temperature fitted on seen users (the probability its exported model serves), and Spearman ρ with a user's error rate, k drawn uniformly from 1…|R| per user, of the user's σ², of the error the model's own probabilities predict (mean min(P, 1 − P) over the user's pairs) and, as the reference σ² has to beat, of −k (the number of answers alone). Mean ± std over seeds.\n\n| method | α | ECE | log-loss | ECE, T from seen users | ρ(σ², error), mixed k | ρ(predicted error, error), mixed k | ρ(−k, error), mixed k |\n|---|---|---|---|---|---|---|---|\n";
     for x in &r.accuracy {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             label(&x.method),
             x.alpha,
             fmt_ms(x.ece, 1.0, 3),
             fmt_ms(x.log_loss, 1.0, 3),
             fmt_ms(x.tempered_ece, 1.0, 3),
             fmt_ms(x.rho_mixed_k, 1.0, 2),
-            fmt_ms(x.rho_predicted_error, 1.0, 2)
+            fmt_ms(x.rho_predicted_error, 1.0, 2),
+            fmt_ms(x.rho_answers, 1.0, 2)
         );
     }
 

@@ -1,0 +1,174 @@
+//! Which per-user uncertainty predicts a user's error (docs/results.md, "What σ² can say"): for
+//! the unseen users' mixed-k draw of evaluation (k uniform in 1…|R| per user), Spearman ρ
+//! between each user's error rate on their eval pairs and
+//! - σ² (the mean posterior variance the model reports),
+//! - σ² pushed to the basis weights: tr Cov(w) by the delta method and by Monte Carlo
+//!   (z ~ N(μ, σ²), 128 draws, w(z) the W₂ softmax at the posterior's σ),
+//! - σ² weighted per latent dimension by the spread of the basis means along it,
+//! - the posterior's flip rate: the share of Monte Carlo draws whose weights rank an eval pair
+//!   the other way than the mean's (uses the pairs scored, not their labels),
+//! - the entropy of w (how mixed the user is), and −k (the number of answers alone).
+//!
+//! ```text
+//! cargo run --release -p vrf-bench --example uncertainty_diagnosis -- RUN_DIR
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use candle_core::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use vrf_trainer::checkpoint::{load_checkpoint, read_json};
+use vrf_trainer::config::RunConfig;
+use vrf_trainer::eval::{mixed_k_draw, posteriors, Features};
+use vrf_trainer::metrics::spearman;
+use vrf_trainer::run::{prepare, RunInfo};
+
+/// Monte Carlo draws per user.
+const DRAWS: usize = 128;
+
+fn main() -> anyhow::Result<()> {
+    let run = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .context("usage: uncertainty_diagnosis RUN_DIR")?,
+    );
+    vrf_trainer::threads::set(1);
+    let dev = Device::Cpu;
+    let cfg: RunConfig = read_json(&run.join("config.json"))?;
+    let data = read_json::<RunInfo>(&run.join("run.json"))?.data;
+    let p = prepare(&run, &cfg, &data, &dev)?;
+    let ck = load_checkpoint(&run, &dev)?.context("no checkpoint")?;
+    for (name, t) in &ck.weights {
+        p.model.vars.insert(name, t.clone())?;
+    }
+    let (m, ds, corpus) = (&p.model, &p.ds, &p.corpus);
+    anyhow::ensure!(m.encoder.is_some(), "not a VRF run");
+    let f = Features::of_users(m, corpus, ds)?;
+    let bases = m.bases()?;
+    let means: Vec<Vec<f64>> = to_f64(bases.means.to_vec2()?);
+    let bstd: Vec<Vec<f64>> = to_f64(bases.std()?.to_vec2()?);
+    let (k, d) = (means.len(), means[0].len());
+    let scale = 1.0 / (cfg.model.tau * d as f64);
+    // w = softmax_k(−W₂²(N(z, σ²), b_k)/(τ d)), in f64.
+    let weights = |mu: &[f64], sd: &[f64]| -> Vec<f64> {
+        let l: Vec<f64> = (0..k)
+            .map(|b| {
+                let w2: f64 = (0..d)
+                    .map(|j| (mu[j] - means[b][j]).powi(2) + (sd[j] - bstd[b][j]).powi(2))
+                    .sum();
+                -w2 * scale
+            })
+            .collect();
+        softmax(&l)
+    };
+    let spread: Vec<f64> = (0..d)
+        .map(|j| {
+            let c = (0..k).map(|b| means[b][j]).sum::<f64>() / k as f64;
+            (0..k).map(|b| (means[b][j] - c).powi(2)).sum::<f64>() / k as f64
+        })
+        .collect();
+    let spread_sum: f64 = spread.iter().sum();
+
+    let draws = mixed_k_draw(ds);
+    let (mu, var, w) = posteriors(m, &f, corpus, &draws)?;
+    let (mu, var, w) = (
+        to_f64(mu.to_vec2()?),
+        to_f64(var.to_vec2()?),
+        to_f64(w.to_vec2()?),
+    );
+    let names = [
+        "σ² (mean posterior variance, reported)",
+        "tr Cov(w), delta method",
+        "tr Cov(w), Monte Carlo",
+        "σ² weighted by the bases' spread",
+        "posterior flip rate on the scored pairs",
+        "entropy of w",
+        "−k (number of answers)",
+    ];
+    let mut cols = vec![Vec::new(); names.len()];
+    let mut error = Vec::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (ui, &u) in ds.unseen.iter().enumerate() {
+        let delta = to_f64(f.delta(corpus, &ds.users[u].evals)?.to_vec2()?);
+        let (mu_u, v_u, w_u) = (&mu[ui], &var[ui], &w[ui]);
+        let sd_u: Vec<f64> = v_u.iter().map(|v| v.sqrt()).collect();
+        let m0: Vec<f64> = delta.iter().map(|dd| dot(dd, w_u)).collect();
+        error.push(m0.iter().filter(|&&x| x <= 0.0).count() as f64 / m0.len().max(1) as f64);
+        cols[0].push(v_u.iter().sum::<f64>() / d as f64);
+        // ∂w_k/∂μ_j = w_k (g_kj − Σ_l w_l g_lj), g_kj = −2 (μ_j − m_kj)/(τ d).
+        let mut tr = 0.0;
+        for j in 0..d {
+            let g: Vec<f64> = (0..k)
+                .map(|b| -2.0 * (mu_u[j] - means[b][j]) * scale)
+                .collect();
+            let avg = dot(&g, w_u);
+            tr += (0..k).map(|b| (w_u[b] * (g[b] - avg)).powi(2)).sum::<f64>() * v_u[j];
+        }
+        cols[1].push(tr);
+        let samples: Vec<Vec<f64>> = (0..DRAWS)
+            .map(|_| {
+                let z: Vec<f64> = (0..d)
+                    .map(|j| {
+                        let e: f64 = StandardNormal.sample(&mut rng);
+                        mu_u[j] + sd_u[j] * e
+                    })
+                    .collect();
+                weights(&z, &sd_u)
+            })
+            .collect();
+        let w_bar: Vec<f64> = (0..k)
+            .map(|b| samples.iter().map(|x| x[b]).sum::<f64>() / DRAWS as f64)
+            .collect();
+        cols[2].push(
+            samples
+                .iter()
+                .map(|x| (0..k).map(|b| (x[b] - w_bar[b]).powi(2)).sum::<f64>())
+                .sum::<f64>()
+                / DRAWS as f64,
+        );
+        cols[3].push((0..d).map(|j| v_u[j] * spread[j]).sum::<f64>() / spread_sum);
+        let flips: usize = delta
+            .iter()
+            .zip(&m0)
+            .map(|(dd, &m)| {
+                samples
+                    .iter()
+                    .filter(|x| (dot(dd, x) > 0.0) != (m > 0.0))
+                    .count()
+            })
+            .sum();
+        cols[4].push(flips as f64 / (DRAWS * delta.len().max(1)) as f64);
+        cols[5].push(-w_u.iter().map(|x| x * x.max(1e-300).ln()).sum::<f64>());
+        cols[6].push(-(draws[ui].len() as f64));
+    }
+    println!(
+        "unseen users, k uniform in 1…|R| (evaluation's mixed-k draw): {} users, mean error {:.4}\n",
+        error.len(),
+        error.iter().sum::<f64>() / error.len().max(1) as f64
+    );
+    println!("| per-user quantity | Spearman ρ with the error |\n|---|---|");
+    for (name, c) in names.iter().zip(&cols) {
+        println!("| {name} | {:.3} |", spearman(c, &error));
+    }
+    Ok(())
+}
+
+fn to_f64(x: Vec<Vec<f32>>) -> Vec<Vec<f64>> {
+    x.into_iter()
+        .map(|r| r.into_iter().map(f64::from).collect())
+        .collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn softmax(l: &[f64]) -> Vec<f64> {
+    let mx = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = l.iter().map(|x| (x - mx).exp()).collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|x| x / z).collect()
+}
