@@ -83,12 +83,35 @@ fn main() -> anyhow::Result<()> {
         std::hint::black_box(um.posterior(feats.view()).unwrap());
     });
     println!(
-        "user posterior (N = 10 pairs, F = {}, d = {}, K = {}): {:.2} µs per user (median of 21 × 2000)",
+        "user posterior (N = 10 pairs, F = {}, d = {}, K = {}, prior: {}): {:.2} µs per user (median of 21 × 2000)",
         um.feature_dim(),
         um.d(),
         um.k(),
+        um.prior().is_some(),
         t_user * 1e6
     );
+    if um.prior().is_some() {
+        // The same model with its population prior off (format 1's posterior): the prior's cost.
+        let bytes = std::fs::read(model_dir.join(vrf_format::manifest::USER_MODEL_FILE))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)?;
+        let mut spec = rt.manifest().user_model_spec();
+        spec.encoder.prior = false;
+        let off = vrf_format::UserModel::from_tensors(&spec, |name| {
+            Ok(st.tensor(name).ok().map(|t| vrf_format::RawTensor {
+                dtype: format!("{:?}", t.dtype()),
+                shape: t.shape().to_vec(),
+                data: t.data(),
+            }))
+        })?;
+        let t_off = time(21, 2000, || {
+            std::hint::black_box(off.posterior(feats.view()).unwrap());
+        });
+        println!(
+            "the same, prior off: {:.2} µs per user (prior ÷ prior off: {:.3})",
+            t_off * 1e6,
+            t_user / t_off
+        );
+    }
 
     // 2./3. Backbone throughput: ONNX Runtime vs candle on the same texts.
     let texts: Vec<(String, String)> = ds
