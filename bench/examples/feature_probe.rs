@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use vrf_data::synth::{quality, scorers, N_SCORERS, SCORER_NAMES};
 use vrf_data::Split;
-use vrf_trainer::checkpoint::load_checkpoint;
 use vrf_trainer::config::RunConfig;
-use vrf_trainer::run::{device, prepare};
+use vrf_trainer::run::{device, prepare_trained};
 
 /// Solves (XᵀX + λI) b = Xᵀy for every column of y; X has a leading 1 column (not penalised).
 fn ridge(x: &[Vec<f64>], ys: &[Vec<f64>], lambda: f64) -> Vec<Vec<f64>> {
@@ -99,11 +98,7 @@ fn main() -> anyhow::Result<()> {
     };
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let dev = device("cpu")?;
-    let p = prepare(&run, &cfg, Path::new(&data), &dev)?;
-    let ck = load_checkpoint(&run, &dev)?.context("no checkpoint")?;
-    for (name, t) in &ck.weights {
-        p.model.vars.insert(name, t.clone())?;
-    }
+    let p = prepare_trained(&run, &cfg, Path::new(&data), &dev, "probe")?;
     // Texts of training triplets vs texts of eval prompts only.
     let idx = &p.corpus.index;
     let mut train = HashSet::new();

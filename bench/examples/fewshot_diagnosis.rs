@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use vrf_data::Split;
-use vrf_trainer::checkpoint::{load_checkpoint, read_json};
+use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::encoder::{assignment, pool, Prior};
 use vrf_trainer::eval::{few_shot_draws, reference_draws};
-use vrf_trainer::run::{prepare, RunInfo};
+use vrf_trainer::run::{prepare_trained, RunInfo};
 
 /// Settings tried: each pair's precision × c, the prior's precision × a.
 const SCALES: [(f64, f64); 9] = [
@@ -46,11 +46,7 @@ fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let cfg: RunConfig = read_json(&run.join("config.json"))?;
     let data = read_json::<RunInfo>(&run.join("run.json"))?.data;
-    let p = prepare(&run, &cfg, &data, &dev)?;
-    let ck = load_checkpoint(&run, &dev)?.context("no checkpoint")?;
-    for (name, t) in &ck.weights {
-        p.model.vars.insert(name, t.clone())?;
-    }
+    let p = prepare_trained(&run, &cfg, &data, &dev, "diagnose")?;
     let (m, ds, idx) = (&p.model, &p.ds, &p.corpus.index);
     let enc = m.encoder.as_ref().context("not a VRF run")?;
     let bases = m.bases()?;

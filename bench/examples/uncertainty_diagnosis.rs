@@ -20,11 +20,11 @@ use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use vrf_trainer::checkpoint::{load_checkpoint, read_json};
+use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::eval::{mixed_k_draw, posteriors, Features};
 use vrf_trainer::metrics::spearman;
-use vrf_trainer::run::{prepare, RunInfo};
+use vrf_trainer::run::{prepare_trained, RunInfo};
 
 /// Monte Carlo draws per user.
 const DRAWS: usize = 128;
@@ -39,11 +39,7 @@ fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let cfg: RunConfig = read_json(&run.join("config.json"))?;
     let data = read_json::<RunInfo>(&run.join("run.json"))?.data;
-    let p = prepare(&run, &cfg, &data, &dev)?;
-    let ck = load_checkpoint(&run, &dev)?.context("no checkpoint")?;
-    for (name, t) in &ck.weights {
-        p.model.vars.insert(name, t.clone())?;
-    }
+    let p = prepare_trained(&run, &cfg, &data, &dev, "diagnose")?;
     let (m, ds, corpus) = (&p.model, &p.ds, &p.corpus);
     anyhow::ensure!(m.encoder.is_some(), "not a VRF run");
     let f = Features::of_users(m, corpus, ds)?;

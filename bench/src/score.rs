@@ -17,14 +17,14 @@ use candle_core::{Device, Tensor, D};
 
 use crate::baselines::{self, Baseline, Batch, Embedded, Prompts};
 use vrf_data::Dataset;
-use vrf_trainer::checkpoint::{load_checkpoint, read_json};
+use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::{Method, RunConfig};
 use vrf_trainer::corpus::{rows, Corpus};
 use vrf_trainer::error::{Result, TrainError};
 use vrf_trainer::eval::{posteriors, Features, UserPosterior};
 use vrf_trainer::lock::DirLock;
 use vrf_trainer::loss;
-use vrf_trainer::run::{prepare, Prepared, RunInfo};
+use vrf_trainer::run::{prepare_trained, Prepared, RunInfo};
 
 /// Default number of queries whose candidate margins are computed in one batch.
 pub const QUERY_CHUNK: usize = 512;
@@ -97,13 +97,7 @@ impl RunScorer {
         let cfg: RunConfig = read_json(&dir.join("config.json"))?;
         let _lock = DirLock::acquire(dir)?;
         let data = read_json::<RunInfo>(&dir.join("run.json"))?.data;
-        let p = prepare(dir, &cfg, &data, dev)?;
-        let ck = load_checkpoint(dir, dev)?.ok_or_else(|| {
-            TrainError::Other(format!("{}: no checkpoint to score with", dir.display()))
-        })?;
-        for (name, t) in &ck.weights {
-            p.model.vars.insert(name, t.clone())?;
-        }
+        let p = prepare_trained(dir, &cfg, &data, dev, "score with")?;
         let (ds, corpus, model) = (&p.ds, &p.corpus, &p.model);
         let mut row_of = vec![None; ds.users.len()];
         for (r, &u) in ds.seen.iter().chain(&ds.unseen).enumerate() {

@@ -93,16 +93,9 @@ fn main() -> anyhow::Result<()> {
     if um.prior().is_some() {
         // The same model with its population prior off (format 1's posterior): the prior's cost.
         let bytes = std::fs::read(model_dir.join(vrf_format::manifest::USER_MODEL_FILE))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)?;
-        let mut spec = rt.manifest().user_model_spec();
-        spec.encoder.prior = false;
-        let off = vrf_format::UserModel::from_tensors(&spec, |name| {
-            Ok(st.tensor(name).ok().map(|t| vrf_format::RawTensor {
-                dtype: format!("{:?}", t.dtype()),
-                shape: t.shape().to_vec(),
-                data: t.data(),
-            }))
-        })?;
+        let mut manifest = rt.manifest().clone();
+        manifest.encoder.prior = false;
+        let off = vrf_format::UserModel::from_bytes(&manifest, &bytes)?;
         let t_off = time(21, 2000, || {
             std::hint::black_box(off.posterior(feats.view()).unwrap());
         });

@@ -354,6 +354,25 @@ fn finish(
     Ok(report)
 }
 
+/// [`prepare`] for a finished run: its model holds the checkpoint's weights. Without a checkpoint
+/// the error reads "DIR: no checkpoint to {purpose}".
+pub fn prepare_trained(
+    dir: &Path,
+    cfg: &RunConfig,
+    data: &Path,
+    dev: &Device,
+    purpose: &str,
+) -> Result<Prepared> {
+    let p = prepare(dir, cfg, data, dev)?;
+    let ck = load_checkpoint(dir, dev)?.ok_or_else(|| {
+        TrainError::Other(format!("{}: no checkpoint to {purpose}", dir.display()))
+    })?;
+    for (name, t) in &ck.weights {
+        p.model.vars.insert(name, t.clone())?;
+    }
+    Ok(p)
+}
+
 /// Re-evaluates a finished run directory (`vrf-trainer eval --run DIR`); a baseline's run needs
 /// `external` (vrf-bench's).
 pub fn eval_run(
@@ -369,13 +388,7 @@ pub fn eval_run(
         Some(d) => d.to_path_buf(),
         None => read_json::<RunInfo>(&dir.join("run.json"))?.data,
     };
-    let p = prepare(dir, &cfg, &data, dev)?;
-    let ck = load_checkpoint(dir, dev)?.ok_or_else(|| {
-        TrainError::Other(format!("{}: no checkpoint to evaluate", dir.display()))
-    })?;
-    for (name, t) in &ck.weights {
-        p.model.vars.insert(name, t.clone())?;
-    }
+    let p = prepare_trained(dir, &cfg, &data, dev, "evaluate")?;
     let trained = previous_train_seconds(dir);
     if cfg.method.is_baseline() {
         let external = external.ok_or(TrainError::NotEngineMethod(cfg.method.name()))?;

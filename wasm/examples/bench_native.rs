@@ -98,15 +98,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return bench("export", &exported, pairs.view());
     }
     bench("export, prior", &exported, pairs.view())?;
-    let mut spec = demo.user_model_spec();
-    spec.encoder.prior = false;
-    let st = safetensors::SafeTensors::deserialize(&model_bytes)?;
-    let without = UserModel::from_tensors(&spec, |name| {
-        Ok(st.tensor(name).ok().map(|t| vrf_format::RawTensor {
-            dtype: format!("{:?}", t.dtype()),
-            shape: t.shape().to_vec(),
-            data: t.data(),
-        }))
-    })?;
+    let mut demo = demo;
+    demo.encoder.prior = false;
+    let without = UserModel::from_bytes(&demo, &model_bytes)?;
     bench("export, prior off", &without, pairs.view())
 }
