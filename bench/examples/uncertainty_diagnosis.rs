@@ -17,9 +17,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::Device;
+use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use vrf_format::math;
 use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::eval::{mixed_k_draw, posteriors, Features};
@@ -45,20 +47,24 @@ fn main() -> anyhow::Result<()> {
     let f = Features::of_users(m, corpus, ds)?;
     let bases = m.bases()?;
     let means: Vec<Vec<f64>> = to_f64(bases.means.to_vec2()?);
-    let bstd: Vec<Vec<f64>> = to_f64(bases.std()?.to_vec2()?);
     let (k, d) = (means.len(), means[0].len());
     let scale = 1.0 / (cfg.model.tau * d as f64);
-    // w = softmax_k(−W₂²(N(z, σ²), b_k)/(τ d)), in f64.
-    let weights = |mu: &[f64], sd: &[f64]| -> Vec<f64> {
-        let l: Vec<f64> = (0..k)
-            .map(|b| {
-                let w2: f64 = (0..d)
-                    .map(|j| (mu[j] - means[b][j]).powi(2) + (sd[j] - bstd[b][j]).powi(2))
-                    .sum();
-                -w2 * scale
-            })
-            .collect();
-        softmax(&l)
+    // w = softmax_k(−W₂²(N(z, σ²), b_k)/(τ d)): the runtime's math.
+    let shared = math::Bases::new(
+        Array2::from_shape_vec((k, d), bases.means.flatten_all()?.to_vec1::<f32>()?)?,
+        Array2::from_shape_vec((k, d), bases.log_var.flatten_all()?.to_vec1::<f32>()?)?,
+    )?;
+    let tau = cfg.model.tau as f32;
+    let weights = |mu: &[f64], var: &[f64]| -> anyhow::Result<Vec<f64>> {
+        let q = math::Posterior::new(
+            mu.iter().map(|&x| x as f32).collect(),
+            var.iter().map(|&x| x as f32).collect(),
+        )?;
+        Ok(shared
+            .weights(&q, tau)?
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect())
     };
     let spread: Vec<f64> = (0..d)
         .map(|j| {
@@ -112,9 +118,9 @@ fn main() -> anyhow::Result<()> {
                         mu_u[j] + sd_u[j] * e
                     })
                     .collect();
-                weights(&z, &sd_u)
+                weights(&z, v_u)
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let w_bar: Vec<f64> = (0..k)
             .map(|b| samples.iter().map(|x| x[b]).sum::<f64>() / DRAWS as f64)
             .collect();
@@ -160,11 +166,4 @@ fn to_f64(x: Vec<Vec<f32>>) -> Vec<Vec<f64>> {
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn softmax(l: &[f64]) -> Vec<f64> {
-    let mx = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = l.iter().map(|x| (x - mx).exp()).collect();
-    let z: f64 = e.iter().sum();
-    e.iter().map(|x| x / z).collect()
 }
