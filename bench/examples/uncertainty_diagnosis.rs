@@ -7,7 +7,10 @@
 //! - σ² weighted per latent dimension by the spread of the basis means along it,
 //! - the posterior's flip rate: the share of Monte Carlo draws whose weights rank an eval pair
 //!   the other way than the mean's (uses the pairs scored, not their labels),
-//! - the entropy of w (how mixed the user is), and −k (the number of answers alone).
+//! - the entropy of w (how mixed the user is), and −k (the number of answers alone),
+//! - three oracles that read the user's other answers, which no uncertainty can see: how far
+//!   the k-answer posterior is from the all-answers one (in z, and in w by KL), and the user's
+//!   own error with all answers (what the model cannot get right for them however much it knows).
 //!
 //! ```text
 //! cargo run --release -p vrf-bench --example uncertainty_diagnosis -- RUN_DIR
@@ -81,6 +84,13 @@ fn main() -> anyhow::Result<()> {
         to_f64(var.to_vec2()?),
         to_f64(w.to_vec2()?),
     );
+    let all_refs: Vec<Vec<usize>> = ds
+        .unseen
+        .iter()
+        .map(|&u| ds.users[u].refs.clone())
+        .collect();
+    let (mu_all, _, w_all) = posteriors(m, &f, corpus, &all_refs)?;
+    let (mu_all, w_all) = (to_f64(mu_all.to_vec2()?), to_f64(w_all.to_vec2()?));
     let names = [
         "σ² (mean posterior variance, reported)",
         "tr Cov(w), delta method",
@@ -89,6 +99,9 @@ fn main() -> anyhow::Result<()> {
         "posterior flip rate on the scored pairs",
         "entropy of w",
         "−k (number of answers)",
+        "oracle: ‖μ_k − μ_all‖²/d",
+        "oracle: KL(w_all ‖ w_k)",
+        "oracle: the user's error with all answers",
     ];
     let mut cols = vec![Vec::new(); names.len()];
     let mut error = Vec::new();
@@ -145,6 +158,19 @@ fn main() -> anyhow::Result<()> {
         cols[4].push(flips as f64 / (DRAWS * delta.len().max(1)) as f64);
         cols[5].push(-w_u.iter().map(|x| x * x.max(1e-300).ln()).sum::<f64>());
         cols[6].push(-(draws[ui].len() as f64));
+        cols[7].push(
+            (0..d)
+                .map(|j| (mu_u[j] - mu_all[ui][j]).powi(2))
+                .sum::<f64>()
+                / d as f64,
+        );
+        cols[8].push(
+            (0..k)
+                .map(|b| w_all[ui][b] * (w_all[ui][b].max(1e-300) / w_u[b].max(1e-300)).ln())
+                .sum::<f64>(),
+        );
+        let ma: Vec<f64> = delta.iter().map(|dd| dot(dd, &w_all[ui])).collect();
+        cols[9].push(ma.iter().filter(|&&x| x <= 0.0).count() as f64 / ma.len().max(1) as f64);
     }
     println!(
         "unseen users, k uniform in 1…|R| (evaluation's mixed-k draw): {} users, mean error {:.4}\n",

@@ -82,6 +82,9 @@ pub struct Overrides {
     /// Remedy: weight-entropy weight.
     #[arg(long)]
     lambda_ent: Option<f64>,
+    /// Stage 2: weight of the term that makes σ² track the subset posterior's error.
+    #[arg(long)]
+    lambda_var: Option<f64>,
     /// randn or orthogonal basis means.
     #[arg(long, value_enum)]
     base_init: Option<BaseInit>,
@@ -170,6 +173,7 @@ impl Overrides {
         set!(self.lambda_phi, c.loss.lambda_phi);
         set!(self.lambda_bal, c.loss.lambda_bal);
         set!(self.lambda_ent, c.loss.lambda_ent);
+        set!(self.lambda_var, c.loss.lambda_var);
         set!(self.base_init, c.model.base_init);
         set!(self.lm_epochs, c.train.lm_epochs);
         set!(self.s1_head_epochs, c.train.s1_head_epochs);

@@ -240,6 +240,9 @@ pub struct LossConfig {
     pub lambda_bal: f64,
     /// Remedy: weight of the per-user weight entropy (sharpens each user's weights).
     pub lambda_ent: f64,
+    /// Stage 2: weight of the term that makes the posterior variance track the error of the
+    /// subset posterior on the user's other pairs (−corr(log σ̄², log error) over a step's users).
+    pub lambda_var: f64,
 }
 
 impl Default for LossConfig {
@@ -257,6 +260,7 @@ impl Default for LossConfig {
             lambda_phi: 0.3,
             lambda_bal: 0.0,
             lambda_ent: 0.0,
+            lambda_var: 0.0,
         }
     }
 }
@@ -559,6 +563,7 @@ impl RunConfig {
             ("loss.lambda_phi", l.lambda_phi),
             ("loss.lambda_bal", l.lambda_bal),
             ("loss.lambda_ent", l.lambda_ent),
+            ("loss.lambda_var", l.lambda_var),
             ("train.weight_decay", t.weight_decay),
             ("train.grad_clip", t.grad_clip),
             ("train.s1_vector_l2", t.s1_vector_l2),

@@ -58,6 +58,29 @@ pub fn weight_entropy(w: &Tensor) -> Result<Tensor> {
     (w * (w + 1e-12)?.log()?)?.sum(D::Minus1)?.neg()?.mean_all()
 }
 
+/// Variance tracking: −corr(log σ̄²_u, log e_u) over the users `keep`, σ̄²_u the mean of a row
+/// of `var` `[U, d]` and `e_u > 0` a constant error per user. Scale-free, so it orders the users'
+/// variances by their errors without fixing the variances' scale (which the W₂ weights use);
+/// 0 with fewer than 3 users.
+pub fn variance_tracking(var: &Tensor, keep: &[u32], err: &[f64]) -> Result<Tensor> {
+    if keep.len() < 3 {
+        return Tensor::zeros((), var.dtype(), var.device());
+    }
+    let idx = Tensor::new(keep, var.device())?;
+    let a = var.index_select(&idx, 0)?.mean(D::Minus1)?.log()?;
+    let a = a.broadcast_sub(&a.mean_all()?)?;
+    let le: Vec<f64> = err.iter().map(|e| e.ln()).collect();
+    let mean = le.iter().sum::<f64>() / le.len() as f64;
+    let sd = le.iter().map(|x| (x - mean).powi(2)).sum::<f64>().sqrt();
+    if sd < 1e-12 {
+        return Tensor::zeros((), var.dtype(), var.device());
+    }
+    let b: Vec<f32> = le.iter().map(|x| ((x - mean) / sd) as f32).collect();
+    let b = Tensor::new(b.as_slice(), var.device())?;
+    let norm = (a.sqr()?.sum_all()? + 1e-12)?.sqrt()?;
+    ((a * b)?.sum_all()? / norm)?.neg()
+}
+
 /// Distillation loss KL(w_target ‖ w) per user, mean over users, from `log_w` `[U, K]`.
 pub fn distill_kl(w_target: &Tensor, log_w: &Tensor) -> Result<Tensor> {
     let lt = (w_target + 1e-12)?.log()?;

@@ -262,3 +262,54 @@ fn remedy_terms_behave() -> Result<()> {
     assert!(scalar(&loss::distill_kl(&uniform, &uniform.log()?)?).abs() < 1e-6);
     Ok(())
 }
+
+#[test]
+fn variance_tracking_is_minus_the_correlation_and_its_gradient_orders_the_variances() -> Result<()>
+{
+    let dev = Device::Cpu;
+    // Variances already ordered like the errors, exactly (log-linear): −1.
+    let err = [0.1f64, 0.2, 0.4, 0.8];
+    let ordered: Vec<f32> = err.iter().flat_map(|&e| [e as f32; 3]).collect();
+    let v = Tensor::from_vec(ordered, (4, 3), &dev)?;
+    let all = [0u32, 1, 2, 3];
+    assert!((scalar(&loss::variance_tracking(&v, &all, &err)?) + 1.0).abs() < 1e-5);
+    // Reversed: +1. Scaling every variance changes nothing (scale-free).
+    let rev = [0.8f64, 0.4, 0.2, 0.1];
+    assert!((scalar(&loss::variance_tracking(&v, &all, &rev)?) - 1.0).abs() < 1e-5);
+    let scaled = (&v * 7.0)?;
+    assert!((scalar(&loss::variance_tracking(&scaled, &all, &err)?) + 1.0).abs() < 1e-5);
+    // Fewer than three users, or constant errors: no signal, 0.
+    assert_eq!(
+        scalar(&loss::variance_tracking(&v, &all[..2], &err[..2])?),
+        0.0
+    );
+    assert_eq!(scalar(&loss::variance_tracking(&v, &all, &[0.3; 4])?), 0.0);
+    // Only the kept rows count: rows 1 and 3 swapped in `keep` reverse the order of two.
+    let part = scalar(&loss::variance_tracking(&v, &[0, 3, 2, 1], &err)?);
+    assert!(part > -1.0 && part < 0.0, "{part}");
+    // The gradient against finite differences, on unordered variances.
+    let x = Var::from_vec(
+        vec![0.5f32, 0.2, 0.9, 0.3, 0.4, 0.7, 0.6, 0.1],
+        (4, 2),
+        &dev,
+    )?;
+    let l = loss::variance_tracking(x.as_tensor(), &all, &err)?;
+    let g = l
+        .backward()?
+        .get(&x)
+        .expect("grad")
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let base = x.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+    for i in 0..base.len() {
+        let at = |h: f32| -> Result<f64> {
+            let mut b = base.clone();
+            b[i] += h;
+            let t = Tensor::from_vec(b, (4, 2), &dev)?;
+            Ok(scalar(&loss::variance_tracking(&t, &all, &err)?))
+        };
+        let fd = (at(1e-3)? - at(-1e-3)?) / 2e-3;
+        assert!((fd - f64::from(g[i])).abs() < 2e-3, "{i}: {fd} vs {}", g[i]);
+    }
+    Ok(())
+}

@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 use super::{rng_for, MetricsLog, Stage, Trainer};
-use crate::config::StageTwoPool;
+use crate::config::{Objective, StageTwoPool};
 use crate::corpus::rows;
 use crate::encoder::Prior;
 use crate::error::{Result, TrainError};
@@ -129,6 +129,12 @@ impl Trainer<'_> {
                         + (bases.kl(&mu, &var, &eps, cfg.loss.prior)?.mean_all()?
                             * cfg.loss.beta)?)?;
                 }
+                if cfg.loss.lambda_var > 0.0 {
+                    let users: Vec<usize> = chunk.iter().map(|&si| seen[si]).collect();
+                    let (keep, err) = self.subset_errors(&f, &users, &subsets, &logw)?;
+                    loss = (loss
+                        + (loss::variance_tracking(&var, &keep, &err)? * cfg.loss.lambda_var)?)?;
+                }
                 let lr = t.s2_lr * lr_factor(step, total, t.warmup);
                 let grads = loss.backward()?;
                 opt.step(&grads, lr, t.grad_clip)?;
@@ -173,6 +179,49 @@ impl Trainer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Each user's mean Eq. 8 loss on their pairs (reference and target) outside the subset their
+    /// posterior came from, under that posterior's weights (no gradient): the error σ² is trained
+    /// to track. Returns the positions in `users` that have such pairs, and their errors.
+    fn subset_errors(
+        &self,
+        f: &Features,
+        users: &[usize],
+        subsets: &[Vec<usize>],
+        logw: &Tensor,
+    ) -> Result<(Vec<u32>, Vec<f64>)> {
+        let mut pairs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, (&u, sub)) in users.iter().zip(subsets).enumerate() {
+            let ud = &self.ds.users[u];
+            for &p in ud.refs.iter().chain(&ud.targets) {
+                if !sub.contains(&p) {
+                    pairs.push(p);
+                    owner.push(i as u32);
+                }
+            }
+        }
+        if pairs.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let w = rows(&logw.detach().exp()?, &owner)?;
+        let per_pair =
+            loss::pair_loss(&w, &f.delta(self.corpus, &pairs)?, Objective::Va)?.to_vec1::<f32>()?;
+        let mut sum = vec![0.0f64; users.len()];
+        let mut n = vec![0usize; users.len()];
+        for (&o, &l) in owner.iter().zip(&per_pair) {
+            sum[o as usize] += f64::from(l);
+            n[o as usize] += 1;
+        }
+        let keep: Vec<u32> = (0..users.len() as u32)
+            .filter(|&i| n[i as usize] > 0)
+            .collect();
+        let err = keep
+            .iter()
+            .map(|&i| (sum[i as usize] / n[i as usize] as f64).max(1e-6))
+            .collect();
+        Ok((keep, err))
     }
 
     /// Scales the learned prior's precision by the factor in [`PRIOR_SCALES`] that gives the
