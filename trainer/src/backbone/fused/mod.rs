@@ -5,6 +5,7 @@
 //! and writes one buffer. They run on f32 CPU tensors; elsewhere (CUDA, bf16) the callers keep
 //! the composition, which is also the reference the tests compare the kernels against.
 
+mod exp;
 pub(crate) mod rms_norm;
 pub(crate) mod rope;
 pub(crate) mod softmax;
