@@ -188,6 +188,12 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
             c.train.s1_head_epochs = 1;
             c.train.latent_lr_mult = 100.0;
         }),
+        ("staged_variance_tracking", |c| {
+            // Stage 2's term that orders the posterior variances by the subset errors.
+            c.train.schedule = Schedule::Staged;
+            c.train.latent_lr_mult = 100.0;
+            c.loss.lambda_var = 1.0;
+        }),
         ("bt_baseline", |c| c.method = Method::Bt),
     ];
     let mut kl_first = std::collections::HashMap::new();
