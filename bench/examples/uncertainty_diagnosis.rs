@@ -8,6 +8,8 @@
 //! - the posterior's flip rate: the share of Monte Carlo draws whose weights rank an eval pair
 //!   the other way than the mean's (uses the pairs scored, not their labels),
 //! - the entropy of w (how mixed the user is), and −k (the number of answers alone),
+//! - the misfit (the Eq. 8 loss of the k answers under their own posterior) and σ² × misfit
+//!   (σ² scaled by that residual, as with an unknown noise scale),
 //! - three oracles that read the user's other answers, which no uncertainty can see: how far
 //!   the k-answer posterior is from the all-answers one (in z, and in w by KL), and the user's
 //!   own error with all answers (what the model cannot get right for them however much it knows).
@@ -99,6 +101,8 @@ fn main() -> anyhow::Result<()> {
         "posterior flip rate on the scored pairs",
         "entropy of w",
         "−k (number of answers)",
+        "misfit: Eq. 8 loss of the k answers under their own posterior",
+        "σ² × misfit (σ² scaled by the answers' residual, as with an unknown noise scale)",
         "oracle: ‖μ_k − μ_all‖²/d",
         "oracle: KL(w_all ‖ w_k)",
         "oracle: the user's error with all answers",
@@ -158,19 +162,33 @@ fn main() -> anyhow::Result<()> {
         cols[4].push(flips as f64 / (DRAWS * delta.len().max(1)) as f64);
         cols[5].push(-w_u.iter().map(|x| x * x.max(1e-300).ln()).sum::<f64>());
         cols[6].push(-(draws[ui].len() as f64));
-        cols[7].push(
+        let own = to_f64(f.delta(corpus, &draws[ui])?.to_vec2()?);
+        let w32: Vec<f32> = w_u.iter().map(|&x| x as f32).collect();
+        let mut misfit = 0.0;
+        for dd in &own {
+            let d32: Vec<f32> = dd.iter().map(|&x| x as f32).collect();
+            misfit += f64::from(math::va_loss(
+                ndarray::ArrayView1::from(&w32[..]),
+                ndarray::ArrayView1::from(&d32[..]),
+            )?);
+        }
+        misfit /= own.len().max(1) as f64;
+        cols[7].push(misfit);
+        let var_mean = cols[0][ui];
+        cols[8].push(var_mean * misfit);
+        cols[9].push(
             (0..d)
                 .map(|j| (mu_u[j] - mu_all[ui][j]).powi(2))
                 .sum::<f64>()
                 / d as f64,
         );
-        cols[8].push(
+        cols[10].push(
             (0..k)
                 .map(|b| w_all[ui][b] * (w_all[ui][b].max(1e-300) / w_u[b].max(1e-300)).ln())
                 .sum::<f64>(),
         );
         let ma: Vec<f64> = delta.iter().map(|dd| dot(dd, &w_all[ui])).collect();
-        cols[9].push(ma.iter().filter(|&&x| x <= 0.0).count() as f64 / ma.len().max(1) as f64);
+        cols[11].push(ma.iter().filter(|&&x| x <= 0.0).count() as f64 / ma.len().max(1) as f64);
     }
     println!(
         "unseen users, k uniform in 1…|R| (evaluation's mixed-k draw): {} users, mean error {:.4}\n",
