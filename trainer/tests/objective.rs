@@ -267,17 +267,23 @@ fn remedy_terms_behave() -> Result<()> {
 fn variance_tracking_is_minus_the_correlation_and_its_gradient_orders_the_variances() -> Result<()>
 {
     let dev = Device::Cpu;
-    // Variances already ordered like the errors, exactly (log-linear): −1.
+    // Variances already ordered like the errors, exactly (log-linear): −1 (up to the ε that
+    // bounds the gradient at constant variances).
     let err = [0.1f64, 0.2, 0.4, 0.8];
     let ordered: Vec<f32> = err.iter().flat_map(|&e| [e as f32; 3]).collect();
     let v = Tensor::from_vec(ordered, (4, 3), &dev)?;
     let all = [0u32, 1, 2, 3];
-    assert!((scalar(&loss::variance_tracking(&v, &all, &err)?) + 1.0).abs() < 1e-5);
+    assert!((scalar(&loss::variance_tracking(&v, &all, &err)?) + 1.0).abs() < 1e-4);
     // Reversed: +1. Scaling every variance changes nothing (scale-free).
     let rev = [0.8f64, 0.4, 0.2, 0.1];
-    assert!((scalar(&loss::variance_tracking(&v, &all, &rev)?) - 1.0).abs() < 1e-5);
+    assert!((scalar(&loss::variance_tracking(&v, &all, &rev)?) - 1.0).abs() < 1e-4);
     let scaled = (&v * 7.0)?;
-    assert!((scalar(&loss::variance_tracking(&scaled, &all, &err)?) + 1.0).abs() < 1e-5);
+    assert!((scalar(&loss::variance_tracking(&scaled, &all, &err)?) + 1.0).abs() < 1e-4);
+    // Constant variances: a bounded gradient.
+    let flat = candle_core::Var::from_vec(vec![0.5f32; 8], (4, 2), &dev)?;
+    let g = loss::variance_tracking(flat.as_tensor(), &all, &err)?.backward()?;
+    let g = g.get(&flat).expect("grad").abs()?.max_all()?;
+    assert!(scalar(&g) <= 400.0, "{}", scalar(&g));
     // Fewer than three users, or constant errors: no signal, 0.
     assert_eq!(
         scalar(&loss::variance_tracking(&v, &all[..2], &err[..2])?),
