@@ -14,6 +14,10 @@
 //!   the k-answer posterior is from the all-answers one (in z, and in w by KL), and the user's
 //!   own error with all answers (what the model cannot get right for them however much it knows).
 //!
+//! Before the table it prints the accuracy of the Monte Carlo mean weights E[w(z)] (Bayesian
+//! model averaging over the posterior) beside that of the posterior mean's weights w(μ), which
+//! every surface serves.
+//!
 //! ```text
 //! cargo run --release -p vrf-bench --example uncertainty_diagnosis -- RUN_DIR
 //! ```
@@ -110,6 +114,8 @@ fn main() -> anyhow::Result<()> {
     let mut cols = vec![Vec::new(); names.len()];
     let mut error = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
+    // Eval pairs right with w(μ), right with the Monte Carlo mean weights, and scored.
+    let mut acc_bma = (0.0, 0.0, 0.0);
     for (ui, &u) in ds.unseen.iter().enumerate() {
         let delta = to_f64(f.delta(corpus, &ds.users[u].evals)?.to_vec2()?);
         let (mu_u, v_u, w_u) = (&mu[ui], &var[ui], &w[ui]);
@@ -174,6 +180,10 @@ fn main() -> anyhow::Result<()> {
         }
         misfit /= own.len().max(1) as f64;
         cols[7].push(misfit);
+        let mb: Vec<f64> = delta.iter().map(|dd| dot(dd, &w_bar)).collect();
+        acc_bma.0 += m0.iter().filter(|&&x| x > 0.0).count() as f64;
+        acc_bma.1 += mb.iter().filter(|&&x| x > 0.0).count() as f64;
+        acc_bma.2 += m0.len() as f64;
         let var_mean = cols[0][ui];
         cols[8].push(var_mean * misfit);
         cols[9].push(
@@ -194,6 +204,11 @@ fn main() -> anyhow::Result<()> {
         "unseen users, k uniform in 1…|R| (evaluation's mixed-k draw): {} users, mean error {:.4}\n",
         error.len(),
         error.iter().sum::<f64>() / error.len().max(1) as f64
+    );
+    println!(
+        "accuracy with the posterior mean's weights w(μ) {:.4}; with the Monte Carlo mean of w(z), z ~ N(μ, σ²) {:.4}\n",
+        acc_bma.0 / acc_bma.2.max(1.0),
+        acc_bma.1 / acc_bma.2.max(1.0)
     );
     println!("| per-user quantity | Spearman ρ with the error |\n|---|---|");
     for (name, c) in names.iter().zip(&cols) {
