@@ -14,33 +14,33 @@ struct SwiGluOp;
 /// The backward op: `(a, b, dy) → [2, N]`: `da` then `db`.
 struct SwiGluBwd;
 
-/// `out = σ(a)` element-wise, in pool-sized rows (each row one vectorised loop).
-fn sigmoid(out: &mut [f32], a: &[f32]) {
+/// `f(start, row)` over `out` cut into pool-sized rows (the last one shorter), `start` the row's
+/// first index in `out`.
+fn in_rows(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     let (whole, rest) = out.split_at_mut(out.len() - out.len() % ROW);
-    for_rows(whole, ROW, |r, row| {
-        exp::sigmoid(row, &a[r * ROW..r * ROW + row.len()]);
-    });
-    let start = whole.len();
-    exp::sigmoid(rest, &a[start..]);
+    for_rows(whole, ROW, |r, row| f(r * ROW, row));
+    f(whole.len(), rest);
 }
 
-/// `out[i] = f(i)` over `out` in pool-sized rows.
+/// `out = σ(a)` element-wise (each row one vectorised loop).
+fn sigmoid(out: &mut [f32], a: &[f32]) {
+    in_rows(out, |start, row| {
+        exp::sigmoid(row, &a[start..start + row.len()]);
+    });
+}
+
+/// `out[i] = f(i)`.
 fn fill(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
     update(out, |i, _| f(i));
 }
 
-/// `out[i] = f(i, out[i])` over `out` in pool-sized rows.
+/// `out[i] = f(i, out[i])`.
 fn update(out: &mut [f32], f: impl Fn(usize, f32) -> f32 + Sync) {
-    let (whole, rest) = out.split_at_mut(out.len() - out.len() % ROW);
-    for_rows(whole, ROW, |r, row| {
+    in_rows(out, |start, row| {
         for (j, o) in row.iter_mut().enumerate() {
-            *o = f(r * ROW + j, *o);
+            *o = f(start + j, *o);
         }
     });
-    let start = whole.len();
-    for (j, o) in rest.iter_mut().enumerate() {
-        *o = f(start + j, *o);
-    }
 }
 
 impl CustomOp2 for SwiGluOp {
