@@ -10,6 +10,9 @@
 #
 # candle runs twice: with its default products (the gemm crate) and built with the trainer's
 # `mkl` feature (Intel MKL from PyPI, scripts/setup-mkl.sh), the library PyTorch's CPU wheel uses.
+# At the tiny shape on more than one thread it runs both ways of using them: each operation
+# split, and the step's texts split (`--parallel batch`, what the trainer does there); PyTorch
+# runs intra-op, and the texts split over DistributedDataParallel processes (`--ddp`).
 # Not a test: it prints figures. Installs torch + transformers from PyPI into
 # $VRF_CACHE/torch-venv once (~3 GB with the CUDA wheels that `import torch` needs) and writes
 # the 0.6B directory into $VRF_CACHE/qwen3-0.6b-random once (1.1 GB). A 0.6B step takes
@@ -45,11 +48,23 @@ uname -m; nproc; grep -m1 "model name" /proc/cpuinfo || true
 for size in $SIZES; do
   case "$size" in
     tiny)
+      # Both ways of using the threads: each operation split (PyTorch's intra-op way), and the
+      # step's texts split (the trainer's default here, `--parallel auto`).
+      MODES=ops
+      [ "$THREADS" -gt 1 ] && MODES="ops batch"
       for lib in $GEMM; do
-        "$BIN-$lib" --backbone tiny --pairs 8 --len 128 --steps 10 --threads "$THREADS" --recompute off
+        for mode in $MODES; do
+          "$BIN-$lib" --backbone tiny --pairs 8 --len 128 --steps 10 --threads "$THREADS" \
+            --recompute off --parallel "$mode"
+        done
       done
       "$VENV/bin/python" scripts/bench-torch-step.py --backbone tiny --pairs 8 --len 128 \
-        --steps 10 --threads "$THREADS" ;;
+        --steps 10 --threads "$THREADS"
+      # PyTorch's own way of splitting the texts: DistributedDataParallel over processes.
+      if [ "$THREADS" -gt 1 ]; then
+        "$VENV/bin/python" scripts/bench-torch-step.py --backbone tiny --pairs 8 --len 128 \
+          --steps 10 --threads "$THREADS" --ddp
+      fi ;;
     0.6b)
       DIR="$CACHE/qwen3-0.6b-random"
       python3 scripts/make-qwen3.py --shape 0.6b --out "$DIR"

@@ -552,7 +552,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 
 fn fit(a: &FitArgs) -> anyhow::Result<()> {
     let cfg = base_config(a)?;
-    vrf_trainer::threads::set(cfg.train.threads);
+    vrf_trainer::threads::set(cfg.op_threads());
     let dev = a.setup.device()?;
     let mut configs = vec![Variant::new(a.method.name(), cfg.clone())];
     if a.baseline == "bt" && a.method != Method::Bt {
@@ -589,7 +589,7 @@ fn finished_rows(outcome: FitOutcome<Vec<Row>>) -> Option<Vec<Row>> {
 fn ablate(a: &FitArgs) -> anyhow::Result<()> {
     let mut cfg = base_config(a)?;
     cfg.method = Method::Vrf;
-    vrf_trainer::threads::set(cfg.train.threads);
+    vrf_trainer::threads::set(cfg.op_threads());
     let dev = a.setup.device()?;
     let mut configs = experiment::ablations(&cfg);
     if a.baseline == "bt" {
@@ -615,7 +615,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         Some(_) => a.setup.run_config_on(&a.hp, None, Some(String::new()))?,
         None => a.setup.run_config(&a.hp, None)?,
     };
-    vrf_trainer::threads::set(cfg.train.threads);
+    vrf_trainer::threads::set(cfg.op_threads());
     let dev = a.setup.device()?;
     let jobs = a.jobs.resolve(cfg.train.threads, &dev);
     let plan = ComparePlan {

@@ -21,9 +21,13 @@ use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use vrf_trainer::backbone::{load_hf_dir, pool_last, BackboneOptions, Qwen3, Qwen3Config};
-use vrf_trainer::config::{LoraConfig, Matmul, Recompute};
+use vrf_trainer::config::{LoraConfig, Matmul, Parallel, Recompute};
 use vrf_trainer::optim::{AdamW, ParamGroup};
 use vrf_trainer::vars::SeededVarMap;
+
+// The trainer binary's allocator, so that the step is timed as `vrf-trainer fit` runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 struct Args {
@@ -51,6 +55,10 @@ struct Args {
     /// CPU threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// How the step uses `--threads` (as the trainer's `--parallel`; auto: split the texts
+    /// unless recomputing).
+    #[arg(long, value_enum, default_value = "auto")]
+    parallel: Parallel,
     /// cpu or cuda (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -148,6 +156,26 @@ fn check_against_cpu(a: &Args, model: &Qwen3, vars: &SeededVarMap) -> Result<()>
 fn main() -> Result<()> {
     let a = Args::parse();
     anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
+    let recompute_wanted = match a.recompute {
+        Recompute::On => true,
+        Recompute::Off => false,
+        Recompute::Auto => a.backbone != "tiny",
+    };
+    let split = match a.parallel {
+        Parallel::Ops => false,
+        Parallel::Batch => true,
+        Parallel::Auto => !recompute_wanted,
+    };
+    anyhow::ensure!(
+        !(split && recompute_wanted),
+        "--parallel batch needs --recompute off"
+    );
+    let split = if split && a.device == "cpu" {
+        a.threads
+    } else {
+        1
+    };
+    // The limit is the machine's: a product on all the threads.
     vrf_trainer::threads::set(a.threads);
     let dev = vrf_trainer::run::device(&a.device)?;
     let lora = LoraConfig {
@@ -161,27 +189,28 @@ fn main() -> Result<()> {
     opts.check_training_device(&dev)
         .map_err(anyhow::Error::msg)?;
     let gflops = gemm_gflops(a.gemm, &dev)?;
+    // Split texts: every operation on one thread (candle reads the count at each product, and
+    // its elementwise pool is sized at its first use, below), the threads are the shares'.
+    if split > 1 {
+        vrf_trainer::threads::set(1);
+    }
 
     let vars = SeededVarMap::new(0);
     let t0 = Instant::now();
-    let (model, dir) = if a.backbone == "tiny" {
+    let model = if a.backbone == "tiny" {
         let cfg = Qwen3Config::tiny(a.vocab);
-        (Qwen3::with_options(&cfg, vars.builder(&dev), opts)?, false)
+        Qwen3::with_options(&cfg, vars.builder(&dev), opts)?
     } else {
         let cfg = load_hf_dir(&a.backbone, &vars, &dev)
             .with_context(|| format!("loading {}", a.backbone))?;
-        (Qwen3::with_options(&cfg, vars.builder(&dev), opts)?, true)
+        Qwen3::with_options(&cfg, vars.builder(&dev), opts)?
     };
     let load_s = t0.elapsed().as_secs_f64();
-    let recompute = match a.recompute {
-        Recompute::On => true,
-        Recompute::Off => false,
-        Recompute::Auto => dir,
-    };
+    let recompute = recompute_wanted;
     let model = if recompute {
         model.with_recompute(a.micro_batch)
     } else {
-        model
+        model.with_split(split)
     };
     let cfg = model.config().clone();
     if a.check_cpu {
@@ -231,7 +260,7 @@ fn main() -> Result<()> {
         let mut grads = loss.backward()?;
         mark("backward", &mut phases);
         model.backward_recorded(&mut grads)?;
-        mark("recomputed backward", &mut phases);
+        mark("recorded backward", &mut phases);
         opt.step(&grads, 1e-5, 1.0)?;
         drop(grads);
         mark("AdamW", &mut phases);
@@ -248,7 +277,7 @@ fn main() -> Result<()> {
     let pct = 100.0 * flops / med / (gflops * 1e9);
     let params: usize = vars.all_named().iter().map(|(_, v)| v.elem_count()).sum();
     println!(
-        "candle {} | {} ({:.1} M params{}) | {} pairs x {} tokens | threads {} | recompute {} (micro-batch {}) | \
+        "candle {} | {} ({:.1} M params{}) | {} pairs x {} tokens | threads {} ({}) | recompute {} (micro-batch {}) | \
          GEMM {:.0} GFLOP/s | load {:.2} s | step {:.3} s (median of {}) | {:.0} tokens/s | \
          {:.1} % of GEMM | peak RSS {:.2} GiB",
         if a.device == "cpu" {
@@ -266,6 +295,13 @@ fn main() -> Result<()> {
         a.pairs,
         a.len,
         a.threads,
+        if model.split_threads() > 1 {
+            "texts split"
+        } else if a.threads > 1 {
+            "operations split"
+        } else {
+            "one thread"
+        },
         if recompute { "on" } else { "off" },
         a.micro_batch,
         gflops,

@@ -9,8 +9,8 @@ use clap::Args;
 
 use crate::checkpoint::read_json;
 use crate::config::{
-    BackboneSource, BaseInit, Batching, Matmul, Method, Objective, Pooling, Prior, Recompute,
-    RunConfig, Schedule, StageOneUsers, StageTwoPool,
+    BackboneSource, BaseInit, Batching, Matmul, Method, Objective, Parallel, Pooling, Prior,
+    Recompute, RunConfig, Schedule, StageOneUsers, StageTwoPool,
 };
 use crate::error::{Result, TrainError};
 use crate::eval::format_report;
@@ -128,6 +128,11 @@ pub struct Overrides {
     /// Texts per recomputed micro-batch (0: all of a step's texts at once).
     #[arg(long)]
     micro_batch: Option<usize>,
+    /// How a step uses `--threads`: `ops` splits each operation, `batch` splits the step's texts
+    /// (each thread runs the backbone on its share; not with recomputation); auto: `batch`
+    /// unless the backbone recomputes.
+    #[arg(long, value_enum)]
+    parallel: Option<Parallel>,
     /// LoRA rank on the backbone's attention and MLP projections, the rest of the backbone
     /// frozen (0: full fine-tuning); export merges the adapters into the graph.
     #[arg(long)]
@@ -188,6 +193,7 @@ impl Overrides {
         set!(self.max_len, c.train.max_len);
         set!(self.recompute, c.train.recompute);
         set!(self.micro_batch, c.train.micro_batch);
+        set!(self.parallel, c.train.parallel);
         set!(self.lora_rank, c.lora.rank);
         set!(self.lora_alpha, c.lora.alpha);
         set!(self.matmul, c.train.matmul);

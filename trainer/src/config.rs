@@ -95,6 +95,21 @@ pub enum Recompute {
     Off,
 }
 
+/// How a training step uses `train.threads` CPU threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Parallel {
+    /// `batch` for a backbone trained without recomputation, `ops` otherwise.
+    #[default]
+    Auto,
+    /// Every operation splits across the threads (candle's pool, the GEMM's workers).
+    Ops,
+    /// Each thread runs the backbone on its share of a step's texts, every operation on one
+    /// thread, and the shares' gradients are summed (`backbone/split.rs`): faster where single
+    /// operations are too small to split well (a small backbone). Not with recomputation.
+    Batch,
+}
+
 /// Precision of the backbone's matrix products (weights, gradients and optimizer state stay
 /// f32 either way).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -333,6 +348,8 @@ pub struct TrainConfig {
     pub recompute: Recompute,
     /// Texts per recomputed micro-batch (0: a step's texts at once); with recomputation only.
     pub micro_batch: usize,
+    /// How a step uses `threads`: split each operation, or split the texts.
+    pub parallel: Parallel,
     /// Precision of the backbone's matrix products.
     pub matmul: Matmul,
     /// Save a checkpoint every this many steps (0: only at stage ends).
@@ -374,6 +391,7 @@ impl Default for TrainConfig {
             eval_batch: 64,
             recompute: Recompute::Auto,
             micro_batch: 0,
+            parallel: Parallel::Auto,
             matmul: Matmul::F32,
             checkpoint_every: 200,
             stop_after_steps: 0,
@@ -491,6 +509,40 @@ fn positive(x: f64) -> bool {
 }
 
 impl RunConfig {
+    /// Whether training steps recompute the backbone's activations (`train.recompute`; auto:
+    /// for a Hugging Face backbone).
+    pub fn recomputes(&self) -> bool {
+        match self.train.recompute {
+            Recompute::On => true,
+            Recompute::Off => false,
+            Recompute::Auto => matches!(self.backbone, BackboneSource::Hf { .. }),
+        }
+    }
+
+    /// Threads a training step's texts are split across (`train.parallel` resolved; 1: the
+    /// operations split instead, or there is one thread or no backbone).
+    pub fn split_threads(&self) -> usize {
+        let batch = match self.train.parallel {
+            Parallel::Ops => false,
+            Parallel::Batch => true,
+            Parallel::Auto => !self.recomputes(),
+        };
+        if batch && !self.backbone.is_features() {
+            self.train.threads
+        } else {
+            1
+        }
+    }
+
+    /// Threads each CPU operation may use: `train.threads`, or 1 when the texts are split.
+    pub fn op_threads(&self) -> usize {
+        if self.split_threads() > 1 {
+            1
+        } else {
+            self.train.threads
+        }
+    }
+
     /// The defaults for a fit on the external feature table `path` (docs/features.md): an epoch
     /// costs milliseconds there, and the backbone's 8 epochs at 1e-3 leave the heads underfit
     /// (BT on the benchmark's true features: 87.9 % unseen, below the global true ranker's
@@ -602,6 +654,12 @@ impl RunConfig {
         if t.threads == 0 {
             return err("train.threads", "must be at least 1");
         }
+        if t.parallel == Parallel::Batch && self.recomputes() {
+            return err(
+                "train.parallel",
+                "batch parallelism keeps every share's activations: it needs train.recompute = off",
+            );
+        }
         if t.max_len < 2 {
             return err("train.max_len", "must be at least 2 tokens");
         }
@@ -661,6 +719,39 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("loss.beta"));
         let bad = r#"{"model": {"k": 4, "kk": 3}}"#;
         assert!(serde_json::from_str::<RunConfig>(bad).is_err());
+    }
+
+    /// `train.parallel`: auto splits the texts of a backbone trained without recomputation;
+    /// one thread, external features or recomputation split nothing; `batch` with
+    /// recomputation is refused, naming the field.
+    #[test]
+    fn parallel_resolves_to_split_texts_or_split_operations() {
+        let mut c = RunConfig::default();
+        assert_eq!((c.split_threads(), c.op_threads()), (1, 1));
+        c.train.threads = 2;
+        assert_eq!((c.split_threads(), c.op_threads()), (2, 1));
+        c.train.parallel = Parallel::Ops;
+        assert_eq!((c.split_threads(), c.op_threads()), (1, 2));
+        let mut hf = c.clone();
+        hf.backbone = BackboneSource::Hf { path: "m".into() };
+        hf.train.parallel = Parallel::Auto;
+        assert!(hf.recomputes());
+        assert_eq!((hf.split_threads(), hf.op_threads()), (1, 2));
+        hf.train.recompute = Recompute::Off;
+        assert_eq!(hf.split_threads(), 2);
+        let features = RunConfig {
+            train: c.train.clone(),
+            ..RunConfig::on_features("f.jsonl")
+        };
+        assert_eq!((features.split_threads(), features.op_threads()), (1, 2));
+        c.train.parallel = Parallel::Batch;
+        c.validate().unwrap();
+        c.train.recompute = Recompute::On;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("train.parallel"), "{e}");
+        // Configs written before the field load with its default.
+        let old: RunConfig = serde_json::from_str(r#"{"train": {"threads": 2}}"#).unwrap();
+        assert_eq!(old.train.parallel, Parallel::Auto);
     }
 }
 

@@ -173,7 +173,7 @@ fn fit(a: &FitArgs) -> anyhow::Result<()> {
     if let Some(seed) = a.seed {
         cfg.train.seed = seed;
     }
-    vrf_trainer::threads::set(cfg.train.threads);
+    vrf_trainer::threads::set(cfg.op_threads());
     let dev = a.setup.device()?;
     let opts = FitOptions::new(a.resume, !a.quiet);
     match fit_run(&a.out, &cfg, &a.data, &dev, &opts)

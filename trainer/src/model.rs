@@ -5,7 +5,7 @@ use candle_core::{Device, Result, Tensor, Var};
 
 use crate::backbone::{pool_last, BackboneOptions, Qwen3, Qwen3Config};
 use crate::bases::Bases;
-use crate::config::{BackboneSource, BaseInit, Method, Recompute, RunConfig};
+use crate::config::{BaseInit, Method, RunConfig};
 use crate::encoder::{assignment, pair_features, pool, Encoder};
 use crate::heads::BasisHeads;
 use crate::onnx::{OnnxGraph, OnnxModel};
@@ -101,12 +101,7 @@ impl RewardModel {
             ModelInput::Features { dim } => (dim, None, None),
             ModelInput::Backbone(bc) => {
                 let mut backbone = Qwen3::with_options(&bc, vb.clone(), BackboneOptions::of(cfg))?;
-                let recompute = match cfg.train.recompute {
-                    Recompute::On => true,
-                    Recompute::Off => false,
-                    Recompute::Auto => matches!(cfg.backbone, BackboneSource::Hf { .. }),
-                };
-                if recompute {
+                if cfg.recomputes() {
                     backbone = backbone.with_recompute(cfg.train.micro_batch);
                 }
                 (bc.hidden_size, Some(backbone), Some(bc))
@@ -192,9 +187,20 @@ impl RewardModel {
         self.qwen3()?.pooled(ids, lengths)
     }
 
+    /// Splits the backbone's texts across `threads` threads in training steps and evaluation
+    /// batches, each share's operations on one thread (`train.parallel`, resolved by
+    /// [`RunConfig::split_threads`]); on the CPU only, where threads are what splits. No effect
+    /// with one thread, on a GPU or without a backbone.
+    pub fn split_texts(&mut self, threads: usize) {
+        if let Some(b) = self.backbone.take() {
+            let cpu = b.device().is_cpu();
+            self.backbone = Some(if cpu { b.with_split(threads) } else { b });
+        }
+    }
+
     /// [`RewardModel::embed`] in a training step: with activation recomputation
-    /// (`train.recompute`) the step's backward must be followed by
-    /// [`RewardModel::finish_backward`].
+    /// (`train.recompute`) or split texts ([`RewardModel::split_texts`]) the step's backward
+    /// must be followed by [`RewardModel::finish_backward`].
     pub fn embed_train(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         pool_last(&self.qwen3()?.forward_recorded(ids)?, lengths)
     }

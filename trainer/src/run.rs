@@ -268,7 +268,8 @@ pub fn fit_run(
         },
     )?;
     let t0 = std::time::Instant::now();
-    let p = prepare(dir, &cfg, data, dev)?;
+    let mut p = prepare(dir, &cfg, data, dev)?;
+    p.model.split_texts(cfg.split_threads());
     for w in p.ds.check_trainable()? {
         eprintln!("warning: {w}");
     }

@@ -195,8 +195,11 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
             c.loss.lambda_var = 1.0;
         }),
         ("bt_baseline", |c| c.method = Method::Bt),
+        // Two threads, each with its share of every step's texts (train.parallel = auto).
+        ("split_texts", |c| c.train.threads = 2),
     ];
     let mut kl_first = std::collections::HashMap::new();
+    let mut loss_first = std::collections::HashMap::new();
     for (name, tweak) in variants {
         let mut c = cfg();
         tweak(&mut c);
@@ -259,6 +262,20 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
             }
             "spec" | "d_std_prior" => {
                 kl_first.insert(name, f(grad[0], "kl"));
+                loss_first.insert(name, (f(grad[0], "loss"), f(grad[2], "loss")));
+            }
+            "split_texts" => {
+                // The whole batch's first and third steps (AdamW's first update is the
+                // gradients' signs; the third depends on their sizes), up to float summation order.
+                let (a, b) = (loss_first["spec"], (f(grad[0], "loss"), f(grad[2], "loss")));
+                assert!(
+                    (a.0 - b.0).abs() <= 1e-5 * a.0.abs().max(1.0),
+                    "{a:?} vs {b:?}"
+                );
+                assert!(
+                    (a.1 - b.1).abs() <= 1e-4 * a.1.abs().max(1.0),
+                    "{a:?} vs {b:?}"
+                );
             }
             "staged_user_vectors" | "staged_softmax_users" => {
                 // The vectors' archetypes are computed once, at the end of stage 1.

@@ -19,9 +19,10 @@
 //! Files by concept: `config` ([`Qwen3Config`]), `linear`, `norm` (RmsNorm), `attention`
 //! (attention and rope), `mlp`, `decoder` (one layer), `qwen3` ([`Qwen3`], [`pool_last`]),
 //! `hf` ([`load_hf_dir`]), `recompute` (activation recomputation per layer for training
-//! steps) and `fused` (CPU kernels of RmsNorm, SwiGLU, the masked softmax and rope, forward and
-//! backward, used on f32 CPU tensors in place of those compositions); each layer keeps its
-//! candle `forward` next to its ONNX `onnx`.
+//! steps), `split` (batch parallelism: a step's texts split across threads) and `fused` (CPU
+//! kernels of RmsNorm, SwiGLU, the masked softmax and rope, forward and backward, used on f32
+//! CPU tensors in place of those compositions); each layer keeps its candle `forward` next to
+//! its ONNX `onnx`.
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,7 @@ mod norm;
 mod options;
 mod qwen3;
 mod recompute;
+mod split;
 
 pub use config::Qwen3Config;
 pub use hf::load_hf_dir;

@@ -13,6 +13,7 @@ use super::decoder::DecoderLayer;
 use super::linear::LINEAR_INIT;
 use super::norm::RmsNorm;
 use super::recompute::{accumulate, vjp, Entry, Tape};
+use super::split::Split;
 use super::{load_hf_dir, BackboneOptions, Qwen3Config, Result};
 use crate::onnx::{attr_int, attr_tensor, f32_value, OnnxGraph};
 use crate::vars::SeededVarMap;
@@ -32,6 +33,8 @@ pub struct Qwen3 {
     pub(crate) device: Device,
     /// With activation recomputation: the recorded forwards awaiting their backward.
     recompute: Option<Arc<Tape>>,
+    /// With batch parallelism: the split forwards awaiting their backward.
+    split: Option<Arc<Split>>,
     /// LoRA: embeddings, norms and projection weights get no gradients.
     frozen: bool,
 }
@@ -76,6 +79,7 @@ impl Qwen3 {
             norm,
             device: vb.device().clone(),
             recompute: None,
+            split: None,
             frozen: opts.lora.enabled(),
         })
     }
@@ -150,7 +154,25 @@ impl Qwen3 {
     /// `micro_batch` rows, 0 = whole batches; see [`super::recompute`]).
     pub fn with_recompute(mut self, micro_batch: usize) -> Self {
         self.recompute = Some(Arc::new(Tape::new(micro_batch)));
+        self.split = None;
         self
+    }
+
+    /// Turns batch parallelism on (`threads` > 1): [`Qwen3::forward_recorded`] and
+    /// [`Qwen3::pooled`] split their texts across `threads` threads, each running every operation
+    /// on one thread (see [`super::split`]). Not combined with recomputation: a split turns it
+    /// off, and [`Qwen3::with_recompute`] turns the split off. One thread changes nothing.
+    pub fn with_split(mut self, threads: usize) -> Self {
+        if threads > 1 {
+            self.split = Some(Arc::new(Split::new(threads)));
+            self.recompute = None;
+        }
+        self
+    }
+
+    /// Threads a training step's texts are split across (1: none).
+    pub fn split_threads(&self) -> usize {
+        self.split.as_ref().map_or(1, |s| s.threads())
     }
 
     /// Whether [`Qwen3::forward_recorded`] recomputes activations.
@@ -213,9 +235,16 @@ impl Qwen3 {
 
     /// [`Qwen3::forward`] for a training step. With recomputation on, the layers run without
     /// keeping their activations (micro-batch by micro-batch) and the result's graph starts at
-    /// the last layer's output; [`Qwen3::backward_recorded`] must then follow the step's
-    /// `backward()` to give the backbone its gradients. Without, this is [`Qwen3::forward`].
+    /// the last layer's output; with batch parallelism, the texts' shares run side by side and
+    /// the result's graph starts at their concatenation. Either way [`Qwen3::backward_recorded`]
+    /// must then follow the step's `backward()` to give the backbone its gradients. With neither,
+    /// this is [`Qwen3::forward`].
     pub fn forward_recorded(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(split) = &self.split {
+            let (b, _) = self.check_ids(input_ids)?;
+            let parts = split.map(b, |s, n| self.forward(&input_ids.narrow(0, s, n)?))?;
+            return split.record(parts);
+        }
         let Some(tape) = &self.recompute else {
             return self.forward(input_ids);
         };
@@ -244,8 +273,12 @@ impl Qwen3 {
 
     /// Back-propagates the step's gradients through every forward recorded since the last call
     /// (newest first), adding the layers' and embeddings' gradients to `grads`; a recorded forward
-    /// the loss did not depend on is dropped. A no-op without recomputation.
+    /// the loss did not depend on is dropped. A no-op without recomputation or batch
+    /// parallelism.
     pub fn backward_recorded(&self, grads: &mut GradStore) -> candle_core::Result<()> {
+        if let Some(split) = &self.split {
+            return split.backward(grads, &self.weights());
+        }
         let Some(tape) = &self.recompute else {
             return Ok(());
         };
@@ -282,6 +315,15 @@ impl Qwen3 {
         Ok(())
     }
 
+    /// Every tensor the backbone trains (none of the embeddings and norms under LoRA).
+    fn weights(&self) -> Vec<&Tensor> {
+        let mut w: Vec<&Tensor> = self.layers.iter().flat_map(|l| l.weights()).collect();
+        if !self.frozen {
+            w.extend([&self.embed_tokens, &self.norm.weight]);
+        }
+        w
+    }
+
     /// Next-token logits `[N, V]` for hidden states `[N, H]`, through the tied input embeddings
     /// (the Qwen3 LM head when `tie_word_embeddings`; the self-supervised pretraining head here).
     pub fn lm_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
@@ -291,8 +333,24 @@ impl Qwen3 {
     /// Pooled last-real-token states `[B, H]` of right-padded `input_ids`, without a gradient
     /// graph (evaluation, scoring, export checks): each layer's output is detached, so only one
     /// layer's activations are alive at a time instead of every layer's (which at Qwen3-0.6B
-    /// scale and 64 texts would be tens of GB).
+    /// scale and 64 texts would be tens of GB). With batch parallelism the texts' shares run
+    /// side by side.
     pub fn pooled(&self, input_ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
+        let Some(split) = &self.split else {
+            return self.pooled_on_one(input_ids, lengths);
+        };
+        let (b, _) = self.check_ids(input_ids)?;
+        if lengths.len() != b {
+            candle_core::bail!("got {} lengths for a batch of {b}", lengths.len());
+        }
+        let parts = split.map(b, |s, n| {
+            self.pooled_on_one(&input_ids.narrow(0, s, n)?, &lengths[s..s + n])
+        })?;
+        Tensor::cat(&parts, 0)
+    }
+
+    /// [`Qwen3::pooled`] on the calling thread.
+    fn pooled_on_one(&self, input_ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let (b, l) = self.check_ids(input_ids)?;
         let at = self.layer_inputs(l)?;
         let mut x = self.lookup(input_ids, b, l)?.detach();
@@ -539,6 +597,79 @@ mod tests {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Batch parallelism (2 and 3 threads on 3 rows, full fine-tuning and LoRA) gives every
+    /// variable the whole batch's gradient and the same pooled states; a split forward the
+    /// loss ignores is dropped.
+    #[test]
+    fn split_batches_give_the_plain_gradients() -> anyhow::Result<()> {
+        let dev = Device::Cpu;
+        let cfg = Qwen3Config::tiny(50);
+        let x = ids(3, 10, 50, 2)?;
+        let lengths = [10, 6, 3];
+        let target = Tensor::randn(0f32, 1.0, (3, cfg.hidden_size), &dev)?;
+        let lora = crate::config::LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+        };
+        for opts in [
+            BackboneOptions::default(),
+            BackboneOptions {
+                lora,
+                ..BackboneOptions::default()
+            },
+        ] {
+            let vars = SeededVarMap::new(4);
+            let plain = Qwen3::with_options(&cfg, vars.builder(&dev), opts)?;
+            let want = (pool_last(&plain.forward(&x)?, &lengths)? - &target)?
+                .sqr()?
+                .mean_all()?
+                .backward()?;
+            let mut trained = 0;
+            for threads in [2, 3] {
+                let model = plain.clone().with_split(threads);
+                assert_eq!(model.split_threads(), threads);
+                let pooled = (model.pooled(&x, &lengths)? - plain.pooled(&x, &lengths)?)?;
+                let pooled = pooled.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(
+                    pooled <= 1e-5,
+                    "{threads} threads: pooled differ by {pooled}"
+                );
+                model.forward_recorded(&ids(2, 4, 50, 7)?)?;
+                let h = model.forward_recorded(&x)?;
+                let loss = (pool_last(&h, &lengths)? - &target)?.sqr()?.mean_all()?;
+                let mut got = loss.backward()?;
+                model.backward_recorded(&mut got)?;
+                assert_eq!(model.split.as_ref().map(|s| s.pending()), Some(0));
+                for (name, var) in vars.all_named() {
+                    let Some(a) = want.get(var.as_tensor()) else {
+                        assert!(got.get(var.as_tensor()).is_none(), "{name}: frozen");
+                        continue;
+                    };
+                    trained += 1;
+                    let b = got
+                        .get(var.as_tensor())
+                        .ok_or_else(|| anyhow::anyhow!("no split gradient for {name}"))?;
+                    let scale = a.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
+                    let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                    assert!(
+                        diff <= 1e-5 * scale,
+                        "{threads} threads: {name} differs by {diff} (scale {scale})"
+                    );
+                }
+            }
+            assert!(trained > 0);
+        }
+        // One thread is no split; recomputation and the split exclude each other.
+        let plain = Qwen3::new(&cfg, SeededVarMap::new(1).builder(&dev))?;
+        assert_eq!(plain.clone().with_split(1).split_threads(), 1);
+        assert!(plain.clone().with_recompute(0).with_split(1).recomputes());
+        let both = plain.clone().with_split(2).with_recompute(0);
+        assert!(both.recomputes() && both.split_threads() == 1);
+        let both = plain.with_recompute(0).with_split(2);
+        assert!(!both.recomputes() && both.split_threads() == 2);
         Ok(())
     }
 
