@@ -10,9 +10,10 @@
 #
 # candle runs twice: with its default products (the gemm crate) and built with the trainer's
 # `mkl` feature (Intel MKL from PyPI, scripts/setup-mkl.sh), the library PyTorch's CPU wheel uses.
-# At the tiny shape on more than one thread it runs both ways of using them: each operation
-# split, and the step's texts split (`--parallel batch`, what the trainer does there); PyTorch
-# runs intra-op, and the texts split over DistributedDataParallel processes (`--ddp`).
+# On more than one thread it runs both ways of using them: each operation split, and the step's
+# texts split (`--parallel batch`, what the trainer does); PyTorch runs intra-op, and at the tiny
+# shape also with the texts split over DistributedDataParallel processes (`--ddp`).
+# MODES_OVERRIDE=batch runs candle's default way only.
 # Not a test: it prints figures. Installs torch + transformers from PyPI into
 # $VRF_CACHE/torch-venv once (~3 GB with the CUDA wheels that `import torch` needs) and writes
 # the 0.6B directory into $VRF_CACHE/qwen3-0.6b-random once (1.1 GB). A 0.6B step takes
@@ -23,6 +24,10 @@ CACHE="${VRF_CACHE:-$HOME/.cache/vrf}"
 THREADS="${THREADS:-2}"
 SIZES="${SIZES:-tiny 0.6b}"
 GEMM="${GEMM:-gemm mkl}"
+# Both ways of using the threads: each operation split (PyTorch's intra-op way), and the step's
+# texts split (`--parallel batch`, the trainer's default).
+MODES=ops
+[ "$THREADS" -gt 1 ] && MODES="${MODES_OVERRIDE:-ops batch}"
 STEPS="${STEPS:-2}"
 VENV="$CACHE/torch-venv"
 for lib in $GEMM; do
@@ -48,10 +53,6 @@ uname -m; nproc; grep -m1 "model name" /proc/cpuinfo || true
 for size in $SIZES; do
   case "$size" in
     tiny)
-      # Both ways of using the threads: each operation split (PyTorch's intra-op way), and the
-      # step's texts split (the trainer's default here, `--parallel auto`).
-      MODES=ops
-      [ "$THREADS" -gt 1 ] && MODES="ops batch"
       for lib in $GEMM; do
         for mode in $MODES; do
           "$BIN-$lib" --backbone tiny --pairs 8 --len 128 --steps 10 --threads "$THREADS" \
@@ -71,8 +72,10 @@ for size in $SIZES; do
       # Recomputation on both sides (the trainer's default for a directory backbone); without
       # it neither fits 8 × 256 in well under 24 GB.
       for lib in $GEMM; do
-        "$BIN-$lib" --backbone "$DIR" --pairs 8 --len 256 --steps "$STEPS" --threads "$THREADS" \
-          --recompute on
+        for mode in $MODES; do
+          "$BIN-$lib" --backbone "$DIR" --pairs 8 --len 256 --steps "$STEPS" --threads "$THREADS" \
+            --recompute on --parallel "$mode"
+        done
       done
       "$VENV/bin/python" scripts/bench-torch-step.py --backbone "$DIR" --pairs 8 --len 256 \
         --steps "$STEPS" --threads "$THREADS" --checkpoint ;;

@@ -55,8 +55,7 @@ struct Args {
     /// CPU threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// How the step uses `--threads` (as the trainer's `--parallel`; auto: split the texts
-    /// unless recomputing).
+    /// How the step uses `--threads` (as the trainer's `--parallel`; auto: split the texts).
     #[arg(long, value_enum, default_value = "auto")]
     parallel: Parallel,
     /// cpu or cuda (a build with `--features cuda`).
@@ -163,13 +162,8 @@ fn main() -> Result<()> {
     };
     let split = match a.parallel {
         Parallel::Ops => false,
-        Parallel::Batch => true,
-        Parallel::Auto => !recompute_wanted,
+        Parallel::Batch | Parallel::Auto => true,
     };
-    anyhow::ensure!(
-        !(split && recompute_wanted),
-        "--parallel batch needs --recompute off"
-    );
     let split = if split && a.device == "cpu" {
         a.threads
     } else {
@@ -210,8 +204,9 @@ fn main() -> Result<()> {
     let model = if recompute {
         model.with_recompute(a.micro_batch)
     } else {
-        model.with_split(split)
-    };
+        model
+    }
+    .with_split(split);
     let cfg = model.config().clone();
     if a.check_cpu {
         check_against_cpu(&a, &model, &vars)?;

@@ -129,8 +129,8 @@ pub struct Overrides {
     #[arg(long)]
     micro_batch: Option<usize>,
     /// How a step uses `--threads`: `ops` splits each operation, `batch` splits the step's texts
-    /// (each thread runs the backbone on its share; not with recomputation); auto: `batch`
-    /// unless the backbone recomputes.
+    /// (each thread runs the backbone on its share, every operation on one thread); auto:
+    /// `batch`.
     #[arg(long, value_enum)]
     parallel: Option<Parallel>,
     /// LoRA rank on the backbone's attention and MLP projections, the rest of the backbone

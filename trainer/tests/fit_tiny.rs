@@ -6,8 +6,8 @@ use std::path::Path;
 use candle_core::Device;
 use serde_json::Value;
 use vrf_trainer::config::{
-    BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, RunConfig, Schedule,
-    StageOneUsers, TrainConfig,
+    BaseInit, Batching, Method, ModelConfig, Objective, Pooling, Prior, Recompute, RunConfig,
+    Schedule, StageOneUsers, TrainConfig,
 };
 use vrf_trainer::eval::EvalReport;
 use vrf_trainer::run::{fit_run, FitOptions};
@@ -197,6 +197,11 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
         ("bt_baseline", |c| c.method = Method::Bt),
         // Two threads, each with its share of every step's texts (train.parallel = auto).
         ("split_texts", |c| c.train.threads = 2),
+        // The same with each recomputed layer's shares side by side.
+        ("split_texts_recompute", |c| {
+            c.train.threads = 2;
+            c.train.recompute = Recompute::On;
+        }),
     ];
     let mut kl_first = std::collections::HashMap::new();
     let mut loss_first = std::collections::HashMap::new();
@@ -264,7 +269,7 @@ fn every_ablation_and_remedy_switch_trains_and_reaches_the_loss() {
                 kl_first.insert(name, f(grad[0], "kl"));
                 loss_first.insert(name, (f(grad[0], "loss"), f(grad[2], "loss")));
             }
-            "split_texts" => {
+            "split_texts" | "split_texts_recompute" => {
                 // The whole batch's first and third steps (AdamW's first update is the
                 // gradients' signs; the third depends on their sizes), up to float summation order.
                 let (a, b) = (loss_first["spec"], (f(grad[0], "loss"), f(grad[2], "loss")));

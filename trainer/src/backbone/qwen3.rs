@@ -154,18 +154,16 @@ impl Qwen3 {
     /// `micro_batch` rows, 0 = whole batches; see [`super::recompute`]).
     pub fn with_recompute(mut self, micro_batch: usize) -> Self {
         self.recompute = Some(Arc::new(Tape::new(micro_batch)));
-        self.split = None;
         self
     }
 
     /// Turns batch parallelism on (`threads` > 1): [`Qwen3::forward_recorded`] and
     /// [`Qwen3::pooled`] split their texts across `threads` threads, each running every operation
-    /// on one thread (see [`super::split`]). Not combined with recomputation: a split turns it
-    /// off, and [`Qwen3::with_recompute`] turns the split off. One thread changes nothing.
+    /// on one thread (see [`super::split`]). With recomputation too, each recomputed layer runs
+    /// its shares of the rows side by side instead. One thread changes nothing.
     pub fn with_split(mut self, threads: usize) -> Self {
         if threads > 1 {
             self.split = Some(Arc::new(Split::new(threads)));
-            self.recompute = None;
         }
         self
     }
@@ -240,24 +238,29 @@ impl Qwen3 {
     /// must then follow the step's `backward()` to give the backbone its gradients. With neither,
     /// this is [`Qwen3::forward`].
     pub fn forward_recorded(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
-        if let Some(split) = &self.split {
+        let Some(tape) = &self.recompute else {
+            let Some(split) = &self.split else {
+                return self.forward(input_ids);
+            };
             let (b, _) = self.check_ids(input_ids)?;
             let parts = split.map(b, |s, n| self.forward(&input_ids.narrow(0, s, n)?))?;
             return split.record(parts);
-        }
-        let Some(tape) = &self.recompute else {
-            return self.forward(input_ids);
         };
         let (b, l) = self.check_ids(input_ids)?;
         let at = self.layer_inputs(l)?;
         let mut x = self.lookup(input_ids, b, l)?.detach();
         let mut inputs = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let parts = tape
-                .chunks(b)
-                .into_iter()
-                .map(|(s, n)| Ok(layer.forward(&x.narrow(0, s, n)?, &at)?.detach()))
-                .collect::<candle_core::Result<Vec<_>>>()?;
+            // One share of the rows, micro-batch by micro-batch.
+            let share = |s: usize, n: usize| {
+                let parts = tape
+                    .chunks(n)
+                    .into_iter()
+                    .map(|(s2, n2)| Ok(layer.forward(&x.narrow(0, s + s2, n2)?, &at)?.detach()))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&parts, 0)
+            };
+            let parts = self.shares(b, share)?;
             inputs.push(x);
             x = Tensor::cat(&parts, 0)?;
         }
@@ -276,11 +279,11 @@ impl Qwen3 {
     /// the loss did not depend on is dropped. A no-op without recomputation or batch
     /// parallelism.
     pub fn backward_recorded(&self, grads: &mut GradStore) -> candle_core::Result<()> {
-        if let Some(split) = &self.split {
-            return split.backward(grads, &self.weights());
-        }
         let Some(tape) = &self.recompute else {
-            return Ok(());
+            return match &self.split {
+                Some(split) => split.backward(grads, &self.weights()),
+                None => Ok(()),
+            };
         };
         for entry in tape.take().into_iter().rev() {
             let Some(mut g) = grads.remove(entry.last.as_tensor()) else {
@@ -290,14 +293,29 @@ impl Qwen3 {
             let at = self.layer_inputs(l)?;
             for (layer, x) in self.layers.iter().zip(&entry.inputs).rev() {
                 let weights = layer.weights();
-                let parts = tape
-                    .chunks(b)
-                    .into_iter()
-                    .map(|(s, n)| {
-                        let (x, g) = (x.narrow(0, s, n)?, g.narrow(0, s, n)?);
-                        vjp(&x, &g, &weights, grads, |x| layer.forward(x, &at))
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?;
+                // One share of the rows, micro-batch by micro-batch: its input gradient and its
+                // part of the layer's weight gradients.
+                let share = |s: usize, n: usize| {
+                    let mut into = GradStore::default();
+                    let parts = tape
+                        .chunks(n)
+                        .into_iter()
+                        .map(|(s2, n2)| {
+                            let (x, g) = (x.narrow(0, s + s2, n2)?, g.narrow(0, s + s2, n2)?);
+                            vjp(&x, &g, &weights, &mut into, |x| layer.forward(x, &at))
+                        })
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    Ok((Tensor::cat(&parts, 0)?, into))
+                };
+                let mut parts = Vec::new();
+                for (gx, mut into) in self.shares(b, share)? {
+                    parts.push(gx);
+                    for w in &weights {
+                        if let Some(gw) = into.remove(w) {
+                            accumulate(grads, w, gw)?;
+                        }
+                    }
+                }
                 g = Tensor::cat(&parts, 0)?;
             }
             if self.frozen {
@@ -313,6 +331,19 @@ impl Qwen3 {
             accumulate(grads, &self.embed_tokens, ge)?;
         }
         Ok(())
+    }
+
+    /// `f(start, len)` on the shares of `b` rows: side by side with batch parallelism, else once
+    /// on all of them. Results in row order.
+    fn shares<T: Send>(
+        &self,
+        b: usize,
+        f: impl Fn(usize, usize) -> candle_core::Result<T> + Sync,
+    ) -> candle_core::Result<Vec<T>> {
+        match &self.split {
+            Some(split) => split.map(b, f),
+            None => Ok(vec![f(0, b)?]),
+        }
     }
 
     /// Every tensor the backbone trains (none of the embeddings and norms under LoRA).
@@ -600,9 +631,9 @@ mod tests {
         Ok(())
     }
 
-    /// Batch parallelism (2 and 3 threads on 3 rows, full fine-tuning and LoRA) gives every
-    /// variable the whole batch's gradient and the same pooled states; a split forward the
-    /// loss ignores is dropped.
+    /// Batch parallelism (2 and 3 threads on 3 rows, with and without recomputation, full
+    /// fine-tuning and LoRA) gives every variable the whole batch's gradient and the same pooled
+    /// states; a split forward the loss ignores is dropped.
     #[test]
     fn split_batches_give_the_plain_gradients() -> anyhow::Result<()> {
         let dev = Device::Cpu;
@@ -628,9 +659,15 @@ mod tests {
                 .mean_all()?
                 .backward()?;
             let mut trained = 0;
-            for threads in [2, 3] {
-                let model = plain.clone().with_split(threads);
+            // Threads, and recomputation's micro-batch (None: no recomputation).
+            for (threads, micro) in [(2, None), (3, None), (2, Some(0)), (2, Some(1))] {
+                let model = match micro {
+                    Some(m) => plain.clone().with_recompute(m),
+                    None => plain.clone(),
+                }
+                .with_split(threads);
                 assert_eq!(model.split_threads(), threads);
+                assert_eq!(model.recomputes(), micro.is_some());
                 let pooled = (model.pooled(&x, &lengths)? - plain.pooled(&x, &lengths)?)?;
                 let pooled = pooled.abs()?.max_all()?.to_scalar::<f32>()?;
                 assert!(
@@ -643,6 +680,7 @@ mod tests {
                 let mut got = loss.backward()?;
                 model.backward_recorded(&mut got)?;
                 assert_eq!(model.split.as_ref().map(|s| s.pending()), Some(0));
+                assert_eq!(model.recompute.as_ref().map_or(0, |t| t.pending()), 0);
                 for (name, var) in vars.all_named() {
                     let Some(a) = want.get(var.as_tensor()) else {
                         assert!(got.get(var.as_tensor()).is_none(), "{name}: frozen");
@@ -656,20 +694,17 @@ mod tests {
                     let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
                     assert!(
                         diff <= 1e-5 * scale,
-                        "{threads} threads: {name} differs by {diff} (scale {scale})"
+                        "{threads} threads, micro-batch {micro:?}: {name} differs by {diff} \
+                         (scale {scale})"
                     );
                 }
             }
             assert!(trained > 0);
         }
-        // One thread is no split; recomputation and the split exclude each other.
+        // One thread is no split.
         let plain = Qwen3::new(&cfg, SeededVarMap::new(1).builder(&dev))?;
         assert_eq!(plain.clone().with_split(1).split_threads(), 1);
-        assert!(plain.clone().with_recompute(0).with_split(1).recomputes());
-        let both = plain.clone().with_split(2).with_recompute(0);
-        assert!(both.recomputes() && both.split_threads() == 1);
-        let both = plain.with_recompute(0).with_split(2);
-        assert!(!both.recomputes() && both.split_threads() == 2);
+        assert!(plain.with_recompute(0).with_split(1).recomputes());
         Ok(())
     }
 
