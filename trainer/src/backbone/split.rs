@@ -11,6 +11,12 @@
 //! back-propagates the shares side by side (the vector–Jacobian product of `sum(y ⊙ g)`). Rows
 //! are independent in every layer, so the gradients equal the whole batch's up to float
 //! summation order. The heads, the loss and the optimizer run on the calling thread.
+//!
+//! With activation recomputation ([`super::recompute`]) the tape is the recomputation's and
+//! only [`Split::map`] is used: each recomputed layer runs its shares side by side, and their
+//! halves of the layer's weight gradients are added before the next layer. At Qwen3-0.6B that
+//! was faster than splitting each product too (82 s against 92 s a step on 2 cores): threads
+//! that meet at the end of every operation wait whenever either is delayed.
 
 use std::sync::Mutex;
 
