@@ -155,16 +155,8 @@ fn check_against_cpu(a: &Args, model: &Qwen3, vars: &SeededVarMap) -> Result<()>
 fn main() -> Result<()> {
     let a = Args::parse();
     anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
-    let recompute_wanted = match a.recompute {
-        Recompute::On => true,
-        Recompute::Off => false,
-        Recompute::Auto => a.backbone != "tiny",
-    };
-    let split = match a.parallel {
-        Parallel::Ops => false,
-        Parallel::Batch | Parallel::Auto => true,
-    };
-    let split = if split && a.device == "cpu" {
+    let recompute = a.recompute.resolve(a.backbone != "tiny");
+    let split = if a.parallel.splits_texts() && a.device == "cpu" {
         a.threads
     } else {
         1
@@ -200,7 +192,6 @@ fn main() -> Result<()> {
         Qwen3::with_options(&cfg, vars.builder(&dev), opts)?
     };
     let load_s = t0.elapsed().as_secs_f64();
-    let recompute = recompute_wanted;
     let model = if recompute {
         model.with_recompute(a.micro_batch)
     } else {

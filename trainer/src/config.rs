@@ -110,6 +110,24 @@ pub enum Parallel {
     Batch,
 }
 
+impl Recompute {
+    /// Whether it is on, for a Hugging Face directory backbone (`hf`) or the tiny one.
+    pub fn resolve(self, hf: bool) -> bool {
+        match self {
+            Recompute::On => true,
+            Recompute::Off => false,
+            Recompute::Auto => hf,
+        }
+    }
+}
+
+impl Parallel {
+    /// Whether a step's texts are split across the threads (`batch`, and `auto`).
+    pub fn splits_texts(self) -> bool {
+        !matches!(self, Parallel::Ops)
+    }
+}
+
 /// Precision of the backbone's matrix products (weights, gradients and optimizer state stay
 /// f32 either way).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -512,21 +530,15 @@ impl RunConfig {
     /// Whether training steps recompute the backbone's activations (`train.recompute`; auto:
     /// for a Hugging Face backbone).
     pub fn recomputes(&self) -> bool {
-        match self.train.recompute {
-            Recompute::On => true,
-            Recompute::Off => false,
-            Recompute::Auto => matches!(self.backbone, BackboneSource::Hf { .. }),
-        }
+        self.train
+            .recompute
+            .resolve(matches!(self.backbone, BackboneSource::Hf { .. }))
     }
 
     /// Threads a training step's texts are split across (`train.parallel` resolved; 1: the
     /// operations split instead, or there is one thread or no backbone).
     pub fn split_threads(&self) -> usize {
-        let batch = match self.train.parallel {
-            Parallel::Ops => false,
-            Parallel::Batch | Parallel::Auto => true,
-        };
-        if batch && !self.backbone.is_features() {
+        if self.train.parallel.splits_texts() && !self.backbone.is_features() {
             self.train.threads
         } else {
             1

@@ -12,7 +12,7 @@ use super::attention::LayerInputs;
 use super::decoder::DecoderLayer;
 use super::linear::LINEAR_INIT;
 use super::norm::RmsNorm;
-use super::recompute::{accumulate, vjp, Entry, Tape};
+use super::recompute::{accumulate, add_weight_grads, vjp, Entry, Tape};
 use super::split::Split;
 use super::{load_hf_dir, BackboneOptions, Qwen3Config, Result};
 use crate::onnx::{attr_int, attr_tensor, f32_value, OnnxGraph};
@@ -310,11 +310,7 @@ impl Qwen3 {
                 let mut parts = Vec::new();
                 for (gx, mut into) in self.shares(b, share)? {
                     parts.push(gx);
-                    for w in &weights {
-                        if let Some(gw) = into.remove(w) {
-                            accumulate(grads, w, gw)?;
-                        }
-                    }
+                    add_weight_grads(&mut into, &weights, grads)?;
                 }
                 g = Tensor::cat(&parts, 0)?;
             }
@@ -590,6 +586,30 @@ mod tests {
         Ok(())
     }
 
+    /// The gradients of `mean((pool_last(h) − target)²)` through `model`'s recorded forward
+    /// and backward, after an unused recorded forward (whose entry must be dropped without
+    /// effect).
+    fn recorded_step(
+        model: &Qwen3,
+        x: &Tensor,
+        lengths: &[usize],
+        target: &Tensor,
+    ) -> anyhow::Result<GradStore> {
+        model.forward_recorded(&ids(2, 4, 50, 7)?)?;
+        let h = model.forward_recorded(x)?;
+        let loss = (pool_last(&h, lengths)? - target)?.sqr()?.mean_all()?;
+        let mut got = loss.backward()?;
+        model.backward_recorded(&mut got)?;
+        Ok(got)
+    }
+
+    /// Largest |a − b| and, as its scale, the largest |a| (at least 1e-12).
+    fn diff_and_scale(a: &Tensor, b: &Tensor) -> anyhow::Result<(f32, f32)> {
+        let scale = a.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        Ok((diff, scale))
+    }
+
     /// Recomputed gradients (whole batch, and micro-batches of 2 of 3 rows) equal the plain
     /// backward's for every variable, and a recorded forward the loss ignores is dropped.
     #[test]
@@ -608,20 +628,14 @@ mod tests {
         for micro in [0, 2] {
             let model = plain.clone().with_recompute(micro);
             assert!(model.recomputes());
-            // An unused recorded forward: its entry must be dropped without effect.
-            model.forward_recorded(&ids(2, 4, 50, 7)?)?;
-            let h = model.forward_recorded(&x)?;
-            let loss = (pool_last(&h, &lengths)? - &target)?.sqr()?.mean_all()?;
-            let mut got = loss.backward()?;
-            model.backward_recorded(&mut got)?;
+            let got = recorded_step(&model, &x, &lengths, &target)?;
             assert_eq!(model.recompute.as_ref().map(|t| t.pending()), Some(0));
             for (name, var) in vars.all_named() {
                 let a = want.get(var.as_tensor()).expect("plain gradient");
                 let b = got
                     .get(var.as_tensor())
                     .ok_or_else(|| anyhow::anyhow!("no recomputed gradient for {name}"))?;
-                let scale = a.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
-                let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                let (diff, scale) = diff_and_scale(a, b)?;
                 assert!(
                     diff <= 1e-4 * scale,
                     "micro-batch {micro}: {name} differs by {diff} (scale {scale})"
@@ -674,11 +688,7 @@ mod tests {
                     pooled <= 1e-5,
                     "{threads} threads: pooled differ by {pooled}"
                 );
-                model.forward_recorded(&ids(2, 4, 50, 7)?)?;
-                let h = model.forward_recorded(&x)?;
-                let loss = (pool_last(&h, &lengths)? - &target)?.sqr()?.mean_all()?;
-                let mut got = loss.backward()?;
-                model.backward_recorded(&mut got)?;
+                let got = recorded_step(&model, &x, &lengths, &target)?;
                 assert_eq!(model.split.as_ref().map(|s| s.pending()), Some(0));
                 assert_eq!(model.recompute.as_ref().map_or(0, |t| t.pending()), 0);
                 for (name, var) in vars.all_named() {
@@ -690,8 +700,7 @@ mod tests {
                     let b = got
                         .get(var.as_tensor())
                         .ok_or_else(|| anyhow::anyhow!("no split gradient for {name}"))?;
-                    let scale = a.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-12);
-                    let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                    let (diff, scale) = diff_and_scale(a, b)?;
                     assert!(
                         diff <= 1e-5 * scale,
                         "{threads} threads, micro-batch {micro:?}: {name} differs by {diff} \

@@ -95,6 +95,21 @@ pub(super) fn accumulate(grads: &mut GradStore, t: &Tensor, g: Tensor) -> Result
     Ok(())
 }
 
+/// Moves the gradients of `weights` out of `from` and adds them to `into`, leaving behind the
+/// rest (candle's gradients of constants: rope tables, masks, activation-sized).
+pub(super) fn add_weight_grads(
+    from: &mut GradStore,
+    weights: &[&Tensor],
+    into: &mut GradStore,
+) -> Result<()> {
+    for w in weights {
+        if let Some(gw) = from.remove(w) {
+            accumulate(into, w, gw)?;
+        }
+    }
+    Ok(())
+}
+
 /// The vector–Jacobian product of `f` at `x` for output gradient `g`: the gradients of
 /// `weights` (added to `into`) and of `x` (returned). candle's backward also leaves gradients of
 /// the constants a layer combines with its activations (rope tables, the mask, broadcast
@@ -113,10 +128,6 @@ pub(super) fn vjp(
     let gx = gs
         .remove(leaf.as_tensor())
         .ok_or_else(|| candle_core::Error::Msg("recomputed layer ignores its input".into()))?;
-    for w in weights {
-        if let Some(gw) = gs.remove(w) {
-            accumulate(into, w, gw)?;
-        }
-    }
+    add_weight_grads(&mut gs, weights, into)?;
     Ok(gx)
 }

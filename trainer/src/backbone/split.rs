@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
-use super::recompute::accumulate;
+use super::recompute::add_weight_grads;
 
 /// What the forward of one split batch left for its backward.
 struct Entry {
@@ -97,24 +97,7 @@ impl Split {
         b: usize,
         f: impl Fn(usize, usize) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
-        let shares = self.shares(b);
-        let Some((&(s0, n0), rest)) = shares.split_first() else {
-            return Ok(Vec::new());
-        };
-        let f = &f;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = rest
-                .iter()
-                .map(|&(s, n)| scope.spawn(move || f(s, n)))
-                .collect();
-            let mut out = vec![f(s0, n0)?];
-            for h in handles {
-                out.push(h.join().map_err(|_| {
-                    candle_core::Error::Msg("a batch-parallel worker thread panicked".into())
-                })??);
-            }
-            Ok(out)
-        })
+        side_by_side(&self.shares(b), |&(s, n)| f(s, n))
     }
 
     /// Concatenates the shares' outputs `parts` (row order) under a new leaf, remembers them for
@@ -136,34 +119,43 @@ impl Split {
             let Some(g) = grads.remove(entry.leaf.as_tensor()) else {
                 continue;
             };
-            let mut offsets = Vec::with_capacity(entry.parts.len());
-            let mut start = 0;
-            for p in &entry.parts {
-                let n = p.dim(0)?;
-                offsets.push((start, n));
-                start += n;
-            }
-            // One share per thread, as the forward split them.
-            let stores: Vec<Vec<Option<Tensor>>> =
-                Split::new(entry.parts.len()).map(entry.parts.len(), |i, _| {
-                    let (s, n) = offsets[i];
-                    let mut gs = (&entry.parts[i] * g.narrow(0, s, n)?)?
-                        .sum_all()?
-                        .backward()?;
-                    // Only the weights' gradients: candle also returns activation-sized ones of
-                    // the constants (rope tables, the mask), freed here with the share's graph.
-                    Ok(weights.iter().map(|w| gs.remove(w)).collect())
-                })?;
-            for (k, w) in weights.iter().enumerate() {
-                for store in &stores {
-                    if let Some(gw) = &store[k] {
-                        accumulate(grads, w, gw.clone())?;
-                    }
-                }
+            // Each share on its own thread, as the forward split them.
+            let jobs: Vec<_> = entry.parts.iter().zip(self.shares(g.dim(0)?)).collect();
+            let stores = side_by_side(&jobs, |&(part, (s, n))| {
+                let mut gs = (part * g.narrow(0, s, n)?)?.sum_all()?.backward()?;
+                // Only the weights' gradients: candle also returns activation-sized ones of the
+                // constants (rope tables, the mask), freed here with the share's graph.
+                let mut kept = GradStore::default();
+                add_weight_grads(&mut gs, weights, &mut kept)?;
+                Ok(kept)
+            })?;
+            for mut store in stores {
+                add_weight_grads(&mut store, weights, grads)?;
             }
         }
         Ok(())
     }
+}
+
+/// `f` on every item, side by side (the first on the calling thread), results in order.
+fn side_by_side<I: Sync, T: Send>(
+    items: &[I],
+    f: impl Fn(&I) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let Some((first, rest)) = items.split_first() else {
+        return Ok(Vec::new());
+    };
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rest.iter().map(|i| scope.spawn(move || f(i))).collect();
+        let mut out = vec![f(first)?];
+        for h in handles {
+            out.push(h.join().map_err(|_| {
+                candle_core::Error::Msg("a batch-parallel worker thread panicked".into())
+            })??);
+        }
+        Ok(out)
+    })
 }
 
 #[cfg(test)]
