@@ -385,7 +385,7 @@ impl Default for TrainConfig {
             weight_decay: 0.01,
             warmup: 0.05,
             grad_clip: 1.0,
-            epochs: 8,
+            epochs: 16,
             batching: Batching::Prompts,
             users_per_step: 8,
             targets_per_user: 8,
@@ -555,7 +555,7 @@ impl RunConfig {
     }
 
     /// The defaults for a fit on the external feature table `path` (docs/features.md): an epoch
-    /// costs milliseconds there, and the backbone's 8 epochs at 1e-3 leave the heads underfit
+    /// costs milliseconds there, and the backbone's 8 epochs at 1e-3 left the heads underfit
     /// (BT on the benchmark's true features: 87.9 % unseen, below the global true ranker's
     /// 90.6 %; 90.4 % with these).
     pub fn on_features(path: impl Into<String>) -> Self {
