@@ -20,7 +20,7 @@ use vrf_data::Split;
 use vrf_trainer::checkpoint::read_json;
 use vrf_trainer::config::RunConfig;
 use vrf_trainer::encoder::{assignment, pool, Prior};
-use vrf_trainer::eval::{few_shot_draws, reference_draws};
+use vrf_trainer::eval::reference_draws;
 use vrf_trainer::run::{prepare_trained, RunInfo};
 
 /// Settings tried: each pair's precision × c, the prior's precision × a.
@@ -73,7 +73,8 @@ fn main() -> anyhow::Result<()> {
             "unseen users, eval pairs",
             &ds.unseen,
             Split::Eval,
-            few_shot_draws(ds),
+            // Draw 0 of the few-shot curve's draws.
+            reference_draws(ds, &ds.unseen, 1234),
         ),
         (
             "seen users, target pairs",

@@ -428,7 +428,7 @@ fn reference_section(
     }
     s += &format!(
         "\nFew-shot ceiling: per-user MAP on the true scorers (prior at {g}) on the same draws of k \
-         reference pairs per unseen user as the few-shot curve (k = 0: {g}):\n\n{}",
+         reference pairs per unseen user as the few-shot curve, the mean over its draws (k = 0: {g}):\n\n{}",
         r.ceiling_table(),
         g = reference::TRUE_GLOBAL,
     );

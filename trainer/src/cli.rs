@@ -103,6 +103,9 @@ pub struct Overrides {
     /// Stage 2 reference subsets from the reference pairs only, or from reference + target pairs.
     #[arg(long, value_enum)]
     s2_pool: Option<StageTwoPool>,
+    /// Stage 2: folds of held-out seen users that choose the prior's precision.
+    #[arg(long)]
+    s2_calib_folds: Option<usize>,
     /// Stage-2 epochs (staged fit).
     #[arg(long)]
     s2_epochs: Option<usize>,
@@ -185,6 +188,7 @@ impl Overrides {
         set!(self.s1_users, c.train.s1_users);
         set!(self.s1_vector_l2, c.train.s1_vector_l2);
         set!(self.s2_pool, c.train.s2_pool);
+        set!(self.s2_calib_folds, c.train.s2_calib_folds);
         set!(self.s2_epochs, c.train.s2_epochs);
         set!(self.s3_epochs, c.train.s3_epochs);
         set!(self.batching, c.train.batching);

@@ -352,6 +352,11 @@ pub struct TrainConfig {
     pub s3_epochs: usize,
     /// Fraction of seen users held out of stage 2 to choose its stopping point.
     pub holdout_frac: f64,
+    /// Stage 2 with a population prior: folds of `holdout_frac` of the seen users whose
+    /// held-out scores, summed, choose the prior's precision (10 with the default hold-out:
+    /// every seen user is held out once; 1: the stopping hold-out alone; each further fold
+    /// trains one more encoder only to score).
+    pub s2_calib_folds: usize,
     /// Evaluate every this many steps during training (0: only at the end).
     pub eval_every: usize,
     /// Seed of initialisation, batch order and Monte Carlo noise.
@@ -402,6 +407,7 @@ impl Default for TrainConfig {
             s2_pool: StageTwoPool::All,
             s3_epochs: 0,
             holdout_frac: 0.1,
+            s2_calib_folds: 10,
             eval_every: 0,
             seed: 0,
             threads: 1,

@@ -366,6 +366,63 @@ fn same_seed_same_results_and_resume_continues_exactly() {
 /// `train.lm_epochs`: a next-token pretraining stage runs first (backbone only), lowers its own
 /// loss, is resumable like any stage, and the reward stages follow.
 #[test]
+fn prior_folds_choose_the_prior_and_leave_the_kept_encoder_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_data(tmp.path(), true, false);
+    let mut c = cfg();
+    c.train.schedule = Schedule::Staged;
+    c.train.latent_lr_mult = 100.0;
+    // The folds score the population prior's factors; without a prior there is one fold.
+    c.model.prior = true;
+    // Two of the six seen users per fold: up to three folds.
+    c.train.holdout_frac = 0.34;
+    let run = |name: &str, folds: usize| {
+        let mut c = c.clone();
+        c.train.s2_calib_folds = folds;
+        let dir = tmp.path().join(name);
+        fit(&dir, &c, &data).unwrap();
+        dir
+    };
+    let (one, three) = (run("one", 1), run("three", 3));
+    // The kept encoder trains on the same users with the same draws whatever the folds: its
+    // stage-2 epochs and every weight but the prior's variance are the same.
+    let s2 = |dir: &Path| -> Vec<(f64, f64)> {
+        metrics(dir)
+            .iter()
+            .filter(|v| v["stage"] == "s2")
+            .map(|v| (f(v, "loss"), f(v, "holdout_acc")))
+            .collect()
+    };
+    assert!(!s2(&one).is_empty());
+    assert_eq!(s2(&one), s2(&three));
+    let weights = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("checkpoint/model.safetensors"), &Device::Cpu)
+            .unwrap()
+    };
+    let (w1, w3) = (weights(&one), weights(&three));
+    assert_eq!(w1.len(), w3.len());
+    let mut compared = 0;
+    for (name, t) in &w1 {
+        if name.ends_with("prior.log_var") {
+            continue;
+        }
+        let a: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = w3[name].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b, "{name}");
+        compared += 1;
+    }
+    assert!(compared > 10, "{compared}");
+    for dir in [&one, &three] {
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("checkpoint/state.json")).unwrap(),
+        )
+        .unwrap();
+        let a = state[0]["s2_prior_scale"].as_f64();
+        assert!(a.is_some_and(|a| (0.5..=13.0).contains(&a)), "{a:?}");
+    }
+}
+
+#[test]
 fn lm_pretraining_runs_first_and_lowers_next_token_loss() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_data(tmp.path(), true, false);

@@ -495,11 +495,17 @@ pub(crate) fn evaluate(
             let p = vrf_trainer::eval::sigmoid(&method.margins(&b, &reps)?)?;
             report.calibration = vrf_trainer::metrics::calibration(&p);
         }
-        // Few-shot curve: k random reference pairs per unseen user, VRF's draws.
-        for (kk, refs) in few_shot_draws(ds) {
-            let b = make_batch(ds, corpus, &refs.concat(), &ds.unseen, &src)?;
-            let reps = method.adapt(&b, t.seed)?;
-            report.few_shot.push((kk, accuracy(&ds.unseen, &reps)?));
+        // Few-shot curve: k random reference pairs per unseen user, VRF's draws (mean over them).
+        for point in few_shot_draws(ds) {
+            let mut sum = 0.0;
+            for refs in &point.draws {
+                let b = make_batch(ds, corpus, &refs.concat(), &ds.unseen, &src)?;
+                let reps = method.adapt(&b, t.seed)?;
+                sum += accuracy(&ds.unseen, &reps)?;
+            }
+            report
+                .few_shot
+                .push((point.k, sum / point.draws.len() as f64));
         }
     }
     report.overall_accuracy = macro_average(report.seen_accuracy, report.unseen_accuracy);

@@ -249,7 +249,7 @@ pub fn markdown(r: &CompareReport) -> String {
     }
 
     // Few-shot.
-    s += "\n## Few-shot accuracy of unseen users (Fig. 3a)\n\nUnseen accuracy (%) with k random reference pairs per user (the same draws for every method), and with all of them; BT reads no reference pairs, so its row is its unseen accuracy at every k.\n\n| method | α |";
+    s += "\n## Few-shot accuracy of unseen users (Fig. 3a)\n\nUnseen accuracy (%) with k random reference pairs per user (the mean over 5 draws, the same draws for every method), and with all of them; BT reads no reference pairs, so its row is its unseen accuracy at every k.\n\n| method | α |";
     for k in super::fewshot::KS {
         s += &format!(" k={k} |");
     }

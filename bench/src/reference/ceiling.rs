@@ -1,7 +1,8 @@
 //! The Bayesian ceiling of the few-shot curve (docs/METHOD.md §5): at each k of the few-shot
 //! draws, each unseen user's MAP ranker on the true scorers, prior at the global true ranker,
 //! fitted on *exactly* the k reference pairs [`few_shot_draws`] gives that user in every
-//! method's evaluation, and scored on the unseen users' eval pairs; k = 0 is the global ranker.
+//! method's evaluation, and scored on the unseen users' eval pairs (the mean over the point's
+//! draws, as every method's); k = 0 is the global ranker.
 //!
 //! The prior precision is chosen per k, like `true-map-ref`'s, by held-out log-loss on training
 //! rows only: each seen user's reference pairs are cut to k (several seeded draws), the MAP fit
@@ -58,6 +59,22 @@ pub(super) fn on_draws(
     })[1]
 }
 
+/// The mean of [`on_draws`] over a few-shot point's draws (`None` where any draw has none).
+pub(super) fn on_all_draws(
+    ds: &Dataset,
+    truth: &Rows,
+    pop: &[f64],
+    draws: &[Vec<Vec<usize>>],
+    strength: f64,
+) -> Option<f64> {
+    let accs: Option<Vec<f64>> = draws
+        .iter()
+        .map(|d| on_draws(ds, truth, pop, d, strength))
+        .collect();
+    accs.filter(|a| !a.is_empty())
+        .map(|a| a.iter().sum::<f64>() / a.len() as f64)
+}
+
 /// The folds that choose k's prior precision: per seen user, `CUT_REPEATS` seeded draws of k of
 /// its reference pairs (one when it has no more than k), the rest of its training pairs held out.
 fn cut_folds(ds: &Dataset, k: usize) -> Vec<Fold> {
@@ -102,7 +119,8 @@ pub(super) fn curve(
         unseen: global_unseen,
         selection: None,
     }];
-    for (k, draws) in few_shot_draws(ds) {
+    for point in few_shot_draws(ds) {
+        let k = point.k;
         let folds = cut_folds(ds, k);
         let selection = if folds.is_empty() {
             fallback.clone()
@@ -111,7 +129,7 @@ pub(super) fn curve(
         };
         out.push(CeilingPoint {
             k,
-            unseen: on_draws(ds, truth, pop, &draws, selection.strength),
+            unseen: on_all_draws(ds, truth, pop, &point.draws, selection.strength),
             selection: Some(selection),
         });
     }

@@ -139,10 +139,13 @@ fn ceiling_at_nine_is_true_map_ref_with_its_strength() {
     let (truth, pop) = truth_and_population(&ds, &meta);
     let map_ref = r.get(TRUE_MAP_REF).unwrap();
     let strength = map_ref.selection.as_ref().unwrap().strength;
-    let (k, nine) = few_shot_draws(&ds).pop().unwrap();
-    assert_eq!(k, 9);
+    let last = few_shot_draws(&ds).pop().unwrap();
+    assert_eq!(last.k, 9);
+    // All of a user's references: one draw stands for every draw.
+    assert_eq!(last.draws.len(), 1);
+    let nine = &last.draws[0];
     // Every unseen user has 9 references: k = 9 is all of them, in another order.
-    let unseen = ceiling::on_draws(&ds, &truth, &pop, &nine, strength).unwrap();
+    let unseen = ceiling::on_draws(&ds, &truth, &pop, nine, strength).unwrap();
     assert!(
         (unseen - map_ref.unseen.unwrap()).abs() < 1e-12,
         "{unseen} vs {map_ref:?}"
@@ -163,14 +166,18 @@ fn ceiling_is_computed_on_the_few_shot_draws() {
     let r = rankers(&ds, &meta).unwrap();
     let (truth, pop) = truth_and_population(&ds, &meta);
     let mut differs = false;
-    for (k, draws) in few_shot_draws(&ds) {
+    for point in few_shot_draws(&ds) {
+        let k = point.k;
         let p = r.ceiling.iter().find(|p| p.k == k).unwrap();
         let strength = p.selection.as_ref().unwrap().strength;
-        assert_eq!(
-            p.unseen,
-            ceiling::on_draws(&ds, &truth, &pop, &draws, strength),
-            "k = {k}"
-        );
+        // The point is the mean over its draws.
+        let each: Vec<f64> = point
+            .draws
+            .iter()
+            .map(|d| ceiling::on_draws(&ds, &truth, &pop, d, strength).unwrap())
+            .collect();
+        let mean = each.iter().sum::<f64>() / each.len() as f64;
+        assert!((p.unseen.unwrap() - mean).abs() < 1e-12, "k = {k}");
         // Other draws of the same size: each user's last k references instead.
         let other: Vec<Vec<usize>> = ds
             .unseen

@@ -27,9 +27,19 @@ fn snapshot(m: &RewardModel) -> candle_core::Result<Snapshot> {
         .collect()
 }
 
+/// Puts a [`snapshot`] back into the model's variables.
+fn restore(m: &RewardModel, snap: &Snapshot) -> candle_core::Result<()> {
+    for (n, t) in snap {
+        m.vars.insert(n, t.clone())?;
+    }
+    Ok(())
+}
+
 impl Trainer<'_> {
     /// Runs stage 2. The stopping epoch is the one with the best accuracy on held-out seen
-    /// users' target pairs; its encoder and bases are kept.
+    /// users' target pairs; its encoder and bases are kept. With a population prior, the
+    /// prior's precision is then scaled by the factor the held-out users of
+    /// `train.s2_calib_folds` folds choose ([`Trainer::calibrate_prior`]).
     pub(super) fn stage2(&mut self) -> Result<()> {
         let cfg = self.model.cfg.clone();
         let t = &cfg.train;
@@ -48,8 +58,6 @@ impl Trainer<'_> {
         } else {
             0
         };
-        let (hold, train_ids) = ids.split_at(n_hold);
-        let (hold, train_ids) = (hold.to_vec(), train_ids.to_vec());
 
         // Frozen backbone: embed every reference and target text of the seen users once.
         let f = Features::embed(
@@ -64,6 +72,74 @@ impl Trainer<'_> {
         if self.state.delta.is_none() {
             self.state.delta = Some(self.initial_delta()?);
         }
+        // Fold j holds out the j-th block of `n_hold` shuffled seen users. Folds 1… train an
+        // encoder only to score the prior's factors on their held-out users; fold 0's encoder
+        // is the one kept, so it does not depend on how many folds score the prior.
+        let folds = if cfg.model.prior && n_hold > 0 {
+            t.s2_calib_folds.clamp(1, seen.len() / n_hold)
+        } else {
+            1
+        };
+        let split = |j: usize| {
+            let hold: Vec<usize> = ids[j * n_hold..(j + 1) * n_hold].to_vec();
+            let train: Vec<usize> = ids.iter().copied().filter(|i| !hold.contains(i)).collect();
+            (hold, train)
+        };
+        let mut scale_scores = vec![0.0; PRIOR_SCALES.len()];
+        if folds > 1 {
+            let start = snapshot(&self.model)?;
+            for j in 1..folds {
+                let (hold, train) = split(j);
+                let hold_users: Vec<usize> = hold.iter().map(|&si| seen[si]).collect();
+                let draws = HoldoutDraws::new(self, &hold_users, true);
+                self.train_encoder(&f, &w_free, &seen, &train, &draws, false)?;
+                for (sum, s) in scale_scores.iter_mut().zip(self.prior_scores(&f, &draws)?) {
+                    *sum += s;
+                }
+                restore(&self.model, &start)?;
+            }
+        }
+        let (hold, train_ids) = split(0);
+        let hold_users: Vec<usize> = hold.iter().map(|&si| seen[si]).collect();
+        let draws = HoldoutDraws::new(self, &hold_users, cfg.model.prior);
+        if let Some((acc, ep)) = self.train_encoder(&f, &w_free, &seen, &train_ids, &draws, true)? {
+            self.state.s2_best_epoch = Some(ep);
+            if self.progress {
+                eprintln!(
+                    "s2: kept epoch {ep} (held-out seen users' target accuracy {acc:.4}, mean over k)"
+                );
+            }
+        }
+        if cfg.model.prior && !hold.is_empty() {
+            for (sum, s) in scale_scores.iter_mut().zip(self.prior_scores(&f, &draws)?) {
+                *sum += s;
+            }
+            let a = self.calibrate_prior(&scale_scores)?;
+            self.state.s2_prior_scale = Some(a);
+            if self.progress {
+                eprintln!(
+                    "s2: population prior's precision × {a} (held-out seen users of {folds} fold(s), k = 0…|R|)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Trains the encoder and bases on the seen users at positions `train_ids` of `seen`, and
+    /// keeps the epoch with the best score on `draws`' held-out users (every epoch when there
+    /// are none). Returns that score and epoch. `main`: the kept fit, with a progress bar and
+    /// metrics lines.
+    fn train_encoder(
+        &mut self,
+        f: &Features,
+        w_free: &Tensor,
+        seen: &[usize],
+        train_ids: &[usize],
+        draws: &HoldoutDraws,
+        main: bool,
+    ) -> Result<Option<(f64, usize)>> {
+        let cfg = self.model.cfg.clone();
+        let t = &cfg.train;
         let delta_margin = self.state.delta.unwrap_or(cfg.loss.delta);
         let groups = vec![ParamGroup {
             vars: self
@@ -75,13 +151,20 @@ impl Trainer<'_> {
         let mut opt = AdamW::new(groups, t.weight_decay);
         let spe = train_ids.len().div_ceil(t.s2_users_per_step).max(1);
         let total = spe * t.s2_epochs;
-        let bar = self.bar(total as u64, Stage::Stage2);
-        let mut log = MetricsLog::open(&self.run)?;
+        let bar = if main {
+            self.bar(total as u64, Stage::Stage2)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut log = if main {
+            Some(MetricsLog::open(&self.run)?)
+        } else {
+            None
+        };
+        let has_hold = !draws.targets.is_empty();
         let mut best: Option<(f64, usize, Snapshot)> = None;
-        let hold_users: Vec<usize> = hold.iter().map(|&si| seen[si]).collect();
-        let draws = HoldoutDraws::new(self, &hold_users, cfg.model.prior);
         for epoch in 0..t.s2_epochs {
-            let mut order = train_ids.clone();
+            let mut order = train_ids.to_vec();
             order.shuffle(&mut rng_for(t.seed, Stage::Stage2.as_str(), epoch as u64));
             let mut ep_loss = 0.0;
             for (b, chunk) in order.chunks(t.s2_users_per_step).enumerate() {
@@ -110,12 +193,9 @@ impl Trainer<'_> {
                         r
                     })
                     .collect();
-                let (mu, var) = user_posterior(&self.model, &f, self.corpus, &subsets)?;
+                let (mu, var) = user_posterior(&self.model, f, self.corpus, &subsets)?;
                 let logw = self.model.bases()?.log_weights(&mu, &var)?;
-                let target = rows(
-                    &w_free,
-                    &chunk.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                )?;
+                let target = rows(w_free, &chunk.iter().map(|&i| i as u32).collect::<Vec<_>>())?;
                 // Distillation plus the method's own terms on the encoder and bases: the
                 // diversity hinge and the KL to the prior (so ablations (b)–(d) act here too).
                 let bases = self.model.bases()?;
@@ -131,7 +211,7 @@ impl Trainer<'_> {
                 }
                 if cfg.loss.lambda_var > 0.0 {
                     let users: Vec<usize> = chunk.iter().map(|&si| seen[si]).collect();
-                    let (keep, err) = self.subset_errors(&f, &users, &subsets, &logw)?;
+                    let (keep, err) = self.subset_errors(f, &users, &subsets, &logw)?;
                     loss = (loss
                         + (loss::variance_tracking(&var, &keep, &err)? * cfg.loss.lambda_var)?)?;
                 }
@@ -142,43 +222,31 @@ impl Trainer<'_> {
                 ep_loss += lv / spe as f64;
                 bar.inc(1);
             }
-            let hold_acc = if hold.is_empty() {
-                f64::NAN
+            let hold_acc = if has_hold {
+                draws.score(&self.model, f, self.corpus)?
             } else {
-                draws.score(&self.model, &f, self.corpus)?
+                f64::NAN
             };
-            log.write(
-                &json!({"stage": Stage::Stage2, "epoch": epoch + 1, "loss": ep_loss,
-                              "holdout_acc": hold_acc,
-                              "elapsed_s": self.started.elapsed().as_secs_f64()}),
-            )?;
+            if let Some(log) = log.as_mut() {
+                log.write(
+                    &json!({"stage": Stage::Stage2, "epoch": epoch + 1, "loss": ep_loss,
+                                  "holdout_acc": hold_acc,
+                                  "elapsed_s": self.started.elapsed().as_secs_f64()}),
+                )?;
+            }
             bar.set_message(format!("kl {ep_loss:.4} held-out acc {hold_acc:.3}"));
-            if hold.is_empty() || best.as_ref().is_none_or(|(a, _, _)| hold_acc > *a) {
+            if !has_hold || best.as_ref().is_none_or(|(a, _, _)| hold_acc > *a) {
                 best = Some((hold_acc, epoch + 1, snapshot(&self.model)?));
             }
         }
         bar.finish();
-        if let Some((acc, ep, snap)) = best {
-            for (n, t) in snap {
-                self.model.vars.insert(&n, t)?;
+        Ok(match best {
+            Some((acc, ep, snap)) => {
+                restore(&self.model, &snap)?;
+                Some((acc, ep))
             }
-            self.state.s2_best_epoch = Some(ep);
-            if self.progress {
-                eprintln!(
-                    "s2: kept epoch {ep} (held-out seen users' target accuracy {acc:.4}, mean over k)"
-                );
-            }
-        }
-        if cfg.model.prior && !hold.is_empty() {
-            let a = self.calibrate_prior(&f, &draws)?;
-            self.state.s2_prior_scale = Some(a);
-            if self.progress {
-                eprintln!(
-                    "s2: population prior's precision × {a} (held-out seen users, k = 0…|R|)"
-                );
-            }
-        }
-        Ok(())
+            None => None,
+        })
     }
 
     /// Each user's mean Eq. 8 loss on their pairs (reference and target) outside the subset their
@@ -224,28 +292,48 @@ impl Trainer<'_> {
         Ok((keep, err))
     }
 
-    /// Scales the learned prior's precision by the factor in [`PRIOR_SCALES`] that gives the
-    /// held-out seen users (whom stage 2 never trained on) the best mean target accuracy over
-    /// k = 0, 1, 3, 5 and all of their reference pairs. The encoder, trained on the other seen
-    /// users' subsets, is surer of them than of new users; this is the one number that says how
-    /// much a new user's first answers should count against the population. Returns the factor.
-    fn calibrate_prior(&mut self, f: &Features, draws: &HoldoutDraws) -> Result<f64> {
-        // A copy of the learned log-variance: its variable changes with each factor tried (the
-        // mean is not touched).
-        let prior = match self.model.encoder.as_ref().and_then(|e| e.prior()) {
-            Some(p) => Prior {
-                mean: p.mean.clone(),
-                log_var: p.log_var.copy()?,
-            },
-            None => return Ok(1.0),
+    /// The held-out score ([`HoldoutDraws::score`]) of each factor of [`PRIOR_SCALES`] on the
+    /// learned prior's precision; the prior is left as it was.
+    fn prior_scores(&mut self, f: &Features, draws: &HoldoutDraws) -> Result<Vec<f64>> {
+        let Some(prior) = self.learned_prior()? else {
+            return Ok(vec![0.0; PRIOR_SCALES.len()]);
         };
         let name = format!("{}prior.log_var", prefix::ENCODER);
-        let mut best: Option<(f64, f64)> = None;
+        let mut out = Vec::with_capacity(PRIOR_SCALES.len());
         for a in PRIOR_SCALES {
             self.model
                 .vars
                 .insert(&name, prior.raw_log_var_scaled(a)?)?;
-            let score = draws.score(&self.model, f, self.corpus)?;
+            out.push(draws.score(&self.model, f, self.corpus)?);
+        }
+        self.model.vars.insert(&name, prior.log_var)?;
+        Ok(out)
+    }
+
+    /// A copy of the learned prior (its log-variance variable changes with each factor tried;
+    /// the mean is not touched), or `None` without one.
+    fn learned_prior(&self) -> Result<Option<Prior>> {
+        Ok(match self.model.encoder.as_ref().and_then(|e| e.prior()) {
+            Some(p) => Some(Prior {
+                mean: p.mean.clone(),
+                log_var: p.log_var.copy()?,
+            }),
+            None => None,
+        })
+    }
+
+    /// Scales the learned prior's precision by the factor in [`PRIOR_SCALES`] with the best
+    /// summed held-out score `scores` (one per factor, [`Trainer::prior_scores`] over the
+    /// folds): held-out seen users, whom the encoder scoring them never trained on, at k = 0, 1,
+    /// 3, 5 and all of their reference pairs. The encoder, trained on the other seen users'
+    /// subsets, is surer of them than of new users; this is the one number that says how much a
+    /// new user's first answers should count against the population. Returns the factor.
+    fn calibrate_prior(&mut self, scores: &[f64]) -> Result<f64> {
+        let Some(prior) = self.learned_prior()? else {
+            return Ok(1.0);
+        };
+        let mut best: Option<(f64, f64)> = None;
+        for (&a, &score) in PRIOR_SCALES.iter().zip(scores) {
             // Ties keep the learned prior (a = 1 comes first among equals by distance).
             let better = best.is_none_or(|(s, b)| {
                 score > s + 1e-9 || (score > s - 1e-9 && a.ln().abs() < b.ln().abs())
@@ -255,6 +343,7 @@ impl Trainer<'_> {
             }
         }
         let a = best.map_or(1.0, |(_, a)| a);
+        let name = format!("{}prior.log_var", prefix::ENCODER);
         self.model
             .vars
             .insert(&name, prior.raw_log_var_scaled(a)?)?;
