@@ -334,6 +334,20 @@ pub struct FewShotPoint {
     pub draws: Vec<Vec<Vec<usize>>>,
 }
 
+impl FewShotPoint {
+    /// The mean of `score` over the point's draws (each: k reference pairs per unseen user).
+    pub fn mean_over<E>(
+        &self,
+        mut score: impl FnMut(&[Vec<usize>]) -> std::result::Result<f64, E>,
+    ) -> std::result::Result<f64, E> {
+        let mut sum = 0.0;
+        for refs in &self.draws {
+            sum += score(refs)?;
+        }
+        Ok(sum / self.draws.len() as f64)
+    }
+}
+
 /// The few-shot reference draws of `ds`'s unseen users: for each k of 1, 3, 5 and 9 up to the
 /// largest reference count, [`FEW_SHOT_DRAWS`] draws of k random reference pairs of each unseen
 /// user (all of a user's pairs where it has fewer). Draw j is [`reference_draws`] with seed
@@ -531,14 +545,11 @@ pub fn evaluate(
                         draws: vec![vec![Vec::new(); ds.unseen.len()]],
                     });
                 for point in cold.into_iter().chain(few_shot_draws(ds)) {
-                    let mut sum = 0.0;
-                    for refs in &point.draws {
+                    let acc = point.mean_over(|refs| -> Result<f64> {
                         let (_, _, w) = posteriors(model, &f, corpus, refs)?;
-                        sum += group_accuracy(&f, corpus, &evals, &w)?;
-                    }
-                    report
-                        .few_shot
-                        .push((point.k, sum / point.draws.len() as f64));
+                        group_accuracy(&f, corpus, &evals, &w)
+                    })?;
+                    report.few_shot.push((point.k, acc));
                 }
                 // Calibration and σ² against error, at full reference sets (the posteriors
                 // computed above; the unseen group's is there, the group not being empty) and

@@ -363,8 +363,8 @@ fn same_seed_same_results_and_resume_continues_exactly() {
     assert_eq!(post("a"), post("r"));
 }
 
-/// `train.lm_epochs`: a next-token pretraining stage runs first (backbone only), lowers its own
-/// loss, is resumable like any stage, and the reward stages follow.
+/// `train.s2_calib_folds`: further folds only score the prior's factors; the kept encoder is
+/// the same with any number of folds.
 #[test]
 fn prior_folds_choose_the_prior_and_leave_the_kept_encoder_alone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -422,6 +422,8 @@ fn prior_folds_choose_the_prior_and_leave_the_kept_encoder_alone() {
     }
 }
 
+/// `train.lm_epochs`: a next-token pretraining stage runs first (backbone only), lowers its own
+/// loss, is resumable like any stage, and the reward stages follow.
 #[test]
 fn lm_pretraining_runs_first_and_lowers_next_token_loss() {
     let tmp = tempfile::tempdir().unwrap();

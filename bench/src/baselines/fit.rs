@@ -497,15 +497,12 @@ pub(crate) fn evaluate(
         }
         // Few-shot curve: k random reference pairs per unseen user, VRF's draws (mean over them).
         for point in few_shot_draws(ds) {
-            let mut sum = 0.0;
-            for refs in &point.draws {
+            let acc = point.mean_over(|refs| -> Result<f64> {
                 let b = make_batch(ds, corpus, &refs.concat(), &ds.unseen, &src)?;
                 let reps = method.adapt(&b, t.seed)?;
-                sum += accuracy(&ds.unseen, &reps)?;
-            }
-            report
-                .few_shot
-                .push((point.k, sum / point.draws.len() as f64));
+                accuracy(&ds.unseen, &reps)
+            })?;
+            report.few_shot.push((point.k, acc));
         }
     }
     report.overall_accuracy = macro_average(report.seen_accuracy, report.unseen_accuracy);

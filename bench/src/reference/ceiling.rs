@@ -59,22 +59,6 @@ pub(super) fn on_draws(
     })[1]
 }
 
-/// The mean of [`on_draws`] over a few-shot point's draws (`None` where any draw has none).
-pub(super) fn on_all_draws(
-    ds: &Dataset,
-    truth: &Rows,
-    pop: &[f64],
-    draws: &[Vec<Vec<usize>>],
-    strength: f64,
-) -> Option<f64> {
-    let accs: Option<Vec<f64>> = draws
-        .iter()
-        .map(|d| on_draws(ds, truth, pop, d, strength))
-        .collect();
-    accs.filter(|a| !a.is_empty())
-        .map(|a| a.iter().sum::<f64>() / a.len() as f64)
-}
-
 /// The folds that choose k's prior precision: per seen user, `CUT_REPEATS` seeded draws of k of
 /// its reference pairs (one when it has no more than k), the rest of its training pairs held out.
 fn cut_folds(ds: &Dataset, k: usize) -> Vec<Fold> {
@@ -129,7 +113,10 @@ pub(super) fn curve(
         };
         out.push(CeilingPoint {
             k,
-            unseen: on_all_draws(ds, truth, pop, &point.draws, selection.strength),
+            // The mean over the point's draws; none where any draw has none.
+            unseen: point
+                .mean_over(|d| on_draws(ds, truth, pop, d, selection.strength).ok_or(()))
+                .ok(),
             selection: Some(selection),
         });
     }

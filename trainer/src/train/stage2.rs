@@ -91,7 +91,7 @@ impl Trainer<'_> {
             for j in 1..folds {
                 let (hold, train) = split(j);
                 let hold_users: Vec<usize> = hold.iter().map(|&si| seen[si]).collect();
-                let draws = HoldoutDraws::new(self, &hold_users, true);
+                let draws = HoldoutDraws::new(self, &hold_users, cfg.model.prior);
                 self.train_encoder(&f, &w_free, &seen, &train, &draws, false)?;
                 for (sum, s) in scale_scores.iter_mut().zip(self.prior_scores(&f, &draws)?) {
                     *sum += s;
